@@ -1,0 +1,403 @@
+//! Command-line interface: clap definitions, one function per command, and how results are
+//! shown. Only this file prints.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use rootroll::materials::materialize;
+use rootroll::model::compile;
+use rootroll::plan::{self, PlanError};
+use rootroll::render::{self, RenderOptions, cluster_dir, parse_active};
+use rootroll::state::{self, KeyState};
+use rootroll::write::{self, Change};
+use rootroll::{init, pki};
+
+const ABOUT: &str =
+    "Compile an Istio root CA rotation plan into ordered, encrypted GitOps manifests.";
+const LONG_ABOUT: &str = "\
+Compile an Istio root CA rotation plan into ordered, encrypted GitOps manifests.
+
+A rotation moves the mesh from root A to root B in four phases, each a complete cacerts Secret:
+  1 initial        sign with A's intermediate; root-cert.pem = A (today's exact bytes)
+  2 trust-both     sign with A's intermediate; root-cert.pem = A+B
+  3 switch-issuer  sign with B's intermediate; root-cert.pem = A+B+B (bytes change: proxies re-sign)
+  4 finalize       sign with B's intermediate; root-cert.pem = B
+
+Typical use:
+  rootroll init --from-dir ./istio-certs > plan.yaml   # import today's CA
+  rootroll plan plan.yaml                              # review the phases and gates
+  rootroll render plan.yaml --out gitops/istio-ca      # write the GitOps tree, commit it
+
+Exit codes: 0 ok, 1 drift found by --check (or a failed gate), 2 an error.";
+
+#[derive(Parser)]
+#[command(name = "rootroll", version, about = ABOUT, long_about = LONG_ABOUT)]
+struct Cli {
+    /// The time to plan and generate certificates at (RFC 3339), instead of the clock.
+    /// Same plan + same keys + same --now give the same bytes.
+    #[arg(long, global = true, value_name = "RFC3339", value_parser = parse_now)]
+    now: Option<OffsetDateTime>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Scaffold a plan that imports today's CA and generates the new one.
+    #[command(
+        long_about = "Scaffold a commented plan from Istio Makefile output (ca-cert.pem, ca-key.pem, \
+root-cert.pem, cert-chain.pem; optionally a top directory with root-key.pem and one subdirectory per \
+cluster) or a kubernetes.io/tls set (tls.crt, tls.key, ca.crt). The current root is imported byte for \
+byte; the new root and intermediates are generated."
+    )]
+    Init {
+        /// Directory holding today's CA files.
+        #[arg(long, value_name = "DIR")]
+        from_dir: PathBuf,
+        /// Write the plan here instead of standard output (import paths are made relative to it).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Plan name (a DNS label).
+        #[arg(long, default_value = "root-rotation")]
+        name: String,
+        /// Cluster name when DIR is a single cluster's directory.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Overwrite --output if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Validate a plan and print the computed rollout: phases, roots, signers, gates, soak times.
+    Plan {
+        plan: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// A rendered directory whose key state supplies fingerprints of generated certificates.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Generate or import key material and write every phase's manifests to DIR.
+    #[command(
+        long_about = "Generate or import key material and write every phase's manifests to DIR: \
+one directory per cluster and phase with a kustomization and the cacerts Secret, the active-phase \
+pointer (phase 1 after a first render; kept on re-render), Flux or Argo CD wiring, the phase-0 \
+prerequisites and ROLLOUT.md. The tree is written atomically: on failure DIR is untouched. \
+Generated keys are kept in DIR/.rootroll so a second render reuses them and changes no byte."
+    )]
+    Render {
+        plan: PathBuf,
+        /// Output directory (created if missing; must be empty or a previous render).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Write private keys unencrypted (for local experiments only; never commit the result).
+        #[arg(long)]
+        insecure_plaintext: bool,
+        /// Do not write; exit 1 and list the files that would change.
+        #[arg(long)]
+        check: bool,
+        /// Directory of templates (*.j2) overriding the embedded ones of the same name.
+        #[arg(long, value_name = "DIR")]
+        templates: Option<PathBuf>,
+    },
+    /// Summarise every certificate in a PEM bundle.
+    Inspect {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+}
+
+fn parse_now(s: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .map_err(|e| format!("`{s}` is not RFC 3339 (e.g. 2026-11-22T12:00:00Z): {e}"))
+}
+
+/// Prints an error and its causes; plan diagnostics are printed in full.
+pub fn print_error(err: &anyhow::Error) {
+    if let Some(PlanError::Invalid { diagnostics, path }) = err.downcast_ref::<PlanError>() {
+        for d in diagnostics {
+            eprintln!("{d}");
+        }
+        let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+        eprintln!(
+            "error: {} has {errors} problem(s); nothing was written",
+            path.display()
+        );
+        return;
+    }
+    eprint!("error: {err}");
+    for cause in err.chain().skip(1) {
+        eprint!(": {cause}");
+    }
+    eprintln!();
+}
+
+pub fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    let now = cli.now.unwrap_or_else(OffsetDateTime::now_utc);
+    match cli.command {
+        Command::Init {
+            from_dir,
+            output,
+            name,
+            cluster,
+            force,
+        } => cmd_init(
+            &from_dir,
+            output.as_deref(),
+            &name,
+            cluster.as_deref(),
+            force,
+        ),
+        Command::Plan { plan, format, out } => cmd_plan(&plan, format, out.as_deref(), now),
+        Command::Render {
+            plan,
+            out,
+            insecure_plaintext,
+            check,
+            templates,
+        } => cmd_render(
+            &plan,
+            &out,
+            insecure_plaintext,
+            check,
+            templates.as_deref(),
+            now,
+        ),
+        Command::Inspect { file, format } => cmd_inspect(&file, format),
+    }
+}
+
+fn cmd_init(
+    dir: &Path,
+    output: Option<&Path>,
+    name: &str,
+    cluster: Option<&str>,
+    force: bool,
+) -> Result<ExitCode> {
+    let plan_dir = output
+        .and_then(Path::parent)
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let s = init::scaffold(dir, &plan_dir, name, cluster)?;
+    match output {
+        Some(path) => {
+            if path.exists() && !force {
+                bail!("{} exists; pass --force to overwrite it", path.display());
+            }
+            std::fs::write(path, &s.yaml)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!(
+                "wrote {}: {} cluster(s) ({}), {} layout{}",
+                path.display(),
+                s.clusters.len(),
+                s.clusters.join(", "),
+                s.layout,
+                if s.root_key_found {
+                    ", root key found"
+                } else {
+                    ""
+                }
+            );
+            eprintln!(
+                "next: add ageRecipients, then `rootroll plan {}`",
+                path.display()
+            );
+        }
+        None => print!("{}", s.yaml),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_plan(path: &Path, now: OffsetDateTime) -> Result<plan::Plan> {
+    let plan = plan::load(path, now)?;
+    for w in &plan.warnings {
+        eprintln!("{w}");
+    }
+    Ok(plan)
+}
+
+fn read_state(out: &Path) -> Result<KeyState> {
+    let plain = out.join(state::PLAIN_PATH);
+    if plain.exists() {
+        let text = std::fs::read_to_string(&plain)
+            .with_context(|| format!("cannot read {}", plain.display()))?;
+        return Ok(KeyState::parse(&plain.display().to_string(), &text)?);
+    }
+    Ok(KeyState::default())
+}
+
+fn cmd_plan(
+    path: &Path,
+    format: Format,
+    out: Option<&Path>,
+    now: OffsetDateTime,
+) -> Result<ExitCode> {
+    let plan = load_plan(path, now)?;
+    let materials = match out {
+        Some(dir) => {
+            let st = read_state(dir)?;
+            if rootroll::materials::count_to_generate(&plan, &st) > 0 {
+                bail!(
+                    "{} has no key state for every generated certificate of this plan; run render first",
+                    dir.display()
+                );
+            }
+            Some(materialize(&plan, &st, now, &mut |_, _, _| {})?)
+        }
+        None => None,
+    };
+    let rollout = compile(&plan, materials.as_ref());
+    let mut stdout = std::io::stdout().lock();
+    match format {
+        Format::Text => write!(stdout, "{}", rollout.to_text(&path.display().to_string()))?,
+        Format::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(&rollout)?)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_render(
+    path: &Path,
+    out: &Path,
+    insecure_plaintext: bool,
+    check: bool,
+    templates: Option<&Path>,
+    now: OffsetDateTime,
+) -> Result<ExitCode> {
+    let plan = load_plan(path, now)?;
+    if !insecure_plaintext {
+        bail!(
+            "every cacerts Secret holds a CA private key and encryption is not available in this build; \
+             pass --insecure-plaintext to write them unencrypted (never commit that output)"
+        );
+    }
+    let st = read_state(out)?;
+    // Keep each cluster's active phase across renders.
+    let mut active = BTreeMap::new();
+    for c in &plan.clusters {
+        let pointer = out.join(cluster_dir(&c.name)).join("kustomization.yaml");
+        if let Ok(text) = std::fs::read_to_string(&pointer) {
+            let n = parse_active(&text).with_context(|| {
+                format!(
+                    "{} does not name exactly one phase; fix it or remove it to reset to phase 1",
+                    pointer.display()
+                )
+            })?;
+            active.insert(c.name.clone(), n);
+        }
+    }
+    let tty = std::io::stderr().is_terminal();
+    let mut progress = |id: &str, done: usize, total: usize| {
+        if tty {
+            eprint!("\r\x1b[2Kgenerating CA {done}/{total}: {id}");
+            if done >= total {
+                eprintln!();
+            }
+        }
+    };
+    let materials = materialize(&plan, &st, now, &mut progress)?;
+    let rollout = compile(&plan, Some(&materials));
+    let opts = RenderOptions {
+        templates,
+        encrypted: false,
+        active,
+    };
+    let mut outputs = render::render(&plan, &rollout, &materials, &opts)?;
+    let state_yaml = materials.state.to_yaml(&plan.name);
+    outputs.files.insert(
+        state::PLAIN_PATH.into(),
+        render::OutFile {
+            bytes: state_yaml.as_bytes().to_vec(),
+            private: true,
+        },
+    );
+    if check {
+        let changes = write::diff(out, &outputs)?;
+        let drift: Vec<_> = changes
+            .iter()
+            .filter(|(_, c)| **c != Change::Unchanged)
+            .collect();
+        if drift.is_empty() {
+            println!("{} is up to date", out.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        for (p, c) in &drift {
+            println!("{:<9} {}", format!("{c:?}").to_lowercase(), p);
+        }
+        println!(
+            "{} file(s) of {} would change; run `rootroll render` and commit",
+            drift.len(),
+            out.display()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let changes = write::write_tree(out, &outputs)?;
+    let count = |k: Change| changes.values().filter(|c| **c == k).count();
+    if !materials.generated.is_empty() {
+        eprintln!(
+            "generated {} CA(s): {}",
+            materials.generated.len(),
+            materials.generated.join(", ")
+        );
+    }
+    eprintln!(
+        "warning: private keys were written unencrypted (--insecure-plaintext); do not commit {}",
+        out.display()
+    );
+    println!(
+        "wrote {}: {} added, {} changed, {} unchanged, {} removed",
+        out.display(),
+        count(Change::Added),
+        count(Change::Changed),
+        count(Change::Unchanged),
+        count(Change::Removed)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_inspect(file: &Path, format: Format) -> Result<ExitCode> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let blocks =
+        pem::parse_many(&bytes).with_context(|| format!("{} is not PEM", file.display()))?;
+    let mut summaries = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, b) in blocks.iter().enumerate() {
+        if b.tag() == "CERTIFICATE" {
+            let s = pki::inspect_der(b.contents())
+                .with_context(|| format!("{}: certificate {}", file.display(), i + 1))?;
+            summaries.push(s);
+        } else {
+            skipped.push(format!("block {} ({}) not shown", i + 1, b.tag()));
+        }
+    }
+    if summaries.is_empty() {
+        bail!("{} holds no certificate", file.display());
+    }
+    let mut stdout = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(&summaries)?)?,
+        Format::Text => {
+            for (i, s) in summaries.iter().enumerate() {
+                writeln!(stdout, "certificate {} of {}", i + 1, summaries.len())?;
+                write!(stdout, "{}", s.to_text())?;
+            }
+        }
+    }
+    for s in skipped {
+        eprintln!("note: {}: {s}", file.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,203 @@
+//! `rootroll init --from-dir`: scaffold a commented plan that imports today's CA from Istio
+//! Makefile output or a `kubernetes.io/tls` set and generates the new root and intermediates.
+
+use std::path::{Path, PathBuf};
+
+/// What was found in the directory.
+#[derive(Debug)]
+pub struct Scaffold {
+    pub yaml: String,
+    pub clusters: Vec<String>,
+    pub layout: &'static str,
+    pub root_key_found: bool,
+}
+
+/// Errors while scaffolding.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("{} holds neither Istio Makefile output (ca-cert.pem, ca-key.pem, root-cert.pem) nor a tls.crt/tls.key/ca.crt set, nor subdirectories with them", dir.display())]
+    NothingFound { dir: PathBuf },
+    #[error("cannot read {}", dir.display())]
+    Read {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn is_cluster_dir(d: &Path) -> Option<&'static str> {
+    if d.join("tls.crt").is_file() && d.join("tls.key").is_file() {
+        Some("tls")
+    } else if d.join("ca-cert.pem").is_file() && d.join("ca-key.pem").is_file() {
+        Some("makefile")
+    } else {
+        None
+    }
+}
+
+fn dns_label(s: &str) -> String {
+    let mut out: String = s
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    out = out.trim_matches('-').to_string();
+    out.truncate(63);
+    if out.is_empty() {
+        "cluster".into()
+    } else {
+        out
+    }
+}
+
+/// Relative path from `base` (a directory) to `target`, both absolute or both relative to cwd.
+fn relative(base: &Path, target: &Path) -> String {
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let (b, t) = (abs(base), abs(target));
+    let bc: Vec<_> = b.components().collect();
+    let tc: Vec<_> = t.components().collect();
+    let common = bc.iter().zip(&tc).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = std::iter::repeat_n("..".to_string(), bc.len() - common).collect();
+    parts.extend(
+        tc[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    }
+}
+
+/// Builds the plan text. `plan_dir` is where the plan will be written (import paths are
+/// relative to it); `name` the plan name.
+pub fn scaffold(
+    dir: &Path,
+    plan_dir: &Path,
+    name: &str,
+    cluster: Option<&str>,
+) -> Result<Scaffold, InitError> {
+    let read_err = |source| InitError::Read {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    // Either DIR is one cluster's directory, or it is a Makefile top directory
+    // (root-cert.pem, root-key.pem) with one subdirectory per cluster.
+    let mut clusters: Vec<(String, PathBuf, &'static str)> = Vec::new();
+    if let Some(layout) = is_cluster_dir(dir) {
+        let cname = cluster.map_or_else(
+            || {
+                dns_label(
+                    &dir.file_name()
+                        .map_or("cluster".into(), |n| n.to_string_lossy().into_owned()),
+                )
+            },
+            str::to_string,
+        );
+        clusters.push((cname, dir.to_path_buf(), layout));
+    } else {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map_err(read_err)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        entries.sort();
+        for p in entries {
+            if let Some(layout) = is_cluster_dir(&p) {
+                let cname = dns_label(
+                    &p.file_name()
+                        .map_or("cluster".into(), |n| n.to_string_lossy().into_owned()),
+                );
+                clusters.push((cname, p, layout));
+            }
+        }
+    }
+    if clusters.is_empty() {
+        return Err(InitError::NothingFound {
+            dir: dir.to_path_buf(),
+        });
+    }
+    let layout = clusters[0].2;
+    // The current root: the top directory if it has root-cert.pem (with its key), else the
+    // first cluster directory's copy.
+    let (root_dir, root_key_found) =
+        if dir.join("root-cert.pem").is_file() && is_cluster_dir(dir).is_none() {
+            (dir.to_path_buf(), dir.join("root-key.pem").is_file())
+        } else {
+            (
+                clusters[0].1.clone(),
+                clusters[0].1.join("root-key.pem").is_file(),
+            )
+        };
+    let format = if layout == "tls" {
+        "kubernetes.io/tls"
+    } else {
+        "istiod"
+    };
+    let mut y = String::new();
+    y.push_str(&format!(
+        "# Istio root CA rotation plan, scaffolded by `rootroll init --from-dir {}`.\n\
+         # Review every field, then: rootroll plan THIS-FILE; rootroll render THIS-FILE --out DIR\n\
+         apiVersion: rootroll.dev/v1alpha1\n\
+         kind: RotationPlan\n\
+         metadata:\n  name: {name}\n\
+         spec:\n\
+         \x20 mesh:\n\
+         \x20   trustDomain: cluster.local\n\
+         \x20   istioNamespace: istio-system\n\
+         \x20   secretName: cacerts\n\
+         \x20   # Must match the live Secret: its type cannot change in place.\n\
+         \x20   secretFormat: {format}\n\
+         \x20   dataPlane: sidecar            # or ambient (adds ztunnel restart/wait gates)\n\
+         \x20   minIstioVersion: \"1.22\"       # the oldest istiod/proxy version running\n\
+         \x20 timing:\n\
+         \x20   workloadCertTTL: 24h          # SECRET_TTL of your proxies\n\
+         \x20   propagationDelay: 2m          # kubelet sync + istiod reload\n\
+         \x20   safetyMargin: 15m\n\
+         \x20 gitops:\n\
+         \x20   engine: flux                  # or argocd\n\
+         \x20   repoPath: .                   # where the rendered directory sits in your Git repo\n\
+         \x20   # age recipients the rendered Secrets are encrypted to (Flux's key, each operator's).\n\
+         \x20   ageRecipients: []\n\
+         \x20 roots:\n\
+         \x20   current:\n\
+         \x20     # Today's root-cert.pem, kept byte for byte.\n\
+         \x20     import:\n\
+         \x20       dir: {}\n",
+        dir.display(),
+        relative(plan_dir, &root_dir)
+    ));
+    y.push_str(
+        "    new:\n\
+         \x20     generate:\n\
+         \x20       algorithm: ecdsa-p256       # rsa-2048|rsa-3072|rsa-4096|ecdsa-p256|ecdsa-p384\n\
+         \x20       validity: 3650d\n\
+         \x20       subject:\n\
+         \x20         organization: Istio\n",
+    );
+    y.push_str(&format!(
+        "          commonName: Root CA ({name})   # must differ from the current root's subject\n  clusters:\n"
+    ));
+    for (cname, cdir, _) in &clusters {
+        y.push_str(&format!(
+            "    - name: {cname}\n\
+             \x20     intermediates:\n\
+             \x20       current:\n\
+             \x20         import:\n\
+             \x20           dir: {}\n\
+             \x20       new:\n\
+             \x20         generate:\n\
+             \x20           algorithm: ecdsa-p256\n\
+             \x20           validity: 1825d\n",
+            relative(plan_dir, cdir)
+        ));
+    }
+    Ok(Scaffold {
+        yaml: y,
+        clusters: clusters.into_iter().map(|c| c.0).collect(),
+        layout,
+        root_key_found,
+    })
+}

@@ -1,0 +1,19 @@
+//! rootroll compiles an Istio root CA rotation plan into ordered, encrypted GitOps manifests.
+//!
+//! ```text
+//! plan.yaml ─load─▶ RawPlan ─validate─▶ Plan ─materialize─▶ Materials ─compile(now)─▶ Rollout
+//!                                                                      ─render─▶ Outputs ─write─▶ DIR
+//! ```
+//! Each arrow is a function; only `materialize` (key generation, reading imports and state)
+//! and `write` touch the world. The library never prints and never reads the clock: `now` is
+//! passed in.
+
+pub mod duration;
+pub mod init;
+pub mod materials;
+pub mod model;
+pub mod pki;
+pub mod plan;
+pub mod render;
+pub mod state;
+pub mod write;

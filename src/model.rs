@@ -1,0 +1,622 @@
+//! The rollout model: what every phase of every cluster holds, why, and what must be true
+//! before the next phase. [`compile`] decides everything; `plan` prints it and `render`
+//! writes it. No I/O, no clock.
+
+use serde::Serialize;
+
+use crate::duration::Span;
+use crate::materials::{Materials, Signer};
+use crate::pki::{self, CertSummary, GenerateSpec};
+use crate::plan::{DataPlane, IntermediateInput, Plan, RootInput};
+
+/// The phases of the default strategy (DESIGN.md), phase 0 being the prerequisites.
+pub const PHASES: [(u8, &str); 5] = [
+    (0, "prerequisites"),
+    (1, "initial"),
+    (2, "trust-both"),
+    (3, "switch-issuer"),
+    (4, "finalize"),
+];
+
+/// Directory name of a rendered phase (`2-trust-both`).
+pub fn phase_dir(number: u8) -> String {
+    format!("{number}-{}", PHASES[number as usize].1)
+}
+
+/// Which intermediate signs workload certificates in a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Issuer {
+    Current,
+    New,
+}
+
+/// A certificate as the plan knows it: inspected when it exists, described when it will be
+/// generated at render time.
+#[derive(Debug, Clone, Serialize)]
+#[serde(
+    tag = "state",
+    rename_all = "lowercase",
+    rename_all_fields = "camelCase"
+)]
+pub enum CertView {
+    Known(Box<CertSummary>),
+    Planned {
+        algorithm: String,
+        validity: Span,
+        subject: String,
+    },
+}
+
+impl CertView {
+    fn planned(spec: &GenerateSpec) -> Self {
+        Self::Planned {
+            algorithm: spec.algorithm.name().to_string(),
+            validity: spec.validity,
+            subject: spec.subject.to_string(),
+        }
+    }
+    pub fn subject(&self) -> &str {
+        match self {
+            Self::Known(s) => &s.subject,
+            Self::Planned { subject, .. } => subject,
+        }
+    }
+    /// `sha256 abcd…` or `generated at render`.
+    pub fn short_id(&self) -> String {
+        match self {
+            Self::Known(s) => format!("sha256:{}", &s.sha256[..16]),
+            Self::Planned { algorithm, .. } => format!("{algorithm}, generated at render"),
+        }
+    }
+}
+
+/// A root bundle entry, in file order.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleEntry {
+    /// `A` (a current root) or `B` (the new root).
+    pub root: &'static str,
+    pub cert: CertView,
+}
+
+/// What the bundle bytes of a phase are compared with the previous phase's.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Relation {
+    pub description: &'static str,
+    /// istiod 1.20–1.29: one bundle's bytes contain the other's. `None` until bytes exist.
+    pub byte_containment: Option<bool>,
+    /// istiod 1.30+: one set of certificates contains the other.
+    pub set_relation: Option<bool>,
+    pub bytes_change: Option<bool>,
+}
+
+/// A gate that must pass before the next phase is promoted.
+#[derive(Debug, Clone, Serialize)]
+pub struct Gate {
+    /// Stable kebab-case code shared with `verify`.
+    pub code: &'static str,
+    pub description: String,
+}
+
+/// One phase, shared by every cluster (phases run in lockstep).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Phase {
+    pub number: u8,
+    pub name: &'static str,
+    pub signer: Option<Issuer>,
+    pub bundle: Vec<BundleEntry>,
+    pub bundle_sha256: Option<String>,
+    pub relation_to_previous: Option<Relation>,
+    pub why: &'static str,
+    /// Minimum time to stay in this phase before promoting the next.
+    pub min_soak: Span,
+    pub min_soak_secs: u64,
+    pub gates_before_next: Vec<Gate>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterView {
+    pub name: String,
+    pub current_intermediate: CertView,
+    pub new_intermediate: CertView,
+}
+
+/// The whole computed rollout.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    pub plan: String,
+    pub mesh: crate::plan::Mesh,
+    pub timing: crate::plan::Timing,
+    pub gitops: crate::plan::Gitops,
+    pub current_roots: Vec<CertView>,
+    pub new_root: CertView,
+    pub clusters: Vec<ClusterView>,
+    pub phases: Vec<Phase>,
+    /// Sum of the minimum soak times of phases 1–3: the shortest possible rotation.
+    pub min_total: Span,
+}
+
+/// The bytes of `root-cert.pem` in each phase 1–4 (index 0 = phase 1).
+pub fn bundles(m: &Materials) -> [Vec<u8>; 4] {
+    let a = m.current_bundle.clone();
+    let mut ab = a.clone();
+    if !ab.ends_with(b"\n") {
+        ab.push(b'\n');
+    }
+    let b = m.new_bundle.clone();
+    ab.extend_from_slice(&b);
+    let mut abb = ab.clone();
+    if !abb.ends_with(b"\n") {
+        abb.push(b'\n');
+    }
+    abb.extend_from_slice(&b);
+    [a, ab, abb, b]
+}
+
+/// The signer of a cluster in a phase 1–4.
+pub fn signer_for(phase: u8, current: &Signer, new: &Signer) -> (Issuer, Signer) {
+    if phase >= 3 {
+        (Issuer::New, new.clone())
+    } else {
+        (Issuer::Current, current.clone())
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Does istiod 1.20–1.29 accept `new` after `old`? (raw byte containment either way)
+pub fn byte_reload_ok(old: &[u8], new: &[u8]) -> bool {
+    old == new || contains(old, new) || contains(new, old)
+}
+
+/// Does istiod 1.30+ accept `new` after `old`? (DER set subset or superset)
+pub fn set_reload_ok(old: &[u8], new: &[u8]) -> bool {
+    use std::collections::BTreeSet;
+    let (Ok(a), Ok(b)) = (pki::split_certificates(old), pki::split_certificates(new)) else {
+        return false;
+    };
+    let a: BTreeSet<_> = a.into_iter().collect();
+    let b: BTreeSet<_> = b.into_iter().collect();
+    a.is_subset(&b) || b.is_subset(&a)
+}
+
+fn gate(code: &'static str, description: impl Into<String>) -> Gate {
+    Gate {
+        code,
+        description: description.into(),
+    }
+}
+
+/// Computes the rollout. With `materials`, certificates are inspected and bundle relations
+/// computed from the real bytes; without, generated certificates are shown as planned.
+pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
+    let t = &plan.timing;
+    let ambient = plan.mesh.data_plane == DataPlane::Ambient;
+    let fast = t.propagation_delay + t.safety_margin;
+    // Leaves renew at 50% ± 1% of their lifetime (facts §4.2).
+    let natural = t.workload_cert_ttl.scaled(51, 100) + t.propagation_delay + t.safety_margin;
+    let immediate_resign = plan.mesh.min_istio_version
+        >= crate::plan::IstioVersion {
+            major: 1,
+            minor: 21,
+            patch: None,
+        };
+
+    let current_roots: Vec<CertView> = match (materials, &plan.current_root) {
+        (Some(m), _) => m
+            .current_roots
+            .iter()
+            .filter_map(|d| pki::inspect_der(d).ok())
+            .map(|s| CertView::Known(Box::new(s)))
+            .collect(),
+        (None, RootInput::Import(r)) => r
+            .certs
+            .iter()
+            .filter_map(|d| pki::inspect_der(d).ok())
+            .map(|s| CertView::Known(Box::new(s)))
+            .collect(),
+        (None, RootInput::Generate(spec)) => vec![CertView::planned(spec)],
+    };
+    let new_root = match (materials, &plan.new_root) {
+        (Some(m), _) => CertView::Known(Box::new(m.new_root.summary())),
+        (None, RootInput::Import(r)) => CertView::Known(Box::new(r.signer.summary())),
+        (None, RootInput::Generate(spec)) => CertView::planned(spec),
+    };
+    let clusters = plan
+        .clusters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let view = |input: &IntermediateInput, known: Option<&Signer>| match (known, input) {
+                (Some(s), _) => CertView::Known(Box::new(s.cert.summary())),
+                (None, IntermediateInput::Import(imp)) => {
+                    CertView::Known(Box::new(imp.cert.summary()))
+                }
+                (None, IntermediateInput::Generate(spec)) => CertView::planned(spec),
+            };
+            let cm = materials.map(|m| &m.clusters[i]);
+            ClusterView {
+                name: c.name.clone(),
+                current_intermediate: view(&c.current, cm.map(|m| &m.current)),
+                new_intermediate: view(&c.new, cm.map(|m| &m.new)),
+            }
+        })
+        .collect();
+
+    let a_entries: Vec<BundleEntry> = current_roots
+        .iter()
+        .map(|c| BundleEntry {
+            root: "A",
+            cert: c.clone(),
+        })
+        .collect();
+    let b_entry = BundleEntry {
+        root: "B",
+        cert: new_root.clone(),
+    };
+    let bundle_views = [
+        a_entries.clone(),
+        [a_entries.clone(), vec![b_entry.clone()]].concat(),
+        [a_entries.clone(), vec![b_entry.clone(), b_entry.clone()]].concat(),
+        vec![b_entry.clone()],
+    ];
+    let bytes = materials.map(bundles);
+
+    let relation = |n: usize, description: &'static str| -> Relation {
+        match &bytes {
+            Some(b) => Relation {
+                description,
+                byte_containment: Some(byte_reload_ok(&b[n - 1], &b[n])),
+                set_relation: Some(set_reload_ok(&b[n - 1], &b[n])),
+                bytes_change: Some(b[n - 1] != b[n]),
+            },
+            None => Relation {
+                description,
+                byte_containment: None,
+                set_relation: None,
+                bytes_change: None,
+            },
+        }
+    };
+
+    let ns = &plan.mesh.istio_namespace;
+    let mut phases = Vec::new();
+    let mut prereq_gates = vec![
+        gate(
+            "prereq-multiroot",
+            format!(
+                "ISTIO_MULTIROOT_MESH=true on every istiod Deployment in {ns} (one istiod rollout)"
+            ),
+        ),
+        gate(
+            "prereq-xds-agent",
+            "PROXY_CONFIG_XDS_AGENT=true in meshConfig.defaultConfig.proxyMetadata and in the env of every running istio-proxy container (one rollout of every proxy)",
+        ),
+        gate(
+            "prereq-versions",
+            format!(
+                "istiod and proxies ≥ {} and not 1.24.4 or 1.25.1",
+                String::from(plan.mesh.min_istio_version)
+            ),
+        ),
+    ];
+    if ambient {
+        prereq_gates.push(gate(
+            "prereq-versions",
+            "ztunnel ≥ 1.26.0 (or 1.25.3 / 1.24.6): older ztunnel trusts only the first root",
+        ));
+    }
+    phases.push(Phase {
+        number: 0,
+        name: PHASES[0].1,
+        signer: None,
+        bundle: Vec::new(),
+        bundle_sha256: None,
+        relation_to_previous: None,
+        why: "istiod must hot-reload a new root and proxies must receive bundle pushes (PCDS) before anything changes",
+        min_soak: Span::default(),
+        min_soak_secs: Span::default().as_secs(),
+        gates_before_next: prereq_gates,
+        notes: vec!["apply prerequisites/ to your Istio installation (Helm values or IstioOperator), then restart istiod and every proxy once".into()],
+    });
+
+    let configmap_gate = |what: &str| {
+        gate(
+            "root-configmap",
+            format!(
+                "istio-ca-root-cert in every namespace holds exactly the {what} bundle bytes, and webhook caBundles contain its roots"
+            ),
+        )
+    };
+    let secret_gate = gate(
+        "live-secret-phase",
+        format!(
+            "the live {}/{} Secret carries this phase's public fingerprint",
+            ns, plan.mesh.secret_name
+        ),
+    );
+    let soak_gate = |s: Span| {
+        gate(
+            "soak-time",
+            format!("at least {s} since this phase was applied"),
+        )
+    };
+
+    // Phase 1.
+    let p2_soak = if ambient {
+        natural
+    } else {
+        fast + Span::from_mins(2)
+    };
+    let p3_soak = if ambient || !immediate_resign {
+        natural
+    } else {
+        fast
+    };
+    let mut p1_gates = vec![
+        secret_gate.clone(),
+        configmap_gate("phase-1"),
+        soak_gate(fast),
+    ];
+    p1_gates.push(gate(
+        "live-root-unchanged",
+        "no istiod restart fell back to a self-signed CA: istio-ca-root-cert still holds A",
+    ));
+    phases.push(Phase {
+        number: 1,
+        name: PHASES[1].1,
+        signer: Some(Issuer::Current),
+        bundle: bundle_views[0].clone(),
+        bundle_sha256: bytes.as_ref().map(|b| pki::sha256_hex(&b[0])),
+        relation_to_previous: None,
+        why: "GitOps takes ownership of cacerts with today's exact bytes: nothing changes in the mesh",
+        min_soak: fast,
+        min_soak_secs: fast.as_secs(),
+        gates_before_next: p1_gates,
+        notes: Vec::new(),
+    });
+
+    // Phase 2.
+    let mut p2_gates = vec![
+        secret_gate.clone(),
+        configmap_gate("A+B"),
+        gate(
+            "proxy-trusts-new-root",
+            "every Envoy (sidecar, gateway, waypoint) ROOTCA contains A and B",
+        ),
+    ];
+    let mut p2_notes = Vec::new();
+    if ambient {
+        p2_gates.push(gate(
+            "ztunnel-trusts-new-root",
+            "every ztunnel identity's rootCerts contains B",
+        ));
+        p2_notes.push(format!(
+            "ambient: ztunnel learns roots only when a certificate renews (~half of {}) — run `kubectl rollout restart daemonset/ztunnel -n {ns}` after this phase is applied, or wait the full soak",
+            t.workload_cert_ttl
+        ));
+    }
+    p2_gates.push(soak_gate(p2_soak));
+    phases.push(Phase {
+        number: 2,
+        name: PHASES[2].1,
+        signer: Some(Issuer::Current),
+        bundle: bundle_views[1].clone(),
+        bundle_sha256: bytes.as_ref().map(|b| pki::sha256_hex(&b[1])),
+        relation_to_previous: Some(relation(
+            1,
+            "root B appended after A's exact bytes (A is a prefix)",
+        )),
+        why: "every workload learns B while leaves still come from A's intermediate",
+        min_soak: p2_soak,
+        min_soak_secs: p2_soak.as_secs(),
+        gates_before_next: p2_gates,
+        notes: p2_notes,
+    });
+
+    // Phase 3.
+    let mut p3_gates = vec![
+        secret_gate.clone(),
+        configmap_gate("A+B+B"),
+        gate(
+            "proxy-leaf-new-issuer",
+            "every Envoy default certificate is issued by the new intermediate (leaf AKID = new intermediate SKID)",
+        ),
+    ];
+    let mut p3_notes = vec![
+        "root-cert.pem becomes A+B+B: the same roots, new bytes, so istiod pushes the bundle and every connected proxy re-signs its leaf from B's intermediate at once".to_string(),
+    ];
+    if ambient {
+        p3_gates.push(gate(
+            "ztunnel-leaf-new-issuer",
+            "every ztunnel identity's certChain[0] is issued by the new intermediate",
+        ));
+        p3_notes.push(format!(
+            "ambient: ztunnel re-issues at half-life only — restart the ztunnel DaemonSet after this phase is applied, or wait {p3_soak}; ztunnel < 1.30 also needs the restart to trust istiod's new serving certificate"
+        ));
+    }
+    if !immediate_resign {
+        p3_notes.push("Istio < 1.21 does not re-sign on a bundle change: leaves move to B only at natural rotation".into());
+    }
+    p3_gates.push(soak_gate(p3_soak));
+    phases.push(Phase {
+        number: 3,
+        name: PHASES[3].1,
+        signer: Some(Issuer::New),
+        bundle: bundle_views[2].clone(),
+        bundle_sha256: bytes.as_ref().map(|b| pki::sha256_hex(&b[2])),
+        relation_to_previous: Some(relation(
+            2,
+            "B appended again: same root set, different bytes (A+B is a prefix)",
+        )),
+        why: "istiod signs with B's intermediate and every workload re-signs now",
+        min_soak: p3_soak,
+        min_soak_secs: p3_soak.as_secs(),
+        gates_before_next: p3_gates,
+        notes: p3_notes,
+    });
+
+    // Phase 4.
+    phases.push(Phase {
+        number: 4,
+        name: PHASES[4].1,
+        signer: Some(Issuer::New),
+        bundle: bundle_views[3].clone(),
+        bundle_sha256: bytes.as_ref().map(|b| pki::sha256_hex(&b[3])),
+        relation_to_previous: Some(relation(
+            3,
+            "only B remains; its bytes appear verbatim in the previous bundle",
+        )),
+        why: "A is removed once no live leaf chains to it",
+        min_soak: fast,
+        min_soak_secs: fast.as_secs(),
+        gates_before_next: vec![
+            secret_gate,
+            configmap_gate("B-only"),
+            gate("proxy-trusts-new-root", "every Envoy ROOTCA holds only B"),
+        ],
+        notes: vec![
+            "established connections are not re-validated; only new handshakes need B".into(),
+        ],
+    });
+
+    let min_total = phases[1].min_soak + phases[2].min_soak + phases[3].min_soak;
+    Rollout {
+        plan: plan.name.clone(),
+        mesh: plan.mesh.clone(),
+        timing: plan.timing.clone(),
+        gitops: plan.gitops.clone(),
+        current_roots,
+        new_root,
+        clusters,
+        phases,
+        min_total,
+    }
+}
+
+impl Rollout {
+    /// The `plan` command's text output.
+    pub fn to_text(&self, plan_file: &str) -> String {
+        let mut o = String::new();
+        let m = &self.mesh;
+        o.push_str(&format!("plan {} ({plan_file})\n", self.plan));
+        o.push_str(&format!(
+            "  mesh     trust domain {}, Secret {}/{} ({} format), {}, Istio ≥ {}\n",
+            m.trust_domain,
+            m.istio_namespace,
+            m.secret_name,
+            m.secret_format.name(),
+            match m.data_plane {
+                DataPlane::Sidecar => "sidecar",
+                DataPlane::Ambient => "ambient",
+            },
+            String::from(m.min_istio_version)
+        ));
+        o.push_str(&format!(
+            "  timing   workload cert TTL {}, propagation {}, margin {}; shortest rotation {}\n",
+            self.timing.workload_cert_ttl,
+            self.timing.propagation_delay,
+            self.timing.safety_margin,
+            self.min_total
+        ));
+        o.push_str(&format!(
+            "  gitops   {}\n\nroots\n",
+            match self.gitops.engine {
+                crate::plan::Engine::Flux => "Flux",
+                crate::plan::Engine::Argocd => "Argo CD",
+            }
+        ));
+        for r in &self.current_roots {
+            o.push_str(&format!("  A  {}  [{}]\n", r.subject(), r.short_id()));
+        }
+        o.push_str(&format!(
+            "  B  {}  [{}]\n\nclusters (one intermediate each)\n",
+            self.new_root.subject(),
+            self.new_root.short_id()
+        ));
+        for c in &self.clusters {
+            o.push_str(&format!(
+                "  {}\n    A: {}  [{}]\n    B: {}  [{}]\n",
+                c.name,
+                c.current_intermediate.subject(),
+                c.current_intermediate.short_id(),
+                c.new_intermediate.subject(),
+                c.new_intermediate.short_id()
+            ));
+        }
+        for p in &self.phases {
+            o.push('\n');
+            if p.number == 0 {
+                o.push_str(&format!("phase 0 {}\n", p.name));
+            } else {
+                let bundle: Vec<&str> = p.bundle.iter().map(|e| e.root).collect();
+                let signer = match p.signer {
+                    Some(Issuer::New) => "B's intermediate",
+                    _ => "A's intermediate",
+                };
+                o.push_str(&format!(
+                    "phase {} {}: signs with {signer}; root-cert.pem = {}; minimum soak {}\n",
+                    p.number,
+                    p.name,
+                    bundle.join("+"),
+                    p.min_soak
+                ));
+                if let Some(sha) = &p.bundle_sha256 {
+                    o.push_str(&format!("  bundle sha256:{}\n", &sha[..16]));
+                }
+            }
+            o.push_str(&format!("  why: {}\n", p.why));
+            if let Some(r) = &p.relation_to_previous {
+                let verdict = |v: Option<bool>| match v {
+                    Some(true) => "accepted",
+                    Some(false) => "REJECTED",
+                    None => "checked at render",
+                };
+                o.push_str(&format!(
+                    "  from previous: {} (istiod 1.20–1.29 byte rule: {}; 1.30+ set rule: {})\n",
+                    r.description,
+                    verdict(r.byte_containment),
+                    verdict(r.set_relation)
+                ));
+            }
+            for n in &p.notes {
+                o.push_str(&format!("  note: {n}\n"));
+            }
+            let next = if p.number < 4 {
+                format!("before phase {}", p.number + 1)
+            } else {
+                "to finish".into()
+            };
+            o.push_str(&format!("  gates {next}:\n"));
+            for g in &p.gates_before_next {
+                o.push_str(&format!("    [{}] {}\n", g.code, g.description));
+            }
+        }
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reload_rules() {
+        let a = b"AAA\n".to_vec();
+        let ab = b"AAA\nBBB\n".to_vec();
+        let abb = b"AAA\nBBB\nBBB\n".to_vec();
+        let b = b"BBB\n".to_vec();
+        assert!(byte_reload_ok(&a, &ab));
+        assert!(byte_reload_ok(&ab, &abb));
+        assert!(byte_reload_ok(&abb, &b));
+        assert!(!byte_reload_ok(b"BBB\nAAA\n", &ab));
+    }
+}

@@ -1,0 +1,202 @@
+//! Certificates and keys: generating CAs the way Istio's Makefiles do (with the corrections
+//! the facts call for), importing existing ones, and summarising any certificate.
+//!
+//! Private keys only ever live in [`PrivateKeyPem`], which has no `Debug`, zeroizes on drop and
+//! is never printed.
+
+mod generate;
+mod inspect;
+
+pub use generate::{BACKDATE, CaRole, GenerateSpec, Subject, generate_ca};
+pub use inspect::{CertSummary, KeyKind, inspect_der};
+
+use sha2::{Digest, Sha256};
+use x509_parser::prelude::{FromDer, X509Certificate};
+use zeroize::Zeroizing;
+
+/// Key algorithms a plan may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Algorithm {
+    #[serde(rename = "rsa-2048")]
+    Rsa2048,
+    #[serde(rename = "rsa-3072")]
+    Rsa3072,
+    #[serde(rename = "rsa-4096")]
+    Rsa4096,
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
+    #[serde(rename = "ecdsa-p384")]
+    EcdsaP384,
+}
+
+impl Algorithm {
+    pub const NAMES: &'static [&'static str] = &[
+        "rsa-2048",
+        "rsa-3072",
+        "rsa-4096",
+        "ecdsa-p256",
+        "ecdsa-p384",
+    ];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "rsa-2048" => Self::Rsa2048,
+            "rsa-3072" => Self::Rsa3072,
+            "rsa-4096" => Self::Rsa4096,
+            "ecdsa-p256" => Self::EcdsaP256,
+            "ecdsa-p384" => Self::EcdsaP384,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rsa2048 => "rsa-2048",
+            Self::Rsa3072 => "rsa-3072",
+            Self::Rsa4096 => "rsa-4096",
+            Self::EcdsaP256 => "ecdsa-p256",
+            Self::EcdsaP384 => "ecdsa-p384",
+        }
+    }
+}
+
+/// A PEM-encoded private key. No `Debug`, no `Display`, wiped on drop.
+#[derive(Clone)]
+pub struct PrivateKeyPem(Zeroizing<String>);
+
+impl PrivateKeyPem {
+    pub fn new(pem: String) -> Self {
+        Self(Zeroizing::new(pem))
+    }
+    /// The PEM text. Callers must not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn key_pair(&self) -> Result<rcgen::KeyPair, PkiError> {
+        rcgen::KeyPair::from_pem(&self.0).map_err(|e| PkiError::KeyParse {
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// A CA certificate with (optionally) its key.
+#[derive(Clone)]
+pub struct CaMaterial {
+    /// Exactly one `CERTIFICATE` PEM block, as it will be written.
+    pub cert_pem: String,
+    pub der: Vec<u8>,
+    pub key: Option<PrivateKeyPem>,
+}
+
+impl CaMaterial {
+    pub fn from_pem(cert_pem: String, key: Option<PrivateKeyPem>) -> Result<Self, PkiError> {
+        let ders = split_certificates(cert_pem.as_bytes())?;
+        let [der] =
+            <[Vec<u8>; 1]>::try_from(ders).map_err(|v| PkiError::NotSingle { count: v.len() })?;
+        Ok(Self { cert_pem, der, key })
+    }
+    pub fn summary(&self) -> CertSummary {
+        inspect_der(&self.der).expect("certificates in CaMaterial were parsed on creation")
+    }
+    pub fn fingerprint(&self) -> String {
+        sha256_hex(&self.der)
+    }
+}
+
+/// Errors from certificate and key handling.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("PEM is malformed: {reason}")]
+    Pem { reason: String },
+    #[error("PEM block {index} is a `{label}`, expected `CERTIFICATE`")]
+    NotCertificate { index: usize, label: String },
+    #[error("no certificate found")]
+    NoCertificate,
+    #[error("expected exactly one certificate, found {count}")]
+    NotSingle { count: usize },
+    #[error("certificate {index} cannot be parsed: {reason}")]
+    CertParse { index: usize, reason: String },
+    #[error("private key cannot be used: {reason}")]
+    KeyParse { reason: String },
+    #[error("cannot generate or sign a certificate: {reason}")]
+    Generate { reason: String },
+    #[error("system random number generator failed")]
+    Random,
+}
+
+/// Splits a PEM bundle into DER certificates, refusing any block that is not a certificate.
+pub fn split_certificates(bytes: &[u8]) -> Result<Vec<Vec<u8>>, PkiError> {
+    let blocks = pem::parse_many(bytes).map_err(|e| PkiError::Pem {
+        reason: e.to_string(),
+    })?;
+    if blocks.is_empty() {
+        return Err(PkiError::NoCertificate);
+    }
+    let mut out = Vec::with_capacity(blocks.len());
+    for (i, block) in blocks.into_iter().enumerate() {
+        if block.tag() != "CERTIFICATE" {
+            return Err(PkiError::NotCertificate {
+                index: i + 1,
+                label: block.tag().to_string(),
+            });
+        }
+        X509Certificate::from_der(block.contents()).map_err(|e| PkiError::CertParse {
+            index: i + 1,
+            reason: e.to_string(),
+        })?;
+        out.push(block.into_contents());
+    }
+    Ok(out)
+}
+
+/// Encodes one DER certificate as PEM with `\n` line endings.
+pub fn der_to_pem(der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new("CERTIFICATE", der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// Does `key` belong to the certificate `cert_der`?
+pub fn key_matches_cert(key: &PrivateKeyPem, cert_der: &[u8]) -> Result<bool, PkiError> {
+    use rcgen::PublicKeyData;
+    let pair = key.key_pair()?;
+    let (_, cert) = X509Certificate::from_der(cert_der).map_err(|e| PkiError::CertParse {
+        index: 1,
+        reason: e.to_string(),
+    })?;
+    Ok(pair.subject_public_key_info() == cert.public_key().raw)
+}
+
+/// Is `child_der` signed by the key of `issuer_der`?
+pub fn is_signed_by(child_der: &[u8], issuer_der: &[u8]) -> bool {
+    let (Ok((_, child)), Ok((_, issuer))) = (
+        X509Certificate::from_der(child_der),
+        X509Certificate::from_der(issuer_der),
+    ) else {
+        return false;
+    };
+    child.issuer() == issuer.subject() && child.verify_signature(Some(issuer.public_key())).is_ok()
+}
+
+/// 16 random bytes with the top bit cleared (a positive DER INTEGER) and never all zero.
+pub(crate) fn random_serial() -> Result<rcgen::SerialNumber, PkiError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|_| PkiError::Random)?;
+    bytes[0] = (bytes[0] & 0x7f) | 0x40;
+    Ok(rcgen::SerialNumber::from_slice(&bytes))
+}

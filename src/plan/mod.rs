@@ -1,0 +1,231 @@
+//! Rotation plans: the YAML a user writes ([`raw`]), and the checked [`Plan`] the rest of
+//! rootroll works from. [`load`] reports every problem at once as [`Diagnostic`]s.
+
+mod diag;
+pub mod raw;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use validate::{CODES, validate};
+
+use crate::duration::Span;
+use crate::pki::{CaMaterial, GenerateSpec};
+
+pub const API_VERSION: &str = "rootroll.dev/v1alpha1";
+pub const KIND: &str = "RotationPlan";
+
+/// Which keys the `cacerts` Secret uses (facts §1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum SecretFormat {
+    /// `ca-cert.pem`, `ca-key.pem`, `root-cert.pem`, `cert-chain.pem`; type `Opaque`.
+    #[serde(rename = "istiod")]
+    Istiod,
+    /// `tls.crt`, `tls.key`, `ca.crt`; type `kubernetes.io/tls`.
+    #[serde(rename = "kubernetes.io/tls")]
+    KubernetesTls,
+}
+
+impl SecretFormat {
+    pub fn secret_type(self) -> &'static str {
+        match self {
+            Self::Istiod => "Opaque",
+            Self::KubernetesTls => "kubernetes.io/tls",
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Istiod => "istiod",
+            Self::KubernetesTls => "kubernetes.io/tls",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataPlane {
+    Sidecar,
+    Ambient,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Flux,
+    Argocd,
+}
+
+/// `major.minor[.patch]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(into = "String")]
+pub struct IstioVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub patch: Option<u32>,
+}
+
+impl IstioVersion {
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.trim().trim_start_matches('v').split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        let patch = match parts.next() {
+            Some(p) => Some(p.parse().ok()?),
+            None => None,
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(Self {
+            major,
+            minor,
+            patch,
+        })
+    }
+    /// `true` when istiod uses the DER-set reload rule (1.30+) rather than byte containment.
+    pub fn has_set_reload_rule(self) -> bool {
+        (self.major, self.minor) >= (1, 30)
+    }
+}
+
+impl From<IstioVersion> for String {
+    fn from(v: IstioVersion) -> Self {
+        match v.patch {
+            Some(p) => format!("{}.{}.{p}", v.major, v.minor),
+            None => format!("{}.{}", v.major, v.minor),
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Mesh {
+    pub trust_domain: String,
+    pub istio_namespace: String,
+    pub secret_name: String,
+    pub secret_format: SecretFormat,
+    pub data_plane: DataPlane,
+    pub min_istio_version: IstioVersion,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timing {
+    #[serde(rename = "workloadCertTTL")]
+    pub workload_cert_ttl: Span,
+    pub propagation_delay: Span,
+    pub safety_margin: Span,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Gitops {
+    pub engine: Engine,
+    pub repo_path: String,
+    pub age_recipients: Vec<String>,
+}
+
+/// A root as the plan describes it.
+#[derive(Clone)]
+pub enum RootInput {
+    Generate(GenerateSpec),
+    Import(ImportedRoot),
+}
+
+/// A root bundle read from disk. `bundle` holds the file's bytes exactly.
+#[derive(Clone)]
+pub struct ImportedRoot {
+    pub file: PathBuf,
+    pub bundle: Vec<u8>,
+    /// The certificate whose key was supplied (if any), else the first certificate.
+    pub signer: CaMaterial,
+    pub certs: Vec<Vec<u8>>,
+}
+
+/// An intermediate as the plan describes it.
+#[derive(Clone)]
+pub enum IntermediateInput {
+    Generate(GenerateSpec),
+    Import(ImportedIntermediate),
+}
+
+/// A signing CA read from disk, with its key and the exact chain bytes.
+#[derive(Clone)]
+pub struct ImportedIntermediate {
+    pub dir: PathBuf,
+    pub cert: CaMaterial,
+    /// What istiod serves after the leaf: `cert-chain.pem`, or `tls.crt` for the TLS layout.
+    pub chain: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub struct ClusterPlan {
+    pub name: String,
+    pub current: IntermediateInput,
+    pub new: IntermediateInput,
+}
+
+/// A plan whose every field has been checked.
+#[derive(Clone)]
+pub struct Plan {
+    pub file: PathBuf,
+    pub name: String,
+    pub mesh: Mesh,
+    pub timing: Timing,
+    pub gitops: Gitops,
+    pub current_root: RootInput,
+    pub new_root: RootInput,
+    pub clusters: Vec<ClusterPlan>,
+    /// Warnings found while validating (errors would have stopped the load).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Errors that stop a plan from loading.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot read plan {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} has {} problem(s)", path.display(), diagnostics.iter().filter(|d| d.is_error()).count())]
+    Invalid {
+        path: PathBuf,
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+/// Largest plan file accepted; real plans are a few kilobytes.
+pub const MAX_PLAN_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads, parses and validates a plan file. `now` decides which imports have expired.
+pub fn load(path: &Path, now: time::OffsetDateTime) -> Result<Plan, PlanError> {
+    let read_err = |source| PlanError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    if meta.len() > MAX_PLAN_BYTES {
+        let mut d = Diagnostics::new(path);
+        d.error(
+            "plan-too-large",
+            serde_saphyr::Location::UNKNOWN,
+            format!(
+                "the plan is {} bytes; plans larger than {MAX_PLAN_BYTES} bytes are refused",
+                meta.len()
+            ),
+            "a rotation plan is a few kilobytes: check that the right file was given",
+        );
+        return Err(PlanError::Invalid {
+            path: path.to_path_buf(),
+            diagnostics: d.into_sorted(),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(read_err)?;
+    validate(path, &bytes, now).map_err(|diagnostics| PlanError::Invalid {
+        path: path.to_path_buf(),
+        diagnostics,
+    })
+}

@@ -1,0 +1,1063 @@
+//! `RawPlan` → `Plan`: every check, every problem reported at once with its place.
+//!
+//! Syntax and schema errors (bad YAML, unknown field, wrong type, duplicate key) come from
+//! the YAML parser, which stops at the first; everything after parsing is collected.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_saphyr::Location;
+use time::OffsetDateTime;
+
+use super::raw::{RawCertSource, RawGenerate, RawImport, RawPlan, RawSubject, S};
+use super::*;
+use crate::pki::{
+    self, Algorithm, CaMaterial, GenerateSpec, KeyKind, PrivateKeyPem, Subject, inspect_der,
+};
+
+/// Every diagnostic code validation can emit, with what it means. Stable: never renamed.
+pub const CODES: &[(&str, &str)] = &[
+    (
+        "yaml-invalid",
+        "the file is not valid YAML or does not match the plan schema",
+    ),
+    (
+        "plan-too-large",
+        "the plan file is larger than any real plan",
+    ),
+    (
+        "api-version-unsupported",
+        "apiVersion is not rootroll.dev/v1alpha1",
+    ),
+    ("kind-unsupported", "kind is not RotationPlan"),
+    (
+        "name-unsafe",
+        "a plan or cluster name cannot be used as a path segment and label",
+    ),
+    ("clusters-empty", "the plan names no cluster"),
+    ("cluster-duplicate", "two clusters have the same name"),
+    (
+        "value-invalid",
+        "a field holds a value outside its allowed set",
+    ),
+    ("duration-invalid", "a duration cannot be parsed"),
+    (
+        "trust-domain-invalid",
+        "the trust domain is not a valid SPIFFE trust domain",
+    ),
+    (
+        "istio-version-invalid",
+        "minIstioVersion is not major.minor[.patch]",
+    ),
+    (
+        "istio-version-unsupported",
+        "the Istio version cannot hot-reload a new root",
+    ),
+    (
+        "istio-version-caveat",
+        "the Istio version rotates with known caveats",
+    ),
+    (
+        "cert-source-invalid",
+        "a certificate has neither or both of generate and import",
+    ),
+    (
+        "algorithm-unsupported",
+        "a key algorithm is not one rootroll generates",
+    ),
+    ("rsa-too-small", "an RSA key is shorter than 2048 bits"),
+    (
+        "import-unreadable",
+        "an imported file is missing or is not usable PEM",
+    ),
+    (
+        "import-key-mismatch",
+        "an imported key does not belong to its certificate",
+    ),
+    (
+        "import-not-ca",
+        "an imported certificate cannot act as a CA",
+    ),
+    (
+        "import-expired",
+        "an imported certificate is expired or not yet valid",
+    ),
+    (
+        "import-not-signed-by-root",
+        "an imported intermediate is not signed by the plan's root",
+    ),
+    (
+        "root-key-missing",
+        "intermediates must be generated under a root whose key was not given",
+    ),
+    (
+        "intermediate-outlives-root",
+        "an intermediate would stay valid after its root expires",
+    ),
+    (
+        "root-subject-reused",
+        "the new root has the same subject as the current root",
+    ),
+    (
+        "recipient-invalid",
+        "an age recipient is not an age1… X25519 public key",
+    ),
+    (
+        "secret-format-mismatch",
+        "the imported layout differs from the Secret format rendered",
+    ),
+];
+
+struct Ctx<'a> {
+    d: Diagnostics,
+    base: PathBuf,
+    now: OffsetDateTime,
+    _file: &'a Path,
+}
+
+fn loc<T>(s: &S<T>) -> Location {
+    s.referenced
+}
+
+/// DNS-1123 label: what Kubernetes accepts as a name and what is safe as a path segment.
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn choice<T: Copy>(
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    value: &Option<S<String>>,
+    default: T,
+    allowed: &[(&str, T)],
+) -> T {
+    let Some(v) = value else { return default };
+    match allowed.iter().find(|(name, _)| *name == v.value) {
+        Some((_, t)) => *t,
+        None => {
+            let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
+            ctx.d.error(
+                "value-invalid",
+                loc(v),
+                format!("{field} `{}` is not one of: {}", v.value, names.join(", ")),
+                format!("set {field} to one of: {}", names.join(", ")),
+            );
+            default
+        }
+    }
+}
+
+fn span(ctx: &mut Ctx<'_>, field: &str, value: &Option<S<String>>, default: Span) -> Span {
+    let Some(v) = value else { return default };
+    match Span::parse(&v.value) {
+        Ok(s) => s,
+        Err(why) => {
+            ctx.d.error(
+                "duration-invalid",
+                loc(v),
+                format!("{field}: {why}"),
+                "write durations like 30s, 2m, 24h, 3650d or 1h30m",
+            );
+            default
+        }
+    }
+}
+
+/// Validates a parsed plan. `bytes` is the file content, `path` where it came from.
+pub fn validate(path: &Path, bytes: &[u8], now: OffsetDateTime) -> Result<Plan, Vec<Diagnostic>> {
+    let mut ctx = Ctx {
+        d: Diagnostics::new(path),
+        base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        now,
+        _file: path,
+    };
+    let raw: RawPlan = match parse(bytes) {
+        Ok(raw) => raw,
+        Err((at, message)) => {
+            ctx.d.error(
+                "yaml-invalid",
+                at,
+                message,
+                "fix the YAML at this place; `rootroll init` writes a commented example plan",
+            );
+            return Err(ctx.d.into_sorted());
+        }
+    };
+    let plan = check(&mut ctx, raw, path);
+    if ctx.d.has_errors() {
+        return Err(ctx.d.into_sorted());
+    }
+    let mut plan = plan.expect("a plan is built whenever no error was recorded");
+    plan.warnings = ctx.d.into_sorted();
+    Ok(plan)
+}
+
+fn parse(bytes: &[u8]) -> Result<RawPlan, (Location, String)> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        (
+            Location::UNKNOWN,
+            format!(
+                "the file is not UTF-8 text (invalid byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })?;
+    if text.trim().is_empty() {
+        return Err((Location::UNKNOWN, "the file is empty".into()));
+    }
+    serde_saphyr::from_str::<RawPlan>(text).map_err(|e| {
+        let at = e.location().unwrap_or(Location::UNKNOWN);
+        let inner = e.without_snippet();
+        let msg = inner.to_string();
+        // The parser prefixes "line L column C: "; the diagnostic carries the place itself.
+        let msg = match msg.find(": ") {
+            Some(i) if msg.starts_with("line ") => msg[i + 2..].to_string(),
+            _ => msg,
+        };
+        (at, msg.lines().next().unwrap_or_default().to_string())
+    })
+}
+
+fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
+    if raw.api_version.value != API_VERSION {
+        ctx.d.error(
+            "api-version-unsupported",
+            loc(&raw.api_version),
+            format!("apiVersion `{}` is not supported", raw.api_version.value),
+            format!("set apiVersion: {API_VERSION}"),
+        );
+    }
+    if raw.kind.value != KIND {
+        ctx.d.error(
+            "kind-unsupported",
+            loc(&raw.kind),
+            format!("kind `{}` is not supported", raw.kind.value),
+            format!("set kind: {KIND}"),
+        );
+    }
+    let name = raw.metadata.name.value.clone();
+    if !is_dns_label(&name) {
+        ctx.d.error(
+            "name-unsafe",
+            loc(&raw.metadata.name),
+            format!("plan name `{}` is not a DNS-1123 label", name.escape_debug()),
+            "use lowercase letters, digits and `-`, at most 63 characters (it becomes a label value)",
+        );
+    }
+
+    let spec = raw.spec;
+    let m = &spec.mesh;
+    let trust_domain = m
+        .trust_domain
+        .as_ref()
+        .map_or("cluster.local".to_string(), |v| v.value.clone());
+    if let Some(v) = &m.trust_domain {
+        let ok = !v.value.is_empty()
+            && v.value.len() <= 255
+            && v.value
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-._".contains(&b));
+        if !ok {
+            ctx.d.error(
+                "trust-domain-invalid",
+                loc(v),
+                format!(
+                    "trust domain `{}` is not a valid SPIFFE trust domain",
+                    v.value.escape_debug()
+                ),
+                "use lowercase letters, digits, `.`, `-` and `_` (for example cluster.local)",
+            );
+        }
+    }
+    let istio_namespace = m
+        .istio_namespace
+        .as_ref()
+        .map_or("istio-system".to_string(), |v| v.value.clone());
+    let secret_name = m
+        .secret_name
+        .as_ref()
+        .map_or("cacerts".to_string(), |v| v.value.clone());
+    for (field, v) in [
+        ("istioNamespace", &m.istio_namespace),
+        ("secretName", &m.secret_name),
+    ] {
+        if let Some(v) = v
+            && !is_dns_label(&v.value)
+        {
+            ctx.d.error(
+                "name-unsafe",
+                loc(v),
+                format!(
+                    "{field} `{}` is not a valid Kubernetes name",
+                    v.value.escape_debug()
+                ),
+                "use lowercase letters, digits and `-`",
+            );
+        }
+    }
+    let secret_format = choice(
+        ctx,
+        "secretFormat",
+        &m.secret_format,
+        SecretFormat::Istiod,
+        &[
+            ("istiod", SecretFormat::Istiod),
+            ("kubernetes.io/tls", SecretFormat::KubernetesTls),
+        ],
+    );
+    let data_plane = choice(
+        ctx,
+        "dataPlane",
+        &m.data_plane,
+        DataPlane::Sidecar,
+        &[
+            ("sidecar", DataPlane::Sidecar),
+            ("ambient", DataPlane::Ambient),
+        ],
+    );
+    let min_istio_version = check_version(ctx, m.min_istio_version.as_ref(), data_plane);
+
+    let t = &spec.timing;
+    let timing = Timing {
+        workload_cert_ttl: span(
+            ctx,
+            "workloadCertTTL",
+            &t.workload_cert_ttl,
+            Span::from_hours(24),
+        ),
+        propagation_delay: span(
+            ctx,
+            "propagationDelay",
+            &t.propagation_delay,
+            Span::from_mins(2),
+        ),
+        safety_margin: span(ctx, "safetyMargin", &t.safety_margin, Span::from_mins(15)),
+    };
+
+    let g = &spec.gitops;
+    let engine = choice(
+        ctx,
+        "engine",
+        &g.engine,
+        Engine::Flux,
+        &[("flux", Engine::Flux), ("argocd", Engine::Argocd)],
+    );
+    let repo_path = g.repo_path.as_ref().map_or(".".to_string(), |v| {
+        v.value.trim_end_matches('/').to_string()
+    });
+    if let Some(v) = &g.repo_path
+        && (v.value.starts_with('/') || v.value.split('/').any(|p| p == ".."))
+    {
+        ctx.d.error(
+            "value-invalid",
+            loc(v),
+            format!(
+                "repoPath `{}` must be relative to the repository root",
+                v.value
+            ),
+            "write the output directory's path inside the Git repository, e.g. gitops/istio-ca",
+        );
+    }
+    let mut age_recipients = Vec::new();
+    for r in &g.age_recipients {
+        let v = r.value.trim();
+        let ok = v.starts_with("age1")
+            && v.len() == 62
+            && v[4..].bytes().all(|b| b.is_ascii_alphanumeric());
+        if ok {
+            age_recipients.push(v.to_string());
+        } else {
+            ctx.d.error(
+                "recipient-invalid",
+                loc(r),
+                format!("`{}` is not an age X25519 recipient", v.escape_debug()),
+                "use the public key printed by `age-keygen -y KEYFILE` (it starts with age1)",
+            );
+        }
+    }
+
+    // Roots.
+    let current_root = root_input(
+        ctx,
+        &spec.roots.current,
+        "roots.current",
+        RootDefaults::current(),
+    );
+    let new_root = root_input(ctx, &spec.roots.new, "roots.new", RootDefaults::new(&name));
+    if let (Some(a), Some(b)) = (&current_root, &new_root) {
+        let subj_a = root_subject(a);
+        let subj_b = root_subject(b);
+        if subj_a == subj_b {
+            ctx.d.error(
+                "root-subject-reused",
+                loc(&spec.roots.new),
+                format!("the new root's subject `{subj_b}` equals the current root's"),
+                "give the new root a distinct subject (e.g. add a generation to its commonName): Envoy looks issuers up by name",
+            );
+        }
+    }
+
+    // Clusters.
+    if spec.clusters.value.is_empty() {
+        ctx.d.error(
+            "clusters-empty",
+            loc(&spec.clusters),
+            "the plan names no cluster",
+            "add at least one entry under spec.clusters",
+        );
+    }
+    let mut seen: BTreeMap<String, Location> = BTreeMap::new();
+    let mut clusters = Vec::new();
+    for c in &spec.clusters.value {
+        let cname = c.name.value.clone();
+        if !is_dns_label(&cname) {
+            ctx.d.error(
+                "name-unsafe",
+                loc(&c.name),
+                format!("cluster name `{}` is not a DNS-1123 label", cname.escape_debug()),
+                "use lowercase letters, digits and `-`, at most 63 characters: it becomes a directory name",
+            );
+        }
+        if let Some(first) = seen.get(&cname) {
+            ctx.d.error(
+                "cluster-duplicate",
+                loc(&c.name),
+                format!(
+                    "cluster `{cname}` is already defined at line {}",
+                    first.line()
+                ),
+                "give every cluster a unique name",
+            );
+        } else {
+            seen.insert(cname.clone(), loc(&c.name));
+        }
+        let cur = intermediate_input(
+            ctx,
+            &c.intermediates.current,
+            &format!("cluster {cname}: intermediates.current"),
+            IntDefaults {
+                common_name: "Intermediate CA".into(),
+                locality: cname.clone(),
+            },
+            current_root.as_ref(),
+            secret_format,
+        );
+        let new = intermediate_input(
+            ctx,
+            &c.intermediates.new,
+            &format!("cluster {cname}: intermediates.new"),
+            IntDefaults {
+                common_name: format!("Intermediate CA ({name})"),
+                locality: cname.clone(),
+            },
+            new_root.as_ref(),
+            secret_format,
+        );
+        if let (Some(current), Some(new)) = (cur, new) {
+            clusters.push(ClusterPlan {
+                name: cname,
+                current,
+                new,
+            });
+        }
+    }
+
+    Some(Plan {
+        file: path.to_path_buf(),
+        name,
+        mesh: Mesh {
+            trust_domain,
+            istio_namespace,
+            secret_name,
+            secret_format,
+            data_plane,
+            min_istio_version,
+        },
+        timing,
+        gitops: Gitops {
+            engine,
+            repo_path,
+            age_recipients,
+        },
+        current_root: current_root?,
+        new_root: new_root?,
+        clusters,
+        warnings: Vec::new(),
+    })
+}
+
+fn check_version(ctx: &mut Ctx<'_>, v: Option<&S<String>>, data_plane: DataPlane) -> IstioVersion {
+    let default = IstioVersion {
+        major: 1,
+        minor: 22,
+        patch: None,
+    };
+    let Some(v) = v else { return default };
+    let Some(ver) = IstioVersion::parse(&v.value) else {
+        ctx.d.error(
+            "istio-version-invalid",
+            loc(v),
+            format!("minIstioVersion `{}` is not major.minor[.patch]", v.value),
+            "quote it so YAML keeps it a string, e.g. minIstioVersion: \"1.24\"",
+        );
+        return default;
+    };
+    let mm = (ver.major, ver.minor);
+    if mm < (1, 20) {
+        ctx.d.error(
+            "istio-version-unsupported",
+            loc(v),
+            format!(
+                "Istio {} cannot hot-reload a new root in cacerts (needs 1.20+)",
+                String::from(ver)
+            ),
+            "upgrade istiod to 1.21 or later before rotating the root",
+        );
+    } else if mm < (1, 21) {
+        ctx.d.warn(
+            "istio-version-caveat",
+            loc(v),
+            "Istio 1.20 reloads the root but proxies only re-sign at natural rotation (~12h per phase)",
+            "upgrade to 1.21+ for immediate re-signing, or plan for long soak times",
+        );
+    }
+    if matches!(
+        (ver.major, ver.minor, ver.patch),
+        (1, 24, Some(4)) | (1, 25, Some(1))
+    ) {
+        ctx.d.warn(
+            "istio-version-caveat",
+            loc(v),
+            format!(
+                "istiod {} trusts only the last root of a bundle (istio/istio#55793)",
+                String::from(ver)
+            ),
+            "avoid istiod 1.24.4 and 1.25.1; use 1.24.5+ or 1.25.2+",
+        );
+    }
+    if data_plane == DataPlane::Ambient && mm < (1, 26) {
+        ctx.d.warn(
+            "istio-version-caveat",
+            loc(v),
+            "ztunnel before 1.26.0 (1.25.3, 1.24.6) trusts only the first root of a bundle",
+            "run ztunnel 1.26.0+ (or 1.25.3+/1.24.6+) before rotating an ambient mesh",
+        );
+    }
+    ver
+}
+
+struct RootDefaults {
+    common_name: String,
+}
+
+impl RootDefaults {
+    fn current() -> Self {
+        Self {
+            common_name: "Root CA".into(),
+        }
+    }
+    fn new(plan: &str) -> Self {
+        Self {
+            common_name: format!("Root CA ({plan})"),
+        }
+    }
+}
+
+struct IntDefaults {
+    common_name: String,
+    locality: String,
+}
+
+fn root_subject(r: &RootInput) -> String {
+    match r {
+        RootInput::Generate(g) => canonical_subject(&g.subject),
+        RootInput::Import(i) => {
+            let s = i.signer.summary().subject;
+            // x509-parser prints `O=Istio, CN=Root CA`; compare the same way.
+            s
+        }
+    }
+}
+
+fn canonical_subject(s: &Subject) -> String {
+    s.to_string()
+}
+
+fn exactly_one<'a>(
+    ctx: &mut Ctx<'_>,
+    src: &'a S<RawCertSource>,
+    what: &str,
+) -> Option<Result<&'a RawGenerate, &'a RawImport>> {
+    match (&src.value.generate, &src.value.import) {
+        (Some(g), None) => Some(Ok(g)),
+        (None, Some(i)) => Some(Err(i)),
+        (gen_, _) => {
+            let how = if gen_.is_some() { "both" } else { "neither" };
+            ctx.d.error(
+                "cert-source-invalid",
+                loc(src),
+                format!("{what} has {how} of `generate` and `import`"),
+                "give exactly one: `generate: {algorithm: …}` or `import: {dir: …}`",
+            );
+            None
+        }
+    }
+}
+
+fn generate_spec(
+    ctx: &mut Ctx<'_>,
+    g: &RawGenerate,
+    default_validity: Span,
+    default_subject: Subject,
+) -> Option<GenerateSpec> {
+    let algorithm = match &g.algorithm {
+        None => Algorithm::EcdsaP256,
+        Some(a) => match Algorithm::parse(&a.value) {
+            Some(alg) => alg,
+            None => {
+                let small = a.value.starts_with("rsa-")
+                    && a.value[4..].parse::<u32>().is_ok_and(|n| n < 2048);
+                if small {
+                    ctx.d.error(
+                        "rsa-too-small",
+                        loc(a),
+                        format!("`{}` keys are too weak for a CA", a.value),
+                        "use rsa-2048 or larger, or ecdsa-p256",
+                    );
+                } else {
+                    ctx.d.error(
+                        "algorithm-unsupported",
+                        loc(a),
+                        format!("algorithm `{}` is not supported", a.value),
+                        format!("use one of: {}", Algorithm::NAMES.join(", ")),
+                    );
+                }
+                return None;
+            }
+        },
+    };
+    let validity = span(ctx, "validity", &g.validity, default_validity);
+    let subject = match &g.subject {
+        None => default_subject,
+        Some(s) => merge_subject(&s.value, default_subject),
+    };
+    Some(GenerateSpec {
+        algorithm,
+        validity,
+        subject,
+    })
+}
+
+fn merge_subject(s: &RawSubject, d: Subject) -> Subject {
+    Subject {
+        organization: s.organization.clone().or(d.organization),
+        organizational_unit: s.organizational_unit.clone().or(d.organizational_unit),
+        common_name: s.common_name.clone().or(d.common_name),
+        locality: s.locality.clone().or(d.locality),
+    }
+}
+
+fn root_input(
+    ctx: &mut Ctx<'_>,
+    src: &S<RawCertSource>,
+    what: &str,
+    defaults: RootDefaults,
+) -> Option<RootInput> {
+    match exactly_one(ctx, src, what)? {
+        Ok(g) => {
+            let subject = Subject {
+                organization: Some("Istio".into()),
+                common_name: Some(defaults.common_name),
+                ..Subject::default()
+            };
+            generate_spec(ctx, g, Span::from_days(3650), subject).map(RootInput::Generate)
+        }
+        Err(i) => import_root(ctx, i, what).map(RootInput::Import),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Makefile,
+    Tls,
+}
+
+fn layout(ctx: &mut Ctx<'_>, i: &RawImport, dir: &Path) -> Option<Layout> {
+    match i.layout.as_ref().map(|l| l.value.as_str()) {
+        None | Some("auto") => Some(
+            if dir.join("tls.crt").exists()
+                || dir.join("ca.crt").exists() && !dir.join("root-cert.pem").exists()
+            {
+                Layout::Tls
+            } else {
+                Layout::Makefile
+            },
+        ),
+        Some("makefile") => Some(Layout::Makefile),
+        Some("tls") => Some(Layout::Tls),
+        Some(other) => {
+            ctx.d.error(
+                "value-invalid",
+                loc(i.layout.as_ref().expect("matched Some above")),
+                format!("layout `{other}` is not one of: auto, makefile, tls"),
+                "use `makefile` for Istio Makefile output, `tls` for tls.crt/tls.key/ca.crt",
+            );
+            None
+        }
+    }
+}
+
+/// Reads a file under an import directory, reporting a diagnostic at the import's `dir`.
+fn read_file(ctx: &mut Ctx<'_>, i: &RawImport, path: &Path, what: &str) -> Option<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            ctx.d.error(
+                "import-unreadable",
+                loc(&i.dir),
+                format!("{what}: cannot read {}: {e}", path.display()),
+                "point `dir` at Istio Makefile output (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem) or a tls.crt/tls.key/ca.crt set",
+            );
+            None
+        }
+    }
+}
+
+fn read_key(ctx: &mut Ctx<'_>, i: &RawImport, path: &Path, what: &str) -> Option<PrivateKeyPem> {
+    let bytes = read_file(ctx, i, path, what)?;
+    let text = String::from_utf8(bytes).ok();
+    let key = text.map(PrivateKeyPem::new);
+    let problem = match &key {
+        None => Some("is not PEM text".to_string()),
+        Some(k) if k.expose().contains("ENCRYPTED") => {
+            Some("is an encrypted private key; istiod cannot use encrypted keys".to_string())
+        }
+        Some(k) => k.key_pair().err().map(|e| e.to_string()),
+    };
+    if let Some(problem) = problem {
+        ctx.d.error(
+            "import-unreadable",
+            loc(&i.dir),
+            format!("{what}: {} {problem}", path.display()),
+            "supply an unencrypted PKCS#1, SEC1 or PKCS#8 PEM key (decrypt it with `openssl pkey`)",
+        );
+        return None;
+    }
+    key
+}
+
+fn parse_certs(
+    ctx: &mut Ctx<'_>,
+    i: &RawImport,
+    path: &Path,
+    bytes: &[u8],
+    what: &str,
+) -> Option<Vec<Vec<u8>>> {
+    match pki::split_certificates(bytes) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            ctx.d.error(
+                "import-unreadable",
+                loc(&i.dir),
+                format!("{what}: {}: {e}", path.display()),
+                "the file must hold only PEM `CERTIFICATE` blocks",
+            );
+            None
+        }
+    }
+}
+
+/// Checks common to every imported CA certificate; returns false if any failed.
+fn check_ca_cert(ctx: &mut Ctx<'_>, i: &RawImport, der: &[u8], what: &str) -> bool {
+    let s = match inspect_der(der) {
+        Ok(s) => s,
+        Err(e) => {
+            ctx.d
+                .error("import-unreadable", loc(&i.dir), format!("{what}: {e}"), "");
+            return false;
+        }
+    };
+    let mut ok = true;
+    if !s.is_ca || !s.key_cert_sign {
+        ctx.d.error(
+            "import-not-ca",
+            loc(&i.dir),
+            format!(
+                "{what}: `{}` is not a CA (basicConstraints CA:{}, keyCertSign {})",
+                s.subject,
+                if s.is_ca { "TRUE" } else { "FALSE" },
+                if s.key_cert_sign { "set" } else { "missing" }
+            ),
+            "import the CA certificate (basicConstraints CA:TRUE with keyCertSign), not a workload or server certificate",
+        );
+        ok = false;
+    }
+    if let KeyKind::Rsa { bits } = s.key
+        && bits < 2048
+    {
+        ctx.d.error(
+            "rsa-too-small",
+            loc(&i.dir),
+            format!("{what}: `{}` has an RSA-{bits} key", s.subject),
+            "re-issue the CA with at least RSA-2048 (or ECDSA P-256)",
+        );
+        ok = false;
+    }
+    if !s.valid_at(ctx.now) {
+        let when = if ctx.now < s.not_before {
+            "is not valid yet"
+        } else {
+            "has expired"
+        };
+        ctx.d.error(
+            "import-expired",
+            loc(&i.dir),
+            format!(
+                "{what}: `{}` {when} (valid {} to {})",
+                s.subject,
+                s.not_before.date(),
+                s.not_after.date()
+            ),
+            "rotate with certificates that are valid now; an expired CA is rejected by istiod",
+        );
+        ok = false;
+    }
+    if s.ext_key_usage
+        .iter()
+        .any(|e| e != "serverAuth" && e != "any")
+        && !s.ext_key_usage.iter().any(|e| e == "serverAuth")
+    {
+        ctx.d.error(
+            "import-not-ca",
+            loc(&i.dir),
+            format!("{what}: `{}` carries an extended key usage without serverAuth ({})", s.subject, s.ext_key_usage.join(", ")),
+            "istiod's chain check requires CA certificates with no EKU, or one that includes serverAuth",
+        );
+        ok = false;
+    }
+    ok
+}
+
+fn import_root(ctx: &mut Ctx<'_>, i: &RawImport, what: &str) -> Option<ImportedRoot> {
+    let dir = ctx.base.join(&i.dir.value);
+    let layout = layout(ctx, i, &dir)?;
+    let (file, key_file) = match layout {
+        Layout::Makefile => (dir.join("root-cert.pem"), Some(dir.join("root-key.pem"))),
+        Layout::Tls => (dir.join("ca.crt"), None),
+    };
+    let bundle = read_file(ctx, i, &file, what)?;
+    let certs = parse_certs(ctx, i, &file, &bundle, what)?;
+    let mut ok = true;
+    for der in &certs {
+        ok &= check_ca_cert(ctx, i, der, what);
+    }
+    let key = match key_file {
+        Some(k) if k.exists() => Some(read_key(ctx, i, &k, what)?),
+        _ => None,
+    };
+    let mut signer_idx = 0;
+    if let Some(key) = &key {
+        match certs
+            .iter()
+            .position(|der| pki::key_matches_cert(key, der).unwrap_or(false))
+        {
+            Some(idx) => signer_idx = idx,
+            None => {
+                ctx.d.error(
+                    "import-key-mismatch",
+                    loc(&i.dir),
+                    format!("{what}: root-key.pem does not belong to any certificate in {}", file.display()),
+                    "supply the root key that matches root-cert.pem, or remove root-key.pem and import the intermediates",
+                );
+                ok = false;
+            }
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let signer = CaMaterial::from_pem(pki::der_to_pem(&certs[signer_idx]), key).ok()?;
+    Some(ImportedRoot {
+        file,
+        bundle,
+        signer,
+        certs,
+    })
+}
+
+fn intermediate_input(
+    ctx: &mut Ctx<'_>,
+    src: &S<RawCertSource>,
+    what: &str,
+    defaults: IntDefaults,
+    root: Option<&RootInput>,
+    format: SecretFormat,
+) -> Option<IntermediateInput> {
+    match exactly_one(ctx, src, what)? {
+        Ok(g) => {
+            let subject = Subject {
+                organization: Some("Istio".into()),
+                common_name: Some(defaults.common_name),
+                locality: Some(defaults.locality),
+                ..Subject::default()
+            };
+            let spec = generate_spec(ctx, g, Span::from_days(1825), subject)?;
+            match root {
+                Some(RootInput::Import(r)) if r.signer.key.is_none() => {
+                    ctx.d.error(
+                        "root-key-missing",
+                        loc(src),
+                        format!("{what} is to be generated, but the root imported from {} has no key", r.file.display()),
+                        "put root-key.pem next to root-cert.pem, or import this intermediate instead of generating it",
+                    );
+                    return None;
+                }
+                Some(RootInput::Generate(root_spec)) if spec.validity > root_spec.validity => {
+                    ctx.d.error(
+                        "intermediate-outlives-root",
+                        g.validity.as_ref().map_or(loc(src), loc),
+                        format!("{what}: validity {} is longer than its root's {}", spec.validity, root_spec.validity),
+                        "shorten the intermediate's validity; istiod rejects chains whose root expired",
+                    );
+                }
+                Some(RootInput::Import(r)) => {
+                    let root_end = r.signer.summary().not_after;
+                    if ctx.now + spec.validity.to_time() > root_end {
+                        ctx.d.error(
+                            "intermediate-outlives-root",
+                            g.validity.as_ref().map_or(loc(src), loc),
+                            format!(
+                                "{what}: validity {} runs past its root's expiry {}",
+                                spec.validity,
+                                root_end.date()
+                            ),
+                            "shorten the intermediate's validity to end before the root does",
+                        );
+                    }
+                }
+                _ => {}
+            }
+            Some(IntermediateInput::Generate(spec))
+        }
+        Err(i) => import_intermediate(ctx, i, what, root, format).map(IntermediateInput::Import),
+    }
+}
+
+fn import_intermediate(
+    ctx: &mut Ctx<'_>,
+    i: &RawImport,
+    what: &str,
+    root: Option<&RootInput>,
+    format: SecretFormat,
+) -> Option<ImportedIntermediate> {
+    let dir = ctx.base.join(&i.dir.value);
+    let layout = layout(ctx, i, &dir)?;
+    let imported_format = match layout {
+        Layout::Makefile => SecretFormat::Istiod,
+        Layout::Tls => SecretFormat::KubernetesTls,
+    };
+    if imported_format != format {
+        ctx.d.warn(
+            "secret-format-mismatch",
+            loc(&i.dir),
+            format!(
+                "{what} is imported from the {} layout but the plan renders the {} format",
+                imported_format.name(),
+                format.name()
+            ),
+            "a Secret's type cannot change in place: set mesh.secretFormat to match the live cacerts Secret",
+        );
+    }
+    let (cert_file, key_file) = match layout {
+        Layout::Makefile => (dir.join("ca-cert.pem"), dir.join("ca-key.pem")),
+        Layout::Tls => (dir.join("tls.crt"), dir.join("tls.key")),
+    };
+    let cert_bytes = read_file(ctx, i, &cert_file, what)?;
+    let certs = parse_certs(ctx, i, &cert_file, &cert_bytes, what)?;
+    let key = read_key(ctx, i, &key_file, what)?;
+    let mut ok = check_ca_cert(ctx, i, &certs[0], what);
+    if !pki::key_matches_cert(&key, &certs[0]).unwrap_or(false) {
+        ctx.d.error(
+            "import-key-mismatch",
+            loc(&i.dir),
+            format!(
+                "{what}: {} does not belong to {}",
+                key_file.display(),
+                cert_file.display()
+            ),
+            "import the key that was generated with this certificate",
+        );
+        ok = false;
+    }
+    let chain = match layout {
+        Layout::Makefile => {
+            let chain_file = dir.join("cert-chain.pem");
+            if chain_file.exists() {
+                let bytes = read_file(ctx, i, &chain_file, what)?;
+                let chain_certs = parse_certs(ctx, i, &chain_file, &bytes, what)?;
+                if chain_certs.first() != Some(&certs[0]) {
+                    ctx.d.error(
+                        "import-unreadable",
+                        loc(&i.dir),
+                        format!("{what}: {} does not start with ca-cert.pem", chain_file.display()),
+                        "cert-chain.pem must be ca-cert.pem followed by its issuers (istiod serves it as-is)",
+                    );
+                    ok = false;
+                }
+                bytes
+            } else {
+                // No chain file: build the Makefile's `cat ca-cert.pem root-cert.pem` later.
+                Vec::new()
+            }
+        }
+        Layout::Tls => cert_bytes.clone(),
+    };
+    if let Some(root) = root {
+        let root_ders: Vec<Vec<u8>> = match root {
+            RootInput::Import(r) => r.certs.clone(),
+            RootInput::Generate(_) => Vec::new(),
+        };
+        if let RootInput::Generate(_) = root {
+            ctx.d.error(
+                "import-not-signed-by-root",
+                loc(&i.dir),
+                format!("{what} is imported but its root is to be generated, so it cannot be signed by it"),
+                "import the root too (roots.*.import), or generate this intermediate",
+            );
+            ok = false;
+        } else {
+            let issuer_chain: Vec<&Vec<u8>> = certs.iter().skip(1).collect();
+            let signed = root_ders.iter().any(|r| pki::is_signed_by(&certs[0], r))
+                || issuer_chain.iter().any(|c| pki::is_signed_by(&certs[0], c));
+            if !signed {
+                let s = inspect_der(&certs[0]).map(|s| s.issuer).unwrap_or_default();
+                ctx.d.error(
+                    "import-not-signed-by-root",
+                    loc(&i.dir),
+                    format!("{what}: the intermediate (issuer `{s}`) is not signed by any certificate of the plan's root"),
+                    "import the intermediate that was issued by this root, or import the matching root",
+                );
+                ok = false;
+            }
+        }
+    }
+    if !ok {
+        return None;
+    }
+    let cert = CaMaterial::from_pem(pki::der_to_pem(&certs[0]), Some(key)).ok()?;
+    // Keep the exact ca-cert.pem bytes when the file is one certificate (phase 1 must not change bytes).
+    let cert = if certs.len() == 1 {
+        CaMaterial {
+            cert_pem: String::from_utf8(cert_bytes).unwrap_or(cert.cert_pem.clone()),
+            ..cert
+        }
+    } else {
+        cert
+    };
+    Some(ImportedIntermediate { dir, cert, chain })
+}

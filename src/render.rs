@@ -1,0 +1,455 @@
+//! Rendering: the rollout and its key material become the files of the GitOps repo, in
+//! memory. Manifests come from minijinja templates embedded from `templates/` (overridable
+//! with `--templates DIR`); every YAML file is parsed back before it is accepted.
+//!
+//! Templates run with auto-escaping off and strict undefined behaviour; every value placed
+//! in YAML goes through `|tojson`, which yields a valid YAML scalar for any string.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use minijinja::value::Serde;
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::Serialize;
+
+use crate::materials::Materials;
+use crate::model::{self, Rollout, phase_dir};
+use crate::pki;
+use crate::plan::{Engine, Plan, SecretFormat};
+
+/// The embedded templates, by name.
+pub const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "secret.yaml.j2",
+        include_str!("../templates/secret.yaml.j2"),
+    ),
+    (
+        "phase-kustomization.yaml.j2",
+        include_str!("../templates/phase-kustomization.yaml.j2"),
+    ),
+    (
+        "pointer-kustomization.yaml.j2",
+        include_str!("../templates/pointer-kustomization.yaml.j2"),
+    ),
+    (
+        "ksops-generator.yaml.j2",
+        include_str!("../templates/ksops-generator.yaml.j2"),
+    ),
+    (
+        "flux-kustomization.yaml.j2",
+        include_str!("../templates/flux-kustomization.yaml.j2"),
+    ),
+    (
+        "argocd-application.yaml.j2",
+        include_str!("../templates/argocd-application.yaml.j2"),
+    ),
+    (
+        "prereq-helm-values.yaml.j2",
+        include_str!("../templates/prereq-helm-values.yaml.j2"),
+    ),
+    (
+        "prereq-istiooperator.yaml.j2",
+        include_str!("../templates/prereq-istiooperator.yaml.j2"),
+    ),
+    ("ROLLOUT.md.j2", include_str!("../templates/ROLLOUT.md.j2")),
+];
+
+/// Labels and annotations rootroll puts on every phase Secret.
+pub mod keys {
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    pub const PLAN: &str = "rootroll.dev/plan";
+    pub const PHASE: &str = "rootroll.dev/phase";
+    pub const PHASE_NAME: &str = "rootroll.dev/phase-name";
+    pub const PUBLIC_SHA256: &str = "rootroll.dev/public-sha256";
+    pub const SIGNER_SHA256: &str = "rootroll.dev/signer-sha256";
+    pub const BUNDLE_SHA256: &str = "rootroll.dev/bundle-sha256";
+}
+
+/// One output file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutFile {
+    pub bytes: Vec<u8>,
+    /// Holds private key material: written 0600, never printed.
+    pub private: bool,
+}
+
+/// The whole rendered tree, keyed by `/`-separated relative path.
+#[derive(Clone, Default)]
+pub struct Outputs {
+    pub files: BTreeMap<String, OutFile>,
+}
+
+impl Outputs {
+    fn add(&mut self, path: String, bytes: impl Into<Vec<u8>>, private: bool) {
+        self.files.insert(
+            path,
+            OutFile {
+                bytes: bytes.into(),
+                private,
+            },
+        );
+    }
+}
+
+/// Errors while rendering.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("cannot read template {}", path.display())]
+    ReadTemplate {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("template {name} failed: {detail}")]
+    Template { name: String, detail: String },
+    #[error("template {name} produced invalid YAML for {path}: {reason}")]
+    InvalidYaml {
+        name: String,
+        path: String,
+        reason: String,
+    },
+}
+
+/// Render options decided by the CLI.
+pub struct RenderOptions<'a> {
+    /// Directory whose `*.j2` files replace the embedded ones of the same name.
+    pub templates: Option<&'a Path>,
+    /// Name Secret files `*.sops.yaml` (they are encrypted after rendering).
+    pub encrypted: bool,
+    /// Active phase per cluster (kept from a previous render; default 1).
+    pub active: BTreeMap<String, u8>,
+}
+
+/// A Secret as the template sees it. Lists of pairs keep the order chosen here.
+#[derive(Serialize)]
+struct SecretView {
+    name: String,
+    namespace: String,
+    #[serde(rename = "type")]
+    type_: &'static str,
+    labels: Vec<(String, String)>,
+    annotations: Vec<(String, String)>,
+    data: Vec<(String, String)>,
+}
+
+/// The public files of a phase Secret and its private key entry.
+pub struct SecretContent {
+    pub public: Vec<(&'static str, Vec<u8>)>,
+    pub private: (&'static str, Vec<u8>),
+}
+
+impl SecretContent {
+    /// sha256 over the public entries, sorted by key: `key\nlen\nbytes` each.
+    pub fn public_sha256(&self) -> String {
+        public_fingerprint(self.public.iter().map(|(k, v)| (*k, v.as_slice())))
+    }
+}
+
+/// sha256 over `(key, bytes)` pairs sorted by key: `key\nlen\nbytes` each.
+pub fn public_fingerprint<'a>(entries: impl Iterator<Item = (&'a str, &'a [u8])>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<_> = entries.collect();
+    sorted.sort_by_key(|(k, _)| *k);
+    let mut h = Sha256::new();
+    for (k, v) in sorted {
+        h.update(k.as_bytes());
+        h.update(format!("\n{}\n", v.len()).as_bytes());
+        h.update(v);
+    }
+    pki::hex(&h.finalize())
+}
+
+/// The four (or three) keys of a phase Secret (facts §1.2, §9.3).
+pub fn secret_content(
+    format: SecretFormat,
+    signer: &crate::materials::Signer,
+    bundle: &[u8],
+) -> SecretContent {
+    let key = signer
+        .cert
+        .key
+        .as_ref()
+        .expect("signing CAs always carry their key")
+        .expose()
+        .as_bytes()
+        .to_vec();
+    match format {
+        SecretFormat::Istiod => SecretContent {
+            public: vec![
+                ("ca-cert.pem", signer.cert.cert_pem.as_bytes().to_vec()),
+                ("cert-chain.pem", signer.chain.clone()),
+                ("root-cert.pem", bundle.to_vec()),
+            ],
+            private: ("ca-key.pem", key),
+        },
+        // istiod builds the chain as tls.crt + ca.crt, so tls.crt is the signing cert (with
+        // any intermediates between it and the root).
+        SecretFormat::KubernetesTls => {
+            let mut tls_crt = signer.cert.cert_pem.as_bytes().to_vec();
+            if let Ok(chain) = pki::split_certificates(&signer.chain) {
+                // Keep intermediates but not the root: ca.crt supplies the roots.
+                for der in chain.iter().skip(1) {
+                    if !pki::inspect_der(der).map(|s| s.self_signed).unwrap_or(true) {
+                        tls_crt.extend_from_slice(pki::der_to_pem(der).as_bytes());
+                    }
+                }
+            }
+            SecretContent {
+                public: vec![("ca.crt", bundle.to_vec()), ("tls.crt", tls_crt)],
+                private: ("tls.key", key),
+            }
+        }
+    }
+}
+
+fn environment(templates: Option<&Path>) -> Result<Environment<'static>, RenderError> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+            .expect("the default syntax with keep_trailing_newline is valid"),
+    );
+    for (name, embedded) in TEMPLATES {
+        let source = match templates.map(|d| d.join(name)) {
+            Some(path) if path.exists() => std::fs::read_to_string(&path)
+                .map_err(|source| RenderError::ReadTemplate { path, source })?,
+            _ => (*embedded).to_string(),
+        };
+        env.add_template_owned(*name, source)
+            .map_err(|e| template_err(name, &e))?;
+    }
+    Ok(env)
+}
+
+fn template_err(name: &str, e: &minijinja::Error) -> RenderError {
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        detail.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    RenderError::Template {
+        name: name.to_string(),
+        detail,
+    }
+}
+
+fn render_one(
+    env: &Environment<'_>,
+    name: &str,
+    ctx: minijinja::Value,
+) -> Result<String, RenderError> {
+    env.get_template(name)
+        .and_then(|t| t.render(ctx))
+        .map_err(|e| template_err(name, &e))
+}
+
+fn render_yaml(
+    env: &Environment<'_>,
+    name: &str,
+    path: &str,
+    ctx: minijinja::Value,
+) -> Result<String, RenderError> {
+    let text = render_one(env, name, ctx)?;
+    serde_saphyr::from_str::<serde_json::Value>(&text).map_err(|e| RenderError::InvalidYaml {
+        name: name.to_string(),
+        path: path.to_string(),
+        reason: e.without_snippet().to_string(),
+    })?;
+    Ok(text)
+}
+
+/// Path of a cluster's istio-ca directory.
+pub fn cluster_dir(cluster: &str) -> String {
+    format!("clusters/{cluster}/istio-ca")
+}
+
+/// Reads the active phase from a pointer kustomization written by rootroll.
+pub fn parse_active(pointer: &str) -> Option<u8> {
+    let mut found = None;
+    for line in pointer.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("- ") {
+            let rest = rest.trim().trim_matches('"');
+            if let Some(p) = rest.strip_prefix("phases/") {
+                let n: u8 = p.split('-').next()?.parse().ok()?;
+                if found.is_some() || !(1..=4).contains(&n) {
+                    return None;
+                }
+                found = Some(n);
+            }
+        }
+    }
+    found
+}
+
+/// Renders every file of the output directory (plaintext; encryption is a later step).
+pub fn render(
+    plan: &Plan,
+    rollout: &Rollout,
+    m: &Materials,
+    opts: &RenderOptions<'_>,
+) -> Result<Outputs, RenderError> {
+    let env = environment(opts.templates)?;
+    let mut out = Outputs::default();
+    let bundles = model::bundles(m);
+    let secret_file = if opts.encrypted {
+        "cacerts.sops.yaml"
+    } else {
+        "cacerts.yaml"
+    };
+    let ksops = opts.encrypted && plan.gitops.engine == Engine::Argocd;
+    let mut active_names = BTreeMap::new();
+
+    for cm in &m.clusters {
+        let cdir = cluster_dir(&cm.name);
+        let active = opts.active.get(&cm.name).copied().unwrap_or(1);
+        active_names.insert(cm.name.clone(), phase_dir(active));
+        for phase in &rollout.phases[1..] {
+            let n = phase.number;
+            let (_, signer) = model::signer_for(n, &cm.current, &cm.new);
+            let bundle = &bundles[usize::from(n) - 1];
+            let content = secret_content(plan.mesh.secret_format, &signer, bundle);
+            let mut annotations = vec![
+                (keys::PUBLIC_SHA256.to_string(), content.public_sha256()),
+                (keys::SIGNER_SHA256.to_string(), signer.cert.fingerprint()),
+                (keys::BUNDLE_SHA256.to_string(), pki::sha256_hex(bundle)),
+            ];
+            match plan.gitops.engine {
+                Engine::Flux => annotations.push((
+                    "kustomize.toolkit.fluxcd.io/prune".into(),
+                    "disabled".into(),
+                )),
+                Engine::Argocd => annotations.push((
+                    "argocd.argoproj.io/sync-options".into(),
+                    "Prune=false,Delete=false".into(),
+                )),
+            }
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let mut data: Vec<(String, String)> = content
+                .public
+                .iter()
+                .map(|(k, v)| (k.to_string(), b64.encode(v)))
+                .collect();
+            data.push((
+                content.private.0.to_string(),
+                b64.encode(&content.private.1),
+            ));
+            data.sort();
+            let secret = SecretView {
+                name: plan.mesh.secret_name.clone(),
+                namespace: plan.mesh.istio_namespace.clone(),
+                type_: plan.mesh.secret_format.secret_type(),
+                labels: vec![
+                    (keys::MANAGED_BY.into(), "rootroll".into()),
+                    (keys::PLAN.into(), plan.name.clone()),
+                    (keys::PHASE.into(), n.to_string()),
+                    (keys::PHASE_NAME.into(), phase.name.to_string()),
+                ],
+                annotations,
+                data,
+            };
+            let pdir = format!("{cdir}/phases/{}", phase_dir(n));
+            let path = format!("{pdir}/{secret_file}");
+            let text = render_yaml(
+                &env,
+                "secret.yaml.j2",
+                &path,
+                minijinja::context! { secret => Serde(&secret) },
+            )?;
+            out.add(path, text, true);
+            let gen_file = "secret-generator.yaml";
+            let kpath = format!("{pdir}/kustomization.yaml");
+            let text = render_yaml(
+                &env,
+                "phase-kustomization.yaml.j2",
+                &kpath,
+                minijinja::context! {
+                    plan => &plan.name, cluster => &cm.name, phase => Serde(phase),
+                    ksops, secret_file => if ksops { gen_file } else { secret_file },
+                },
+            )?;
+            out.add(kpath, text, false);
+            if ksops {
+                let gpath = format!("{pdir}/{gen_file}");
+                let text = render_yaml(
+                    &env,
+                    "ksops-generator.yaml.j2",
+                    &gpath,
+                    minijinja::context! { name => format!("{}-phase-{n}", plan.mesh.secret_name), file => format!("./{secret_file}") },
+                )?;
+                out.add(gpath, text, false);
+            }
+        }
+        let ppath = format!("{cdir}/kustomization.yaml");
+        let text = render_yaml(
+            &env,
+            "pointer-kustomization.yaml.j2",
+            &ppath,
+            minijinja::context! { plan => &plan.name, cluster => &cm.name, active => format!("phases/{}", phase_dir(active)) },
+        )?;
+        out.add(ppath, text, false);
+
+        let repo_dir = if plan.gitops.repo_path == "." {
+            format!("./{cdir}")
+        } else {
+            format!(
+                "./{}/{cdir}",
+                plan.gitops.repo_path.trim_start_matches("./")
+            )
+        };
+        let name = format!("{}-istio-ca", cm.name);
+        match plan.gitops.engine {
+            Engine::Flux => {
+                let path = format!("flux/{name}.yaml");
+                let text = render_yaml(
+                    &env,
+                    "flux-kustomization.yaml.j2",
+                    &path,
+                    minijinja::context! { cluster => &cm.name, name, path => repo_dir, encrypted => opts.encrypted, decryption_secret => "sops-age" },
+                )?;
+                out.add(path, text, false);
+            }
+            Engine::Argocd => {
+                let path = format!("argocd/{name}.yaml");
+                let text = render_yaml(
+                    &env,
+                    "argocd-application.yaml.j2",
+                    &path,
+                    minijinja::context! { cluster => &cm.name, name, path => repo_dir, namespace => &plan.mesh.istio_namespace },
+                )?;
+                out.add(path, text, false);
+            }
+        }
+    }
+
+    for (tpl, path) in [
+        (
+            "prereq-helm-values.yaml.j2",
+            "prerequisites/istiod-helm-values.yaml",
+        ),
+        (
+            "prereq-istiooperator.yaml.j2",
+            "prerequisites/istiooperator-overlay.yaml",
+        ),
+    ] {
+        let text = render_yaml(&env, tpl, path, minijinja::context! { plan => &plan.name })?;
+        out.add(path.to_string(), text, false);
+    }
+
+    let plan_file = plan.file.file_name().map_or_else(
+        || plan.file.display().to_string(),
+        |f| f.to_string_lossy().into_owned(),
+    );
+    let text = render_one(
+        &env,
+        "ROLLOUT.md.j2",
+        minijinja::context! { r => Serde(rollout), plan_file, encrypted => opts.encrypted, active => active_names },
+    )?;
+    out.add("ROLLOUT.md".into(), text, false);
+    Ok(out)
+}

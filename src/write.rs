@@ -1,0 +1,277 @@
+//! Writing the rendered tree: all or nothing.
+//!
+//! The new tree is written into a temporary sibling directory, synced, and then swapped with
+//! the old one in a single `renameat2(RENAME_EXCHANGE)`; a crash leaves either the old tree
+//! or the new one at the output path. Files rootroll did not write (listed nowhere in the
+//! previous manifest) are carried over. Private files are 0600 and the directories holding
+//! them 0700.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::render::{OutFile, Outputs};
+
+/// List of files rootroll wrote, kept inside the output directory.
+pub const MANIFEST: &str = ".rootroll/manifest";
+
+/// Errors while writing the output directory.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{} exists and is not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error("{} is a symbolic link; give the real directory", path.display())]
+    Symlink { path: PathBuf },
+    #[error("{} is not empty and was not written by rootroll (no {MANIFEST}); choose an empty or new directory", path.display())]
+    Foreign { path: PathBuf },
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> WriteError + 'a {
+    move |source| WriteError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What happened to one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    Added,
+    Changed,
+    Unchanged,
+    Removed,
+}
+
+/// Per-file changes, sorted by path.
+pub type ChangeSet = BTreeMap<String, Change>;
+
+/// Reads the files of a previous render (managed files only).
+pub fn read_existing(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, WriteError> {
+    let mut out = BTreeMap::new();
+    for rel in managed_files(dir)? {
+        let p = dir.join(&rel);
+        if let Ok(bytes) = fs::read(&p) {
+            out.insert(rel, bytes);
+        }
+    }
+    Ok(out)
+}
+
+fn managed_files(dir: &Path) -> Result<BTreeSet<String>, WriteError> {
+    let m = dir.join(MANIFEST);
+    match fs::read_to_string(&m) {
+        Ok(text) => Ok(text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
+        Err(e) => Err(io("read", &m)(e)),
+    }
+}
+
+/// Compares outputs with what is on disk.
+pub fn diff(dir: &Path, outputs: &Outputs) -> Result<ChangeSet, WriteError> {
+    let existing = if dir.exists() {
+        read_existing(dir)?
+    } else {
+        BTreeMap::new()
+    };
+    let mut changes = ChangeSet::new();
+    for (path, f) in &outputs.files {
+        let c = match existing.get(path) {
+            None => Change::Added,
+            Some(old) if *old == f.bytes => Change::Unchanged,
+            Some(_) => Change::Changed,
+        };
+        changes.insert(path.clone(), c);
+    }
+    for path in existing.keys() {
+        if !outputs.files.contains_key(path) && path != MANIFEST {
+            changes.insert(path.clone(), Change::Removed);
+        }
+    }
+    changes.remove(MANIFEST);
+    Ok(changes)
+}
+
+fn check_target(dir: &Path) -> Result<bool, WriteError> {
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io("inspect", dir)(e)),
+        Ok(m) if m.file_type().is_symlink() => Err(WriteError::Symlink {
+            path: dir.to_path_buf(),
+        }),
+        Ok(m) if !m.is_dir() => Err(WriteError::NotADirectory {
+            path: dir.to_path_buf(),
+        }),
+        Ok(_) => {
+            let empty = fs::read_dir(dir).map_err(io("read", dir))?.next().is_none();
+            if !empty && !dir.join(MANIFEST).exists() {
+                return Err(WriteError::Foreign {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Ok(true)
+        }
+    }
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), WriteError> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io("create", path))?;
+    f.write_all(bytes).map_err(io("write", path))?;
+    f.sync_all().map_err(io("sync", path))?;
+    Ok(())
+}
+
+fn sync_dir(path: &Path) -> Result<(), WriteError> {
+    fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(io("sync", path))
+}
+
+/// Collects every file below `root` (relative paths, `/`-separated), not following links.
+fn walk(root: &Path) -> Result<Vec<String>, WriteError> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let abs = root.join(&rel);
+        for entry in fs::read_dir(&abs).map_err(io("read", &abs))? {
+            let entry = entry.map_err(io("read", &abs))?;
+            let rel = rel.join(entry.file_name());
+            let ft = entry.file_type().map_err(io("inspect", &entry.path()))?;
+            if ft.is_dir() {
+                stack.push(rel);
+            } else {
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Writes `outputs` to `dir` atomically. Returns what changed.
+pub fn write_tree(dir: &Path, outputs: &Outputs) -> Result<ChangeSet, WriteError> {
+    let exists = check_target(dir)?;
+    let changes = diff(dir, outputs)?;
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).map_err(io("create", &parent))?;
+    let name = dir
+        .file_name()
+        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = parent.join(format!(".{name}.rootroll-tmp-{}", std::process::id()));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(io("remove", &tmp))?;
+    }
+    let result =
+        build_tree(&tmp, dir, exists, outputs).and_then(|()| swap(&tmp, dir, exists, &parent));
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    result.map(|()| changes)
+}
+
+fn build_tree(tmp: &Path, dir: &Path, exists: bool, outputs: &Outputs) -> Result<(), WriteError> {
+    fs::create_dir(tmp).map_err(io("create", tmp))?;
+    fs::set_permissions(tmp, fs::Permissions::from_mode(0o755)).map_err(io("chmod", tmp))?;
+    let mut files: BTreeMap<String, OutFile> = outputs.files.clone();
+    // Carry over files the user added to a previous render.
+    if exists {
+        let managed = managed_files(dir)?;
+        for rel in walk(dir)? {
+            if !managed.contains(&rel) && rel != MANIFEST && !files.contains_key(&rel) {
+                let src = dir.join(&rel);
+                let meta = fs::metadata(&src).map_err(io("inspect", &src))?;
+                let bytes = fs::read(&src).map_err(io("read", &src))?;
+                files.insert(
+                    rel,
+                    OutFile {
+                        bytes,
+                        private: meta.permissions().mode() & 0o077 == 0,
+                    },
+                );
+            }
+        }
+    }
+    let mut manifest =
+        String::from("# files written by rootroll render; others here are kept as they are\n");
+    for path in outputs.files.keys() {
+        manifest.push_str(path);
+        manifest.push('\n');
+    }
+    files.insert(
+        MANIFEST.into(),
+        OutFile {
+            bytes: manifest.into_bytes(),
+            private: false,
+        },
+    );
+    let mut dirs: BTreeMap<PathBuf, bool> = BTreeMap::new();
+    for (rel, f) in &files {
+        let mut p = Path::new(rel).parent();
+        while let Some(d) = p {
+            if d.as_os_str().is_empty() {
+                break;
+            }
+            let private = dirs.entry(d.to_path_buf()).or_insert(false);
+            // Only the directory directly holding a private file is 0700.
+            if f.private && Some(d) == Path::new(rel).parent() {
+                *private = true;
+            }
+            p = d.parent();
+        }
+    }
+    for (d, private) in &dirs {
+        let abs = tmp.join(d);
+        fs::create_dir_all(&abs).map_err(io("create", &abs))?;
+        let mode = if *private { 0o700 } else { 0o755 };
+        fs::set_permissions(&abs, fs::Permissions::from_mode(mode)).map_err(io("chmod", &abs))?;
+    }
+    for (rel, f) in &files {
+        let abs = tmp.join(rel);
+        write_file(&abs, &f.bytes, if f.private { 0o600 } else { 0o644 })?;
+    }
+    for d in dirs.keys().rev() {
+        sync_dir(&tmp.join(d))?;
+    }
+    sync_dir(tmp)
+}
+
+fn swap(tmp: &Path, dir: &Path, exists: bool, parent: &Path) -> Result<(), WriteError> {
+    if exists {
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            tmp,
+            rustix::fs::CWD,
+            dir,
+            rustix::fs::RenameFlags::EXCHANGE,
+        )
+        .map_err(|e| io("swap in", dir)(e.into()))?;
+        sync_dir(parent)?;
+        // `tmp` now holds the previous tree.
+        fs::remove_dir_all(tmp).map_err(io("remove", tmp))?;
+    } else {
+        fs::rename(tmp, dir).map_err(io("move into place", dir))?;
+    }
+    sync_dir(parent)
+}
