@@ -16,9 +16,10 @@ use rootroll::materials::materialize;
 use rootroll::model::compile;
 use rootroll::plan::{self, PlanError};
 use rootroll::render::{self, RenderOptions, cluster_dir, parse_active};
+use rootroll::sops::{self, SopsError};
 use rootroll::state::{self, KeyState};
 use rootroll::write::{self, Change};
-use rootroll::{init, pki};
+use rootroll::{init, pki, seal};
 
 const ABOUT: &str =
     "Compile an Istio root CA rotation plan into ordered, encrypted GitOps manifests.";
@@ -103,7 +104,7 @@ Generated keys are kept in DIR/.rootroll so a second render reuses them and chan
         /// Output directory (created if missing; must be empty or a previous render).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// Write private keys unencrypted (for local experiments only; never commit the result).
+        /// Write private keys unencrypted instead of SOPS/age (local experiments only; never commit).
         #[arg(long)]
         insecure_plaintext: bool,
         /// Do not write; exit 1 and list the files that would change.
@@ -112,6 +113,24 @@ Generated keys are kept in DIR/.rootroll so a second render reuses them and chan
         /// Directory of templates (*.j2) overriding the embedded ones of the same name.
         #[arg(long, value_name = "DIR")]
         templates: Option<PathBuf>,
+        /// age identity file to open the encrypted key state (also SOPS_AGE_KEY_FILE,
+        /// SOPS_AGE_KEY, ~/.config/sops/age/keys.txt). Needed only when a changed certificate
+        /// must be signed or a Secret re-encrypted.
+        #[arg(long, value_name = "FILE")]
+        identity: Vec<PathBuf>,
+    },
+    /// Print a SOPS-encrypted manifest decrypted (MAC verified), for a human to read.
+    Decrypt {
+        file: PathBuf,
+        /// age identity file (also SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, ~/.config/sops/age/keys.txt).
+        #[arg(long, value_name = "FILE")]
+        identity: Vec<PathBuf>,
+        /// Write to this new file (0600) instead of the terminal; needs --insecure-write-plaintext.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Allow decrypted private keys to reach a file or a pipe.
+        #[arg(long)]
+        insecure_write_plaintext: bool,
     },
     /// Summarise every certificate in a PEM bundle.
     Inspect {
@@ -170,13 +189,28 @@ pub fn run() -> Result<ExitCode> {
             insecure_plaintext,
             check,
             templates,
+            identity,
         } => cmd_render(
             &plan,
             &out,
-            insecure_plaintext,
-            check,
-            templates.as_deref(),
+            &RenderArgs {
+                insecure_plaintext,
+                check,
+                templates: templates.as_deref(),
+                identity: &identity,
+            },
             now,
+        ),
+        Command::Decrypt {
+            file,
+            identity,
+            output,
+            insecure_write_plaintext,
+        } => cmd_decrypt(
+            &file,
+            &identity,
+            output.as_deref(),
+            insecure_write_plaintext,
         ),
         Command::Inspect { file, format } => cmd_inspect(&file, format),
     }
@@ -230,16 +264,6 @@ fn load_plan(path: &Path, now: OffsetDateTime) -> Result<plan::Plan> {
     Ok(plan)
 }
 
-fn read_state(out: &Path) -> Result<KeyState> {
-    let plain = out.join(state::PLAIN_PATH);
-    if plain.exists() {
-        let text = std::fs::read_to_string(&plain)
-            .with_context(|| format!("cannot read {}", plain.display()))?;
-        return Ok(KeyState::parse(&plain.display().to_string(), &text)?);
-    }
-    Ok(KeyState::default())
-}
-
 fn cmd_plan(
     path: &Path,
     format: Format,
@@ -249,7 +273,7 @@ fn cmd_plan(
     let plan = load_plan(path, now)?;
     let materials = match out {
         Some(dir) => {
-            let st = read_state(dir)?;
+            let st = read_state(dir, &[])?;
             if rootroll::materials::count_to_generate(&plan, &st) > 0 {
                 bail!(
                     "{} has no key state for every generated certificate of this plan; run render first",
@@ -269,22 +293,83 @@ fn cmd_plan(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Loads age identities the way sops does (plus `--identity` files first).
+fn identities(explicit: &[PathBuf]) -> Result<Vec<age::x25519::Identity>> {
+    match sops::load_identities(explicit, &|k| std::env::var(k).ok()) {
+        Ok(ids) => Ok(ids),
+        Err(SopsError::NoIdentities { .. }) if explicit.is_empty() => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads the key state of a previous render. An encrypted state is opened when an identity
+/// can; otherwise its public part is read and the keys stay locked.
+fn read_state(out: &Path, explicit: &[PathBuf]) -> Result<KeyState> {
+    let sealed = out.join(state::SOPS_PATH);
+    if sealed.exists() {
+        let name = sealed.display().to_string();
+        let text =
+            std::fs::read_to_string(&sealed).with_context(|| format!("cannot read {name}"))?;
+        let ids = identities(explicit)?;
+        if ids.is_empty() {
+            return Ok(KeyState::parse(&name, &text)?);
+        }
+        return match sops::decrypt_yaml(&name, &text, &ids) {
+            Ok(plain) => Ok(KeyState::parse(&name, &plain)?),
+            Err(SopsError::NoMatchingIdentity { .. }) if explicit.is_empty() => {
+                Ok(KeyState::parse(&name, &text)?)
+            }
+            Err(e) => Err(e.into()),
+        };
+    }
+    let plain = out.join(state::PLAIN_PATH);
+    if plain.exists() {
+        let text = std::fs::read_to_string(&plain)
+            .with_context(|| format!("cannot read {}", plain.display()))?;
+        return Ok(KeyState::parse(&plain.display().to_string(), &text)?);
+    }
+    Ok(KeyState::default())
+}
+
+const SOPS_CONFIG: &str = ".sops.yaml";
+
+fn sops_config(recipients: &[String]) -> String {
+    format!(
+        "# Written by rootroll: `sops edit` on a file here re-encrypts it the way rootroll does.\n\
+         creation_rules:\n  - path_regex: \\.sops\\.yaml$\n    encrypted_regex: ^(data|stringData)$\n    age: >-\n      {}\n",
+        recipients.join(",")
+    )
+}
+
+struct RenderArgs<'a> {
+    insecure_plaintext: bool,
+    check: bool,
+    templates: Option<&'a Path>,
+    identity: &'a [PathBuf],
+}
+
 fn cmd_render(
     path: &Path,
     out: &Path,
-    insecure_plaintext: bool,
-    check: bool,
-    templates: Option<&Path>,
+    a: &RenderArgs<'_>,
     now: OffsetDateTime,
 ) -> Result<ExitCode> {
     let plan = load_plan(path, now)?;
-    if !insecure_plaintext {
+    let encrypted = !a.insecure_plaintext;
+    if encrypted && plan.gitops.age_recipients.is_empty() {
         bail!(
-            "every cacerts Secret holds a CA private key and encryption is not available in this build; \
-             pass --insecure-plaintext to write them unencrypted (never commit that output)"
+            "{}: spec.gitops.ageRecipients is empty, so the CA private keys cannot be encrypted; \
+             add the age public key of Flux/Argo CD and of each operator (`age-keygen -y KEYFILE`), \
+             or pass --insecure-plaintext for a throwaway local render",
+            path.display()
         );
     }
-    let st = read_state(out)?;
+    let existing = if out.is_dir() {
+        write::read_existing(out)?
+    } else {
+        BTreeMap::new()
+    };
+    let st = read_state(out, a.identity)?;
     // Keep each cluster's active phase across renders.
     let mut active = BTreeMap::new();
     for c in &plan.clusters {
@@ -308,23 +393,64 @@ fn cmd_render(
             }
         }
     };
-    let materials = materialize(&plan, &st, now, &mut progress)?;
+    let materials = match materialize(&plan, &st, now, &mut progress) {
+        Ok(m) => m,
+        Err(rootroll::pki::PkiError::IssuerLocked { id }) if a.check => {
+            println!("changed   certificate {id} (its spec changed), and every file holding it");
+            println!(
+                "{} is out of date; give --identity to list every file",
+                out.display()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        Err(e @ rootroll::pki::PkiError::IssuerLocked { .. }) => {
+            return Err(anyhow::Error::new(e)
+                .context("give --identity FILE or set SOPS_AGE_KEY_FILE to open the key state"));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let rollout = compile(&plan, Some(&materials));
     let opts = RenderOptions {
-        templates,
-        encrypted: false,
+        templates: a.templates,
+        encrypted,
         active,
     };
     let mut outputs = render::render(&plan, &rollout, &materials, &opts)?;
+    let state_path = if encrypted {
+        state::SOPS_PATH
+    } else {
+        state::PLAIN_PATH
+    };
+    if !materials.state.is_unlocked() {
+        outputs.locked.insert(state_path.to_string());
+    }
     let state_yaml = materials.state.to_yaml(&plan.name);
     outputs.files.insert(
-        state::PLAIN_PATH.into(),
+        state_path.into(),
         render::OutFile {
             bytes: state_yaml.as_bytes().to_vec(),
             private: true,
         },
     );
-    if check {
+    if encrypted {
+        outputs.files.insert(
+            SOPS_CONFIG.into(),
+            render::OutFile {
+                bytes: sops_config(&plan.gitops.age_recipients).into_bytes(),
+                private: false,
+            },
+        );
+        let locked = outputs.locked.clone();
+        seal::seal(
+            &mut outputs,
+            &existing,
+            &plan.gitops.age_recipients,
+            &locked,
+            now,
+            a.check,
+        )?;
+    }
+    if a.check {
         let changes = write::diff(out, &outputs)?;
         let drift: Vec<_> = changes
             .iter()
@@ -353,10 +479,17 @@ fn cmd_render(
             materials.generated.join(", ")
         );
     }
-    eprintln!(
-        "warning: private keys were written unencrypted (--insecure-plaintext); do not commit {}",
-        out.display()
-    );
+    if encrypted {
+        eprintln!(
+            "private keys encrypted with SOPS/age to {} recipient(s)",
+            plan.gitops.age_recipients.len()
+        );
+    } else {
+        eprintln!(
+            "warning: private keys were written unencrypted (--insecure-plaintext); do not commit {}",
+            out.display()
+        );
+    }
     println!(
         "wrote {}: {} added, {} changed, {} unchanged, {} removed",
         out.display(),
@@ -365,6 +498,55 @@ fn cmd_render(
         count(Change::Unchanged),
         count(Change::Removed)
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_decrypt(
+    file: &Path,
+    identity: &[PathBuf],
+    output: Option<&Path>,
+    insecure: bool,
+) -> Result<ExitCode> {
+    let name = file.display().to_string();
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {name}"))?;
+    if !sops::is_encrypted(&text) {
+        bail!("{name} is not a SOPS-encrypted file (no `sops` block with a MAC)");
+    }
+    let ids = identities(identity)?;
+    if ids.is_empty() {
+        bail!(
+            "no age identity found to decrypt {name}: give --identity FILE, or set SOPS_AGE_KEY_FILE or SOPS_AGE_KEY"
+        );
+    }
+    let plain = zeroize::Zeroizing::new(sops::decrypt_yaml(&name, &text, &ids)?);
+    match output {
+        Some(dest) => {
+            if !insecure {
+                bail!("writing decrypted private keys to a file needs --insecure-write-plaintext");
+            }
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dest)
+                .with_context(|| format!("cannot create {} (it must not exist)", dest.display()))?;
+            f.write_all(plain.as_bytes())?;
+            eprintln!(
+                "wrote {} (0600, plaintext: delete it when done)",
+                dest.display()
+            );
+        }
+        None => {
+            if !std::io::stdout().is_terminal() && !insecure {
+                bail!(
+                    "standard output is not a terminal: refusing to send decrypted private keys to a file or pipe; \
+                     pass --insecure-write-plaintext if that is really wanted"
+                );
+            }
+            std::io::stdout().lock().write_all(plain.as_bytes())?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -15,5 +15,7 @@ pub mod model;
 pub mod pki;
 pub mod plan;
 pub mod render;
+pub mod seal;
+pub mod sops;
 pub mod state;
 pub mod write;

@@ -81,9 +81,12 @@ impl Gen<'_> {
         if let Some(e) = self.old.entries.get(id)
             && e.spec == hash
         {
-            let ca = CaMaterial::from_pem(e.cert.clone(), Some(e.key.clone()))?;
+            let ca = CaMaterial::from_pem(e.cert.clone(), e.key.clone())?;
             self.new.entries.insert(id.to_string(), e.clone());
             return Ok(ca);
+        }
+        if issuer.is_some_and(|i| i.key.is_none()) {
+            return Err(PkiError::IssuerLocked { id: id.to_string() });
         }
         let ca = generate_ca(spec, role, self.now)?;
         self.generated.push(id.to_string());
@@ -93,7 +96,7 @@ impl Gen<'_> {
             Entry {
                 spec: hash,
                 cert: ca.cert_pem.clone(),
-                key: ca.key.clone().expect("generated CAs have keys"),
+                key: ca.key.clone(),
             },
         );
         Ok(ca)

@@ -78,6 +78,9 @@ pub struct OutFile {
 #[derive(Clone, Default)]
 pub struct Outputs {
     pub files: BTreeMap<String, OutFile>,
+    /// Private files rendered without their key (the key state could not be opened): they
+    /// can only keep their previous encrypted bytes.
+    pub locked: std::collections::BTreeSet<String>,
 }
 
 impl Outputs {
@@ -166,14 +169,14 @@ pub fn secret_content(
     signer: &crate::materials::Signer,
     bundle: &[u8],
 ) -> SecretContent {
+    // A locked key (the encrypted state was not opened) is left empty; such a Secret can
+    // only keep its previous encrypted bytes (see `seal`).
     let key = signer
         .cert
         .key
         .as_ref()
-        .expect("signing CAs always carry their key")
-        .expose()
-        .as_bytes()
-        .to_vec();
+        .map(|k| k.expose().as_bytes().to_vec())
+        .unwrap_or_default();
     match format {
         SecretFormat::Istiod => SecretContent {
             public: vec![
@@ -361,6 +364,9 @@ pub fn render(
                 &path,
                 minijinja::context! { secret => Serde(&secret) },
             )?;
+            if signer.cert.key.is_none() {
+                out.locked.insert(path.clone());
+            }
             out.add(path, text, true);
             let gen_file = "secret-generator.yaml";
             let kpath = format!("{pdir}/kustomization.yaml");

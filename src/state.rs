@@ -21,7 +21,8 @@ pub struct Entry {
     /// sha256 of the spec (and issuer) it was generated from.
     pub spec: String,
     pub cert: String,
-    pub key: PrivateKeyPem,
+    /// `None` when the state file is encrypted and no identity could open it.
+    pub key: Option<PrivateKeyPem>,
 }
 
 /// All generated CAs of one plan.
@@ -46,19 +47,24 @@ struct RawState {
     #[allow(dead_code)]
     metadata: BTreeMap<String, String>,
     #[serde(default)]
-    data: BTreeMap<String, RawEntry>,
+    certs: BTreeMap<String, RawCert>,
+    /// Private keys by id; `ENC[…]` strings when read without decrypting.
+    #[serde(default)]
+    data: BTreeMap<String, String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    sops: Option<serde_json::Value>,
 }
 
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawEntry {
+struct RawCert {
     spec: String,
     cert: String,
-    key: String,
 }
 
 impl KeyState {
-    /// Parses the plaintext YAML form.
+    /// Parses the YAML form. Keys still encrypted (`ENC[…]`) are read as absent.
     pub fn parse(path: &str, text: &str) -> Result<Self, StateError> {
         let malformed = |reason: String| StateError::Malformed {
             path: path.to_string(),
@@ -72,16 +78,21 @@ impl KeyState {
                 crate::plan::API_VERSION
             )));
         }
+        let mut data = raw.data;
         let entries = raw
-            .data
+            .certs
             .into_iter()
-            .map(|(id, e)| {
+            .map(|(id, c)| {
+                let key = data
+                    .remove(&id)
+                    .filter(|k| !k.starts_with("ENC["))
+                    .map(PrivateKeyPem::new);
                 (
                     id,
                     Entry {
-                        spec: e.spec,
-                        cert: e.cert,
-                        key: PrivateKeyPem::new(e.key),
+                        spec: c.spec,
+                        cert: c.cert,
+                        key,
                     },
                 )
             })
@@ -89,27 +100,54 @@ impl KeyState {
         Ok(Self { entries })
     }
 
-    /// The plaintext YAML form; deterministic (ids sorted). Contains private keys.
+    /// `true` when every entry's private key is present.
+    pub fn is_unlocked(&self) -> bool {
+        self.entries.values().all(|e| e.key.is_some())
+    }
+
+    /// sha256 over the public part (ids, specs, certificates): equal fingerprints mean equal
+    /// keys too, since every key belongs to its certificate.
+    pub fn public_sha256(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for (id, e) in &self.entries {
+            for part in [id.as_str(), e.spec.as_str(), e.cert.as_str()] {
+                h.update(format!("{}\n", part.len()).as_bytes());
+                h.update(part.as_bytes());
+            }
+        }
+        crate::pki::hex(&h.finalize())
+    }
+
+    /// The plaintext YAML form; deterministic (ids sorted). Contains private keys, all below
+    /// `data:` so SOPS encrypts exactly them. A locked key is written empty.
     pub fn to_yaml(&self, plan: &str) -> zeroize::Zeroizing<String> {
         let mut out = zeroize::Zeroizing::new(String::new());
         out.push_str(&format!(
-            "apiVersion: {}\nkind: KeyState\nmetadata:\n  plan: {plan}\n  note: generated CA keys of this plan; never commit this file unencrypted\ndata:\n",
+            "apiVersion: {}\nkind: KeyState\nmetadata:\n  plan: {plan}\n  note: generated CA keys of this plan, reused by re-renders\ncerts:\n",
             crate::plan::API_VERSION
         ));
         for (id, e) in &self.entries {
             out.push_str(&format!("  {id}:\n    spec: {}\n", e.spec));
-            block(&mut out, "cert", &e.cert);
-            block(&mut out, "key", e.key.expose());
+            block(&mut out, "    ", "cert", &e.cert);
+        }
+        out.push_str("data:\n");
+        for (id, e) in &self.entries {
+            match &e.key {
+                Some(k) => block(&mut out, "  ", id, k.expose()),
+                None => out.push_str(&format!("  {id}: \"\"\n")),
+            }
         }
         out
     }
 }
 
-fn block(out: &mut String, key: &str, text: &str) {
+fn block(out: &mut String, indent: &str, key: &str, text: &str) {
     let indicator = if text.ends_with('\n') { "|" } else { "|-" };
-    out.push_str(&format!("    {key}: {indicator}\n"));
+    out.push_str(&format!("{indent}{key}: {indicator}\n"));
     for line in text.lines() {
-        out.push_str("      ");
+        out.push_str(indent);
+        out.push_str("  ");
         out.push_str(line);
         out.push('\n');
     }
@@ -127,9 +165,9 @@ mod tests {
             Entry {
                 spec: "abc".into(),
                 cert: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
-                key: PrivateKeyPem::new(
+                key: Some(PrivateKeyPem::new(
                     "-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----\n".into(),
-                ),
+                )),
             },
         );
         let text = s.to_yaml("demo");
@@ -137,6 +175,17 @@ mod tests {
         let e = &back.entries["root-new"];
         assert_eq!(e.spec, "abc");
         assert_eq!(e.cert, s.entries["root-new"].cert);
-        assert_eq!(e.key.expose(), s.entries["root-new"].key.expose());
+        assert_eq!(
+            e.key.as_ref().unwrap().expose(),
+            s.entries["root-new"].key.as_ref().unwrap().expose()
+        );
+        // Encrypted keys read as absent; the public part stays readable.
+        let locked = text.replace(
+            "-----BEGIN PRIVATE KEY-----\n    BBBB\n    -----END PRIVATE KEY-----\n",
+            "ENC[AES256_GCM,data:x,iv:y,tag:z,type:str]\n",
+        );
+        let back = KeyState::parse("x", &locked).unwrap();
+        assert!(back.entries["root-new"].key.is_none());
+        assert_eq!(back.public_sha256(), s.public_sha256());
     }
 }

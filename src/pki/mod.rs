@@ -122,6 +122,10 @@ pub enum PkiError {
     Generate { reason: String },
     #[error("system random number generator failed")]
     Random,
+    #[error(
+        "{id} must be (re)generated, but its issuer's key is in the encrypted key state, which no identity opened"
+    )]
+    IssuerLocked { id: String },
 }
 
 /// Splits a PEM bundle into DER certificates, refusing any block that is not a certificate.

@@ -1,7 +1,9 @@
 //! rootroll's integration tests: one binary (link once), one module per area.
 
 mod common;
+mod encrypted;
 mod import;
 mod plans;
 mod render;
+mod sops;
 mod validate;

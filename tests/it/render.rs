@@ -310,11 +310,29 @@ fn failed_render_leaves_previous_tree_untouched() {
 }
 
 #[test]
-fn refuses_private_keys_in_plaintext_without_the_flag() {
+fn refuses_to_write_keys_with_no_recipient_and_no_flag() {
     let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.yaml");
+    let text = std::fs::read_to_string(root().join("plans/fleet.yaml")).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.contains("age1") && !l.contains("ageRecipients"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&plan, text).unwrap();
     let out = dir.path().join("out");
-    let o = rootroll(&["render", "plans/demo.yaml", "--out", out.to_str().unwrap()]);
+    let o = rootroll(&[
+        "render",
+        plan.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("ageRecipients is empty"),
+        "{}",
+        stderr(&o)
+    );
     assert!(
         stderr(&o).contains("--insecure-plaintext"),
         "{}",

@@ -1,0 +1,1043 @@
+//! Read and write SOPS v3 files encrypted with age, byte-compatible with the `sops` CLI, Flux's
+//! kustomize-controller and KSOPS.
+//!
+//! Writing follows the recipe of the project's SOPS format notes: one random 32-byte data key per
+//! file; every leaf under a top-level `data`/`stringData` key (`encrypted_regex:
+//! ^(data|stringData)$`) is AES-256-GCM encrypted with a fresh 32-byte IV and its key path as
+//! additional data; a SHA-512 MAC over all leaves in file order is encrypted with `lastmodified`
+//! as additional data; the data key is wrapped in one armored age file per recipient.
+//!
+//! Reading accepts files written by sops 3.x too (any one key rule, legacy empty key lists,
+//! metadata anywhere, typed values) and always verifies the MAC.
+//!
+//! Secrets: the data key and decrypted values live in zeroize-on-drop buffers, no type that holds
+//! key material implements `Debug`, and no error message contains a value or key.
+
+mod crypto;
+mod format;
+mod regex;
+mod yaml;
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha512};
+use zeroize::Zeroizing;
+
+use crypto::{DataKey, EncryptValueError, ValueError};
+use format::{ENCRYPTED_REGEX, Metadata, Resolved, Rule};
+use yaml::{MapItem, Node, Scalar, SeqItem};
+
+/// The sops version written into new files.
+const SOPS_VERSION: &str = "3.11.0";
+/// Indentation of emitted YAML, as sops writes it.
+const INDENT: usize = 4;
+
+/// Errors from reading or writing SOPS files. Each names the file (the display name passed in)
+/// and the check that failed; none contains a secret value or key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SopsError {
+    /// A recipient string is not an age X25519 recipient (`age1...`).
+    #[error("invalid age recipient '{recipient}': {reason}")]
+    InvalidRecipient {
+        /// The recipient as given (redacted if it looks like a secret key).
+        recipient: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `encrypt_yaml` was called without recipients.
+    #[error("cannot encrypt {file}: no age recipients given")]
+    NoRecipients {
+        /// Display name of the file.
+        file: String,
+    },
+    /// The YAML could not be read (or uses a feature this reader refuses).
+    #[error("failed to parse yaml in {file} at line {line}: {message}")]
+    Yaml {
+        /// Display name of the file.
+        file: String,
+        /// 1-based line of the problem.
+        line: usize,
+        /// What was wrong (never quotes the input).
+        message: String,
+    },
+    /// The plaintext to encrypt already has a top-level `sops` key.
+    #[error("cannot encrypt {file}: it already has a top-level `sops` key (already encrypted?)")]
+    AlreadyEncrypted {
+        /// Display name of the file.
+        file: String,
+    },
+    /// A key below the top level is named `data` or `stringData`; sops' unanchored per-key
+    /// `encrypted_regex` would encrypt everything under it too.
+    #[error(
+        "cannot encrypt {file}: key `{path}` at line {line} is named data or stringData below \
+         the top level, which sops' encrypted_regex would also encrypt; rename it"
+    )]
+    ReservedKeyName {
+        /// Display name of the file.
+        file: String,
+        /// Key path, components joined with `:`.
+        path: String,
+        /// 1-based line of the key.
+        line: usize,
+    },
+    /// A comment inside (or directly after) `data`/`stringData`, where sops would encrypt it.
+    #[error(
+        "cannot encrypt {file}: comment at line {line} is inside or right after `{section}`; remove it"
+    )]
+    CommentInEncryptedSection {
+        /// Display name of the file.
+        file: String,
+        /// `data` or `stringData`.
+        section: String,
+        /// 1-based line of the comment.
+        line: usize,
+    },
+    /// The lastmodified time cannot be written as `YYYY-MM-DDTHH:MM:SSZ`.
+    #[error("cannot encrypt {file}: lastmodified is outside the years 0000-9999")]
+    LastModifiedRange {
+        /// Display name of the file.
+        file: String,
+    },
+    /// The OS random number generator failed.
+    #[error(
+        "failed to get random bytes from the operating system while encrypting {file}: {reason}"
+    )]
+    Random {
+        /// Display name of the file.
+        file: String,
+        /// The RNG error (getrandom's error type is not `std::error::Error` without its `std`
+        /// feature, so it is kept as text).
+        reason: String,
+    },
+    /// AES-GCM refused to encrypt a value (should not happen).
+    #[error("failed to encrypt the value at `{path}` in {file}")]
+    EncryptValue {
+        /// Display name of the file.
+        file: String,
+        /// Key path, components joined with `:`.
+        path: String,
+    },
+    /// age could not encrypt the data key to a recipient.
+    #[error("failed to encrypt the data key of {file} to age recipient {recipient}")]
+    AgeEncrypt {
+        /// Display name of the file.
+        file: String,
+        /// The recipient.
+        recipient: String,
+        /// The age error (boxed: it is large).
+        #[source]
+        source: Box<age::EncryptError>,
+    },
+    /// The document has no top-level `sops` key.
+    #[error("{file} is not a sops file: no top-level `sops` metadata")]
+    MetadataMissing {
+        /// Display name of the file.
+        file: String,
+    },
+    /// A field of the `sops` block is invalid.
+    #[error("invalid sops metadata in {file}: `{field}` {problem}")]
+    Metadata {
+        /// Display name of the file.
+        file: String,
+        /// The field, e.g. `lastmodified`.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The file uses a sops feature this implementation does not support.
+    #[error("{file} uses an unsupported sops feature: {feature}")]
+    Unsupported {
+        /// Display name of the file.
+        file: String,
+        /// The feature.
+        feature: String,
+    },
+    /// None of the identities decrypts any `sops.age[].enc` stanza.
+    #[error(
+        "cannot decrypt the data key of {file}: none of the {identities} age identities matches \
+         its {stanzas} age recipients"
+    )]
+    NoMatchingIdentity {
+        /// Display name of the file.
+        file: String,
+        /// Number of identities tried.
+        identities: usize,
+        /// Number of age stanzas in the file.
+        stanzas: usize,
+    },
+    /// An age stanza decrypted to something other than a 32-byte key.
+    #[error("the data key of {file} decrypted to {len} bytes instead of 32")]
+    DataKeyLength {
+        /// Display name of the file.
+        file: String,
+        /// Length found.
+        len: usize,
+    },
+    /// A value the file's rule says is encrypted is not in `ENC[...]` form.
+    #[error("value at `{path}` in {file} should be encrypted but is not in sops' ENC[...] format")]
+    NotEncrypted {
+        /// Display name of the file.
+        file: String,
+        /// Key path, components joined with `:`.
+        path: String,
+    },
+    /// An `ENC[...]` value is malformed (bad base64, IV or tag length, type).
+    #[error("value at `{path}` in {file} is malformed: {problem}")]
+    MalformedValue {
+        /// Display name of the file.
+        file: String,
+        /// Key path, components joined with `:`.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A value failed AES-GCM authentication: it was changed, or its key renamed or moved.
+    #[error(
+        "value at `{path}` in {file} failed authentication: it was modified, or its key was \
+         renamed or moved"
+    )]
+    ValueAuth {
+        /// Display name of the file.
+        file: String,
+        /// Key path, components joined with `:`.
+        path: String,
+    },
+    /// `sops.mac` is missing or empty.
+    #[error("{file} has no mac in its sops metadata; refusing to trust it")]
+    MacMissing {
+        /// Display name of the file.
+        file: String,
+    },
+    /// `sops.mac` cannot be decrypted: `lastmodified` or `mac` was edited.
+    #[error("cannot decrypt the mac of {file}: sops.lastmodified or sops.mac was modified")]
+    MacUndecryptable {
+        /// Display name of the file.
+        file: String,
+    },
+    /// The MAC does not match the values: values were changed, reordered, added or removed.
+    #[error(
+        "mac mismatch in {file}: values were modified, reordered, added or removed after encryption"
+    )]
+    MacMismatch {
+        /// Display name of the file.
+        file: String,
+    },
+    /// An identity file could not be read.
+    #[error("failed to read age identities from '{path}'")]
+    ReadIdentities {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line of an identity source is not a valid age identity.
+    #[error("invalid age identity in {origin} at line {line}")]
+    InvalidIdentity {
+        /// The file path or environment variable.
+        origin: String,
+        /// 1-based line.
+        line: usize,
+    },
+    /// No identity was found anywhere.
+    #[error("no age identities found (looked in: {searched})")]
+    NoIdentities {
+        /// The places searched.
+        searched: String,
+    },
+}
+
+/// Parse an age X25519 recipient (`age1...`).
+pub fn parse_recipient(s: &str) -> Result<age::x25519::Recipient, SopsError> {
+    let t = s.trim();
+    let invalid = |reason: &str| SopsError::InvalidRecipient {
+        recipient: if t.to_ascii_uppercase().starts_with("AGE-") {
+            "<redacted: looks like a secret key>".to_string()
+        } else {
+            t.to_string()
+        },
+        reason: reason.to_string(),
+    };
+    if t.to_ascii_uppercase().starts_with("AGE-SECRET-KEY") {
+        return Err(invalid(
+            "this is an age secret key, not a recipient; pass its public key (age1...)",
+        ));
+    }
+    if t.starts_with("age1pq1") {
+        return Err(invalid(
+            "post-quantum age recipients are not supported; use an X25519 age1... recipient",
+        ));
+    }
+    if !t.starts_with("age1") {
+        return Err(invalid("not an age X25519 recipient (expected age1...)"));
+    }
+    t.parse::<age::x25519::Recipient>().map_err(|e| {
+        invalid(&format!(
+            "{e} (only X25519 age1... recipients are supported, not plugin recipients)"
+        ))
+    })
+}
+
+fn parse_yaml(file: &str, src: &str) -> Result<Vec<MapItem>, SopsError> {
+    yaml::parse_document(src).map_err(|e| SopsError::Yaml {
+        file: file.to_string(),
+        line: e.line,
+        message: e.message,
+    })
+}
+
+fn join_path(path: &[String]) -> String {
+    path.join(":")
+}
+
+fn aad(path: &[String]) -> String {
+    let mut s = path.join(":");
+    s.push(':');
+    s
+}
+
+fn hex_upper(bytes: &[u8]) -> Zeroizing<String> {
+    let mut s = Zeroizing::new(String::with_capacity(bytes.len() * 2));
+    for b in bytes {
+        s.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+        s.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
+    }
+    s
+}
+
+// ------------------------------------------------------------------------------------------------
+// Encryption
+
+/// Encrypt a plaintext YAML document (one mapping) to every recipient, the way
+/// `sops encrypt --encrypted-regex '^(data|stringData)$'` does.
+///
+/// Every scalar is a string exactly as written (`2` becomes the string "2" and is written
+/// `"2"`); empty values stay null. Keys keep their input order; the `sops:` block comes last.
+/// Refuses keys named `data`/`stringData` below the top level and comments inside (or right
+/// after) the top-level `data`/`stringData`.
+pub fn encrypt_yaml(
+    display_name: &str,
+    plaintext_yaml: &str,
+    recipients: &[age::x25519::Recipient],
+    lastmodified: time::OffsetDateTime,
+) -> Result<String, SopsError> {
+    let file = display_name;
+    if recipients.is_empty() {
+        return Err(SopsError::NoRecipients {
+            file: file.to_string(),
+        });
+    }
+    let mut root = parse_yaml(file, plaintext_yaml)?;
+    check_plaintext(file, &root)?;
+    let lm = format_lastmodified(file, lastmodified)?;
+
+    let random_err = |e: getrandom::Error| SopsError::Random {
+        file: file.to_string(),
+        reason: e.to_string(),
+    };
+    let key = DataKey::generate().map_err(random_err)?;
+    let rule = Rule::EncryptedRegex(
+        regex::Regex::new(ENCRYPTED_REGEX).expect("the built-in encrypted_regex is valid"),
+    );
+    let mut walk = EncryptWalk {
+        file,
+        key: &key,
+        rule: &rule,
+        hasher: Sha512::new(),
+    };
+    let mut path = Vec::new();
+    walk.map(&mut root, &mut path)?;
+    let digest = Zeroizing::new(walk.hasher.finalize().to_vec());
+    let mac_plain = hex_upper(&digest);
+    let mac = crypto::encrypt_value(&key, mac_plain.as_bytes(), lm.as_bytes(), "str").map_err(
+        |e| match e {
+            EncryptValueError::Random(source) => random_err(source),
+            EncryptValueError::Cipher => SopsError::EncryptValue {
+                file: file.to_string(),
+                path: "sops:mac".to_string(),
+            },
+        },
+    )?;
+
+    let mut age_entries = Vec::new();
+    for r in recipients {
+        let enc = crypto::wrap_key(r, &key).map_err(|source| SopsError::AgeEncrypt {
+            file: file.to_string(),
+            recipient: r.to_string(),
+            source: Box::new(source),
+        })?;
+        age_entries.push(SeqItem::Value(Node::Map(vec![
+            pair("recipient", Node::Scalar(Scalar::string(r.to_string()))),
+            pair("enc", Node::Scalar(Scalar::string(enc))),
+        ])));
+    }
+    let meta = vec![
+        pair("age", Node::Seq(age_entries)),
+        pair("lastmodified", Node::Scalar(Scalar::string(lm))),
+        pair("mac", Node::Scalar(Scalar::string(mac))),
+        pair(
+            "encrypted_regex",
+            Node::Scalar(Scalar::string(ENCRYPTED_REGEX.to_string())),
+        ),
+        pair(
+            "version",
+            Node::Scalar(Scalar::string(SOPS_VERSION.to_string())),
+        ),
+    ];
+    root.push(pair("sops", Node::Map(meta)));
+    Ok(yaml::emit_document(&root, INDENT))
+}
+
+fn pair(key: &str, value: Node) -> MapItem {
+    MapItem::Pair {
+        key: key.to_string(),
+        value,
+        line: 0,
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` in UTC, like Go's `time.Now().UTC().Format(time.RFC3339)`.
+fn format_lastmodified(file: &str, t: time::OffsetDateTime) -> Result<String, SopsError> {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    if !(0..=9999).contains(&t.year()) {
+        return Err(SopsError::LastModifiedRange {
+            file: file.to_string(),
+        });
+    }
+    Ok(format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    ))
+}
+
+fn is_reserved(key: &str) -> bool {
+    key == "data" || key == "stringData"
+}
+
+/// The checks `encrypt_yaml` makes before encrypting anything.
+fn check_plaintext(file: &str, root: &[MapItem]) -> Result<(), SopsError> {
+    let mut after_section: Option<&str> = None;
+    for item in root {
+        match item {
+            MapItem::Pair { key, value, .. } => {
+                if key == "sops" {
+                    return Err(SopsError::AlreadyEncrypted {
+                        file: file.to_string(),
+                    });
+                }
+                let mut path = vec![key.clone()];
+                check_nested_keys(file, value, &mut path)?;
+                if is_reserved(key) {
+                    if let Some(line) = first_comment_line(value) {
+                        return Err(SopsError::CommentInEncryptedSection {
+                            file: file.to_string(),
+                            section: key.clone(),
+                            line,
+                        });
+                    }
+                    after_section = Some(key);
+                } else {
+                    after_section = None;
+                }
+            }
+            MapItem::Comment { line, .. } => {
+                if let Some(section) = after_section {
+                    return Err(SopsError::CommentInEncryptedSection {
+                        file: file.to_string(),
+                        section: section.to_string(),
+                        line: *line,
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_nested_keys(file: &str, node: &Node, path: &mut Vec<String>) -> Result<(), SopsError> {
+    match node {
+        Node::Map(items) => {
+            for item in items {
+                if let MapItem::Pair { key, value, line } = item {
+                    path.push(key.clone());
+                    if is_reserved(key) {
+                        return Err(SopsError::ReservedKeyName {
+                            file: file.to_string(),
+                            path: join_path(path),
+                            line: *line,
+                        });
+                    }
+                    check_nested_keys(file, value, path)?;
+                    path.pop();
+                }
+            }
+        }
+        Node::Seq(items) => {
+            for item in items {
+                if let SeqItem::Value(v) = item {
+                    check_nested_keys(file, v, path)?;
+                }
+            }
+        }
+        Node::Null | Node::Scalar(_) => {}
+    }
+    Ok(())
+}
+
+fn first_comment_line(node: &Node) -> Option<usize> {
+    match node {
+        Node::Map(items) => items.iter().find_map(|i| match i {
+            MapItem::Comment { line, .. } => Some(*line),
+            MapItem::Pair { value, .. } => first_comment_line(value),
+        }),
+        Node::Seq(items) => items.iter().find_map(|i| match i {
+            SeqItem::Comment { line, .. } => Some(*line),
+            SeqItem::Value(v) => first_comment_line(v),
+        }),
+        Node::Null | Node::Scalar(_) => None,
+    }
+}
+
+struct EncryptWalk<'a> {
+    file: &'a str,
+    key: &'a DataKey,
+    rule: &'a Rule,
+    hasher: Sha512,
+}
+
+impl EncryptWalk<'_> {
+    fn map(&mut self, items: &mut [MapItem], path: &mut Vec<String>) -> Result<(), SopsError> {
+        for item in items {
+            if let MapItem::Pair { key, value, .. } = item {
+                path.push(key.clone());
+                self.node(value, path)?;
+                path.pop();
+            }
+        }
+        Ok(())
+    }
+
+    fn node(&mut self, node: &mut Node, path: &mut Vec<String>) -> Result<(), SopsError> {
+        match node {
+            Node::Null => Ok(()),
+            Node::Map(items) => self.map(items, path),
+            Node::Seq(items) => {
+                for item in items {
+                    if let SeqItem::Value(v) = item {
+                        self.node(v, path)?;
+                    }
+                }
+                Ok(())
+            }
+            Node::Scalar(s) => {
+                // Every scalar is a string exactly as written.
+                s.plain = false;
+                self.hasher.update(s.text.as_bytes());
+                if !s.text.is_empty() && self.rule.encrypts(path) {
+                    let enc = crypto::encrypt_value(
+                        self.key,
+                        s.text.as_bytes(),
+                        aad(path).as_bytes(),
+                        "str",
+                    )
+                    .map_err(|e| match e {
+                        EncryptValueError::Random(e) => SopsError::Random {
+                            file: self.file.to_string(),
+                            reason: e.to_string(),
+                        },
+                        EncryptValueError::Cipher => SopsError::EncryptValue {
+                            file: self.file.to_string(),
+                            path: join_path(path),
+                        },
+                    })?;
+                    *s = Scalar::string(enc);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Decryption
+
+/// Decrypt a SOPS YAML file (written by rootroll or by sops 3.x) with any of the identities,
+/// verifying every value and the MAC. Returns the plaintext document as YAML.
+pub fn decrypt_yaml(
+    display_name: &str,
+    encrypted_yaml: &str,
+    identities: &[age::x25519::Identity],
+) -> Result<String, SopsError> {
+    let file = display_name;
+    let mut root = parse_yaml(file, encrypted_yaml)?;
+    let missing = || SopsError::MetadataMissing {
+        file: file.to_string(),
+    };
+    let idx = root
+        .iter()
+        .position(|i| matches!(i, MapItem::Pair { key, .. } if key == "sops"))
+        .ok_or_else(missing)?;
+    let MapItem::Pair { value: sops, .. } = root.remove(idx) else {
+        return Err(missing());
+    };
+    let meta = Metadata::parse(file, &sops)?;
+    let bad_lm = |problem: &str| SopsError::Metadata {
+        file: file.to_string(),
+        field: "lastmodified".to_string(),
+        problem: problem.to_string(),
+    };
+    // sops parses lastmodified as RFC3339 and formats it back for the MAC's additional data.
+    let lastmodified = meta
+        .lastmodified
+        .as_deref()
+        .ok_or_else(|| bad_lm("is missing"))?;
+    let lm_aad = format::parse_rfc3339(lastmodified)
+        .and_then(|t| t.format(false))
+        .ok_or_else(|| bad_lm("is not an RFC3339 timestamp"))?;
+
+    let key = data_key(file, &meta, identities)?;
+    let mut walk = DecryptWalk {
+        file,
+        key: &key,
+        rule: &meta.rule,
+        mac_only_encrypted: meta.mac_only_encrypted,
+        hasher: Sha512::new(),
+    };
+    let mut path = Vec::new();
+    walk.map(&mut root, &mut path)?;
+    let digest = Zeroizing::new(walk.hasher.finalize().to_vec());
+    let computed = hex_upper(&digest);
+
+    let mac = meta.mac.as_deref().ok_or_else(|| SopsError::MacMissing {
+        file: file.to_string(),
+    })?;
+    let undecryptable = || SopsError::MacUndecryptable {
+        file: file.to_string(),
+    };
+    let parts = format::parse_enc(mac).ok_or_else(undecryptable)?;
+    let stored =
+        crypto::decrypt_value(&key, &parts, lm_aad.as_bytes()).map_err(|_| undecryptable())?;
+    if stored.as_slice() != computed.as_bytes() {
+        return Err(SopsError::MacMismatch {
+            file: file.to_string(),
+        });
+    }
+    Ok(yaml::emit_document(&root, INDENT))
+}
+
+/// Try every identity against every age stanza.
+fn data_key(
+    file: &str,
+    meta: &Metadata,
+    identities: &[age::x25519::Identity],
+) -> Result<DataKey, SopsError> {
+    if meta.age.is_empty() {
+        let problem = if meta.other_keys > 0 {
+            "has no entries: the file is encrypted only to non-age keys (pgp, kms...)"
+        } else {
+            "has no entries: the file is not encrypted to any age recipient"
+        };
+        return Err(SopsError::Metadata {
+            file: file.to_string(),
+            field: "age".to_string(),
+            problem: problem.to_string(),
+        });
+    }
+    for stanza in &meta.age {
+        // Identities whose public key is the stanza's recipient go first.
+        let mut ordered: Vec<&age::x25519::Identity> = identities.iter().collect();
+        ordered.sort_by_key(|id| id.to_public().to_string() != stanza.recipient);
+        for id in ordered {
+            if let Some(plain) = crypto::unwrap_key(id, &stanza.enc) {
+                return DataKey::from_slice(&plain).ok_or(SopsError::DataKeyLength {
+                    file: file.to_string(),
+                    len: plain.len(),
+                });
+            }
+        }
+    }
+    Err(SopsError::NoMatchingIdentity {
+        file: file.to_string(),
+        identities: identities.len(),
+        stanzas: meta.age.len(),
+    })
+}
+
+struct DecryptWalk<'a> {
+    file: &'a str,
+    key: &'a DataKey,
+    rule: &'a Rule,
+    mac_only_encrypted: bool,
+    hasher: Sha512,
+}
+
+impl DecryptWalk<'_> {
+    fn map(&mut self, items: &mut [MapItem], path: &mut Vec<String>) -> Result<(), SopsError> {
+        for item in items {
+            match item {
+                MapItem::Pair { key, value, .. } => {
+                    path.push(key.clone());
+                    self.node(value, path)?;
+                    path.pop();
+                }
+                MapItem::Comment { text, .. } => self.comment(text, path),
+            }
+        }
+        Ok(())
+    }
+
+    fn node(&mut self, node: &mut Node, path: &mut Vec<String>) -> Result<(), SopsError> {
+        match node {
+            Node::Null => Ok(()),
+            Node::Map(items) => self.map(items, path),
+            Node::Seq(items) => {
+                for item in items {
+                    match item {
+                        SeqItem::Value(v) => self.node(v, path)?,
+                        SeqItem::Comment { text, .. } => self.comment(text, path),
+                    }
+                }
+                Ok(())
+            }
+            Node::Scalar(s) => self.leaf(s, path),
+        }
+    }
+
+    /// Encrypted comments are decrypted when possible and otherwise kept, as sops does; they
+    /// are never part of the MAC.
+    fn comment(&self, text: &mut String, path: &[String]) {
+        if !self.rule.encrypts(path) {
+            return;
+        }
+        let Some(parts) = format::parse_enc(text.trim()) else {
+            return;
+        };
+        if parts.ty != "comment" {
+            return;
+        }
+        if let Ok(plain) = crypto::decrypt_value(self.key, &parts, aad(path).as_bytes())
+            && let Ok(s) = std::str::from_utf8(&plain)
+        {
+            *text = s.to_string();
+        }
+    }
+
+    fn err_path(&self, path: &[String]) -> (String, String) {
+        (self.file.to_string(), join_path(path))
+    }
+
+    fn unsupported(&self, path: &[String], what: &str) -> SopsError {
+        SopsError::Unsupported {
+            file: self.file.to_string(),
+            feature: format!("{what} at `{}`", join_path(path)),
+        }
+    }
+
+    fn leaf(&mut self, s: &mut Scalar, path: &[String]) -> Result<(), SopsError> {
+        let typed = if s.plain {
+            format::resolve_plain(&s.text)
+        } else {
+            Resolved::Str
+        };
+        if typed == Resolved::Null {
+            // sops leaves nulls alone: neither encrypted nor part of the MAC.
+            return Ok(());
+        }
+        if !self.rule.encrypts(path) {
+            if self.mac_only_encrypted {
+                return Ok(());
+            }
+            // sops `ToBytes` of the value yaml.v3 decoded.
+            match typed {
+                Resolved::Str => self.hasher.update(s.text.as_bytes()),
+                Resolved::Null => {}
+                Resolved::Bool(b) => self.hasher.update(if b { "True" } else { "False" }),
+                Resolved::Int(i) => self.hasher.update(i.to_string()),
+                Resolved::Float(f) => self.hasher.update(format::go_format_float(f)),
+                Resolved::Time(t) => match t.format(true) {
+                    Some(v) => self.hasher.update(v),
+                    None => return Err(self.unsupported(path, "a timestamp outside years 0-9999")),
+                },
+                Resolved::Uint => return Err(self.unsupported(path, "an integer above 2^63-1")),
+                Resolved::Merge => return Err(self.unsupported(path, "a yaml merge key")),
+            }
+            return Ok(());
+        }
+        let (file, p) = self.err_path(path);
+        if !matches!(typed, Resolved::Str) {
+            return Err(SopsError::NotEncrypted { file, path: p });
+        }
+        if s.text.is_empty() {
+            // sops never encrypts empty strings.
+            return Ok(());
+        }
+        let Some(parts) = format::parse_enc(&s.text) else {
+            return Err(SopsError::NotEncrypted { file, path: p });
+        };
+        let malformed = |problem: &str| SopsError::MalformedValue {
+            file: self.file.to_string(),
+            path: join_path(path),
+            problem: problem.to_string(),
+        };
+        let plain =
+            crypto::decrypt_value(self.key, &parts, aad(path).as_bytes()).map_err(|e| match e {
+                ValueError::Auth => SopsError::ValueAuth {
+                    file: self.file.to_string(),
+                    path: join_path(path),
+                },
+                ValueError::Malformed(problem) => malformed(problem),
+            })?;
+        let text = || -> Result<&str, SopsError> {
+            std::str::from_utf8(&plain).map_err(|_| malformed("its plaintext is not UTF-8"))
+        };
+        let new = match parts.ty {
+            "str" => {
+                self.hasher.update(&plain[..]);
+                Scalar::string(text()?.to_string())
+            }
+            "bytes" => {
+                self.hasher.update(&plain[..]);
+                Scalar::string(text()?.to_string())
+            }
+            "int" => {
+                let v: i64 = text()?
+                    .parse()
+                    .map_err(|_| malformed("its int plaintext is not an integer"))?;
+                let s = v.to_string();
+                self.hasher.update(&s);
+                Scalar::plain(s)
+            }
+            "float" => {
+                let t = text()?;
+                let v: f64 = t
+                    .parse()
+                    .map_err(|_| malformed("its float plaintext is not a number"))?;
+                self.hasher.update(format::go_format_float(v));
+                Scalar::plain(t.to_string())
+            }
+            "bool" => {
+                let v = format::go_parse_bool(text()?)
+                    .ok_or_else(|| malformed("its bool plaintext is not a boolean"))?;
+                self.hasher.update(if v { "True" } else { "False" });
+                Scalar::plain(v.to_string())
+            }
+            "time" => {
+                let v = format::parse_rfc3339(text()?)
+                    .and_then(|t| t.format(true))
+                    .ok_or_else(|| malformed("its time plaintext is not an RFC3339 timestamp"))?;
+                self.hasher.update(&v);
+                Scalar::plain(v)
+            }
+            _ => return Err(malformed("it has an unknown type")),
+        };
+        *s = new;
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Inspection
+
+/// True when the document has a top-level `sops` mapping with a non-empty `mac`.
+pub fn is_encrypted(yaml: &str) -> bool {
+    let Ok(root) = yaml::parse_document(yaml) else {
+        return false;
+    };
+    match format::map_get(&root, "sops") {
+        Some(Node::Map(meta)) => matches!(
+            format::map_get(meta, "mac"),
+            Some(Node::Scalar(s)) if !s.text.is_empty()
+        ),
+        _ => false,
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Identities
+
+/// Find age identities the way sops does, in this order: the `explicit` files, `SOPS_AGE_KEY`
+/// (keys separated by whitespace or newlines), the file named by `SOPS_AGE_KEY_FILE`, then
+/// `$XDG_CONFIG_HOME/sops/age/keys.txt` (or `$HOME/.config/sops/age/keys.txt`) if it exists.
+/// All sources found are merged. `#` lines and empty lines are ignored; post-quantum and plugin
+/// identities are skipped (unsupported). `env` looks up environment variables.
+pub fn load_identities(
+    explicit: &[PathBuf],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<age::x25519::Identity>, SopsError> {
+    let mut out = Vec::new();
+    let mut searched = Vec::new();
+    for p in explicit {
+        read_identity_file(p, &mut out)?;
+        searched.push(p.display().to_string());
+    }
+    let var = |name: &str| {
+        env(name)
+            .filter(|v| !v.trim().is_empty())
+            .map(Zeroizing::new)
+    };
+    if let Some(keys) = var("SOPS_AGE_KEY") {
+        parse_identities("SOPS_AGE_KEY", &keys, &mut out)?;
+    }
+    searched.push("SOPS_AGE_KEY".to_string());
+    if let Some(p) = var("SOPS_AGE_KEY_FILE") {
+        read_identity_file(Path::new(p.as_str()), &mut out)?;
+        searched.push(format!("SOPS_AGE_KEY_FILE ({})", p.as_str()));
+    } else {
+        searched.push("SOPS_AGE_KEY_FILE".to_string());
+    }
+    let config_dir = match var("XDG_CONFIG_HOME") {
+        Some(x) => Some(PathBuf::from(x.as_str())),
+        None => var("HOME").map(|h| Path::new(h.as_str()).join(".config")),
+    };
+    if let Some(dir) = config_dir {
+        let default = dir.join("sops").join("age").join("keys.txt");
+        match std::fs::read_to_string(&default) {
+            Ok(text) => {
+                let text = Zeroizing::new(text);
+                parse_identities(&default.display().to_string(), &text, &mut out)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(SopsError::ReadIdentities {
+                    path: default,
+                    source,
+                });
+            }
+        }
+        searched.push(default.display().to_string());
+    }
+    if out.is_empty() {
+        return Err(SopsError::NoIdentities {
+            searched: searched.join(", "),
+        });
+    }
+    Ok(out)
+}
+
+fn read_identity_file(path: &Path, out: &mut Vec<age::x25519::Identity>) -> Result<(), SopsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SopsError::ReadIdentities {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = Zeroizing::new(text);
+    parse_identities(&path.display().to_string(), &text, out)
+}
+
+fn parse_identities(
+    origin: &str,
+    text: &str,
+    out: &mut Vec<age::x25519::Identity>,
+) -> Result<(), SopsError> {
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        for token in line.split_whitespace() {
+            if token.starts_with("AGE-PLUGIN-") || token.starts_with("AGE-SECRET-KEY-PQ-") {
+                continue;
+            }
+            let id =
+                token
+                    .parse::<age::x25519::Identity>()
+                    .map_err(|_| SopsError::InvalidIdentity {
+                        origin: origin.to_string(),
+                        line: n + 1,
+                    })?;
+            out.push(id);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> time::OffsetDateTime {
+        time::macros::datetime!(2026-01-02 03:04:05 UTC)
+    }
+
+    #[test]
+    fn roundtrip_and_tamper() {
+        let id = age::x25519::Identity::generate();
+        let src = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n  labels:\n    replicas: 2\ntype: Opaque\ndata:\n  a: aGVsbG8=\n  b: \"\"\nstringData:\n  c: |\n    multi\n    line\n";
+        let enc = encrypt_yaml("t.yaml", src, &[id.to_public()], now()).expect("encrypts");
+        assert!(is_encrypted(&enc));
+        assert!(!is_encrypted(src));
+        assert!(
+            enc.contains("lastmodified: \"2026-01-02T03:04:05Z\""),
+            "{enc}"
+        );
+        assert!(enc.contains("        replicas: \"2\"\n"), "{enc}");
+        let dec = decrypt_yaml("t.yaml", &enc, std::slice::from_ref(&id)).expect("decrypts");
+        assert!(dec.contains("a: aGVsbG8=\n"), "{dec}");
+        assert!(dec.contains("c: |\n        multi\n        line\n"), "{dec}");
+        let other = age::x25519::Identity::generate();
+        assert!(matches!(
+            decrypt_yaml("t.yaml", &enc, &[other]),
+            Err(SopsError::NoMatchingIdentity { .. })
+        ));
+        let tampered = enc.replace("name: x", "name: y");
+        assert!(matches!(
+            decrypt_yaml("t.yaml", &tampered, std::slice::from_ref(&id)),
+            Err(SopsError::MacMismatch { .. })
+        ));
+        let tampered = enc.replace("    a: ENC", "    z: ENC");
+        match decrypt_yaml("t.yaml", &tampered, std::slice::from_ref(&id)) {
+            Err(SopsError::ValueAuth { path, .. }) => assert_eq!(path, "data:z"),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("tampered file decrypted"),
+        }
+    }
+
+    #[test]
+    fn refuses_bad_plaintext() {
+        let r = [age::x25519::Identity::generate().to_public()];
+        let nested = "metadata:\n  labels:\n    data: x\n";
+        assert!(matches!(
+            encrypt_yaml("n", nested, &r, now()),
+            Err(SopsError::ReservedKeyName { path, .. }) if path == "metadata:labels:data"
+        ));
+        let comment = "kind: Secret\ndata:\n  # hi\n  a: b\n";
+        assert!(matches!(
+            encrypt_yaml("c", comment, &r, now()),
+            Err(SopsError::CommentInEncryptedSection { line: 3, .. })
+        ));
+        let after = "data:\n  a: b\n# trailing\n";
+        assert!(matches!(
+            encrypt_yaml("c", after, &r, now()),
+            Err(SopsError::CommentInEncryptedSection { .. })
+        ));
+        let ok = "# top\nkind: Secret # k\ndata:\n  a: b\ntype: Opaque\n";
+        assert!(encrypt_yaml("c", ok, &r, now()).is_ok());
+        assert!(matches!(
+            encrypt_yaml("s", "a: b\nsops:\n  mac: x\n", &r, now()),
+            Err(SopsError::AlreadyEncrypted { .. })
+        ));
+        assert!(matches!(
+            encrypt_yaml("s", "a: b\n", &[], now()),
+            Err(SopsError::NoRecipients { .. })
+        ));
+    }
+
+    #[test]
+    fn recipient_parsing() {
+        let id = age::x25519::Identity::generate();
+        let r = id.to_public().to_string();
+        assert!(parse_recipient(&r).is_ok());
+        assert!(parse_recipient(&format!("  {r}\n")).is_ok());
+        assert!(parse_recipient("ssh-ed25519 AAAA").is_err());
+        assert!(parse_recipient("age1notvalid").is_err());
+        let secret = id.to_string();
+        use age::secrecy::ExposeSecret;
+        let e = parse_recipient(secret.expose_secret()).expect_err("secret key is no recipient");
+        assert!(!e.to_string().contains(secret.expose_secret()));
+    }
+}
