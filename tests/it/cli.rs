@@ -1,0 +1,75 @@
+//! The binary as users run it: help, inspect, exit codes.
+
+use crate::common::*;
+
+#[test]
+fn help_teaches_the_phases_and_commands() {
+    let o = rootroll(&["--help"]);
+    assert!(o.status.success());
+    let text = stdout(&o);
+    for want in [
+        "3 switch-issuer",
+        "A+B+B",
+        "init",
+        "plan",
+        "render",
+        "inspect",
+        "decrypt",
+        "Exit codes",
+    ] {
+        assert!(text.contains(want), "--help lacks {want}");
+    }
+}
+
+#[test]
+fn inspect_summarises_every_certificate_of_a_bundle() {
+    let o = rootroll(&["inspect", "tests/fixtures/makefile/cluster1/cert-chain.pem"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("certificate 1 of 2") && text.contains("certificate 2 of 2"));
+    assert!(text.contains("O=Istio, CN=Intermediate CA, L=cluster1"));
+    assert!(text.contains("CA (pathlen 0)"));
+    assert!(text.contains("RSA 4096"));
+    assert!(text.contains("DNSName(istiod.istio-system.svc)"));
+    let o = rootroll(&[
+        "inspect",
+        "tests/fixtures/makefile/root-cert.pem",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["subject"], "O=Istio, CN=Root CA");
+    assert_eq!(v[0]["isCa"], true);
+    assert_eq!(v[0]["selfSigned"], true);
+    assert_eq!(v[0]["sha256"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn inspect_never_prints_a_private_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("mixed.pem");
+    let mut bytes =
+        std::fs::read(root().join("tests/fixtures/makefile/cluster1/ca-cert.pem")).unwrap();
+    let key = std::fs::read(root().join("tests/fixtures/makefile/cluster1/ca-key.pem")).unwrap();
+    bytes.extend_from_slice(&key);
+    std::fs::write(&f, bytes).unwrap();
+    let o = rootroll(&["inspect", f.to_str().unwrap()]);
+    assert!(o.status.success());
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(all.contains("block 2 (PRIVATE KEY) not shown"), "{all}");
+    let body: String = String::from_utf8_lossy(&key)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    assert!(!all.contains(&body), "key material leaked");
+}
+
+#[test]
+fn inspect_of_a_missing_or_non_pem_file_exits_2() {
+    let o = rootroll(&["inspect", "no/such/file.pem"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no/such/file.pem"));
+    let o = rootroll(&["inspect", "README.md"]);
+    assert_eq!(o.status.code(), Some(2));
+}
