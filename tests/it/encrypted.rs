@@ -22,6 +22,20 @@ fn render(plan: &str, out: &Path, extra: &[&str]) -> std::process::Output {
     rootroll(&args)
 }
 
+/// Runs rootroll with no age identity reachable (no env keys, empty HOME).
+fn without_identity(home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rootroll"))
+        .current_dir(root())
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env_remove("SOPS_AGE_KEY")
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home)
+        .args(["--now", NOW])
+        .args(args)
+        .output()
+        .expect("the rootroll binary runs")
+}
+
 fn sops_files(out: &Path) -> Vec<String> {
     tree(out)
         .into_keys()
@@ -153,22 +167,10 @@ fn re_render_keeps_every_ciphertext_and_needs_no_identity() {
     assert!(render("plans/fleet.yaml", &out, &[]).status.success());
     let before = tree(&out);
     // No identity anywhere: unchanged content is detected from public data only.
-    let o = Command::new(env!("CARGO_BIN_EXE_rootroll"))
-        .current_dir(root())
-        .env_remove("SOPS_AGE_KEY_FILE")
-        .env_remove("SOPS_AGE_KEY")
-        .env("HOME", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path())
-        .args([
-            "--now",
-            NOW,
-            "render",
-            "plans/fleet.yaml",
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let o = without_identity(
+        dir.path(),
+        &["render", "plans/fleet.yaml", "--out", out.to_str().unwrap()],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(tree(&out), before, "git would show no diff");
     let o = render("plans/fleet.yaml", &out, &["--check"]);
@@ -197,40 +199,28 @@ fn re_render_keeps_every_ciphertext_and_needs_no_identity() {
         stdout(&o)
     );
     // Without an identity --check still fails closed, naming the certificate.
-    let o = Command::new(env!("CARGO_BIN_EXE_rootroll"))
-        .current_dir(root())
-        .env_remove("SOPS_AGE_KEY_FILE")
-        .env("HOME", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path())
-        .args([
-            "--now",
-            NOW,
+    let o = without_identity(
+        dir.path(),
+        &[
             "render",
             plan.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
             "--check",
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("us-east-new"), "{}", stdout(&o));
     // …and rendering it needs the identity to sign with the new root's key.
-    let o = Command::new(env!("CARGO_BIN_EXE_rootroll"))
-        .current_dir(root())
-        .env_remove("SOPS_AGE_KEY_FILE")
-        .env("HOME", dir.path())
-        .env("XDG_CONFIG_HOME", dir.path())
-        .args([
-            "--now",
-            NOW,
+    let o = without_identity(
+        dir.path(),
+        &[
             "render",
             plan.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+        ],
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--identity"), "{}", stderr(&o));
     assert_eq!(tree(&out), before, "refused render wrote nothing");
