@@ -132,11 +132,46 @@ Generated keys are kept in DIR/.rootroll so a second render reuses them and chan
         #[arg(long)]
         insecure_write_plaintext: bool,
     },
+    /// Gate checks that say whether the next phase may be promoted.
+    #[command(subcommand)]
+    Verify(VerifyCommand),
     /// Summarise every certificate in a PEM bundle.
     Inspect {
         file: PathBuf,
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Json,
+    Junit,
+}
+
+#[derive(Subcommand)]
+enum VerifyCommand {
+    /// Static gates over a rendered directory: every cluster, every phase, and the transition
+    /// handshake matrix. Exit 0 when all pass, 1 when a gate fails, 2 on an error.
+    #[command(
+        long_about = "Static gates over a rendered directory, per cluster and phase: Secret shape, key matches \
+certificate, signer is a CA, chain to the phase bundle, cert-chain.pem order, istiod's reload rule between \
+consecutive bundles (byte containment before 1.30, set relation from 1.30) and phase 3 bytes differing from \
+phase 2, validity through the rollout, shared bundles, lockstep of the active pointers, no plaintext private \
+key, SOPS MAC (needs an identity: without one the gate fails, it is never skipped), and the transition \
+handshake matrix. Exit 0 when all pass, 1 when a gate fails (warnings only with --strict), 2 on an error."
+    )]
+    Offline {
+        dir: PathBuf,
+        /// age identity file (also SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, ~/.config/sops/age/keys.txt).
+        #[arg(long, value_name = "FILE")]
+        identity: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+        /// Fail on warnings too.
+        #[arg(long)]
+        strict: bool,
     },
 }
 
@@ -213,6 +248,12 @@ pub fn run() -> Result<ExitCode> {
             insecure_write_plaintext,
         ),
         Command::Inspect { file, format } => cmd_inspect(&file, format),
+        Command::Verify(VerifyCommand::Offline {
+            dir,
+            identity,
+            format,
+            strict,
+        }) => cmd_verify_offline(&dir, &identity, format, strict, now),
     }
 }
 
@@ -548,6 +589,45 @@ fn cmd_decrypt(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(
+    report: &rootroll::verify::Report,
+    format: ReportFormat,
+    suite: &str,
+) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match format {
+        ReportFormat::Text => write!(
+            stdout,
+            "{}",
+            report.to_text(std::io::stdout().is_terminal())
+        )?,
+        ReportFormat::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(report)?)?,
+        ReportFormat::Junit => write!(stdout, "{}", report.to_junit(suite))?,
+    }
+    Ok(())
+}
+
+fn cmd_verify_offline(
+    dir: &Path,
+    identity: &[PathBuf],
+    format: ReportFormat,
+    strict: bool,
+    now: OffsetDateTime,
+) -> Result<ExitCode> {
+    let ids = identities(identity)?;
+    let opts = rootroll::verify::offline::Options {
+        identities: &ids,
+        now,
+    };
+    let (report, _) = rootroll::verify::offline::run(dir, &opts)?;
+    print_report(&report, format, "rootroll verify offline")?;
+    Ok(if report.failed(strict) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn cmd_inspect(file: &Path, format: Format) -> Result<ExitCode> {

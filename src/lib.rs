@@ -18,4 +18,5 @@ pub mod render;
 pub mod seal;
 pub mod sops;
 pub mod state;
+pub mod verify;
 pub mod write;

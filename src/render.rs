@@ -457,5 +457,12 @@ pub fn render(
         minijinja::context! { r => Serde(rollout), plan_file, encrypted => opts.encrypted, active => active_names },
     )?;
     out.add("ROLLOUT.md".into(), text, false);
+    // The public model, for `verify`, `promote` and `status` (no private material in it).
+    let mut json = serde_json::to_string_pretty(rollout).expect("the rollout model serializes");
+    json.push('\n');
+    out.add(ROLLOUT_JSON.into(), json, false);
     Ok(out)
 }
+
+/// Where the public rollout model is written inside the output directory.
+pub const ROLLOUT_JSON: &str = ".rootroll/rollout.json";

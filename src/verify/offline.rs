@@ -1,0 +1,715 @@
+//! `verify offline`: static gates over a rendered repository, per cluster and phase.
+//!
+//! Everything is read from the directory itself (the Secrets, the pointers and
+//! `.rootroll/rollout.json`), so the gates check what Flux or Argo CD will apply, not what
+//! rootroll meant to write. What cannot be read is a failed gate, never a pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use time::OffsetDateTime;
+
+use super::{Finding, Report, Severity};
+use crate::duration::Span;
+use crate::model::{byte_reload_ok, phase_dir, set_reload_ok};
+use crate::pki::{self, PrivateKeyPem};
+use crate::plan::IstioVersion;
+use crate::render::{ROLLOUT_JSON, cluster_dir, parse_active};
+use crate::sops;
+
+/// Errors that stop verification altogether (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("{} is not a rootroll render (no {ROLLOUT_JSON}); run `rootroll render` first", dir.display())]
+    NotARender { dir: PathBuf },
+    #[error("{} is malformed: {reason}", path.display())]
+    Malformed { path: PathBuf, reason: String },
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the gates need from the rendered rollout model.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub plan: String,
+    pub namespace: String,
+    pub secret_name: String,
+    pub tls_format: bool,
+    pub min_istio: IstioVersion,
+    pub trust_domain: String,
+    pub workload_ttl: Span,
+    pub safety_margin: Span,
+    /// Minimum soak per phase 0–4.
+    pub min_soak: Vec<Span>,
+    pub min_total: Span,
+}
+
+impl Context {
+    pub fn load(dir: &Path) -> Result<Self, VerifyError> {
+        let path = dir.join(ROLLOUT_JSON);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(VerifyError::NotARender {
+                    dir: dir.to_path_buf(),
+                });
+            }
+            Err(source) => return Err(VerifyError::Read { path, source }),
+        };
+        let bad = |reason: &str| VerifyError::Malformed {
+            path: path.clone(),
+            reason: reason.to_string(),
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
+        let s = |p: &str| -> Result<String, VerifyError> {
+            v.pointer(p)
+                .and_then(|x| x.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| bad(&format!("missing {p}")))
+        };
+        let span =
+            |p: &str| -> Result<Span, VerifyError> { Span::parse(&s(p)?).map_err(|e| bad(&e)) };
+        let min_soak = (0..5)
+            .map(|i| span(&format!("/phases/{i}/minSoak")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            plan: s("/plan")?,
+            namespace: s("/mesh/istioNamespace")?,
+            secret_name: s("/mesh/secretName")?,
+            tls_format: s("/mesh/secretFormat")? == "kubernetes.io/tls",
+            min_istio: IstioVersion::parse(&s("/mesh/minIstioVersion")?)
+                .ok_or_else(|| bad("bad minIstioVersion"))?,
+            trust_domain: s("/mesh/trustDomain")?,
+            workload_ttl: span("/timing/workloadCertTTL")?,
+            safety_margin: span("/timing/safetyMargin")?,
+            min_soak,
+            min_total: span("/minTotal")?,
+        })
+    }
+}
+
+/// The readable content of one phase Secret.
+#[derive(Clone)]
+pub struct PhaseSecret {
+    pub cluster: String,
+    pub phase: u8,
+    pub file: String,
+    pub secret_type: String,
+    /// Signing cert (first certificate of `ca-cert.pem` / `tls.crt`), DER.
+    pub signer: Vec<u8>,
+    pub signer_pem: String,
+    pub key: PrivateKeyPem,
+    /// `root-cert.pem` / `ca.crt`, exact bytes.
+    pub bundle: Vec<u8>,
+    /// What istiod serves after the leaf: `cert-chain.pem`, or `tls.crt` + `ca.crt`.
+    pub chain: Vec<u8>,
+}
+
+/// Options for a run.
+pub struct Options<'a> {
+    pub identities: &'a [age::x25519::Identity],
+    /// The planned time the checks are made at.
+    pub now: OffsetDateTime,
+}
+
+fn finding(
+    code: &'static str,
+    severity: Severity,
+    passed: bool,
+    subject: &str,
+    file: Option<&str>,
+    message: impl Into<String>,
+    hint: &str,
+) -> Finding {
+    Finding {
+        code,
+        severity,
+        passed,
+        subject: subject.to_string(),
+        file: file.map(str::to_string),
+        message: message.into(),
+        hint: hint.to_string(),
+    }
+}
+
+/// The clusters of a rendered tree, sorted.
+pub fn clusters(dir: &Path) -> Result<Vec<String>, VerifyError> {
+    let cdir = dir.join("clusters");
+    let mut v: Vec<String> = std::fs::read_dir(&cdir)
+        .map_err(|source| VerifyError::Read {
+            path: cdir.clone(),
+            source,
+        })?
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("istio-ca").is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// The active phase of a cluster from its pointer, or why it cannot be read.
+pub fn active_phase(dir: &Path, cluster: &str) -> Result<u8, String> {
+    let p = dir.join(cluster_dir(cluster)).join("kustomization.yaml");
+    let text =
+        std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    parse_active(&text).ok_or_else(|| format!("{} does not name exactly one phase", p.display()))
+}
+
+fn b64(v: &serde_json::Value) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(v.as_str()?)
+        .ok()
+}
+
+/// Runs every static gate. Returns the report and the readable phase Secrets (for the matrix).
+pub fn run(dir: &Path, opts: &Options<'_>) -> Result<(Report, Vec<PhaseSecret>), VerifyError> {
+    let ctx = Context::load(dir)?;
+    let mut r = Report::default();
+    let clusters = clusters(dir)?;
+    let rollout_end = opts.now + (ctx.min_total + ctx.workload_ttl + ctx.safety_margin).to_time();
+    let mut secrets: Vec<PhaseSecret> = Vec::new();
+    let mut bundles: BTreeMap<u8, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
+    let mut active: BTreeMap<String, u8> = BTreeMap::new();
+
+    for c in &clusters {
+        match active_phase(dir, c) {
+            Ok(n) => {
+                r.push(finding("pointer-valid", Severity::Error, true, c, None, format!("active phase {}", phase_dir(n)), ""));
+                active.insert(c.clone(), n);
+            }
+            Err(why) => r.push(finding(
+                "pointer-valid",
+                Severity::Error,
+                false,
+                c,
+                None,
+                why,
+                "the pointer kustomization must list exactly one `phases/<n>-<name>` resource; use rootroll promote",
+            )),
+        }
+        let mut types = BTreeSet::new();
+        let mut cluster_secrets: BTreeMap<u8, PhaseSecret> = BTreeMap::new();
+        for n in 1..=4u8 {
+            let subject = format!("{c}/{}", phase_dir(n));
+            if let Some(s) = check_phase(dir, &ctx, c, n, &subject, opts, rollout_end, &mut r) {
+                types.insert(s.secret_type.clone());
+                bundles
+                    .entry(n)
+                    .or_default()
+                    .insert(c.clone(), s.bundle.clone());
+                cluster_secrets.insert(n, s);
+            }
+        }
+        r.push(finding(
+            "secret-type-stable",
+            Severity::Error,
+            types.len() <= 1,
+            c,
+            None,
+            format!(
+                "Secret type in every phase: {}",
+                types.iter().cloned().collect::<Vec<_>>().join(", ")
+            ),
+            "a Secret's type is immutable: every phase must use the live Secret's type",
+        ));
+        // Reload rule between consecutive phases.
+        for n in 1..4u8 {
+            let (Some(a), Some(b)) = (cluster_secrets.get(&n), cluster_secrets.get(&(n + 1)))
+            else {
+                r.push(finding(
+                    "reload-rule",
+                    Severity::Error,
+                    false,
+                    &format!("{c}/{}→{}", n, n + 1),
+                    None,
+                    "a phase could not be read",
+                    "fix the phase Secrets first",
+                ));
+                continue;
+            };
+            let subject = format!("{c}/{}→{}", phase_dir(n), phase_dir(n + 1));
+            let bytes_ok = byte_reload_ok(&a.bundle, &b.bundle);
+            let set_ok = set_reload_ok(&a.bundle, &b.bundle);
+            let (ok, rule) = if ctx.min_istio.has_set_reload_rule() {
+                (set_ok, "1.30+ set rule")
+            } else {
+                (bytes_ok, "1.20–1.29 byte containment")
+            };
+            r.push(finding(
+                "reload-rule",
+                Severity::Error,
+                ok,
+                &subject,
+                None,
+                format!("istiod {rule}: {}", if ok { "new root-cert.pem accepted" } else { "new root-cert.pem would be rejected (\"Updating new ROOT-CA not supported\")" }),
+                "keep the previous bundle's exact bytes as a prefix (or a subset) of the next",
+            ));
+            if n == 2 {
+                r.push(finding(
+                    "phase3-bytes-differ",
+                    Severity::Error,
+                    a.bundle != b.bundle,
+                    &subject,
+                    None,
+                    "phase 3 root-cert.pem bytes differ from phase 2 (proxies re-sign at once)",
+                    "phase 3 must be A+B+B: identical bytes mean no bundle push and no immediate re-sign",
+                ));
+            }
+            let same_signer = a.signer == b.signer;
+            let want_same = n != 2;
+            r.push(finding(
+                "signer-sequence",
+                Severity::Error,
+                same_signer == want_same,
+                &subject,
+                None,
+                if want_same {
+                    "same signing intermediate"
+                } else {
+                    "signing intermediate switches to B's"
+                },
+                "phases 1–2 sign with A's intermediate and 3–4 with B's",
+            ));
+        }
+        secrets.extend(cluster_secrets.into_values());
+    }
+
+    // Fleet-wide gates.
+    for (n, per) in &bundles {
+        let distinct: BTreeSet<&Vec<u8>> = per.values().collect();
+        r.push(finding(
+            "bundle-shared",
+            Severity::Error,
+            distinct.len() <= 1,
+            &format!("fleet/{}", phase_dir(*n)),
+            None,
+            format!(
+                "{} cluster(s) carry {} distinct root bundle(s)",
+                per.len(),
+                distinct.len()
+            ),
+            "every cluster must carry the same root bundle in a phase (shared root, lockstep)",
+        ));
+    }
+    if let Some(p2) = bundles.get(&2).and_then(|m| m.values().next())
+        && let Ok(ders) = pki::split_certificates(p2)
+    {
+        let subjects: Vec<String> = ders
+            .iter()
+            .filter_map(|d| pki::inspect_der(d).ok())
+            .map(|s| s.subject)
+            .collect();
+        let unique: BTreeSet<&String> = subjects.iter().collect();
+        r.push(finding(
+            "root-subjects-distinct",
+            Severity::Warning,
+            unique.len() == subjects.len(),
+            "fleet/2-trust-both",
+            None,
+            format!("root subjects: {}", subjects.join(" | ")),
+            "give the new root a distinct subject: Envoy and OpenSSL look issuers up by name",
+        ));
+    }
+    lockstep(&active, &mut r);
+    plaintext_scan(dir, &mut r)?;
+    Ok((r, secrets))
+}
+
+/// No cluster may enter phase 3 before all are at 2, nor 4 before all are at 3.
+pub fn lockstep_problem(active: &BTreeMap<String, u8>) -> Option<String> {
+    let min = active.values().min().copied()?;
+    let max = active.values().max().copied()?;
+    if max > min + 1 {
+        return Some(format!("clusters span phases {min} to {max}"));
+    }
+    if max >= 3 && min < max {
+        let behind: Vec<&str> = active
+            .iter()
+            .filter(|(_, p)| **p < max)
+            .map(|(c, _)| c.as_str())
+            .collect();
+        if max == 3 && min == 2 || max == 4 && min == 3 {
+            return Some(format!(
+                "{} still at phase {min} while others are at {max}",
+                behind.join(", ")
+            ));
+        }
+    }
+    None
+}
+
+fn lockstep(active: &BTreeMap<String, u8>, r: &mut Report) {
+    let problem = lockstep_problem(active);
+    let summary: Vec<String> = active.iter().map(|(c, p)| format!("{c}={p}")).collect();
+    r.push(finding(
+        "lockstep",
+        Severity::Error,
+        problem.is_none(),
+        "fleet",
+        None,
+        problem.unwrap_or_else(|| format!("active phases {}", summary.join(", "))),
+        "promote every cluster to a phase before any cluster enters the next (3 only after all are at 2, 4 only after all are at 3)",
+    ));
+}
+
+fn plaintext_scan(dir: &Path, r: &mut Report) -> Result<(), VerifyError> {
+    const NEEDLES: [&str; 5] = [
+        "PRIVATE KEY-----",
+        "LS0tLS1CRUdJTi",
+        "UFJJVkFURSBLRVk",
+        "BSSVZBVEUgS0VZ",
+        "QUklWQVRFIEtFW",
+    ];
+    let mut offenders = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries = std::fs::read_dir(&d).map_err(|source| VerifyError::Read {
+            path: d.clone(),
+            source,
+        })?;
+        for e in entries.filter_map(Result::ok) {
+            let p = e.path();
+            if e.file_name() == ".git" {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p) {
+                let text = String::from_utf8_lossy(&bytes);
+                if NEEDLES.iter().any(|n| text.contains(n)) {
+                    offenders.push(p.strip_prefix(dir).unwrap_or(&p).display().to_string());
+                }
+            }
+        }
+    }
+    offenders.sort();
+    r.push(finding(
+        "no-plaintext-private-key",
+        Severity::Error,
+        offenders.is_empty(),
+        "fleet",
+        None,
+        if offenders.is_empty() {
+            "no PEM or base64 PEM outside SOPS ciphertext".to_string()
+        } else {
+            format!("plaintext key material in {}", offenders.join(", "))
+        },
+        "render without --insecure-plaintext so every private key is SOPS-encrypted",
+    ));
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_phase(
+    dir: &Path,
+    ctx: &Context,
+    cluster: &str,
+    n: u8,
+    subject: &str,
+    opts: &Options<'_>,
+    rollout_end: OffsetDateTime,
+    r: &mut Report,
+) -> Option<PhaseSecret> {
+    let pdir = dir
+        .join(cluster_dir(cluster))
+        .join("phases")
+        .join(phase_dir(n));
+    let (rel, text) = ["cacerts.sops.yaml", "cacerts.yaml"].iter().find_map(|f| {
+        let p = pdir.join(f);
+        std::fs::read_to_string(&p).ok().map(|t| {
+            (
+                format!("{}/phases/{}/{f}", cluster_dir(cluster), phase_dir(n)),
+                t,
+            )
+        })
+    })?;
+    let file = Some(rel.as_str());
+    let plain = if sops::is_encrypted(&text) {
+        if opts.identities.is_empty() {
+            r.push(finding("sops-mac", Severity::Error, false, subject, file, "not checked: no age identity to decrypt with", "give --identity FILE (or SOPS_AGE_KEY_FILE) with a key listed in ageRecipients; a CI key is fine"));
+            return None;
+        }
+        match sops::decrypt_yaml(&rel, &text, opts.identities) {
+            Ok(p) => {
+                r.push(finding(
+                    "sops-mac",
+                    Severity::Error,
+                    true,
+                    subject,
+                    file,
+                    "decrypted, MAC verified",
+                    "",
+                ));
+                zeroize::Zeroizing::new(p)
+            }
+            Err(e) => {
+                r.push(finding(
+                    "sops-mac",
+                    Severity::Error,
+                    false,
+                    subject,
+                    file,
+                    e.to_string(),
+                    "re-render the file; never edit encrypted files except with `sops edit`",
+                ));
+                return None;
+            }
+        }
+    } else {
+        zeroize::Zeroizing::new(text)
+    };
+    let doc: serde_json::Value = match serde_saphyr::from_str(&plain) {
+        Ok(v) => v,
+        Err(e) => {
+            r.push(finding(
+                "secret-shape",
+                Severity::Error,
+                false,
+                subject,
+                file,
+                format!("not YAML: {}", e.without_snippet()),
+                "re-render",
+            ));
+            return None;
+        }
+    };
+    // Shape.
+    let want_keys: &[&str] = if ctx.tls_format {
+        &["ca.crt", "tls.crt", "tls.key"]
+    } else {
+        &[
+            "ca-cert.pem",
+            "ca-key.pem",
+            "cert-chain.pem",
+            "root-cert.pem",
+        ]
+    };
+    let data = doc["data"].as_object().cloned().unwrap_or_default();
+    let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+    let mut problems = Vec::new();
+    if doc["kind"] != "Secret" || doc["apiVersion"] != "v1" {
+        problems.push("not a v1 Secret".to_string());
+    }
+    if doc["metadata"]["name"] != ctx.secret_name.as_str()
+        || doc["metadata"]["namespace"] != ctx.namespace.as_str()
+    {
+        problems.push(format!("not {}/{}", ctx.namespace, ctx.secret_name));
+    }
+    let mut sorted = keys.clone();
+    sorted.sort_unstable();
+    if sorted != want_keys {
+        problems.push(format!("keys {keys:?}, want {want_keys:?}"));
+    }
+    if data.contains_key("istio-generated") {
+        problems.push(
+            "has `istio-generated` (istiod would treat cacerts as its self-signed CA)".into(),
+        );
+    }
+    if doc["immutable"] == true {
+        problems.push("immutable: true (the next phase could not update it in place)".into());
+    }
+    let want_type = if ctx.tls_format {
+        "kubernetes.io/tls"
+    } else {
+        "Opaque"
+    };
+    let secret_type = doc["type"].as_str().unwrap_or("Opaque").to_string();
+    if secret_type != want_type {
+        problems.push(format!("type {secret_type}, want {want_type}"));
+    }
+    if doc["metadata"]["labels"]["rootroll.dev/phase"] != n.to_string().as_str() {
+        problems.push("label rootroll.dev/phase does not match the directory".into());
+    }
+    let decoded: BTreeMap<String, Vec<u8>> = data
+        .iter()
+        .filter_map(|(k, v)| b64(v).map(|b| (k.clone(), b)))
+        .collect();
+    if decoded.len() != data.len() || decoded.values().any(Vec::is_empty) {
+        problems.push("a data value is empty or not base64".into());
+    }
+    r.push(finding(
+        "secret-shape",
+        Severity::Error,
+        problems.is_empty(),
+        subject,
+        file,
+        if problems.is_empty() {
+            format!(
+                "{want_type} {}/{} with {}",
+                ctx.namespace,
+                ctx.secret_name,
+                want_keys.join(", ")
+            )
+        } else {
+            problems.join("; ")
+        },
+        "every phase must be a complete cacerts Secret of the live type, updated in place",
+    ));
+    if !problems.is_empty() {
+        return None;
+    }
+    let (cert_k, key_k, bundle_k) = if ctx.tls_format {
+        ("tls.crt", "tls.key", "ca.crt")
+    } else {
+        ("ca-cert.pem", "ca-key.pem", "root-cert.pem")
+    };
+    let bundle = decoded[bundle_k].clone();
+    let chain = if ctx.tls_format {
+        let mut c = decoded["tls.crt"].clone();
+        c.extend_from_slice(&decoded["ca.crt"]);
+        c
+    } else {
+        decoded["cert-chain.pem"].clone()
+    };
+    let cert_ders = match pki::split_certificates(&decoded[cert_k]) {
+        Ok(d) => d,
+        Err(e) => {
+            r.push(finding(
+                "signer-is-ca",
+                Severity::Error,
+                false,
+                subject,
+                file,
+                format!("{cert_k}: {e}"),
+                "re-render",
+            ));
+            return None;
+        }
+    };
+    let signer = cert_ders[0].clone();
+    let key = PrivateKeyPem::new(String::from_utf8_lossy(&decoded[key_k]).into_owned());
+    let matches = pki::key_matches_cert(&key, &signer).unwrap_or(false);
+    r.push(finding(
+        "key-matches-cert",
+        Severity::Error,
+        matches,
+        subject,
+        file,
+        format!(
+            "{key_k} {} {cert_k}",
+            if matches {
+                "belongs to"
+            } else {
+                "does NOT belong to"
+            }
+        ),
+        "istiod refuses a key that does not match its certificate and keeps the old CA",
+    ));
+
+    let s = pki::inspect_der(&signer).ok()?;
+    let eku_ok = s.ext_key_usage.is_empty()
+        || s.ext_key_usage
+            .iter()
+            .any(|e| e == "serverAuth" || e == "any");
+    let ca_ok = s.is_ca && s.key_cert_sign && eku_ok;
+    r.push(finding(
+        "signer-is-ca",
+        Severity::Error,
+        ca_ok,
+        subject,
+        file,
+        format!("{}: CA {}, keyCertSign {}, EKU [{}]", s.subject, s.is_ca, s.key_cert_sign, s.ext_key_usage.join(", ")),
+        "the signing certificate needs basicConstraints CA:TRUE, keyCertSign and no EKU (or one with serverAuth)",
+    ));
+
+    let roots = pki::split_certificates(&bundle).unwrap_or_default();
+    let chain_ders = pki::split_certificates(&chain).unwrap_or_default();
+    // Chain to a root of this phase's bundle, through the served chain's certificates.
+    let chained = chains_to_bundle(&signer, &chain_ders, &roots);
+    r.push(finding(
+        "chain-to-bundle",
+        Severity::Error,
+        chained.is_ok(),
+        subject,
+        file,
+        match &chained {
+            Ok(path) => format!("{} chains to a root of {bundle_k} ({path})", s.subject),
+            Err(why) => why.clone(),
+        },
+        "istiod verifies the signing certificate against root-cert.pem at load and keeps the old CA on failure",
+    ));
+    if !ctx.tls_format {
+        let order_ok = chain_ders.first() == Some(&signer)
+            && chain_ders
+                .windows(2)
+                .all(|w| pki::is_signed_by(&w[0], &w[1]))
+            && chain_ders.last().is_some_and(|l| roots.contains(l));
+        r.push(finding("chain-order", Severity::Error, order_ok, subject, file, if order_ok { "cert-chain.pem = ca-cert.pem, then issuers up to a bundle root" } else { "cert-chain.pem is not ca-cert.pem followed by its issuers up to a bundle root" }, "istiod serves cert-chain.pem verbatim after each leaf: signing cert first, then each issuer"));
+    }
+    // Validity through the rollout.
+    let mut short = Vec::new();
+    for der in std::iter::once(&signer).chain(roots.iter()) {
+        if let Ok(c) = pki::inspect_der(der)
+            && !(c.not_before <= opts.now && rollout_end <= c.not_after)
+        {
+            short.push(format!(
+                "{} ({} → {})",
+                c.subject,
+                c.not_before.date(),
+                c.not_after.date()
+            ));
+        }
+    }
+    r.push(finding(
+        "validity-window",
+        Severity::Error,
+        short.is_empty(),
+        subject,
+        file,
+        if short.is_empty() {
+            format!(
+                "signer and roots valid from now through {}",
+                rollout_end.date()
+            )
+        } else {
+            format!("not valid for the whole rollout: {}", short.join(", "))
+        },
+        "use CAs valid from the planned apply time until well after the rollout ends",
+    ));
+    let _ = &ctx.trust_domain;
+    Some(PhaseSecret {
+        cluster: cluster.to_string(),
+        phase: n,
+        file: rel,
+        secret_type,
+        signer_pem: pki::der_to_pem(&signer),
+        signer,
+        key,
+        bundle,
+        chain,
+    })
+}
+
+/// Walks from `cert` through the `chain` certificates to a root of `roots`.
+fn chains_to_bundle(cert: &[u8], chain: &[Vec<u8>], roots: &[Vec<u8>]) -> Result<String, String> {
+    let mut cur = cert.to_vec();
+    let mut hops = 0;
+    loop {
+        if roots.contains(&cur) && pki::is_signed_by(&cur, &cur) {
+            return Ok(format!("{hops} hop(s)"));
+        }
+        if let Some(root) = roots.iter().find(|r| pki::is_signed_by(&cur, r)) {
+            let _ = root;
+            return Ok(format!("{} hop(s)", hops + 1));
+        }
+        match chain
+            .iter()
+            .find(|c| **c != cur && pki::is_signed_by(&cur, c))
+        {
+            Some(next) if hops < 8 => {
+                cur = next.clone();
+                hops += 1;
+            }
+            _ => {
+                let issuer = pki::inspect_der(&cur).map(|s| s.issuer).unwrap_or_default();
+                return Err(format!("no root in the bundle signed `{issuer}`"));
+            }
+        }
+    }
+}
