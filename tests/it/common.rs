@@ -12,9 +12,14 @@ pub fn root() -> PathBuf {
 }
 
 pub fn rootroll(args: &[&str]) -> Output {
+    rootroll_at(NOW, args)
+}
+
+/// Runs rootroll with `--now AT`.
+pub fn rootroll_at(at: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_rootroll"))
         .current_dir(root())
-        .args(["--now", NOW])
+        .args(["--now", at])
         .args(args)
         .output()
         .expect("the rootroll binary runs")

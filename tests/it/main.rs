@@ -8,3 +8,4 @@ mod plans;
 mod render;
 mod sops;
 mod validate;
+mod verify;

@@ -1,0 +1,373 @@
+//! `verify offline`: the rendered example plans pass every gate; each deliberately broken
+//! tree (edited the way a bad hand-edit or a bug would, re-encrypted so only the intended
+//! gate is at fault) fails with the right code.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+
+use crate::common::*;
+
+const DEMO_KEY: &str = "plans/demo.agekey";
+
+fn identity() -> age::x25519::Identity {
+    let text = std::fs::read_to_string(root().join(DEMO_KEY)).unwrap();
+    text.lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn render(plan: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = rootroll(&["render", plan, "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (dir, out)
+}
+
+fn verify(out: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let mut args = vec![
+        "verify",
+        "offline",
+        out.to_str().unwrap(),
+        "--identity",
+        DEMO_KEY,
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    let o = rootroll(&args);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|_| panic!("JSON report: {}{}", stdout(&o), stderr(&o)));
+    (o.status.code(), v, stderr(&o))
+}
+
+/// Codes of failed error-severity findings, with their subjects.
+fn failures(v: &serde_json::Value) -> Vec<(String, String)> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["passed"] == false && f["severity"] == "error")
+        .map(|f| {
+            (
+                f["code"].as_str().unwrap().to_string(),
+                f["subject"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn phase_file(out: &Path, cluster: &str, phase: &str) -> PathBuf {
+    out.join(format!(
+        "clusters/{cluster}/istio-ca/phases/{phase}/cacerts.sops.yaml"
+    ))
+}
+
+/// Decrypts a phase Secret, lets `edit` change its decoded data, re-encrypts it (valid MAC).
+fn edit(file: &Path, edit: impl FnOnce(&mut BTreeMap<String, Vec<u8>>)) {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let text = std::fs::read_to_string(file).unwrap();
+    let plain = rootroll::sops::decrypt_yaml("t", &text, &[identity()]).unwrap();
+    let doc: serde_json::Value = serde_saphyr::from_str(&plain).unwrap();
+    let mut data = secret_data(&doc);
+    edit(&mut data);
+    let mut y = String::new();
+    for line in plain.lines() {
+        if line.starts_with("data:") {
+            break;
+        }
+        y.push_str(line);
+        y.push('\n');
+    }
+    y.push_str("data:\n");
+    for (k, v) in &data {
+        y.push_str(&format!("    {k}: {}\n", b64.encode(v)));
+    }
+    let recipient: age::x25519::Recipient = identity().to_public();
+    let sealed =
+        rootroll::sops::encrypt_yaml("t", &y, &[recipient], time::OffsetDateTime::now_utc())
+            .unwrap();
+    std::fs::write(file, sealed).unwrap();
+}
+
+fn set_pointer(out: &Path, cluster: &str, phase: &str) {
+    let p = out.join(format!("clusters/{cluster}/istio-ca/kustomization.yaml"));
+    let text = std::fs::read_to_string(&p).unwrap();
+    let start = text.find("phases/").unwrap();
+    let end = start + text[start..].find(['"', '\n']).unwrap();
+    std::fs::write(
+        &p,
+        format!("{}phases/{phase}{}", &text[..start], &text[end..]),
+    )
+    .unwrap();
+}
+
+#[test]
+fn example_plans_pass_every_gate() {
+    for plan in example_plans() {
+        let (_d, out) = render(&plan);
+        let (code, v, err) = verify(&out, &[]);
+        assert_eq!(
+            failures(&v),
+            Vec::<(String, String)>::new(),
+            "{plan}: {err}"
+        );
+        assert_eq!(code, Some(0), "{plan}");
+        let codes: std::collections::BTreeSet<&str> = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["code"].as_str().unwrap())
+            .collect();
+        for want in [
+            "secret-shape",
+            "key-matches-cert",
+            "signer-is-ca",
+            "chain-to-bundle",
+            "reload-rule",
+            "phase3-bytes-differ",
+            "validity-window",
+            "bundle-shared",
+            "lockstep",
+            "no-plaintext-private-key",
+            "sops-mac",
+            "signer-sequence",
+        ] {
+            assert!(codes.contains(want), "{plan}: gate {want} did not run");
+        }
+    }
+}
+
+#[test]
+fn dropping_root_a_from_phase_2_fails_reload_and_chain() {
+    let (_d, out) = render("plans/demo.yaml");
+    edit(&phase_file(&out, "demo", "2-trust-both"), |d| {
+        let bundle = d["root-cert.pem"].clone();
+        let text = String::from_utf8(bundle).unwrap();
+        let second = text.match_indices("-----BEGIN").nth(1).unwrap().0;
+        d.insert("root-cert.pem".into(), text[second..].as_bytes().to_vec());
+    });
+    let (code, v, _) = verify(&out, &[]);
+    assert_eq!(code, Some(1));
+    let f = failures(&v);
+    assert!(
+        f.contains(&("reload-rule".into(), "demo/1-initial→2-trust-both".into())),
+        "{f:?}"
+    );
+    assert!(
+        f.contains(&("chain-to-bundle".into(), "demo/2-trust-both".into())),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn reordered_bundle_breaks_the_byte_rule_but_not_the_set_rule() {
+    let (_d, out) = render("plans/demo.yaml");
+    edit(&phase_file(&out, "demo", "2-trust-both"), |d| {
+        let text = String::from_utf8(d["root-cert.pem"].clone()).unwrap();
+        let second = text.match_indices("-----BEGIN").nth(1).unwrap().0;
+        let reordered = format!("{}{}", &text[second..], &text[..second]);
+        d.insert("root-cert.pem".into(), reordered.into_bytes());
+    });
+    let (code, v, _) = verify(&out, &[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        failures(&v).contains(&(
+            "reload-rule".into(),
+            "demo/2-trust-both→3-switch-issuer".into()
+        )),
+        "{:?}",
+        failures(&v)
+    );
+    // Istio 1.30+ compares DER sets, where order does not matter.
+    let rj = out.join(".rootroll/rollout.json");
+    let text = std::fs::read_to_string(&rj).unwrap().replace(
+        "\"minIstioVersion\": \"1.24\"",
+        "\"minIstioVersion\": \"1.30\"",
+    );
+    std::fs::write(&rj, text).unwrap();
+    let (_, v, _) = verify(&out, &[]);
+    assert!(
+        !failures(&v).iter().any(|(c, _)| c == "reload-rule"),
+        "{:?}",
+        failures(&v)
+    );
+}
+
+#[test]
+fn phase_3_bytes_equal_to_phase_2_fail() {
+    let (_d, out) = render("plans/demo.yaml");
+    let p2 = rootroll::sops::decrypt_yaml(
+        "t",
+        &std::fs::read_to_string(phase_file(&out, "demo", "2-trust-both")).unwrap(),
+        &[identity()],
+    )
+    .unwrap();
+    let p2: serde_json::Value = serde_saphyr::from_str(&p2).unwrap();
+    let bundle = secret_data(&p2)["root-cert.pem"].clone();
+    edit(&phase_file(&out, "demo", "3-switch-issuer"), |d| {
+        d.insert("root-cert.pem".into(), bundle);
+    });
+    let (code, v, _) = verify(&out, &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        failures(&v),
+        vec![(
+            "phase3-bytes-differ".to_string(),
+            "demo/2-trust-both→3-switch-issuer".to_string()
+        )]
+    );
+}
+
+#[test]
+fn swapped_key_fails_key_matches_cert() {
+    let (_d, out) = render("plans/fleet.yaml");
+    let other = rootroll::sops::decrypt_yaml(
+        "t",
+        &std::fs::read_to_string(phase_file(&out, "us-west", "2-trust-both")).unwrap(),
+        &[identity()],
+    )
+    .unwrap();
+    let other: serde_json::Value = serde_saphyr::from_str(&other).unwrap();
+    let key = secret_data(&other)["ca-key.pem"].clone();
+    edit(&phase_file(&out, "us-east", "2-trust-both"), |d| {
+        d.insert("ca-key.pem".into(), key);
+    });
+    let (code, v, _) = verify(&out, &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        failures(&v),
+        vec![(
+            "key-matches-cert".to_string(),
+            "us-east/2-trust-both".to_string()
+        )]
+    );
+}
+
+#[test]
+fn intermediates_expiring_during_the_rollout_fail_validity() {
+    let (_d, out) = render("plans/fleet.yaml");
+    // fleet's new intermediates live 1095 days: three years later they have expired.
+    let (code, v, _) = verify(&out, &[]);
+    assert_eq!(code, Some(0), "{:?}", failures(&v));
+    let o = crate::common::rootroll_at(
+        "2029-12-30T00:00:00Z",
+        &[
+            "verify",
+            "offline",
+            out.to_str().unwrap(),
+            "--identity",
+            DEMO_KEY,
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let f = failures(&v);
+    assert!(
+        f.contains(&("validity-window".into(), "us-east/3-switch-issuer".into())),
+        "{f:?}"
+    );
+    assert!(
+        !f.contains(&("validity-window".into(), "us-east/1-initial".into())),
+        "phase 1's 1825-day intermediate is still valid: {f:?}"
+    );
+}
+
+#[test]
+fn breaking_lockstep_fails() {
+    let (_d, out) = render("plans/fleet.yaml");
+    set_pointer(&out, "us-east", "3-switch-issuer");
+    set_pointer(&out, "us-west", "2-trust-both");
+    set_pointer(&out, "eu-central", "2-trust-both");
+    let (code, v, _) = verify(&out, &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        failures(&v),
+        vec![("lockstep".to_string(), "fleet".to_string())]
+    );
+    set_pointer(&out, "us-west", "3-switch-issuer");
+    set_pointer(&out, "eu-central", "3-switch-issuer");
+    let (code, _, _) = verify(&out, &[]);
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn plaintext_render_fails_the_secret_scan() {
+    let dir = render_plain("plans/demo.yaml");
+    let (code, v, _) = verify(&dir.path().join("out"), &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        failures(&v),
+        vec![("no-plaintext-private-key".to_string(), "fleet".to_string())]
+    );
+}
+
+#[test]
+fn without_an_identity_the_mac_gate_fails_instead_of_skipping() {
+    let (d, out) = render("plans/demo.yaml");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_rootroll"))
+        .current_dir(root())
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env_remove("SOPS_AGE_KEY")
+        .env("HOME", d.path())
+        .env("XDG_CONFIG_HOME", d.path())
+        .args(["verify", "offline", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("FAIL sops-mac"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("not checked: no age identity"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn tampered_ciphertext_fails_the_mac_gate() {
+    let (_d, out) = render("plans/demo.yaml");
+    let f = phase_file(&out, "demo", "4-finalize");
+    let text = std::fs::read_to_string(&f).unwrap().replace(
+        "rootroll.dev/phase-name: finalize",
+        "rootroll.dev/phase-name: finalise",
+    );
+    std::fs::write(&f, text).unwrap();
+    let (code, v, _) = verify(&out, &[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        failures(&v).contains(&("sops-mac".into(), "demo/4-finalize".into())),
+        "{:?}",
+        failures(&v)
+    );
+}
+
+#[test]
+fn junit_output_is_a_test_report() {
+    let (_d, out) = render("plans/demo.yaml");
+    set_pointer(&out, "demo", "3-switch-issuer");
+    let o = rootroll(&[
+        "verify",
+        "offline",
+        out.to_str().unwrap(),
+        "--identity",
+        DEMO_KEY,
+        "--format",
+        "junit",
+    ]);
+    let text = stdout(&o);
+    assert!(text.starts_with("<?xml"));
+    assert!(text.contains("<testsuite name=\"rootroll verify offline\""));
+    assert!(text.contains("name=\"secret-shape\""));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "one cluster at phase 3 is in lockstep with itself"
+    );
+    assert!(!text.contains("<failure"));
+}
