@@ -149,7 +149,7 @@ fn dropping_root_a_from_phase_2_fails_reload_and_chain() {
         let bundle = d["root-cert.pem"].clone();
         let text = String::from_utf8(bundle).unwrap();
         let second = text.match_indices("-----BEGIN").nth(1).unwrap().0;
-        d.insert("root-cert.pem".into(), text[second..].as_bytes().to_vec());
+        d.insert("root-cert.pem".into(), text.as_bytes()[second..].to_vec());
     });
     let (code, v, _) = verify(&out, &[]);
     assert_eq!(code, Some(1));
