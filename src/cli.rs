@@ -135,6 +135,41 @@ Generated keys are kept in DIR/.rootroll so a second render reuses them and chan
     /// Gate checks that say whether the next phase may be promoted.
     #[command(subcommand)]
     Verify(VerifyCommand),
+    /// Move a cluster's active phase one step (forward, or back for a rollback).
+    #[command(
+        long_about = "Move the active-phase pointer of a cluster (or every cluster) one step forward, or one \
+step back to roll back. Refused when it would skip a phase, break lockstep across clusters (no cluster enters \
+phase 3 before all are at 2, nor 4 before all are at 3), or when an offline gate fails for the target phase, \
+unless --force. With --commit the change is committed with `git` (your hooks and signing apply) and \
+Rootroll-Plan/-Cluster/-From-Phase/-To-Phase trailers."
+    )]
+    Promote {
+        dir: PathBuf,
+        /// The cluster to move (repeatable).
+        #[arg(long, required_unless_present = "all_clusters")]
+        cluster: Vec<String>,
+        /// Move every cluster together.
+        #[arg(long, conflicts_with = "cluster")]
+        all_clusters: bool,
+        /// Target phase (1–4).
+        #[arg(long)]
+        to: u8,
+        /// Commit the pointer change with git.
+        #[arg(long)]
+        commit: bool,
+        /// Promote even though gates fail or lockstep breaks.
+        #[arg(long)]
+        force: bool,
+        /// age identity for the offline gates (SOPS MAC and Secret content).
+        #[arg(long, value_name = "FILE")]
+        identity: Vec<PathBuf>,
+    },
+    /// Where each cluster is: active phase, when it was promoted, soak time left, next gates.
+    Status {
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
     /// Summarise every certificate in a PEM bundle.
     Inspect {
         file: PathBuf,
@@ -248,6 +283,25 @@ pub fn run() -> Result<ExitCode> {
             insecure_write_plaintext,
         ),
         Command::Inspect { file, format } => cmd_inspect(&file, format),
+        Command::Promote {
+            dir,
+            cluster,
+            all_clusters,
+            to,
+            commit,
+            force,
+            identity,
+        } => cmd_promote(
+            &dir,
+            cluster,
+            all_clusters,
+            to,
+            commit,
+            force,
+            &identity,
+            now,
+        ),
+        Command::Status { dir, format } => cmd_status(&dir, format, now),
         Command::Verify(VerifyCommand::Offline {
             dir,
             identity,
@@ -628,6 +682,87 @@ fn cmd_verify_offline(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cmd_promote(
+    dir: &Path,
+    cluster: Vec<String>,
+    all: bool,
+    to: u8,
+    commit: bool,
+    force: bool,
+    identity: &[PathBuf],
+    now: OffsetDateTime,
+) -> Result<ExitCode> {
+    let clusters = if all {
+        rootroll::verify::offline::clusters(dir)?
+    } else {
+        cluster
+    };
+    let ids = identities(identity)?;
+    let moves = rootroll::promote::promote(&rootroll::promote::Request {
+        dir,
+        clusters,
+        to,
+        force,
+        commit,
+        identities: &ids,
+        now,
+    })?;
+    for m in &moves {
+        println!(
+            "{}: phase {} → {}",
+            m.cluster,
+            rootroll::model::phase_dir(m.from),
+            rootroll::model::phase_dir(m.to)
+        );
+    }
+    if commit {
+        println!("committed");
+    } else {
+        println!("pointer(s) updated; commit them to apply (or use --commit)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_status(dir: &Path, format: Format, now: OffsetDateTime) -> Result<ExitCode> {
+    let st = rootroll::promote::status(dir, now)?;
+    let mut stdout = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(&st)?)?,
+        Format::Text => {
+            writeln!(
+                stdout,
+                "{:<16} {:<18} {:<26} {:<14} next gates",
+                "CLUSTER", "PHASE", "PROMOTED", "SOAK LEFT"
+            )?;
+            for c in &st {
+                let promoted = c
+                    .promoted_at
+                    .and_then(|t| t.format(&Rfc3339).ok())
+                    .unwrap_or_else(|| "unknown (not in Git)".into());
+                let soak = match (c.soak_left, c.min_soak) {
+                    (Some(l), _) if l.as_secs() == 0 => "done".to_string(),
+                    (Some(l), _) => l.to_string(),
+                    (None, Some(m)) => format!("≥{m}"),
+                    _ => "-".into(),
+                };
+                writeln!(
+                    stdout,
+                    "{:<16} {:<18} {:<26} {:<14} {}",
+                    c.cluster,
+                    c.active_name
+                        .clone()
+                        .unwrap_or_else(|| c.problem.clone().unwrap_or_default()),
+                    promoted,
+                    soak,
+                    c.next_gates.join(", ")
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_inspect(file: &Path, format: Format) -> Result<ExitCode> {

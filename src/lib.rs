@@ -14,6 +14,7 @@ pub mod materials;
 pub mod model;
 pub mod pki;
 pub mod plan;
+pub mod promote;
 pub mod render;
 pub mod seal;
 pub mod sops;

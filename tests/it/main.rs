@@ -5,6 +5,7 @@ mod common;
 mod encrypted;
 mod import;
 mod plans;
+mod promote;
 mod render;
 mod sops;
 mod validate;

@@ -1,0 +1,378 @@
+//! `promote` and `status`: moving a cluster's active-phase pointer one step at a time, and
+//! telling where every cluster is.
+//!
+//! Promotion is refused when it would skip a phase, break lockstep, or land on a phase whose
+//! offline gates fail (unless forced). With `commit`, the change is committed by the `git`
+//! binary so the user's hooks and signing apply; on any failure the pointer is restored.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::duration::Span;
+use crate::model::phase_dir;
+use crate::render::cluster_dir;
+use crate::verify::offline::{self, Context, VerifyError, active_phase, lockstep_problem};
+use crate::verify::{Finding, Report, Severity};
+
+/// Why a promotion was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PromoteError {
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error("cluster `{cluster}` is not in {} (clusters: {known})", dir.display())]
+    UnknownCluster {
+        cluster: String,
+        dir: PathBuf,
+        known: String,
+    },
+    #[error("phase {to} does not exist; phases are 1 (initial) to 4 (finalize)")]
+    NoSuchPhase { to: u8 },
+    #[error("{cluster}: {reason}")]
+    Pointer { cluster: String, reason: String },
+    #[error("{cluster} is already at phase {to}")]
+    AlreadyThere { cluster: String, to: u8 },
+    #[error("{cluster} is at phase {from}: promote one phase at a time (to {} or {})", from.saturating_sub(1).max(1), (from + 1).min(4))]
+    Skip { cluster: String, from: u8, to: u8 },
+    #[error(
+        "refused: lockstep would break ({problem}); promote the other clusters first, or all at once with --all-clusters"
+    )]
+    Lockstep { problem: String },
+    #[error(
+        "refused: {count} offline gate(s) fail for the target phase ({codes}); run `rootroll verify offline` for details, or pass --force"
+    )]
+    GatesFail { count: usize, codes: String },
+    #[error("git {action} failed: {detail}")]
+    Git { action: String, detail: String },
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One cluster's move.
+#[derive(Debug, Clone, Serialize)]
+pub struct Move {
+    pub cluster: String,
+    pub from: u8,
+    pub to: u8,
+}
+
+/// A promotion request.
+pub struct Request<'a> {
+    pub dir: &'a Path,
+    pub clusters: Vec<String>,
+    pub to: u8,
+    pub force: bool,
+    pub commit: bool,
+    pub identities: &'a [age::x25519::Identity],
+    pub now: OffsetDateTime,
+}
+
+/// Gates relevant to landing `cluster` on phase `to`: that phase's own gates, the transition
+/// into it, and fleet-wide gates other than lockstep (checked separately on the new state).
+fn blocking(report: &Report, moves: &[Move]) -> Vec<Finding> {
+    report
+        .findings
+        .iter()
+        .filter(|f| {
+            !f.passed
+                && f.severity == Severity::Error
+                && f.code != "lockstep"
+                && f.code != "pointer-valid"
+        })
+        .filter(|f| {
+            f.subject.starts_with("fleet")
+                || moves.iter().any(|m| {
+                    let lo = m.from.min(m.to);
+                    let hi = m.from.max(m.to);
+                    f.subject == format!("{}/{}", m.cluster, phase_dir(m.to))
+                        || f.subject == format!("{}/{}→{}", m.cluster, phase_dir(lo), phase_dir(hi))
+                })
+        })
+        .cloned()
+        .collect()
+}
+
+fn pointer_path(dir: &Path, cluster: &str) -> PathBuf {
+    dir.join(cluster_dir(cluster)).join("kustomization.yaml")
+}
+
+fn replace_pointer(text: &str, from: u8, to: u8) -> String {
+    text.replace(
+        &format!("phases/{}", phase_dir(from)),
+        &format!("phases/{}", phase_dir(to)),
+    )
+}
+
+fn write_atomic(path: &Path, text: &str) -> Result<(), PromoteError> {
+    let tmp = path.with_extension("yaml.rootroll-tmp");
+    let err = |source| PromoteError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::write(&tmp, text).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<String, PromoteError> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .map_err(|e| PromoteError::Git {
+            action: args.first().copied().unwrap_or("").to_string(),
+            detail: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(PromoteError::Git {
+            action: args.first().copied().unwrap_or("").to_string(),
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The commit message for a promotion, with trailers a tool can parse.
+pub fn commit_message(plan: &str, moves: &[Move]) -> String {
+    let names: Vec<&str> = moves.iter().map(|m| m.cluster.as_str()).collect();
+    let to = moves[0].to;
+    let verb = if moves[0].to > moves[0].from {
+        "promote"
+    } else {
+        "roll back"
+    };
+    let mut msg = format!(
+        "istio-ca: {verb} {} to phase {}\n\n",
+        names.join(", "),
+        phase_dir(to)
+    );
+    msg.push_str(&format!(
+        "Move the active cacerts phase of the root CA rotation \"{plan}\" one step.\nGates were checked with `rootroll verify offline` before this commit.\n\n"
+    ));
+    msg.push_str(&format!("Rootroll-Plan: {plan}\n"));
+    for m in moves {
+        msg.push_str(&format!(
+            "Rootroll-Cluster: {}\nRootroll-From-Phase: {}\nRootroll-To-Phase: {}\n",
+            m.cluster,
+            phase_dir(m.from),
+            phase_dir(m.to)
+        ));
+    }
+    msg
+}
+
+/// Checks and performs a promotion (or a one-step rollback). Returns the moves made.
+pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
+    let ctx = Context::load(req.dir)?;
+    if !(1..=4).contains(&req.to) {
+        return Err(PromoteError::NoSuchPhase { to: req.to });
+    }
+    let all = offline::clusters(req.dir)?;
+    let mut active: BTreeMap<String, u8> = BTreeMap::new();
+    for c in &all {
+        let n = active_phase(req.dir, c).map_err(|reason| PromoteError::Pointer {
+            cluster: c.clone(),
+            reason,
+        })?;
+        active.insert(c.clone(), n);
+    }
+    let mut moves = Vec::new();
+    for c in &req.clusters {
+        let Some(&from) = active.get(c) else {
+            return Err(PromoteError::UnknownCluster {
+                cluster: c.clone(),
+                dir: req.dir.to_path_buf(),
+                known: all.join(", "),
+            });
+        };
+        if from == req.to {
+            if req.clusters.len() > 1 {
+                continue; // --all-clusters: some may already be there
+            }
+            return Err(PromoteError::AlreadyThere {
+                cluster: c.clone(),
+                to: req.to,
+            });
+        }
+        if from.abs_diff(req.to) != 1 {
+            return Err(PromoteError::Skip {
+                cluster: c.clone(),
+                from,
+                to: req.to,
+            });
+        }
+        moves.push(Move {
+            cluster: c.clone(),
+            from,
+            to: req.to,
+        });
+    }
+    if moves.is_empty() {
+        return Err(PromoteError::AlreadyThere {
+            cluster: req.clusters.join(", "),
+            to: req.to,
+        });
+    }
+    let mut after = active.clone();
+    for m in &moves {
+        after.insert(m.cluster.clone(), m.to);
+    }
+    if let Some(problem) = lockstep_problem(&after)
+        && !req.force
+    {
+        return Err(PromoteError::Lockstep { problem });
+    }
+    if !req.force {
+        let (report, _) = offline::run(
+            req.dir,
+            &offline::Options {
+                identities: req.identities,
+                now: req.now,
+            },
+        )?;
+        let blocking = blocking(&report, &moves);
+        if !blocking.is_empty() {
+            let mut codes: Vec<String> = blocking
+                .iter()
+                .map(|f| format!("{} {}", f.code, f.subject))
+                .collect();
+            codes.dedup();
+            return Err(PromoteError::GatesFail {
+                count: blocking.len(),
+                codes: codes.join(", "),
+            });
+        }
+    }
+    // Change the pointers; restore every one of them if anything after this fails.
+    let mut originals = Vec::new();
+    for m in &moves {
+        let p = pointer_path(req.dir, &m.cluster);
+        let text = std::fs::read_to_string(&p).map_err(|source| PromoteError::Write {
+            path: p.clone(),
+            source,
+        })?;
+        originals.push((p.clone(), text.clone()));
+    }
+    let result = (|| {
+        for (m, (p, text)) in moves.iter().zip(&originals) {
+            write_atomic(p, &replace_pointer(text, m.from, m.to))?;
+        }
+        if req.commit {
+            let top = git(req.dir, &["rev-parse", "--show-toplevel"])?;
+            let top = PathBuf::from(top.trim());
+            let rel: Vec<String> = originals
+                .iter()
+                .map(|(p, _)| {
+                    std::path::absolute(p)
+                        .ok()
+                        .and_then(|a| a.strip_prefix(&top).ok().map(|r| r.display().to_string()))
+                        .unwrap_or_else(|| p.display().to_string())
+                })
+                .collect();
+            let mut add = vec!["add", "--"];
+            add.extend(rel.iter().map(String::as_str));
+            git(&top, &add)?;
+            let msg = commit_message(&ctx.plan, &moves);
+            let mut commit = vec!["commit", "-m", msg.as_str(), "--"];
+            commit.extend(rel.iter().map(String::as_str));
+            git(&top, &commit)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        for (p, text) in &originals {
+            let _ = write_atomic(p, text);
+        }
+        if req.commit {
+            let rel: Vec<String> = originals
+                .iter()
+                .map(|(p, _)| p.display().to_string())
+                .collect();
+            let mut reset = vec!["reset", "-q", "--"];
+            reset.extend(rel.iter().map(String::as_str));
+            let _ = git(req.dir, &reset);
+        }
+        return Err(e);
+    }
+    Ok(moves)
+}
+
+/// Where one cluster stands.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    pub cluster: String,
+    pub active_phase: Option<u8>,
+    pub active_name: Option<String>,
+    /// When the pointer last changed in Git (RFC 3339), if the directory is in a repository.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub promoted_at: Option<OffsetDateTime>,
+    pub min_soak: Option<Span>,
+    /// Time left before the next promotion may happen; zero when the soak is over.
+    pub soak_left: Option<Span>,
+    /// Gate codes that must pass before the next phase.
+    pub next_gates: Vec<String>,
+    pub problem: Option<String>,
+}
+
+/// Status of every cluster of a rendered directory.
+pub fn status(dir: &Path, now: OffsetDateTime) -> Result<Vec<ClusterStatus>, PromoteError> {
+    let ctx = Context::load(dir)?;
+    let model: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(crate::render::ROLLOUT_JSON)).unwrap_or_default(),
+    )
+    .unwrap_or_default();
+    let mut out = Vec::new();
+    for c in offline::clusters(dir)? {
+        let (active, problem) = match active_phase(dir, &c) {
+            Ok(n) => (Some(n), None),
+            Err(e) => (None, Some(e)),
+        };
+        let pointer = pointer_path(dir, &c);
+        let promoted_at = git(
+            pointer.parent().unwrap_or(dir),
+            &["log", "-1", "--format=%cI", "--", "kustomization.yaml"],
+        )
+        .ok()
+        .and_then(|s| {
+            OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339).ok()
+        });
+        let min_soak = active.map(|n| ctx.min_soak[usize::from(n)]);
+        let soak_left = match (promoted_at, min_soak) {
+            (Some(at), Some(soak)) => {
+                let elapsed = (now - at).whole_seconds().max(0) as u64;
+                Some(Span::from_secs(soak.as_secs().saturating_sub(elapsed)))
+            }
+            _ => None,
+        };
+        let next_gates = active
+            .and_then(|n| {
+                model
+                    .pointer(&format!("/phases/{n}/gatesBeforeNext"))
+                    .and_then(|g| g.as_array())
+                    .cloned()
+            })
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|g| g["code"].as_str().map(str::to_string))
+            .collect();
+        out.push(ClusterStatus {
+            cluster: c.clone(),
+            active_phase: active,
+            active_name: active.map(phase_dir),
+            promoted_at,
+            min_soak,
+            soak_left,
+            next_gates,
+            problem,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,182 @@
+//! `promote` and `status` on a real temporary Git repository.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::*;
+
+const DEMO_KEY: &str = "plans/demo.agekey";
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    String::from_utf8(must(Command::new("git").arg("-C").arg(dir).args(args))).unwrap()
+}
+
+/// A Git repo with the fleet plan rendered under `gitops/` and committed.
+fn repo() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    git(d.path(), &["init", "-q"]);
+    git(d.path(), &["config", "user.email", "ci@example.com"]);
+    git(d.path(), &["config", "user.name", "CI"]);
+    git(d.path(), &["config", "commit.gpgsign", "false"]);
+    let out = d.path().join("gitops");
+    let o = rootroll(&["render", "plans/fleet.yaml", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    git(d.path(), &["add", "-A"]);
+    git(d.path(), &["commit", "-qm", "render"]);
+    d
+}
+
+fn promote(d: &Path, args: &[&str]) -> std::process::Output {
+    let out = d.join("gitops");
+    let mut all = vec!["promote", out.to_str().unwrap(), "--identity", DEMO_KEY];
+    all.extend_from_slice(args);
+    rootroll(&all)
+}
+
+fn untouched(d: &Path, head: &str) {
+    assert_eq!(git(d, &["rev-parse", "HEAD"]), head, "no commit made");
+    assert_eq!(
+        git(d, &["status", "--porcelain"]),
+        "",
+        "working tree untouched"
+    );
+}
+
+#[test]
+fn promote_commits_with_trailers_and_status_reports_it() {
+    let d = repo();
+    let o = promote(d.path(), &["--all-clusters", "--to", "2", "--commit"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trailers = git(d.path(), &["log", "-1", "--format=%(trailers:only,unfold)"]);
+    assert!(trailers.contains("Rootroll-Plan: fleet"), "{trailers}");
+    for c in ["eu-central", "us-east", "us-west"] {
+        assert!(
+            trailers.contains(&format!("Rootroll-Cluster: {c}")),
+            "{trailers}"
+        );
+    }
+    assert!(
+        trailers.contains("Rootroll-From-Phase: 1-initial")
+            && trailers.contains("Rootroll-To-Phase: 2-trust-both")
+    );
+    assert_eq!(git(d.path(), &["status", "--porcelain"]), "");
+    let changed = git(d.path(), &["show", "--name-only", "--format="]);
+    assert_eq!(
+        changed.lines().count(),
+        3,
+        "only the three pointers: {changed}"
+    );
+    let s = &kustomize(&d.path().join("gitops/clusters/us-east/istio-ca"))[0];
+    assert_eq!(s["metadata"]["labels"]["rootroll.dev/phase"], "2");
+
+    let o = rootroll(&[
+        "status",
+        d.path().join("gitops").to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    for c in v.as_array().unwrap() {
+        assert_eq!(c["activePhase"], 2);
+        assert!(
+            c["promotedAt"].as_str().is_some(),
+            "promotion time read from Git"
+        );
+        assert!(
+            c["nextGates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g == "proxy-trusts-new-root")
+        );
+        assert!(c["soakLeft"].as_str().is_some());
+    }
+}
+
+#[test]
+fn rollback_one_step_is_allowed() {
+    let d = repo();
+    assert!(
+        promote(d.path(), &["--all-clusters", "--to", "2", "--commit"])
+            .status
+            .success()
+    );
+    let o = promote(d.path(), &["--all-clusters", "--to", "1", "--commit"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(git(d.path(), &["log", "-1", "--format=%s"]).contains("roll back"));
+}
+
+#[test]
+fn refusals_leave_the_repo_untouched() {
+    let d = repo();
+    let head = git(d.path(), &["rev-parse", "HEAD"]);
+    // Skipping a phase.
+    let o = promote(d.path(), &["--cluster", "us-east", "--to", "3", "--commit"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("one phase at a time"), "{}", stderr(&o));
+    untouched(d.path(), &head);
+    // Unknown cluster.
+    let o = promote(d.path(), &["--cluster", "mars", "--to", "2", "--commit"]);
+    assert!(
+        stderr(&o).contains("cluster `mars` is not in"),
+        "{}",
+        stderr(&o)
+    );
+    untouched(d.path(), &head);
+    // Lockstep: one cluster to 3 while others stay at 2.
+    assert!(
+        promote(d.path(), &["--all-clusters", "--to", "2", "--commit"])
+            .status
+            .success()
+    );
+    let head = git(d.path(), &["rev-parse", "HEAD"]);
+    let o = promote(d.path(), &["--cluster", "us-east", "--to", "3", "--commit"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("lockstep would break"),
+        "{}",
+        stderr(&o)
+    );
+    untouched(d.path(), &head);
+    // A failing gate for the target phase: phase 3 of us-west tampered.
+    let f = d
+        .path()
+        .join("gitops/clusters/us-west/istio-ca/phases/3-switch-issuer/cacerts.sops.yaml");
+    let text = std::fs::read_to_string(&f)
+        .unwrap()
+        .replace("phase-name: switch-issuer", "phase-name: tampered");
+    std::fs::write(&f, text).unwrap();
+    git(d.path(), &["commit", "-qam", "tamper"]);
+    let head = git(d.path(), &["rev-parse", "HEAD"]);
+    let o = promote(d.path(), &["--all-clusters", "--to", "3", "--commit"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("sops-mac us-west/3-switch-issuer"),
+        "{}",
+        stderr(&o)
+    );
+    untouched(d.path(), &head);
+}
+
+#[test]
+fn a_failing_commit_hook_restores_the_pointer() {
+    let d = repo();
+    let head = git(d.path(), &["rev-parse", "HEAD"]);
+    let hook = d.path().join(".git/hooks/pre-commit");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\necho 'policy: no promotions on Fridays' >&2\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = promote(d.path(), &["--all-clusters", "--to", "2", "--commit"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no promotions on Fridays"),
+        "{}",
+        stderr(&o)
+    );
+    untouched(d.path(), &head);
+}
