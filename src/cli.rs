@@ -170,6 +170,10 @@ Rootroll-Plan/-Cluster/-From-Phase/-To-Phase trailers."
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to standard output.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) to standard output: `rootroll man > rootroll.1`.
+    Man,
     /// Summarise every certificate in a PEM bundle.
     Inspect {
         file: PathBuf,
@@ -302,6 +306,21 @@ pub fn run() -> Result<ExitCode> {
             now,
         ),
         Command::Status { dir, format } => cmd_status(&dir, format, now),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "rootroll",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Verify(VerifyCommand::Offline {
             dir,
             identity,

@@ -73,3 +73,27 @@ fn inspect_of_a_missing_or_non_pem_file_exits_2() {
     let o = rootroll(&["inspect", "README.md"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn man_page_and_completions_come_from_the_clap_definitions() {
+    let o = rootroll(&["man"]);
+    assert!(o.status.success());
+    let man = stdout(&o);
+    assert!(man.contains(".TH rootroll 1"));
+    for sub in ["render", "verify", "promote", "status"] {
+        assert!(man.contains(sub), "man page lacks {sub}");
+    }
+    let o = rootroll(&["completions", "bash"]);
+    assert!(o.status.success());
+    let bash = stdout(&o);
+    assert!(
+        bash.contains("complete")
+            && bash.contains("--insecure-plaintext")
+            && bash.contains("--all-clusters")
+    );
+    // bash accepts the script.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c.bash");
+    std::fs::write(&f, bash).unwrap();
+    must(std::process::Command::new("bash").arg("-n").arg(&f));
+}
