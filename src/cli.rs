@@ -694,7 +694,9 @@ fn cmd_verify_offline(
         identities: &ids,
         now,
     };
-    let (report, _) = rootroll::verify::offline::run(dir, &opts)?;
+    let (mut report, secrets) = rootroll::verify::offline::run(dir, &opts)?;
+    let ctx = rootroll::verify::offline::Context::load(dir)?;
+    rootroll::verify::matrix::run(&mut report, &secrets, &ctx.trust_domain, now);
     print_report(&report, format, "rootroll verify offline")?;
     Ok(if report.failed(strict) {
         ExitCode::from(1)

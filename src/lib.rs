@@ -9,6 +9,7 @@
 //! passed in.
 
 pub mod duration;
+pub mod handshake;
 pub mod init;
 pub mod materials;
 pub mod model;

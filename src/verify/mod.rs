@@ -2,6 +2,7 @@
 //! is about (cluster, phase, file), whether it passed, and a one-line hint. The CLI renders a
 //! [`Report`] as text, JSON or JUnit and maps it to an exit code.
 
+pub mod matrix;
 pub mod offline;
 
 use serde::Serialize;
@@ -32,6 +33,8 @@ pub struct Finding {
 #[serde(rename_all = "camelCase")]
 pub struct MatrixCell {
     pub cluster: String,
+    /// The transition this cell belongs to: phase `transition` → `transition + 1`.
+    pub transition: u8,
     /// The phase whose signing intermediate issued the client's leaf.
     pub client_leaf_phase: u8,
     /// The phase whose bundle the client trusts.
@@ -40,6 +43,8 @@ pub struct MatrixCell {
     pub server_leaf_phase: u8,
     pub server_trust_phase: u8,
     pub ok: bool,
+    /// `client` or `server`: who refused the other's certificate.
+    pub rejected_by: Option<String>,
     pub reason: Option<String>,
 }
 
@@ -94,30 +99,46 @@ impl Report {
             }
         }
         if !self.matrix.is_empty() {
-            o.push_str("\ntransition handshake matrix (client leaf/trust → server leaf/trust)\n");
+            o.push_str("\ntransition handshake matrix (leaf from phase N or N+1 × trusting phase N or N+1, client × server)\n");
+            let mut groups: std::collections::BTreeMap<(String, u8, String), (usize, usize)> =
+                Default::default();
             for c in &self.matrix {
-                let verdict = if c.ok {
+                let n = c.transition;
+                let e = groups
+                    .entry((c.cluster.clone(), n, c.server_cluster.clone()))
+                    .or_default();
+                e.1 += 1;
+                if c.ok {
+                    e.0 += 1;
+                }
+            }
+            for ((cluster, n, peer), (ok, total)) in &groups {
+                let verdict = if ok == total {
                     paint("ok", "32")
                 } else {
                     paint("FAIL", "31")
                 };
-                let peer = if c.server_cluster == c.cluster {
-                    String::new()
+                let with = if peer == cluster {
+                    "within the cluster".to_string()
                 } else {
-                    format!(" @{}", c.server_cluster)
+                    format!("with {peer}")
                 };
                 o.push_str(&format!(
-                    "  {:<12} client {}/{} → server{peer} {}/{}  {verdict}",
+                    "  {cluster:<14} phase {n}→{}  {with:<24} {ok:>3}/{total:<3} {verdict}\n",
+                    n + 1
+                ));
+            }
+            for c in self.matrix.iter().filter(|c| !c.ok).take(20) {
+                o.push_str(&format!(
+                    "    FAIL {}: client leaf {}/trust {} → {} server leaf {}/trust {}: {}\n",
                     c.cluster,
                     c.client_leaf_phase,
                     c.client_trust_phase,
+                    c.server_cluster,
                     c.server_leaf_phase,
-                    c.server_trust_phase
+                    c.server_trust_phase,
+                    c.reason.as_deref().unwrap_or("failed")
                 ));
-                if let Some(r) = &c.reason {
-                    o.push_str(&format!("  ({r})"));
-                }
-                o.push('\n');
             }
         }
         let failed = self

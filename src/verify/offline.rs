@@ -672,7 +672,6 @@ fn check_phase(
         },
         "use CAs valid from the planned apply time until well after the rollout ends",
     ));
-    let _ = &ctx.trust_domain;
     Some(PhaseSecret {
         cluster: cluster.to_string(),
         phase: n,

@@ -3,7 +3,10 @@
 mod cli;
 mod common;
 mod encrypted;
+mod envoy;
+mod handshake;
 mod import;
+mod matrix;
 mod plans;
 mod promote;
 mod render;

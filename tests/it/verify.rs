@@ -68,7 +68,7 @@ fn phase_file(out: &Path, cluster: &str, phase: &str) -> PathBuf {
 }
 
 /// Decrypts a phase Secret, lets `edit` change its decoded data, re-encrypts it (valid MAC).
-fn edit(file: &Path, edit: impl FnOnce(&mut BTreeMap<String, Vec<u8>>)) {
+pub(crate) fn edit(file: &Path, edit: impl FnOnce(&mut BTreeMap<String, Vec<u8>>)) {
     let b64 = base64::engine::general_purpose::STANDARD;
     let text = std::fs::read_to_string(file).unwrap();
     let plain = rootroll::sops::decrypt_yaml("t", &text, &[identity()]).unwrap();
@@ -162,6 +162,21 @@ fn dropping_root_a_from_phase_2_fails_reload_and_chain() {
         f.contains(&("chain-to-bundle".into(), "demo/2-trust-both".into())),
         "{f:?}"
     );
+    // Workloads still holding A's leaves meet peers that trust only B.
+    assert!(
+        f.contains(&(
+            "handshake-matrix".into(),
+            "demo/1-initial→2-trust-both".into()
+        )),
+        "{f:?}"
+    );
+    let matrix = v["matrix"].as_array().unwrap();
+    let failing: Vec<&serde_json::Value> = matrix.iter().filter(|c| c["ok"] == false).collect();
+    assert!(!failing.is_empty());
+    for c in &failing {
+        let reason = c["reason"].as_str().unwrap();
+        assert!(reason.contains("rejected"), "{reason}");
+    }
 }
 
 #[test]
@@ -239,12 +254,31 @@ fn swapped_key_fails_key_matches_cert() {
     });
     let (code, v, _) = verify(&out, &[]);
     assert_eq!(code, Some(1));
+    let f = failures(&v);
     assert_eq!(
-        failures(&v),
-        vec![(
+        f[0],
+        (
             "key-matches-cert".to_string(),
             "us-east/2-trust-both".to_string()
-        )]
+        )
+    );
+    // No leaf can be issued from phase 2 of us-east: the matrix fails closed for the two
+    // transitions touching it, inside us-east and for eu-central, whose ring peer is us-east.
+    let matrix: Vec<&str> = f[1..]
+        .iter()
+        .map(|(c, s)| {
+            assert_eq!(c, "handshake-matrix");
+            s.as_str()
+        })
+        .collect();
+    assert_eq!(
+        matrix,
+        [
+            "eu-central/1-initial→2-trust-both",
+            "eu-central/2-trust-both→3-switch-issuer",
+            "us-east/1-initial→2-trust-both",
+            "us-east/2-trust-both→3-switch-issuer",
+        ]
     );
 }
 

@@ -1,0 +1,352 @@
+//! Certificate verifiers for both ends, verifying at an injected time.
+//!
+//! Chains are verified with `rustls-webpki` against every cert of a trust bundle as an anchor,
+//! offering every non-leaf cert the peer sent as a possible intermediate (Envoy sends roots
+//! too, duplicates included). The client additionally requires the server leaf's URI SAN to be
+//! the expected SPIFFE ID; the server takes any URI-only client leaf that chains.
+//!
+//! Verdicts leave here as rustls errors, so rustls sends the matching alert. Cases rustls has
+//! no variant for travel as `CertificateError::Other` carrying a [`Rejection`], which
+//! [`rejection_from`] recovers.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, OtherError};
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use super::{HandshakeError, Input, Rejection, Side};
+
+/// Trust anchors from a bundle: every `CERTIFICATE` block, duplicates kept (harmless).
+pub(super) fn anchors(
+    certs: &[CertificateDer<'static>],
+    input: Input,
+) -> Result<Vec<TrustAnchor<'static>>, HandshakeError> {
+    certs
+        .iter()
+        .enumerate()
+        .map(|(index, der)| {
+            webpki::anchor_from_trusted_cert(der)
+                .map(|a| a.to_owned())
+                .map_err(|e| HandshakeError::TrustAnchor {
+                    input,
+                    index,
+                    reason: e.to_string(),
+                })
+        })
+        .collect()
+}
+
+/// Shared chain check: `end_entity` through any of `intermediates` to any anchor, at `now`,
+/// for the TLS role `role` (the peer's role, whose EKU is required).
+#[derive(Debug)]
+struct Chain {
+    anchors: Vec<TrustAnchor<'static>>,
+    now: UnixTime,
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl Chain {
+    fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        role: Side,
+    ) -> Result<(), rustls::Error> {
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(pki_error)?;
+        let usage = match role {
+            Side::Server => webpki::KeyUsage::server_auth(),
+            Side::Client => webpki::KeyUsage::client_auth(),
+        };
+        cert.verify_for_usage(
+            self.algs.all,
+            &self.anchors,
+            intermediates,
+            self.now,
+            usage,
+            None,
+            None,
+        )
+        .map(|_| ())
+        .map_err(|e| match e {
+            webpki::Error::RequiredEkuNotFoundContext(_) => {
+                rejected(Rejection::WrongPurpose { role })
+            }
+            #[allow(deprecated)]
+            webpki::Error::RequiredEkuNotFound => rejected(Rejection::WrongPurpose { role }),
+            other => pki_error(other),
+        })
+    }
+}
+
+/// The client's view of the server: chain to `client_trust`, then the SPIFFE ID.
+#[derive(Debug)]
+pub(super) struct SpiffeServerVerifier {
+    chain: Chain,
+    expected_id: String,
+}
+
+impl SpiffeServerVerifier {
+    pub(super) fn new(
+        anchors: Vec<TrustAnchor<'static>>,
+        now: UnixTime,
+        algs: WebPkiSupportedAlgorithms,
+        expected_id: &str,
+    ) -> Self {
+        Self {
+            chain: Chain { anchors, now, algs },
+            expected_id: expected_id.to_owned(),
+        }
+    }
+}
+
+impl ServerCertVerifier for SpiffeServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.chain.verify(end_entity, intermediates, Side::Server)?;
+        let presented = uri_sans(end_entity)?;
+        if presented.contains(&self.expected_id) {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rejected(Rejection::SpiffeIdMismatch {
+                expected: self.expected_id.clone(),
+                presented,
+            }))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.chain.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.chain.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.chain.algs.supported_schemes()
+    }
+}
+
+/// The server's view of the client: a certificate is required and must chain to
+/// `server_trust`. URI-only leaves are fine; the identity is not constrained.
+#[derive(Debug)]
+pub(super) struct MeshClientVerifier {
+    chain: Chain,
+}
+
+impl MeshClientVerifier {
+    pub(super) fn new(
+        anchors: Vec<TrustAnchor<'static>>,
+        now: UnixTime,
+        algs: WebPkiSupportedAlgorithms,
+    ) -> Self {
+        Self {
+            chain: Chain { anchors, now, algs },
+        }
+    }
+}
+
+impl ClientCertVerifier for MeshClientVerifier {
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // Envoy sends no CA hints by default, and the client always offers its one cert.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.chain.verify(end_entity, intermediates, Side::Client)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.chain.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.chain.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.chain.algs.supported_schemes()
+    }
+}
+
+/// Every URI SAN of a leaf.
+fn uri_sans(der: &CertificateDer<'_>) -> Result<Vec<String>, rustls::Error> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    Ok(san
+        .map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    GeneralName::URI(uri) => Some((*uri).to_owned()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// A verdict with no exact rustls variant, carried through `CertificateError::Other`.
+fn rejected(reason: Rejection) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(reason))))
+}
+
+/// webpki's error as the rustls error the stock verifiers would give (so rustls picks the
+/// same alert), with webpki's extra cases carried as a [`Rejection`].
+fn pki_error(e: webpki::Error) -> rustls::Error {
+    use webpki::Error as E;
+    let cert_err = match e {
+        E::BadDer | E::BadDerTime | E::TrailingData(_) => CertificateError::BadEncoding,
+        E::CertNotValidYet { time, not_before } => {
+            CertificateError::NotValidYetContext { time, not_before }
+        }
+        E::CertExpired { time, not_after } => CertificateError::ExpiredContext { time, not_after },
+        E::InvalidCertValidity => CertificateError::Expired,
+        E::UnknownIssuer => CertificateError::UnknownIssuer,
+        E::InvalidSignatureForPublicKey => CertificateError::BadSignature,
+        #[allow(deprecated)]
+        E::UnsupportedSignatureAlgorithm
+        | E::UnsupportedSignatureAlgorithmForPublicKey
+        | E::UnsupportedSignatureAlgorithmContext(_)
+        | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+            return rejected(Rejection::UnsupportedAlgorithm);
+        }
+        E::CaUsedAsEndEntity => return rejected(Rejection::CaAsLeaf),
+        E::PathLenConstraintViolated => return rejected(Rejection::PathLength),
+        other => return rejected(Rejection::Other(other.to_string())),
+    };
+    rustls::Error::InvalidCertificate(cert_err)
+}
+
+/// The [`Rejection`] a rustls certificate error stands for.
+pub(super) fn rejection_from(e: &CertificateError) -> Rejection {
+    match e {
+        CertificateError::UnknownIssuer => Rejection::UnknownIssuer,
+        CertificateError::ExpiredContext { time, not_after } => Rejection::Expired {
+            not_after: datetime(*not_after),
+            at: datetime(*time),
+        },
+        CertificateError::Expired => Rejection::Expired {
+            not_after: None,
+            at: None,
+        },
+        CertificateError::NotValidYetContext { time, not_before } => Rejection::NotYetValid {
+            not_before: datetime(*not_before),
+            at: datetime(*time),
+        },
+        CertificateError::NotValidYet => Rejection::NotYetValid {
+            not_before: None,
+            at: None,
+        },
+        CertificateError::BadSignature => Rejection::BadSignature,
+        CertificateError::BadEncoding => Rejection::Malformed,
+        CertificateError::Other(OtherError(inner)) => match inner.downcast_ref::<Rejection>() {
+            Some(reason) => reason.clone(),
+            None => Rejection::Other(inner.to_string()),
+        },
+        other => Rejection::Other(other.to_string()),
+    }
+}
+
+/// The injected clock as rustls time. Instants before 1970 clamp to the epoch.
+pub(super) fn unix_time(now: OffsetDateTime) -> UnixTime {
+    let secs = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+    UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs))
+}
+
+fn datetime(t: UnixTime) -> Option<OffsetDateTime> {
+    i64::try_from(t.as_secs())
+        .ok()
+        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rejection_survives_the_trip_through_rustls() {
+        let cases = [
+            Rejection::SpiffeIdMismatch {
+                expected: "spiffe://a".into(),
+                presented: vec!["spiffe://b".into()],
+            },
+            Rejection::CaAsLeaf,
+            Rejection::WrongPurpose { role: Side::Client },
+        ];
+        for reason in cases {
+            let rustls::Error::InvalidCertificate(e) = rejected(reason.clone()) else {
+                panic!("not a certificate error");
+            };
+            assert_eq!(rejection_from(&e), reason);
+        }
+        let rustls::Error::InvalidCertificate(e) = pki_error(webpki::Error::CertExpired {
+            time: UnixTime::since_unix_epoch(std::time::Duration::from_secs(7200)),
+            not_after: UnixTime::since_unix_epoch(std::time::Duration::from_secs(3600)),
+        }) else {
+            panic!("not a certificate error");
+        };
+        assert_eq!(
+            rejection_from(&e),
+            Rejection::Expired {
+                not_after: OffsetDateTime::from_unix_timestamp(3600).ok(),
+                at: OffsetDateTime::from_unix_timestamp(7200).ok(),
+            }
+        );
+        assert_eq!(
+            rejection_from(&CertificateError::UnknownIssuer),
+            Rejection::UnknownIssuer
+        );
+    }
+
+    #[test]
+    fn time_before_epoch_clamps() {
+        let t = OffsetDateTime::from_unix_timestamp(-5).expect("valid timestamp");
+        assert_eq!(unix_time(t).as_secs(), 0);
+    }
+}
