@@ -405,3 +405,74 @@ fn junit_output_is_a_test_report() {
     );
     assert!(!text.contains("<failure"));
 }
+
+#[test]
+fn istio_generated_key_fails_the_secret_shape() {
+    let (_d, out) = render("plans/demo.yaml");
+    edit(&phase_file(&out, "demo", "3-switch-issuer"), |d| {
+        d.insert("istio-generated".into(), b"true".to_vec());
+    });
+    let (code, v, _) = verify(&out, &[]);
+    assert_eq!(code, Some(1));
+    let f = failures(&v);
+    assert!(
+        f.contains(&("secret-shape".into(), "demo/3-switch-issuer".into())),
+        "{f:?}"
+    );
+    let msg = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["code"] == "secret-shape" && x["passed"] == false)
+        .unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("istio-generated"), "{msg}");
+}
+
+#[test]
+fn reversed_cert_chain_fails_chain_order() {
+    let (_d, out) = render("plans/demo.yaml");
+    edit(&phase_file(&out, "demo", "1-initial"), |d| {
+        let text = String::from_utf8(d["cert-chain.pem"].clone()).unwrap();
+        let second = text.match_indices("-----BEGIN").nth(1).unwrap().0;
+        d.insert(
+            "cert-chain.pem".into(),
+            format!("{}{}", &text[second..], &text[..second]).into_bytes(),
+        );
+    });
+    let (code, v, _) = verify(&out, &[]);
+    assert_eq!(code, Some(1));
+    let f = failures(&v);
+    assert!(
+        f.contains(&("chain-order".into(), "demo/1-initial".into())),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn a_cluster_with_its_own_bundle_breaks_the_shared_root() {
+    let (_d, out) = render("plans/fleet.yaml");
+    let other = rootroll::sops::decrypt_yaml(
+        "t",
+        &std::fs::read_to_string(phase_file(&out, "us-west", "4-finalize")).unwrap(),
+        &[identity()],
+    )
+    .unwrap();
+    let other: serde_json::Value = serde_saphyr::from_str(&other).unwrap();
+    let extra = secret_data(&other)["root-cert.pem"].clone();
+    // us-east's phase 4 bundle gains a duplicate B: still valid for istiod, but no longer shared.
+    edit(&phase_file(&out, "us-east", "4-finalize"), |d| {
+        let mut b = d["root-cert.pem"].clone();
+        b.extend_from_slice(&extra);
+        d.insert("root-cert.pem".into(), b);
+    });
+    let (code, v, _) = verify(&out, &[]);
+    assert_eq!(code, Some(1));
+    let f = failures(&v);
+    assert!(
+        f.contains(&("bundle-shared".into(), "fleet/4-finalize".into())),
+        "{f:?}"
+    );
+}
