@@ -67,6 +67,13 @@ fn phase_file(out: &Path, cluster: &str, phase: &str) -> PathBuf {
     ))
 }
 
+/// The decoded data of a phase Secret.
+fn read_phase(out: &Path, cluster: &str, phase: &str) -> BTreeMap<String, Vec<u8>> {
+    let text = std::fs::read_to_string(phase_file(out, cluster, phase)).unwrap();
+    let plain = rootroll::sops::decrypt_yaml("t", &text, &[identity()]).unwrap();
+    secret_data(&serde_saphyr::from_str(&plain).unwrap())
+}
+
 /// Decrypts a phase Secret, lets `edit` change its decoded data, re-encrypts it (valid MAC).
 pub(crate) fn edit(file: &Path, edit: impl FnOnce(&mut BTreeMap<String, Vec<u8>>)) {
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -216,14 +223,7 @@ fn reordered_bundle_breaks_the_byte_rule_but_not_the_set_rule() {
 #[test]
 fn phase_3_bytes_equal_to_phase_2_fail() {
     let (_d, out) = render("plans/demo.yaml");
-    let p2 = rootroll::sops::decrypt_yaml(
-        "t",
-        &std::fs::read_to_string(phase_file(&out, "demo", "2-trust-both")).unwrap(),
-        &[identity()],
-    )
-    .unwrap();
-    let p2: serde_json::Value = serde_saphyr::from_str(&p2).unwrap();
-    let bundle = secret_data(&p2)["root-cert.pem"].clone();
+    let bundle = read_phase(&out, "demo", "2-trust-both")["root-cert.pem"].clone();
     edit(&phase_file(&out, "demo", "3-switch-issuer"), |d| {
         d.insert("root-cert.pem".into(), bundle);
     });
@@ -241,14 +241,7 @@ fn phase_3_bytes_equal_to_phase_2_fail() {
 #[test]
 fn swapped_key_fails_key_matches_cert() {
     let (_d, out) = render("plans/fleet.yaml");
-    let other = rootroll::sops::decrypt_yaml(
-        "t",
-        &std::fs::read_to_string(phase_file(&out, "us-west", "2-trust-both")).unwrap(),
-        &[identity()],
-    )
-    .unwrap();
-    let other: serde_json::Value = serde_saphyr::from_str(&other).unwrap();
-    let key = secret_data(&other)["ca-key.pem"].clone();
+    let key = read_phase(&out, "us-west", "2-trust-both")["ca-key.pem"].clone();
     edit(&phase_file(&out, "us-east", "2-trust-both"), |d| {
         d.insert("ca-key.pem".into(), key);
     });
@@ -454,14 +447,7 @@ fn reversed_cert_chain_fails_chain_order() {
 #[test]
 fn a_cluster_with_its_own_bundle_breaks_the_shared_root() {
     let (_d, out) = render("plans/fleet.yaml");
-    let other = rootroll::sops::decrypt_yaml(
-        "t",
-        &std::fs::read_to_string(phase_file(&out, "us-west", "4-finalize")).unwrap(),
-        &[identity()],
-    )
-    .unwrap();
-    let other: serde_json::Value = serde_saphyr::from_str(&other).unwrap();
-    let extra = secret_data(&other)["root-cert.pem"].clone();
+    let extra = read_phase(&out, "us-west", "4-finalize")["root-cert.pem"].clone();
     // us-east's phase 4 bundle gains a duplicate B: still valid for istiod, but no longer shared.
     edit(&phase_file(&out, "us-east", "4-finalize"), |d| {
         let mut b = d["root-cert.pem"].clone();
