@@ -110,7 +110,12 @@ fn envoy_agrees_with_every_matrix_cell() {
     let now = OffsetDateTime::now_utc();
     let mut envoy = EnvoyPair::start();
     let mut total = 0;
-    for plan in ["plans/demo.yaml", "plans/fleet.yaml", "plans/ambient.yaml"] {
+    for plan in [
+        "plans/demo.yaml",
+        "plans/fleet.yaml",
+        "plans/ambient.yaml",
+        "plans/import.yaml",
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let cells = cells(plan, &dir.path().join("out"), now, |_| {});
         assert!(cells.iter().all(|c| c.cell.ok), "{plan}: every cell passes");
