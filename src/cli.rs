@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use rootroll::duration::Span;
 use rootroll::materials::materialize;
 use rootroll::model::compile;
 use rootroll::plan::{self, PlanError};
@@ -212,6 +213,54 @@ handshake matrix. Exit 0 when all pass, 1 when a gate fails (warnings only with 
         #[arg(long)]
         strict: bool,
     },
+    /// Live gates against a running cluster (or a dump of one) for the phase it should run.
+    #[command(
+        long_about = "Live gates against a running cluster for the phase it should run (the cluster's active \
+pointer in DIR, or --phase): ISTIO_MULTIROOT_MESH on every istiod revision; PROXY_CONFIG_XDS_AGENT in the mesh \
+config and in every istio-proxy container; known-bad Istio and ztunnel versions; the live cacerts Secret is the \
+expected phase (skip reading it with --no-secret-read); istio-ca-root-cert in every namespace holds the phase's \
+exact bundle; webhook caBundles contain its roots; every Envoy (sidecar, gateway, waypoint) trusts exactly the \
+phase's roots and, from phase 3, presents a leaf from the new intermediate (read from Envoy's admin config_dump \
+through a port-forward); in ambient meshes the same for every ztunnel identity; no proxy restarted; minimum soak \
+time elapsed. Anything unreadable fails its gate. Exit 0 all pass, 1 a gate failed, 2 the cluster cannot be \
+reached. --from-dump DIR runs the same gates on kubectl/istioctl output collected elsewhere."
+    )]
+    Live {
+        dir: PathBuf,
+        /// The cluster (a directory under DIR/clusters).
+        #[arg(long)]
+        cluster: String,
+        /// kubeconfig context (default: the current context; in a pod: the service account).
+        #[arg(long)]
+        context: Option<String>,
+        /// kubeconfig file (default: KUBECONFIG or ~/.kube/config).
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// The phase the cluster should run (default: its active pointer in DIR).
+        #[arg(long)]
+        phase: Option<u8>,
+        /// Do not read the cacerts Secret (compare only public data).
+        #[arg(long)]
+        no_secret_read: bool,
+        /// Proxies read at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Retry until the gates pass or this much time has passed (e.g. 10m).
+        #[arg(long, value_name = "DURATION", value_parser = parse_span)]
+        wait: Option<Span>,
+        /// Judge files collected with kubectl/istioctl instead of a live cluster.
+        #[arg(long, value_name = "DIR")]
+        from_dump: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+        /// Fail on warnings too.
+        #[arg(long)]
+        strict: bool,
+    },
+}
+
+fn parse_span(s: &str) -> Result<Span, String> {
+    Span::parse(s)
 }
 
 fn parse_now(s: &str) -> Result<OffsetDateTime, String> {
@@ -327,6 +376,34 @@ pub fn run() -> Result<ExitCode> {
             format,
             strict,
         }) => cmd_verify_offline(&dir, &identity, format, strict, now),
+        Command::Verify(VerifyCommand::Live {
+            dir,
+            cluster,
+            context,
+            kubeconfig,
+            phase,
+            no_secret_read,
+            concurrency,
+            wait,
+            from_dump,
+            format,
+            strict,
+        }) => cmd_verify_live(
+            &LiveArgs {
+                dir: &dir,
+                cluster: &cluster,
+                context: context.as_deref(),
+                kubeconfig: kubeconfig.as_deref(),
+                phase,
+                read_secret: !no_secret_read,
+                concurrency,
+                wait,
+                from_dump: from_dump.as_deref(),
+                strict,
+            },
+            format,
+            cli.now,
+        ),
     }
 }
 
@@ -784,6 +861,120 @@ fn cmd_status(dir: &Path, format: Format, now: OffsetDateTime) -> Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+struct LiveArgs<'a> {
+    dir: &'a Path,
+    cluster: &'a str,
+    context: Option<&'a str>,
+    kubeconfig: Option<&'a Path>,
+    phase: Option<u8>,
+    read_secret: bool,
+    concurrency: usize,
+    wait: Option<Span>,
+    from_dump: Option<&'a Path>,
+    strict: bool,
+}
+
+async fn kube_client(a: &LiveArgs<'_>) -> Result<kube::Client> {
+    let opts = kube::config::KubeConfigOptions {
+        context: a.context.map(str::to_string),
+        ..Default::default()
+    };
+    let config = match a.kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &opts).await?
+        }
+        None if a.context.is_some() => kube::Config::from_kubeconfig(&opts).await?,
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn cmd_verify_live(
+    a: &LiveArgs<'_>,
+    format: ReportFormat,
+    fixed_now: Option<OffsetDateTime>,
+) -> Result<ExitCode> {
+    use rootroll::verify::live;
+    let expectation = live::Expectation::load(a.dir, a.cluster, a.phase)?;
+    let ctx = rootroll::verify::offline::Context::load(a.dir)?;
+    let now = || fixed_now.unwrap_or_else(OffsetDateTime::now_utc);
+    if let Some(dump) = a.from_dump {
+        let snap = rootroll::verify::dump::snapshot(dump, &ctx.namespace, &ctx.secret_name);
+        let report = live::gates(&snap, &expectation, now());
+        print_report(&report, format, "rootroll verify live")?;
+        return Ok(if report.failed(a.strict) {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let tty = std::io::stderr().is_terminal();
+    let deadline = a
+        .wait
+        .map(|w| std::time::Instant::now() + std::time::Duration::from_secs(w.as_secs()));
+    rt.block_on(async {
+        let client = kube_client(a)
+            .await
+            .context("cannot build a Kubernetes client")?;
+        loop {
+            let progress: rootroll::verify::cluster::Progress =
+                std::sync::Arc::new(move |done, total| {
+                    if tty {
+                        eprint!("\r\x1b[2Kreading proxies {done}/{total}");
+                        if done >= total {
+                            eprintln!();
+                        }
+                    }
+                });
+            let snap = rootroll::verify::cluster::snapshot(
+                client.clone(),
+                &ctx.namespace,
+                &ctx.secret_name,
+                a.read_secret,
+                a.concurrency,
+                progress,
+            )
+            .await;
+            if let Err(e) = &snap.pods
+                && rootroll::verify::cluster::is_unreachable(e)
+            {
+                bail!("cannot reach the cluster: {e}");
+            }
+            let report = live::gates(&snap, &expectation, now());
+            let failed = report.failed(a.strict);
+            let retry = failed && deadline.is_some_and(|d| std::time::Instant::now() < d);
+            if retry {
+                let left: Vec<String> = report
+                    .findings
+                    .iter()
+                    .filter(|f| !f.passed)
+                    .map(|f| f.code.to_string())
+                    .collect();
+                eprintln!(
+                    "waiting: {} gate(s) failing ({}); retrying in 10s",
+                    left.len(),
+                    left.join(", ")
+                );
+                tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                continue;
+            }
+            print_report(&report, format, "rootroll verify live")?;
+            return Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+    })
 }
 
 fn cmd_inspect(file: &Path, format: Format) -> Result<ExitCode> {

@@ -159,6 +159,7 @@ pub fn build(
                 subject,
                 file: None,
                 message,
+                details: Vec::new(),
                 hint: "while a promotion propagates, old and new leaves and bundles meet: every root a live leaf chains to must stay in every bundle".to_string(),
             });
         }

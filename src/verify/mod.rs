@@ -2,6 +2,9 @@
 //! is about (cluster, phase, file), whether it passed, and a one-line hint. The CLI renders a
 //! [`Report`] as text, JSON or JUnit and maps it to an exit code.
 
+pub mod cluster;
+pub mod dump;
+pub mod live;
 pub mod matrix;
 pub mod offline;
 
@@ -26,6 +29,9 @@ pub struct Finding {
     pub file: Option<String>,
     pub message: String,
     pub hint: String,
+    /// Per-object detail (pods, namespaces) behind an aggregated finding.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<String>,
 }
 
 /// One cell of the transition handshake matrix.

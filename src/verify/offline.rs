@@ -134,6 +134,7 @@ fn finding(
         file: file.map(str::to_string),
         message: message.into(),
         hint: hint.to_string(),
+        details: Vec::new(),
     }
 }
 

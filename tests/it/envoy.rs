@@ -263,6 +263,14 @@ impl EnvoyPair {
 
     /// Status line and body of the last data-path response, plus TLS counter deltas when it
     /// failed (for diagnostics).
+    /// GET on an admin endpoint of the server Envoy; returns the body of a 200 answer.
+    pub(crate) fn server_admin_get(&self, path: &str) -> String {
+        match http_get(self.server.admin, path, Instant::now() + CHECK_TIMEOUT) {
+            Ok((200, body)) => body,
+            other => self.fail(&format!("server admin {path}: {other:?}")),
+        }
+    }
+
     pub(crate) fn last_detail(&self) -> &str {
         &self.last_detail
     }

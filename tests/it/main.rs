@@ -6,6 +6,7 @@ mod encrypted;
 mod envoy;
 mod handshake;
 mod import;
+mod live;
 mod matrix;
 mod plans;
 mod promote;

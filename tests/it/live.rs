@@ -1,0 +1,403 @@
+//! `verify live`: a consistent phase passes, each injected fault fails the right gate, and
+//! `--from-dump` gives the same verdicts as a live cluster. Envoy's `config_dump` comes from a
+//! real Envoy loaded (through SDS) with a leaf issued from the phase's intermediate, the way
+//! istiod would; Kubernetes objects are real-format JSON built from the rendered phase.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::common::*;
+use crate::envoy::{EnvoyPair, Side};
+
+pub(crate) const DEMO_KEY: &str = "plans/demo.agekey";
+
+fn identity() -> age::x25519::Identity {
+    let text = std::fs::read_to_string(root().join(DEMO_KEY)).unwrap();
+    text.lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A rendered plan at the real clock (Envoy checks validity against it).
+pub(crate) struct Rendered {
+    _dir: tempfile::TempDir,
+    pub out: PathBuf,
+}
+
+pub(crate) fn render_now(plan: &str) -> Rendered {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap();
+    let o = rootroll_at(&at, &["render", plan, "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    Rendered { _dir: dir, out }
+}
+
+/// The decrypted phase Secret of a cluster, as JSON.
+pub(crate) fn phase_secret(out: &Path, cluster: &str, phase: u8) -> Value {
+    let names = ["1-initial", "2-trust-both", "3-switch-issuer", "4-finalize"];
+    let f = out.join(format!(
+        "clusters/{cluster}/istio-ca/phases/{}/cacerts.sops.yaml",
+        names[usize::from(phase) - 1]
+    ));
+    let plain =
+        rootroll::sops::decrypt_yaml("t", &std::fs::read_to_string(f).unwrap(), &[identity()])
+            .unwrap();
+    serde_saphyr::from_str(&plain).unwrap()
+}
+
+/// Loads the server Envoy with a workload of `phase` (leaf from its intermediate, ROOTCA its
+/// bundle) and returns Envoy's real admin secrets dump.
+pub(crate) fn envoy_dump(envoy: &mut EnvoyPair, out: &Path, cluster: &str, phase: u8) -> Value {
+    let d = secret_data(&phase_secret(out, cluster, phase));
+    let w = rootroll::handshake::issue_workload(
+        &rootroll::handshake::LeafSpec {
+            trust_domain: "cluster.local".into(),
+            namespace: "shop".into(),
+            service_account: "web".into(),
+        },
+        std::str::from_utf8(&d["ca-cert.pem"]).unwrap(),
+        std::str::from_utf8(&d["ca-key.pem"]).unwrap(),
+        &d["cert-chain.pem"],
+        &d["root-cert.pem"],
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    let side = Side {
+        chain_pem: w.chain_pem.into_bytes(),
+        key_pem: w.key_pem.into_bytes(),
+        trust_pem: d["root-cert.pem"].clone(),
+    };
+    assert!(envoy.handshake_ok(&side, &side), "{}", envoy.last_detail());
+    serde_json::from_str(&envoy.server_admin_get("/config_dump?mask=dynamic_active_secrets"))
+        .unwrap()
+}
+
+fn ago(secs: i64) -> String {
+    (OffsetDateTime::now_utc() - time::Duration::seconds(secs))
+        .format(&Rfc3339)
+        .unwrap()
+}
+
+fn list(kind: &str, api: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": api, "kind": format!("{kind}List"), "metadata": {"resourceVersion": "1"}, "items": items})
+}
+
+/// A healthy cluster in `phase`: Kubernetes objects (by file name) as `kubectl get -o json` prints them.
+pub(crate) struct Cluster {
+    pub objects: BTreeMap<&'static str, Value>,
+    pub secret: Value,
+    /// (namespace, pod) of each sidecar.
+    pub sidecars: Vec<(String, String)>,
+}
+
+pub(crate) fn healthy(out: &Path, cluster: &str, phase: u8, sidecars: usize) -> Cluster {
+    let sec = phase_secret(out, cluster, phase);
+    let data = secret_data(&sec);
+    let bundle = String::from_utf8(data["root-cert.pem"].clone()).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let long_ago = ago(7 * 86_400);
+    let managed =
+        json!([{"manager": "kustomize-controller", "operation": "Apply", "time": long_ago}]);
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "cacerts", "namespace": "istio-system", "labels": sec["metadata"]["labels"], "annotations": sec["metadata"]["annotations"], "managedFields": managed, "creationTimestamp": long_ago},
+        "type": "Opaque",
+        "data": data.iter().map(|(k, v)| (k.clone(), Value::String(b64.encode(v)))).collect::<serde_json::Map<_, _>>(),
+    });
+    let istiod = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "istiod", "namespace": "istio-system", "labels": {"app": "istiod"}},
+        "spec": {"selector": {"matchLabels": {"app": "istiod"}}, "template": {"metadata": {"labels": {"app": "istiod"}}, "spec": {"containers": [{
+            "name": "discovery", "image": "docker.io/istio/pilot:1.26.2",
+            "env": [{"name": "ISTIO_MULTIROOT_MESH", "value": "true"}, {"name": "PILOT_TRACE_SAMPLING", "value": "1"}]}]}}}
+    });
+    let mesh = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "istio", "namespace": "istio-system"},
+        "data": {"mesh": "defaultConfig:\n  discoveryAddress: istiod.istio-system.svc:15012\n  proxyMetadata:\n    PROXY_CONFIG_XDS_AGENT: \"true\"\n"}
+    });
+    let mut cms = vec![mesh];
+    for ns in ["istio-system", "kube-system", "shop", "default"] {
+        cms.push(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "istio-ca-root-cert", "namespace": ns, "labels": {"istio.io/config": "true"}, "managedFields": [{"manager": "pilot-discovery", "operation": "Update", "time": ago(3 * 86_400)}]},
+            "data": {"root-cert.pem": bundle}
+        }));
+    }
+    let mut pods = vec![json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "istiod-7d9f8-abcde", "namespace": "istio-system", "labels": {"app": "istiod"}},
+        "spec": {"containers": [{"name": "discovery", "image": "docker.io/istio/pilot:1.26.2"}]},
+        "status": {"phase": "Running"}
+    })];
+    let mut names = Vec::new();
+    for i in 0..sidecars {
+        let name = format!("web-{i:04}");
+        names.push(("shop".to_string(), name.clone()));
+        pods.push(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "shop", "labels": {"app": "web", "security.istio.io/tlsMode": "istio"}},
+            "spec": {"containers": [
+                {"name": "web", "image": "nginx:1.27"},
+                {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.26.2", "env": [{"name": "PROXY_CONFIG_XDS_AGENT", "value": "true"}, {"name": "ISTIO_META_MESH_ID", "value": "mesh1"}]}
+            ]},
+            "status": {"phase": "Running", "containerStatuses": [
+                {"name": "istio-proxy", "ready": true, "restartCount": 0, "image": "docker.io/istio/proxyv2:1.26.2", "imageID": "", "state": {"running": {"startedAt": ago(10 * 86_400)}}}
+            ]}
+        }));
+    }
+    let bundle_b64 = b64.encode(bundle.as_bytes());
+    let webhook = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "istio-sidecar-injector"},
+        "webhooks": [{"name": "namespace.sidecar-injector.istio.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "clientConfig": {"caBundle": bundle_b64, "service": {"name": "istiod", "namespace": "istio-system", "path": "/inject"}}}]
+    });
+    let vwebhook = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "istio-validator-istio-system"},
+        "webhooks": [{"name": "rev.validation.istio.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "clientConfig": {"caBundle": bundle_b64, "service": {"name": "istiod", "namespace": "istio-system", "path": "/validate"}}}]
+    });
+    let mut objects = BTreeMap::new();
+    objects.insert("pods.json", list("Pod", "v1", pods));
+    objects.insert(
+        "deployments.json",
+        list("Deployment", "apps/v1", vec![istiod]),
+    );
+    objects.insert("configmaps.json", list("ConfigMap", "v1", cms));
+    objects.insert(
+        "mutatingwebhookconfigurations.json",
+        list(
+            "MutatingWebhookConfiguration",
+            "admissionregistration.k8s.io/v1",
+            vec![webhook],
+        ),
+    );
+    objects.insert(
+        "validatingwebhookconfigurations.json",
+        list(
+            "ValidatingWebhookConfiguration",
+            "admissionregistration.k8s.io/v1",
+            vec![vwebhook],
+        ),
+    );
+    Cluster {
+        objects,
+        secret,
+        sidecars: names,
+    }
+}
+
+/// Writes a `--from-dump` directory.
+fn write_dump(dir: &Path, c: &Cluster, proxy_dumps: &BTreeMap<String, Value>) {
+    for (f, v) in &c.objects {
+        std::fs::write(dir.join(f), serde_json::to_vec_pretty(v).unwrap()).unwrap();
+    }
+    std::fs::write(
+        dir.join("secret.json"),
+        serde_json::to_vec_pretty(&c.secret).unwrap(),
+    )
+    .unwrap();
+    for (ns, pod) in &c.sidecars {
+        let d = dir.join("proxy-config").join(ns);
+        std::fs::create_dir_all(&d).unwrap();
+        if let Some(v) = proxy_dumps.get(pod) {
+            std::fs::write(
+                d.join(format!("{pod}.json")),
+                serde_json::to_vec_pretty(v).unwrap(),
+            )
+            .unwrap();
+        }
+    }
+}
+
+/// Runs `verify live --from-dump` and returns (exit code, failed gate codes, report).
+pub(crate) fn verify_dump(out: &Path, dump: &Path, phase: u8) -> (Option<i32>, Vec<String>, Value) {
+    let at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap();
+    let o = rootroll_at(
+        &at,
+        &[
+            "verify",
+            "live",
+            out.to_str().unwrap(),
+            "--cluster",
+            "demo",
+            "--phase",
+            &phase.to_string(),
+            "--from-dump",
+            dump.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|_| panic!("{}{}", stdout(&o), stderr(&o)));
+    (o.status.code(), failed_codes(&v), v)
+}
+
+pub(crate) fn failed_codes(v: &Value) -> Vec<String> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["passed"] == false && f["severity"] == "error")
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn from_dump_passes_a_consistent_phase_and_fails_each_fault() {
+    let r = render_now("plans/demo.yaml");
+    let mut envoy = EnvoyPair::start();
+    let p3 = envoy_dump(&mut envoy, &r.out, "demo", 3);
+    let p2 = envoy_dump(&mut envoy, &r.out, "demo", 2);
+    let healthy3 = healthy(&r.out, "demo", 3, 3);
+    let all3: BTreeMap<String, Value> = healthy3
+        .sidecars
+        .iter()
+        .map(|(_, p)| (p.clone(), p3.clone()))
+        .collect();
+
+    let d = tempfile::tempdir().unwrap();
+    write_dump(d.path(), &healthy3, &all3);
+    let (code, failed, v) = verify_dump(&r.out, d.path(), 3);
+    assert_eq!(failed, Vec::<String>::new(), "{v:#}");
+    assert_eq!(code, Some(0));
+
+    // One proxy still presents a leaf from intermediate A (Envoy loaded with phase 2).
+    let d = tempfile::tempdir().unwrap();
+    let mut lag = all3.clone();
+    lag.insert("web-0001".into(), p2.clone());
+    write_dump(d.path(), &healthy3, &lag);
+    let (code, failed, v) = verify_dump(&r.out, d.path(), 3);
+    assert_eq!(code, Some(1));
+    // Its ROOTCA is right (phases 2 and 3 trust the same roots A and B); only the leaf lags.
+    assert_eq!(failed, ["proxy-leaf-new-issuer"]);
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "proxy-leaf-new-issuer")
+        .unwrap();
+    assert_eq!(
+        f["message"],
+        "1 of 3 proxies still present leaves from intermediate A"
+    );
+    assert_eq!(f["details"], json!(["shop/web-0001 (sidecar)"]));
+
+    // One namespace's istio-ca-root-cert is stale (phase 2 bundle).
+    let d = tempfile::tempdir().unwrap();
+    let mut stale = healthy(&r.out, "demo", 3, 3);
+    let old =
+        String::from_utf8(secret_data(&phase_secret(&r.out, "demo", 2))["root-cert.pem"].clone())
+            .unwrap();
+    stale.objects.get_mut("configmaps.json").unwrap()["items"][3]["data"]["root-cert.pem"] =
+        Value::String(old);
+    write_dump(d.path(), &stale, &all3);
+    let (_, failed, v) = verify_dump(&r.out, d.path(), 3);
+    assert_eq!(failed, ["root-configmap"]);
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "root-configmap")
+        .unwrap();
+    assert_eq!(f["details"], json!(["shop"]));
+
+    // The flag is missing on istiod and on one pod; a proxy dump is missing (unreachable proxy).
+    let d = tempfile::tempdir().unwrap();
+    let mut noflag = healthy(&r.out, "demo", 3, 3);
+    noflag.objects.get_mut("deployments.json").unwrap()["items"][0]["spec"]["template"]["spec"]["containers"]
+        [0]["env"] = json!([]);
+    noflag.objects.get_mut("pods.json").unwrap()["items"][2]["spec"]["containers"][1]["env"] =
+        json!([]);
+    let mut missing = all3.clone();
+    missing.remove("web-0002");
+    write_dump(d.path(), &noflag, &missing);
+    let (code, failed, _) = verify_dump(&r.out, d.path(), 3);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        failed,
+        [
+            "prereq-multiroot",
+            "prereq-xds-agent-pods",
+            "proxy-readable"
+        ]
+    );
+
+    // The live Secret is still phase 2; the soak time has not elapsed.
+    let d = tempfile::tempdir().unwrap();
+    let mut early = healthy(&r.out, "demo", 3, 3);
+    early.secret = healthy(&r.out, "demo", 2, 0).secret;
+    early.secret["metadata"]["managedFields"][0]["time"] = Value::String(ago(60));
+    write_dump(d.path(), &early, &all3);
+    let (_, failed, _) = verify_dump(&r.out, d.path(), 3);
+    assert_eq!(failed, ["live-secret-phase", "soak-time"]);
+
+    // A known-bad istiod version.
+    let d = tempfile::tempdir().unwrap();
+    let mut bad = healthy(&r.out, "demo", 3, 3);
+    bad.objects.get_mut("deployments.json").unwrap()["items"][0]["spec"]["template"]["spec"]["containers"]
+        [0]["image"] = json!("docker.io/istio/pilot:1.25.1");
+    write_dump(d.path(), &bad, &all3);
+    let (_, failed, v) = verify_dump(&r.out, d.path(), 3);
+    assert_eq!(failed, ["prereq-versions"], "{v:#}");
+}
+
+#[test]
+fn from_dump_accepts_istioctl_camel_case_output() {
+    let r = render_now("plans/demo.yaml");
+    let mut envoy = EnvoyPair::start();
+    let raw = envoy_dump(&mut envoy, &r.out, "demo", 2);
+    // istioctl proxy-config secret -o json prints the SecretsConfigDump with jsonpb camelCase.
+    fn camel(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| {
+                        let mut out = String::new();
+                        let mut up = false;
+                        for ch in k.chars() {
+                            if ch == '_' {
+                                up = true;
+                            } else if up {
+                                out.push(ch.to_ascii_uppercase());
+                                up = false;
+                            } else {
+                                out.push(ch);
+                            }
+                        }
+                        (out, camel(v))
+                    })
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(camel).collect()),
+            other => other.clone(),
+        }
+    }
+    let istioctl = camel(&raw["configs"][0]);
+    assert!(
+        istioctl.get("dynamicActiveSecrets").is_some(),
+        "{istioctl:#}"
+    );
+    let c = healthy(&r.out, "demo", 2, 1);
+    let dumps: BTreeMap<String, Value> = c
+        .sidecars
+        .iter()
+        .map(|(_, p)| (p.clone(), istioctl.clone()))
+        .collect();
+    let d = tempfile::tempdir().unwrap();
+    write_dump(d.path(), &c, &dumps);
+    let (code, failed, _) = verify_dump(&r.out, d.path(), 2);
+    assert_eq!(failed, Vec::<String>::new());
+    assert_eq!(code, Some(0));
+}
