@@ -53,6 +53,14 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/prereq-istiooperator.yaml.j2"),
     ),
     ("ROLLOUT.md.j2", include_str!("../templates/ROLLOUT.md.j2")),
+    (
+        "verify-rbac.yaml.j2",
+        include_str!("../templates/verify-rbac.yaml.j2"),
+    ),
+    (
+        "verify-rbac-secret.yaml.j2",
+        include_str!("../templates/verify-rbac-secret.yaml.j2"),
+    ),
 ];
 
 /// Labels and annotations rootroll puts on every phase Secret.
@@ -390,6 +398,27 @@ pub fn render(
                 )?;
                 out.add(gpath, text, false);
             }
+        }
+        for (tpl, file) in [
+            ("verify-rbac.yaml.j2", "rbac.yaml"),
+            ("verify-rbac-secret.yaml.j2", "rbac-secret-read.yaml"),
+        ] {
+            let path = format!("clusters/{}/verify/{file}", cm.name);
+            let text = render_one(
+                &env,
+                tpl,
+                minijinja::context! { cluster => &cm.name, namespace => &plan.mesh.istio_namespace, secret_name => &plan.mesh.secret_name },
+            )?;
+            for doc in text.split("\n---\n") {
+                serde_saphyr::from_str::<serde_json::Value>(doc).map_err(|e| {
+                    RenderError::InvalidYaml {
+                        name: tpl.to_string(),
+                        path: path.clone(),
+                        reason: e.without_snippet().to_string(),
+                    }
+                })?;
+            }
+            out.add(path, text, false);
         }
         let ppath = format!("{cdir}/kustomization.yaml");
         let text = render_yaml(

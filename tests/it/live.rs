@@ -401,3 +401,66 @@ fn from_dump_accepts_istioctl_camel_case_output() {
     assert_eq!(failed, Vec::<String>::new());
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn rendered_verify_rbac_is_least_privilege() {
+    let r = render_now("plans/fleet.yaml");
+    for c in ["eu-central", "us-east", "us-west"] {
+        let text =
+            std::fs::read_to_string(r.out.join(format!("clusters/{c}/verify/rbac.yaml"))).unwrap();
+        let docs: Vec<Value> = text
+            .split("\n---\n")
+            .map(|d| serde_saphyr::from_str(d).unwrap())
+            .collect();
+        let role = docs.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+        let rules = role["rules"].as_array().unwrap();
+        let all: Vec<(&str, &str)> = rules
+            .iter()
+            .flat_map(|r| {
+                let verbs: Vec<&str> = r["verbs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap())
+                    .collect();
+                r["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(move |res| {
+                        verbs
+                            .clone()
+                            .into_iter()
+                            .map(move |v| (res.as_str().unwrap(), v))
+                    })
+            })
+            .collect();
+        assert!(all.contains(&("pods/portforward", "create")));
+        assert!(
+            !all.iter().any(|(res, _)| res.contains("secret")),
+            "no Secret access: {all:?}"
+        );
+        for (_, verb) in &all {
+            assert!(
+                ["get", "list", "create"].contains(verb),
+                "read-only apart from port-forward: {verb}"
+            );
+        }
+        assert!(
+            !all.iter()
+                .any(|(res, v)| *v == "create" && *res != "pods/portforward")
+        );
+        let secret = std::fs::read_to_string(
+            r.out
+                .join(format!("clusters/{c}/verify/rbac-secret-read.yaml")),
+        )
+        .unwrap();
+        let docs: Vec<Value> = secret
+            .split("\n---\n")
+            .map(|d| serde_saphyr::from_str(d).unwrap())
+            .collect();
+        let role = docs.iter().find(|d| d["kind"] == "Role").unwrap();
+        assert_eq!(role["rules"][0]["resourceNames"], json!(["cacerts"]));
+        assert_eq!(role["rules"][0]["verbs"], json!(["get"]));
+    }
+}
