@@ -56,28 +56,93 @@ pub(crate) fn phase_secret(out: &Path, cluster: &str, phase: u8) -> Value {
 /// Loads the server Envoy with a workload of `phase` (leaf from its intermediate, ROOTCA its
 /// bundle) and returns Envoy's real admin secrets dump.
 pub(crate) fn envoy_dump(envoy: &mut EnvoyPair, out: &Path, cluster: &str, phase: u8) -> Value {
-    let d = secret_data(&phase_secret(out, cluster, phase));
-    let w = rootroll::handshake::issue_workload(
-        &rootroll::handshake::LeafSpec {
-            trust_domain: "cluster.local".into(),
-            namespace: "shop".into(),
-            service_account: "web".into(),
-        },
-        std::str::from_utf8(&d["ca-cert.pem"]).unwrap(),
-        std::str::from_utf8(&d["ca-key.pem"]).unwrap(),
-        &d["cert-chain.pem"],
-        &d["root-cert.pem"],
-        OffsetDateTime::now_utc(),
-    )
-    .unwrap();
+    let (w, bundle) = workload(out, cluster, phase, "web");
     let side = Side {
         chain_pem: w.chain_pem.into_bytes(),
         key_pem: w.key_pem.into_bytes(),
-        trust_pem: d["root-cert.pem"].clone(),
+        trust_pem: bundle,
     };
     assert!(envoy.handshake_ok(&side, &side), "{}", envoy.last_detail());
     serde_json::from_str(&envoy.server_admin_get("/config_dump?mask=dynamic_active_secrets"))
         .unwrap()
+}
+
+/// (signer cert, signer key, cert-chain as istiod serves it, root bundle) of a phase, for
+/// both Secret formats.
+fn phase_material(out: &Path, cluster: &str, phase: u8) -> (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>) {
+    let d = secret_data(&phase_secret(out, cluster, phase));
+    if d.contains_key("tls.crt") {
+        let mut chain = d["tls.crt"].clone();
+        chain.extend_from_slice(&d["ca.crt"]);
+        (
+            d["tls.crt"].clone(),
+            d["tls.key"].clone(),
+            chain,
+            d["ca.crt"].clone(),
+        )
+    } else {
+        (
+            d["ca-cert.pem"].clone(),
+            d["ca-key.pem"].clone(),
+            d["cert-chain.pem"].clone(),
+            d["root-cert.pem"].clone(),
+        )
+    }
+}
+
+/// A workload leaf issued from a phase's intermediate, as istiod would, and the phase bundle.
+fn workload(
+    out: &Path,
+    cluster: &str,
+    phase: u8,
+    sa: &str,
+) -> (rootroll::handshake::Workload, Vec<u8>) {
+    let (cert, key, chain, bundle) = phase_material(out, cluster, phase);
+    let w = rootroll::handshake::issue_workload(
+        &rootroll::handshake::LeafSpec {
+            trust_domain: "cluster.local".into(),
+            namespace: "shop".into(),
+            service_account: sa.into(),
+        },
+        std::str::from_utf8(&cert).unwrap(),
+        std::str::from_utf8(&key).unwrap(),
+        &chain,
+        &bundle,
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    (w, bundle)
+}
+
+/// A ztunnel `config_dump` (facts §7.3) holding one identity issued in `leaf_phase` and the
+/// roots of `trust_phase`.
+fn ztunnel_dump(out: &Path, cluster: &str, leaf_phase: u8, trust_phase: u8) -> Value {
+    let (w, _) = workload(out, cluster, leaf_phase, "web");
+    let (.., roots) = phase_material(out, cluster, trust_phase);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let dump = |pem_bytes: &[u8]| -> Vec<Value> {
+        pem::parse_many(pem_bytes)
+            .unwrap()
+            .into_iter()
+            .map(|p| {
+                let der = p.contents().to_vec();
+                let s = rootroll::pki::inspect_der(&der).unwrap();
+                json!({
+                    "pem": b64.encode(rootroll::pki::der_to_pem(&der)),
+                    "serialNumber": s.serial,
+                    "validFrom": s.not_before.format(&Rfc3339).unwrap(),
+                    "expirationTime": s.not_after.format(&Rfc3339).unwrap(),
+                })
+            })
+            .collect()
+    };
+    let chain = dump(w.chain_pem.as_bytes());
+    json!({"certificates": [{
+        "identity": "spiffe://cluster.local/ns/shop/sa/web",
+        "state": "Available",
+        "certChain": chain[..2],
+        "rootCerts": dump(&roots),
+    }]})
 }
 
 fn ago(secs: i64) -> String {
@@ -101,7 +166,7 @@ pub(crate) struct Cluster {
 pub(crate) fn healthy(out: &Path, cluster: &str, phase: u8, sidecars: usize) -> Cluster {
     let sec = phase_secret(out, cluster, phase);
     let data = secret_data(&sec);
-    let bundle = String::from_utf8(data["root-cert.pem"].clone()).unwrap();
+    let bundle = String::from_utf8(phase_material(out, cluster, phase).3).unwrap();
     let b64 = base64::engine::general_purpose::STANDARD;
     let long_ago = ago(7 * 86_400);
     let managed =
@@ -109,7 +174,7 @@ pub(crate) fn healthy(out: &Path, cluster: &str, phase: u8, sidecars: usize) -> 
     let secret = json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "cacerts", "namespace": "istio-system", "labels": sec["metadata"]["labels"], "annotations": sec["metadata"]["annotations"], "managedFields": managed, "creationTimestamp": long_ago},
-        "type": "Opaque",
+        "type": sec["type"],
         "data": data.iter().map(|(k, v)| (k.clone(), Value::String(b64.encode(v)))).collect::<serde_json::Map<_, _>>(),
     });
     let istiod = json!({
@@ -199,6 +264,24 @@ pub(crate) fn healthy(out: &Path, cluster: &str, phase: u8, sidecars: usize) -> 
 
 /// Writes a `--from-dump` directory.
 fn write_dump(dir: &Path, c: &Cluster, proxy_dumps: &BTreeMap<String, Value>) {
+    write_dump_with(dir, c, proxy_dumps, &BTreeMap::new());
+}
+
+fn write_dump_with(
+    dir: &Path,
+    c: &Cluster,
+    proxy_dumps: &BTreeMap<String, Value>,
+    ztunnels: &BTreeMap<String, Value>,
+) {
+    let zdir = dir.join("ztunnel-config");
+    std::fs::create_dir_all(&zdir).unwrap();
+    for (pod, v) in ztunnels {
+        std::fs::write(
+            zdir.join(format!("{pod}.json")),
+            serde_json::to_vec_pretty(v).unwrap(),
+        )
+        .unwrap();
+    }
     for (f, v) in &c.objects {
         std::fs::write(dir.join(f), serde_json::to_vec_pretty(v).unwrap()).unwrap();
     }
@@ -222,6 +305,15 @@ fn write_dump(dir: &Path, c: &Cluster, proxy_dumps: &BTreeMap<String, Value>) {
 
 /// Runs `verify live --from-dump` and returns (exit code, failed gate codes, report).
 pub(crate) fn verify_dump(out: &Path, dump: &Path, phase: u8) -> (Option<i32>, Vec<String>, Value) {
+    verify_dump_cluster(out, dump, "demo", phase)
+}
+
+fn verify_dump_cluster(
+    out: &Path,
+    dump: &Path,
+    cluster: &str,
+    phase: u8,
+) -> (Option<i32>, Vec<String>, Value) {
     let at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap();
     let o = rootroll_at(
         &at,
@@ -230,7 +322,7 @@ pub(crate) fn verify_dump(out: &Path, dump: &Path, phase: u8) -> (Option<i32>, V
             "live",
             out.to_str().unwrap(),
             "--cluster",
-            "demo",
+            cluster,
             "--phase",
             &phase.to_string(),
             "--from-dump",
@@ -463,4 +555,75 @@ fn rendered_verify_rbac_is_least_privilege() {
         assert_eq!(role["rules"][0]["resourceNames"], json!(["cacerts"]));
         assert_eq!(role["rules"][0]["verbs"], json!(["get"]));
     }
+}
+
+#[test]
+fn ambient_ztunnel_identities_must_follow_each_phase() {
+    let r = render_now("plans/ambient.yaml");
+    let mut envoy = EnvoyPair::start();
+    let waypoint3 = envoy_dump(&mut envoy, &r.out, "ambient", 3);
+    let mut c = healthy(&r.out, "ambient", 3, 1);
+    // Add two ztunnel pods of the DaemonSet.
+    let pods = c.objects.get_mut("pods.json").unwrap()["items"]
+        .as_array_mut()
+        .unwrap();
+    for i in 0..2 {
+        pods.push(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("ztunnel-{i}"), "namespace": "istio-system", "labels": {"app": "ztunnel"}},
+            "spec": {"containers": [{"name": "istio-proxy", "image": "docker.io/istio/ztunnel:1.28.0"}]},
+            "status": {"phase": "Running"}
+        }));
+    }
+    let proxies: BTreeMap<String, Value> = c
+        .sidecars
+        .iter()
+        .map(|(_, p)| (p.clone(), waypoint3.clone()))
+        .collect();
+    let fresh = ztunnel_dump(&r.out, "ambient", 3, 3);
+    let z: BTreeMap<String, Value> = [
+        ("ztunnel-0".to_string(), fresh.clone()),
+        ("ztunnel-1".to_string(), fresh.clone()),
+    ]
+    .into();
+    let d = tempfile::tempdir().unwrap();
+    write_dump_with(d.path(), &c, &proxies, &z);
+    let (code, failed, v) = verify_dump_cluster(&r.out, d.path(), "ambient", 3);
+    assert_eq!(failed, Vec::<String>::new(), "{v:#}");
+    assert_eq!(code, Some(0));
+
+    // ztunnel-1 still holds its phase-1 identity: old roots and a leaf from intermediate A.
+    let stale: BTreeMap<String, Value> = [
+        ("ztunnel-0".to_string(), fresh),
+        (
+            "ztunnel-1".to_string(),
+            ztunnel_dump(&r.out, "ambient", 1, 1),
+        ),
+    ]
+    .into();
+    let d = tempfile::tempdir().unwrap();
+    write_dump_with(d.path(), &c, &proxies, &stale);
+    let (code, failed, v) = verify_dump_cluster(&r.out, d.path(), "ambient", 3);
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        failed,
+        ["ztunnel-trusts-new-root", "ztunnel-leaf-new-issuer"]
+    );
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "ztunnel-leaf-new-issuer")
+        .unwrap();
+    assert!(
+        f["hint"]
+            .as_str()
+            .unwrap()
+            .contains("kubectl rollout restart daemonset/ztunnel -n istio-system"),
+        "{f}"
+    );
+    assert_eq!(
+        f["details"],
+        json!(["istio-system/ztunnel-1 spiffe://cluster.local/ns/shop/sa/web"])
+    );
 }
