@@ -263,6 +263,11 @@ impl EnvoyPair {
 
     /// Status line and body of the last data-path response, plus TLS counter deltas when it
     /// failed (for diagnostics).
+    /// The server Envoy's admin address (its `config_dump` shows what the last check loaded).
+    pub(crate) fn server_admin(&self) -> SocketAddr {
+        self.server.admin
+    }
+
     /// GET on an admin endpoint of the server Envoy; returns the body of a 200 answer.
     pub(crate) fn server_admin_get(&self, path: &str) -> String {
         match http_get(self.server.admin, path, Instant::now() + CHECK_TIMEOUT) {

@@ -627,3 +627,224 @@ fn ambient_ztunnel_identities_must_follow_each_phase() {
         json!(["istio-system/ztunnel-1 spiffe://cluster.local/ns/shop/sa/web"])
     );
 }
+
+/// Serves a cluster's objects from the in-test API server; each sidecar's port 15000 is
+/// forwarded to the admin port of the Envoy given for it (a real Envoy's config_dump).
+fn serve(
+    api: &crate::apiserver::FakeApi,
+    c: &Cluster,
+    admins: &BTreeMap<String, std::net::SocketAddr>,
+) {
+    for list in c.objects.values() {
+        for item in list["items"].as_array().unwrap() {
+            let mut obj = item.clone();
+            if obj.get("kind").is_none() {
+                let kind = list["kind"]
+                    .as_str()
+                    .unwrap()
+                    .trim_end_matches("List")
+                    .to_string();
+                obj["kind"] = Value::String(kind);
+                obj["apiVersion"] = list["apiVersion"].clone();
+            }
+            api.put(obj);
+        }
+    }
+    api.put(c.secret.clone());
+    for (ns, pod) in &c.sidecars {
+        if let Some(addr) = admins.get(pod) {
+            api.forward(ns, pod, 15000, *addr);
+        }
+    }
+}
+
+fn verify_api(
+    out: &Path,
+    kubeconfig: &Path,
+    phase: u8,
+    extra: &[&str],
+) -> (Option<i32>, Vec<String>, Value, String) {
+    let at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap();
+    let mut args = vec![
+        "verify",
+        "live",
+        out.to_str().unwrap(),
+        "--cluster",
+        "demo",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--context",
+        "test",
+        "--format",
+        "json",
+    ];
+    let p = phase.to_string();
+    args.extend_from_slice(&["--phase", &p]);
+    args.extend_from_slice(extra);
+    let o = rootroll_at(&at, &args);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+    let failed = if v.is_null() {
+        Vec::new()
+    } else {
+        failed_codes(&v)
+    };
+    (o.status.code(), failed, v, stderr(&o))
+}
+
+/// (code, passed, message) of every finding: what a user reads.
+fn verdicts(v: &Value) -> Vec<(String, bool, String)> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["code"].as_str().unwrap().to_string(),
+                f["passed"].as_bool().unwrap(),
+                f["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn live_cluster_through_the_api_and_port_forward_matches_from_dump() {
+    let r = render_now("plans/demo.yaml");
+    let mut e3 = EnvoyPair::start();
+    let mut e2 = EnvoyPair::start();
+    let p3 = envoy_dump(&mut e3, &r.out, "demo", 3);
+    let p2 = envoy_dump(&mut e2, &r.out, "demo", 2);
+    let mut c = healthy(&r.out, "demo", 3, 3);
+    // Many more pods than one page holds (the client must follow `continue`).
+    let pods = c.objects.get_mut("pods.json").unwrap()["items"]
+        .as_array_mut()
+        .unwrap();
+    for i in 0..1_100 {
+        pods.push(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("batch-{i:05}"), "namespace": "jobs"},
+            "spec": {"containers": [{"name": "job", "image": "busybox:1.36"}]}, "status": {"phase": "Running"}}));
+    }
+    let api = crate::apiserver::FakeApi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), "test");
+    let mut admins: BTreeMap<String, std::net::SocketAddr> = c
+        .sidecars
+        .iter()
+        .map(|(_, p)| (p.clone(), e3.server_admin()))
+        .collect();
+    serve(&api, &c, &admins);
+
+    let (code, failed, live, err) = verify_api(&r.out, &kubeconfig, 3, &[]);
+    assert_eq!(failed, Vec::<String>::new(), "{err}{live:#}");
+    assert_eq!(code, Some(0));
+    assert!(api.hits("/api/v1/pods") >= 3, "pods listed in pages of 500");
+    // The same objects and Envoy dumps as files: the same verdicts.
+    let dumps: BTreeMap<String, Value> = c
+        .sidecars
+        .iter()
+        .map(|(_, p)| (p.clone(), p3.clone()))
+        .collect();
+    let d = tempfile::tempdir().unwrap();
+    write_dump(d.path(), &c, &dumps);
+    let (_, _, from_dump) = verify_dump(&r.out, d.path(), 3);
+    assert_eq!(verdicts(&live), verdicts(&from_dump));
+
+    // One proxy lags: its port-forward reaches an Envoy still on phase 2.
+    admins.insert("web-0001".into(), e2.server_admin());
+    api.forward("shop", "web-0001", 15000, e2.server_admin());
+    let (code, failed, live, _) = verify_api(&r.out, &kubeconfig, 3, &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(failed, ["proxy-leaf-new-issuer"]);
+    let mut dumps = dumps.clone();
+    dumps.insert("web-0001".into(), p2.clone());
+    let d = tempfile::tempdir().unwrap();
+    write_dump(d.path(), &c, &dumps);
+    let (_, _, from_dump) = verify_dump(&r.out, d.path(), 3);
+    assert_eq!(verdicts(&live), verdicts(&from_dump));
+
+    // A proxy that cannot be reached fails closed.
+    api.put(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-9999", "namespace": "shop"},
+        "spec": {"containers": [{"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.26.2", "env": [{"name": "PROXY_CONFIG_XDS_AGENT", "value": "true"}]}]},
+        "status": {"phase": "Running"}}));
+    let (code, failed, live, _) = verify_api(&r.out, &kubeconfig, 3, &[]);
+    assert_eq!(code, Some(1));
+    assert!(failed.contains(&"proxy-readable".to_string()), "{failed:?}");
+    let f = live["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "proxy-readable")
+        .unwrap();
+    assert!(
+        f["details"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("shop/web-9999"),
+        "{f}"
+    );
+}
+
+#[test]
+fn live_api_errors_fail_closed_and_an_unreachable_cluster_exits_2() {
+    let r = render_now("plans/demo.yaml");
+    let mut e3 = EnvoyPair::start();
+    let _ = envoy_dump(&mut e3, &r.out, "demo", 3);
+    let c = healthy(&r.out, "demo", 3, 2);
+    let api = crate::apiserver::FakeApi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), "test");
+    let admins: BTreeMap<String, std::net::SocketAddr> = c
+        .sidecars
+        .iter()
+        .map(|(_, p)| (p.clone(), e3.server_admin()))
+        .collect();
+    serve(&api, &c, &admins);
+
+    // RBAC denies the Secret: the gate fails with the reason; --no-secret-read skips it.
+    api.fail("/api/v1/namespaces/istio-system/secrets", 403);
+    let (code, failed, live, _) = verify_api(&r.out, &kubeconfig, 3, &[]);
+    assert_eq!(code, Some(1));
+    assert_eq!(failed, ["live-secret-phase"]);
+    let f = live["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "live-secret-phase")
+        .unwrap();
+    assert!(f["message"].as_str().unwrap().contains("403"), "{f}");
+    let (code, failed, _, _) = verify_api(&r.out, &kubeconfig, 3, &["--no-secret-read"]);
+    assert_eq!(failed, Vec::<String>::new());
+    assert_eq!(code, Some(0));
+    api.fail("/api/v1/namespaces/istio-system/secrets", 0);
+
+    // A 500 on ConfigMaps: the gates that need them fail, naming the error.
+    api.fail("/api/v1/configmaps", 500);
+    let (code, failed, _, _) = verify_api(&r.out, &kubeconfig, 3, &[]);
+    assert_eq!(code, Some(1));
+    assert!(failed.contains(&"root-configmap".to_string()), "{failed:?}");
+    api.fail("/api/v1/configmaps", 0);
+
+    // Nothing listens: exit 2.
+    let dead = dir.path().join("dead.kubeconfig");
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    let port = text
+        .split("127.0.0.1:")
+        .nth(1)
+        .unwrap()
+        .split(|ch: char| !ch.is_ascii_digit())
+        .next()
+        .unwrap()
+        .to_string();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        &dead,
+        text.replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{closed}")),
+    )
+    .unwrap();
+    let (code, _, _, err) = verify_api(&r.out, &dead, 3, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot reach the cluster"), "{err}");
+}

@@ -1,5 +1,6 @@
 //! rootroll's integration tests: one binary (link once), one module per area.
 
+mod apiserver;
 mod cli;
 mod common;
 mod encrypted;
