@@ -848,3 +848,74 @@ fn live_api_errors_fail_closed_and_an_unreachable_cluster_exits_2() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("cannot reach the cluster"), "{err}");
 }
+
+/// Benchmark, not a test of speed: `cargo test --release -- --ignored live_bench --nocapture`
+/// prints pods per second and peak memory of `verify live` over 2,000 sidecars whose Envoy
+/// admin dumps come through the in-test API server's port-forward (4 real Envoys behind them).
+#[test]
+#[ignore = "benchmark: run by scripts/bench.sh"]
+fn live_bench() {
+    let pods: usize = std::env::var("ROOTROLL_BENCH_PODS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let r = render_now("plans/demo.yaml");
+    let mut envoys: Vec<EnvoyPair> = (0..4).map(|_| EnvoyPair::start()).collect();
+    for e in &mut envoys {
+        let _ = envoy_dump(e, &r.out, "demo", 3);
+    }
+    let c = healthy(&r.out, "demo", 3, pods);
+    let api = crate::apiserver::FakeApi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), "test");
+    let admins: BTreeMap<String, std::net::SocketAddr> = c
+        .sidecars
+        .iter()
+        .enumerate()
+        .map(|(i, (_, p))| (p.clone(), envoys[i % envoys.len()].server_admin()))
+        .collect();
+    serve(&api, &c, &admins);
+    let at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap();
+    let start = std::time::Instant::now();
+    let o = std::process::Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(env!("CARGO_BIN_EXE_rootroll"))
+        .current_dir(root())
+        .args([
+            "--now",
+            &at,
+            "verify",
+            "live",
+            r.out.to_str().unwrap(),
+            "--cluster",
+            "demo",
+            "--phase",
+            "3",
+        ])
+        .args([
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--context",
+            "test",
+            "--format",
+            "json",
+            "--concurrency",
+            "32",
+        ])
+        .output()
+        .expect("GNU time runs");
+    let secs = start.elapsed().as_secs_f64();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let rss_kb: u64 = err
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(failed_codes(&v), Vec::<String>::new(), "{err}");
+    println!(
+        "verify live: {pods} proxies in {secs:.2} s = {:.0} pods/s, peak RSS {:.1} MB",
+        pods as f64 / secs,
+        rss_kb as f64 / 1024.0
+    );
+}
