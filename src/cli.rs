@@ -66,10 +66,40 @@ root-cert.pem, cert-chain.pem; optionally a top directory with root-key.pem and 
 cluster) or a kubernetes.io/tls set (tls.crt, tls.key, ca.crt). The current root is imported byte for \
 byte; the new root and intermediates are generated."
     )]
+    #[command(
+        long_about = "Scaffold a commented plan that imports today's CA and generates the new one.\n\n\
+--from-dir DIR reads Istio Makefile output (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem; \
+optionally a top directory with root-key.pem and one subdirectory per cluster) or a kubernetes.io/tls set \
+(tls.crt, tls.key, ca.crt).\n\n--from-cluster CONTEXT reads the live cacerts Secret: its public files are \
+written byte for byte next to the plan, and the current intermediate's key goes only into the encrypted key \
+state of --out DIR (encrypted to --age-recipient), never in plaintext."
+    )]
     Init {
         /// Directory holding today's CA files.
-        #[arg(long, value_name = "DIR")]
-        from_dir: PathBuf,
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "from_cluster",
+            conflicts_with = "from_cluster"
+        )]
+        from_dir: Option<PathBuf>,
+        /// kubeconfig context of the cluster whose live cacerts Secret is imported.
+        #[arg(long, value_name = "CONTEXT")]
+        from_cluster: Option<String>,
+        /// kubeconfig file for --from-cluster (default: KUBECONFIG or ~/.kube/config).
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// Namespace and name of the Secret for --from-cluster.
+        #[arg(long, default_value = "istio-system")]
+        namespace: String,
+        #[arg(long, default_value = "cacerts")]
+        secret: String,
+        /// Output directory whose encrypted key state receives the imported key (--from-cluster).
+        #[arg(long, value_name = "DIR", requires = "from_cluster")]
+        out: Option<PathBuf>,
+        /// age recipient of the key state and of the plan's Secrets (repeatable; --from-cluster).
+        #[arg(long = "age-recipient", value_name = "AGE1…")]
+        age_recipients: Vec<String>,
         /// Write the plan here instead of standard output (import paths are made relative to it).
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
@@ -293,11 +323,12 @@ pub fn run() -> Result<ExitCode> {
     let now = cli.now.unwrap_or_else(OffsetDateTime::now_utc);
     match cli.command {
         Command::Init {
-            from_dir,
+            from_dir: Some(from_dir),
             output,
             name,
             cluster,
             force,
+            ..
         } => cmd_init(
             &from_dir,
             output.as_deref(),
@@ -305,6 +336,34 @@ pub fn run() -> Result<ExitCode> {
             cluster.as_deref(),
             force,
         ),
+        Command::Init {
+            from_cluster: Some(context),
+            kubeconfig,
+            namespace,
+            secret,
+            out,
+            age_recipients,
+            output,
+            name,
+            cluster,
+            force,
+            ..
+        } => cmd_init_from_cluster(
+            &FromCluster {
+                context: &context,
+                kubeconfig: kubeconfig.as_deref(),
+                namespace: &namespace,
+                secret: &secret,
+                out: out.as_deref(),
+                recipients: &age_recipients,
+                output: output.as_deref(),
+                name: &name,
+                cluster: cluster.as_deref(),
+                force,
+            },
+            cli.now.unwrap_or_else(OffsetDateTime::now_utc),
+        ),
+        Command::Init { .. } => bail!("give --from-dir DIR or --from-cluster CONTEXT"),
         Command::Plan { plan, format, out } => cmd_plan(&plan, format, out.as_deref(), now),
         Command::Render {
             plan,
@@ -471,7 +530,9 @@ fn cmd_plan(
                     dir.display()
                 );
             }
-            Some(materialize(&plan, &st, now, &mut |_, _, _| {})?)
+            let mut m = materialize(&plan, &st, now, &mut |_, _, _| {})?;
+            rootroll::state::attach_imported_keys(&plan, &mut m, &st)?;
+            Some(m)
         }
         None => None,
     };
@@ -584,7 +645,7 @@ fn cmd_render(
             }
         }
     };
-    let materials = match materialize(&plan, &st, now, &mut progress) {
+    let mut materials = match materialize(&plan, &st, now, &mut progress) {
         Ok(m) => m,
         Err(rootroll::pki::PkiError::IssuerLocked { id }) if a.check => {
             println!("changed   certificate {id} (its spec changed), and every file holding it");
@@ -600,6 +661,7 @@ fn cmd_render(
         }
         Err(e) => return Err(e.into()),
     };
+    rootroll::state::attach_imported_keys(&plan, &mut materials, &st)?;
     let rollout = compile(&plan, Some(&materials));
     let opts = RenderOptions {
         templates: a.templates,
@@ -975,6 +1037,148 @@ fn cmd_verify_live(
             });
         }
     })
+}
+
+struct FromCluster<'a> {
+    context: &'a str,
+    kubeconfig: Option<&'a Path>,
+    namespace: &'a str,
+    secret: &'a str,
+    out: Option<&'a Path>,
+    recipients: &'a [String],
+    output: Option<&'a Path>,
+    name: &'a str,
+    cluster: Option<&'a str>,
+    force: bool,
+}
+
+fn cmd_init_from_cluster(a: &FromCluster<'_>, now: OffsetDateTime) -> Result<ExitCode> {
+    let (Some(output), Some(out)) = (a.output, a.out) else {
+        bail!(
+            "--from-cluster needs --output PLAN (public files go next to it) and --out DIR (the encrypted key state)"
+        );
+    };
+    if a.recipients.is_empty() {
+        bail!(
+            "--from-cluster needs at least one --age-recipient: the imported CA key is only ever stored encrypted"
+        );
+    }
+    let parsed: Vec<age::x25519::Recipient> = a
+        .recipients
+        .iter()
+        .map(|r| sops::parse_recipient(r))
+        .collect::<Result<_, _>>()?;
+    if output.exists() && !a.force {
+        bail!("{} exists; pass --force to overwrite it", output.display());
+    }
+    if out.exists()
+        && std::fs::read_dir(out)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{} is not empty: --from-cluster starts a new output directory",
+            out.display()
+        );
+    }
+    let cluster = a.cluster.map(str::to_string).unwrap_or_else(|| {
+        let c: String = a
+            .context
+            .to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        c.trim_matches('-').to_string()
+    });
+    let live = LiveArgs {
+        dir: Path::new("."),
+        cluster: &cluster,
+        context: Some(a.context),
+        kubeconfig: a.kubeconfig,
+        phase: None,
+        read_secret: true,
+        concurrency: 1,
+        wait: None,
+        from_dump: None,
+        strict: false,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let secret = rt.block_on(async {
+        let client = kube_client(&live)
+            .await
+            .context("cannot build a Kubernetes client")?;
+        let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+            kube::Api::namespaced(client, a.namespace);
+        api.get_opt(a.secret)
+            .await
+            .with_context(|| format!("cannot read Secret {}/{}", a.namespace, a.secret))
+    })?;
+    let Some(secret) = secret else {
+        bail!(
+            "Secret {}/{} does not exist in context {}: nothing to import (is istiod using its self-signed CA?)",
+            a.namespace,
+            a.secret,
+            a.context
+        );
+    };
+    let data: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    let s = init::from_secret(&data, a.name, &cluster, a.recipients).map_err(anyhow::Error::msg)?;
+    // The key state first: if it cannot be written, no plan refers to it.
+    let mut st = KeyState::default();
+    st.entries.insert(
+        format!("{cluster}-current"),
+        rootroll::state::Entry {
+            spec: "imported".into(),
+            cert: s.cert_pem.clone(),
+            key: Some(s.key.clone()),
+        },
+    );
+    let plain = st.to_yaml(a.name);
+    let sealed = sops::encrypt_yaml(state::SOPS_PATH, &plain, &parsed, now)?;
+    let mut outputs = render::Outputs::default();
+    outputs.files.insert(
+        state::SOPS_PATH.into(),
+        render::OutFile {
+            bytes: sealed.into_bytes(),
+            private: true,
+        },
+    );
+    write::write_tree(out, &outputs)?;
+    let plan_dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    for (rel, bytes) in &s.files {
+        let p = plan_dir.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&p, bytes).with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    std::fs::write(output, &s.yaml)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    eprintln!(
+        "wrote {} and {}/ ({} layout, bytes as in the live Secret); the current intermediate's key is only in {} (encrypted)",
+        output.display(),
+        plan_dir.join(format!("{cluster}-current")).display(),
+        s.layout,
+        out.join(state::SOPS_PATH).display()
+    );
+    eprintln!(
+        "next: rootroll plan {} ; rootroll render {} --out {} --identity KEY",
+        output.display(),
+        output.display(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_inspect(file: &Path, format: Format) -> Result<ExitCode> {

@@ -201,3 +201,131 @@ pub fn scaffold(
         root_key_found,
     })
 }
+
+/// What `init --from-cluster` makes of a live `cacerts` Secret.
+pub struct FromSecret {
+    /// The plan text.
+    pub yaml: String,
+    /// Public files to write, relative to the plan's directory (exact bytes from the Secret).
+    pub files: Vec<(PathBuf, Vec<u8>)>,
+    /// The current intermediate (PEM) and its key, for the encrypted key state only.
+    pub cert_pem: String,
+    pub key: crate::pki::PrivateKeyPem,
+    pub layout: &'static str,
+}
+
+/// Builds a plan from the data of a live `cacerts` Secret. The root bundle and the chain are
+/// kept byte for byte as public files; the key is returned for the encrypted state, never
+/// written in plaintext.
+pub fn from_secret(
+    data: &std::collections::BTreeMap<String, Vec<u8>>,
+    name: &str,
+    cluster: &str,
+    recipients: &[String],
+) -> Result<FromSecret, String> {
+    if data.contains_key("istio-generated") {
+        return Err("the cacerts Secret has `istio-generated`: istiod runs a self-signed CA from it; \
+                    rotate that CA by importing istio-ca-secret's ca-cert.pem/ca-key.pem with --from-dir"
+            .into());
+    }
+    let dir = PathBuf::from(format!("{cluster}-current"));
+    let (layout, public, cert_key, key_key) = if data.contains_key("tls.crt") {
+        ("tls", vec!["tls.crt", "ca.crt"], "tls.crt", "tls.key")
+    } else {
+        (
+            "makefile",
+            vec!["ca-cert.pem", "cert-chain.pem", "root-cert.pem"],
+            "ca-cert.pem",
+            "ca-key.pem",
+        )
+    };
+    for k in public.iter().chain([&key_key]) {
+        if !data.contains_key(*k) {
+            return Err(format!(
+                "the cacerts Secret has no `{k}`; its keys are: {}",
+                data.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    let files = public
+        .iter()
+        .map(|k| (dir.join(k), data[*k].clone()))
+        .collect();
+    let key_text = String::from_utf8(data[key_key].clone())
+        .map_err(|_| format!("`{key_key}` is not PEM text"))?;
+    let cert_ders = crate::pki::split_certificates(&data[cert_key])
+        .map_err(|e| format!("`{cert_key}`: {e}"))?;
+    let cert_pem = crate::pki::der_to_pem(&cert_ders[0]);
+    let format = if layout == "tls" {
+        "kubernetes.io/tls"
+    } else {
+        "istiod"
+    };
+    let recips = if recipients.is_empty() {
+        "[]".to_string()
+    } else {
+        format!(
+            "\n{}",
+            recipients
+                .iter()
+                .map(|r| format!("      - {r}\n"))
+                .collect::<String>()
+                .trim_end()
+        )
+    };
+    let yaml = format!(
+        "# Istio root CA rotation plan, scaffolded by `rootroll init --from-cluster` from the live cacerts Secret.\n\
+         # {dir}/ holds its public files byte for byte; the current intermediate's key is only in the\n\
+         # encrypted key state of the output directory (key: state).\n\
+         apiVersion: rootroll.dev/v1alpha1\n\
+         kind: RotationPlan\n\
+         metadata:\n  name: {name}\n\
+         spec:\n\
+         \x20 mesh:\n\
+         \x20   trustDomain: cluster.local\n\
+         \x20   istioNamespace: istio-system\n\
+         \x20   secretName: cacerts\n\
+         \x20   secretFormat: {format}           # the live Secret's format: its type cannot change in place\n\
+         \x20   dataPlane: sidecar            # or ambient\n\
+         \x20   minIstioVersion: \"1.22\"       # the oldest istiod/proxy version running\n\
+         \x20 timing:\n\
+         \x20   workloadCertTTL: 24h\n\
+         \x20   propagationDelay: 2m\n\
+         \x20   safetyMargin: 15m\n\
+         \x20 gitops:\n\
+         \x20   engine: flux\n\
+         \x20   repoPath: .\n\
+         \x20   ageRecipients: {recips}\n\
+         \x20 roots:\n\
+         \x20   current:\n\
+         \x20     import:\n\
+         \x20       dir: {d}\n\
+         \x20   new:\n\
+         \x20     generate:\n\
+         \x20       algorithm: ecdsa-p256\n\
+         \x20       validity: 3650d\n\
+         \x20       subject:\n\
+         \x20         organization: Istio\n\
+         \x20         commonName: Root CA ({name})\n\
+         \x20 clusters:\n\
+         \x20   - name: {cluster}\n\
+         \x20     intermediates:\n\
+         \x20       current:\n\
+         \x20         import:\n\
+         \x20           dir: {d}\n\
+         \x20           key: state\n\
+         \x20       new:\n\
+         \x20         generate:\n\
+         \x20           algorithm: ecdsa-p256\n\
+         \x20           validity: 1825d\n",
+        dir = dir.display(),
+        d = dir.display(),
+    );
+    Ok(FromSecret {
+        yaml,
+        files,
+        cert_pem,
+        key: crate::pki::PrivateKeyPem::new(key_text),
+        layout,
+    })
+}

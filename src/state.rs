@@ -189,3 +189,54 @@ mod tests {
         assert_eq!(back.public_sha256(), s.public_sha256());
     }
 }
+
+/// Keys of imported intermediates kept in the key state (`import: {key: state}`, written by
+/// `init --from-cluster`): attaches each to its signer and carries the entry into the new
+/// state. A locked state leaves the key absent (re-encrypting then needs an identity).
+pub fn attach_imported_keys(
+    plan: &crate::plan::Plan,
+    materials: &mut crate::materials::Materials,
+    old: &KeyState,
+) -> Result<(), StateError> {
+    for (c, m) in plan.clusters.iter().zip(materials.clusters.iter_mut()) {
+        let crate::plan::IntermediateInput::Import(i) = &c.current else {
+            continue;
+        };
+        if !i.key_from_state {
+            continue;
+        }
+        let id = format!("{}-current", c.name);
+        let malformed = |reason: String| StateError::Malformed {
+            path: SOPS_PATH.to_string(),
+            reason,
+        };
+        let entry = old.entries.get(&id).ok_or_else(|| {
+            malformed(format!(
+                "cluster {}: the plan says the current intermediate's key is in the key state, but there is no `{id}` entry; run `rootroll init --from-cluster` with this output directory",
+                c.name
+            ))
+        })?;
+        let same = crate::pki::split_certificates(entry.cert.as_bytes())
+            .ok()
+            .and_then(|d| d.into_iter().next())
+            .is_some_and(|der| der == i.cert.der);
+        if !same {
+            return Err(malformed(format!(
+                "cluster {}: the key state's `{id}` certificate is not the one imported from {}",
+                c.name,
+                i.dir.display()
+            )));
+        }
+        if let Some(key) = &entry.key
+            && !crate::pki::key_matches_cert(key, &i.cert.der).unwrap_or(false)
+        {
+            return Err(malformed(format!(
+                "cluster {}: the key state's `{id}` key does not belong to its certificate",
+                c.name
+            )));
+        }
+        m.current.cert.key = entry.key.clone();
+        materials.state.entries.insert(id, entry.clone());
+    }
+    Ok(())
+}

@@ -157,6 +157,8 @@ pub struct ImportedIntermediate {
     pub cert: CaMaterial,
     /// What istiod serves after the leaf: `cert-chain.pem`, or `tls.crt` for the TLS layout.
     pub chain: Vec<u8>,
+    /// The key is not in `dir` but in the encrypted key state (`key: state`).
+    pub key_from_state: bool,
 }
 
 #[derive(Clone)]

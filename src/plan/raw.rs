@@ -126,4 +126,7 @@ pub struct RawImport {
     pub dir: S<String>,
     /// `auto` (default), `makefile` or `tls`.
     pub layout: Option<S<String>>,
+    /// Where the private key is: `file` (default: `ca-key.pem`/`tls.key` in `dir`) or `state`
+    /// (the encrypted key state of the output directory, as `init --from-cluster` leaves it).
+    pub key: Option<S<String>>,
 }

@@ -1004,9 +1004,28 @@ fn import_intermediate(
     if !check_ca_cert(ctx, i, &certs[0], what) {
         return None;
     }
-    let key = read_key(ctx, i, &key_file, what)?;
+    let key_from_state = match i.key.as_ref().map(|k| k.value.as_str()) {
+        None | Some("file") => false,
+        Some("state") => true,
+        Some(other) => {
+            ctx.d.error(
+                "value-invalid",
+                loc(i.key.as_ref().expect("matched Some above")),
+                format!("key `{other}` is not one of: file, state"),
+                "use `file` (ca-key.pem/tls.key next to the certificate) or `state` (the encrypted key state)",
+            );
+            return None;
+        }
+    };
+    let key = if key_from_state {
+        None
+    } else {
+        Some(read_key(ctx, i, &key_file, what)?)
+    };
     let mut ok = true;
-    if !pki::key_matches_cert(&key, &certs[0]).unwrap_or(false) {
+    if let Some(key) = &key
+        && !pki::key_matches_cert(key, &certs[0]).unwrap_or(false)
+    {
         ctx.d.error(
             "import-key-mismatch",
             loc(&i.dir),
@@ -1074,7 +1093,7 @@ fn import_intermediate(
     if !ok {
         return None;
     }
-    let cert = CaMaterial::from_pem(pki::der_to_pem(&certs[0]), Some(key)).ok()?;
+    let cert = CaMaterial::from_pem(pki::der_to_pem(&certs[0]), key).ok()?;
     // Keep the exact ca-cert.pem bytes when the file is one certificate (phase 1 must not change bytes).
     let cert = if certs.len() == 1 {
         CaMaterial {
@@ -1084,5 +1103,10 @@ fn import_intermediate(
     } else {
         cert
     };
-    Some(ImportedIntermediate { dir, cert, chain })
+    Some(ImportedIntermediate {
+        dir,
+        cert,
+        chain,
+        key_from_state,
+    })
 }

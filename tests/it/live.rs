@@ -919,3 +919,129 @@ fn live_bench() {
         rss_kb as f64 / 1024.0
     );
 }
+
+#[test]
+fn init_from_cluster_keeps_bytes_and_never_writes_the_key_in_plaintext() {
+    let api = crate::apiserver::FakeApi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), "prod-east");
+    let fixtures = root().join("tests/fixtures/makefile/cluster1");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut data = serde_json::Map::new();
+    for k in [
+        "ca-cert.pem",
+        "ca-key.pem",
+        "cert-chain.pem",
+        "root-cert.pem",
+    ] {
+        data.insert(
+            k.into(),
+            Value::String(b64.encode(std::fs::read(fixtures.join(k)).unwrap())),
+        );
+    }
+    api.put(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system"}, "type": "Opaque", "data": data}));
+    let pubkey = std::fs::read_to_string(root().join(DEMO_KEY))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let plan = dir.path().join("plan.yaml");
+    let out = dir.path().join("gitops");
+    let o = rootroll(&[
+        "init",
+        "--from-cluster",
+        "prod-east",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--cluster",
+        "east",
+        "--out",
+        out.to_str().unwrap(),
+        "-o",
+        plan.to_str().unwrap(),
+        "--age-recipient",
+        &pubkey,
+        "--name",
+        "prod",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Public files byte for byte; no private key in plaintext anywhere.
+    for k in ["ca-cert.pem", "cert-chain.pem", "root-cert.pem"] {
+        assert_eq!(
+            std::fs::read(dir.path().join("east-current").join(k)).unwrap(),
+            std::fs::read(fixtures.join(k)).unwrap(),
+            "{k}"
+        );
+    }
+    assert!(!dir.path().join("east-current/ca-key.pem").exists());
+    for (path, bytes) in tree(dir.path()) {
+        if path.ends_with(".kubeconfig") {
+            continue;
+        }
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("PRIVATE KEY"),
+            "{path} holds a plaintext key"
+        );
+    }
+    // The plan validates and renders with the identity; phase 1 equals the live Secret exactly.
+    let o = rootroll(&[
+        "render",
+        plan.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--identity",
+        DEMO_KEY,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p1 = secret_data(&{
+        let f = out.join("clusters/east/istio-ca/phases/1-initial/cacerts.sops.yaml");
+        let plain =
+            rootroll::sops::decrypt_yaml("t", &std::fs::read_to_string(f).unwrap(), &[identity()])
+                .unwrap();
+        serde_saphyr::from_str::<Value>(&plain).unwrap()
+    });
+    for k in [
+        "ca-cert.pem",
+        "ca-key.pem",
+        "cert-chain.pem",
+        "root-cert.pem",
+    ] {
+        assert_eq!(
+            p1[k],
+            std::fs::read(fixtures.join(k)).unwrap(),
+            "phase 1 {k} must equal the live Secret"
+        );
+    }
+    let o = rootroll(&[
+        "verify",
+        "offline",
+        out.to_str().unwrap(),
+        "--identity",
+        DEMO_KEY,
+        "--format",
+        "json",
+    ]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(failed_codes(&v), Vec::<String>::new());
+    // A second run refuses to overwrite the output directory.
+    let o = rootroll(&[
+        "init",
+        "--from-cluster",
+        "prod-east",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--cluster",
+        "east",
+        "--out",
+        out.to_str().unwrap(),
+        "-o",
+        plan.to_str().unwrap(),
+        "--age-recipient",
+        &pubkey,
+        "--force",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("is not empty"), "{}", stderr(&o));
+}
