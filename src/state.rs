@@ -153,43 +153,6 @@ fn block(out: &mut String, indent: &str, key: &str, text: &str) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn round_trips() {
-        let mut s = KeyState::default();
-        s.entries.insert(
-            "root-new".into(),
-            Entry {
-                spec: "abc".into(),
-                cert: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
-                key: Some(PrivateKeyPem::new(
-                    "-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----\n".into(),
-                )),
-            },
-        );
-        let text = s.to_yaml("demo");
-        let back = KeyState::parse("x", &text).unwrap();
-        let e = &back.entries["root-new"];
-        assert_eq!(e.spec, "abc");
-        assert_eq!(e.cert, s.entries["root-new"].cert);
-        assert_eq!(
-            e.key.as_ref().unwrap().expose(),
-            s.entries["root-new"].key.as_ref().unwrap().expose()
-        );
-        // Encrypted keys read as absent; the public part stays readable.
-        let locked = text.replace(
-            "-----BEGIN PRIVATE KEY-----\n    BBBB\n    -----END PRIVATE KEY-----\n",
-            "ENC[AES256_GCM,data:x,iv:y,tag:z,type:str]\n",
-        );
-        let back = KeyState::parse("x", &locked).unwrap();
-        assert!(back.entries["root-new"].key.is_none());
-        assert_eq!(back.public_sha256(), s.public_sha256());
-    }
-}
-
 /// Keys of imported intermediates kept in the key state (`import: {key: state}`, written by
 /// `init --from-cluster`): attaches each to its signer and carries the entry into the new
 /// state. A locked state leaves the key absent (re-encrypting then needs an identity).
@@ -239,4 +202,41 @@ pub fn attach_imported_keys(
         materials.state.entries.insert(id, entry.clone());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        let mut s = KeyState::default();
+        s.entries.insert(
+            "root-new".into(),
+            Entry {
+                spec: "abc".into(),
+                cert: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
+                key: Some(PrivateKeyPem::new(
+                    "-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----\n".into(),
+                )),
+            },
+        );
+        let text = s.to_yaml("demo");
+        let back = KeyState::parse("x", &text).unwrap();
+        let e = &back.entries["root-new"];
+        assert_eq!(e.spec, "abc");
+        assert_eq!(e.cert, s.entries["root-new"].cert);
+        assert_eq!(
+            e.key.as_ref().unwrap().expose(),
+            s.entries["root-new"].key.as_ref().unwrap().expose()
+        );
+        // Encrypted keys read as absent; the public part stays readable.
+        let locked = text.replace(
+            "-----BEGIN PRIVATE KEY-----\n    BBBB\n    -----END PRIVATE KEY-----\n",
+            "ENC[AES256_GCM,data:x,iv:y,tag:z,type:str]\n",
+        );
+        let back = KeyState::parse("x", &locked).unwrap();
+        assert!(back.entries["root-new"].key.is_none());
+        assert_eq!(back.public_sha256(), s.public_sha256());
+    }
 }
