@@ -113,14 +113,27 @@ pub fn inspect_der(der: &[u8]) -> Result<CertSummary, PkiError> {
         Ok(PublicKey::RSA(rsa)) => KeyKind::Rsa {
             bits: rsa_bits(rsa.modulus),
         },
-        Ok(PublicKey::EC(ec)) => KeyKind::Ec {
-            curve: match ec.key_size() {
-                256 => "P-256".into(),
-                384 => "P-384".into(),
-                521 => "P-521".into(),
-                n => format!("{n}-bit"),
-            },
-        },
+        Ok(PublicKey::EC(_)) => {
+            // Named by the curve's OID: the key size alone cannot tell secp256k1 from P-256.
+            let oid = cert
+                .public_key()
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|p| p.as_oid().ok())
+                .map(|o| o.to_id_string())
+                .unwrap_or_default();
+            KeyKind::Ec {
+                curve: match oid.as_str() {
+                    "1.2.840.10045.3.1.7" => "P-256".into(),
+                    "1.3.132.0.34" => "P-384".into(),
+                    "1.3.132.0.35" => "P-521".into(),
+                    "1.3.132.0.10" => "secp256k1".into(),
+                    "" => "unnamed curve".into(),
+                    other => format!("curve {other}"),
+                },
+            }
+        }
         _ => KeyKind::Other {
             algorithm: cert.public_key().algorithm.algorithm.to_id_string(),
         },

@@ -110,7 +110,7 @@ pub enum PkiError {
     Pem { reason: String },
     #[error("PEM block {index} is a `{label}`, expected `CERTIFICATE`")]
     NotCertificate { index: usize, label: String },
-    #[error("no certificate found")]
+    #[error("no complete PEM certificate found (is the file empty or cut short?)")]
     NoCertificate,
     #[error("expected exactly one certificate, found {count}")]
     NotSingle { count: usize },
@@ -195,6 +195,25 @@ pub fn is_signed_by(child_der: &[u8], issuer_der: &[u8]) -> bool {
         return false;
     };
     child.issuer() == issuer.subject() && child.verify_signature(Some(issuer.public_key())).is_ok()
+}
+
+/// Does `cert_der` chain to one of `roots`: signed by a root, or by a certificate of `via`
+/// that itself chains to one (every link a verified signature, at most eight hops)?
+pub fn chains_to(cert_der: &[u8], via: &[Vec<u8>], roots: &[Vec<u8>]) -> bool {
+    let mut cur = cert_der;
+    for _ in 0..8 {
+        if roots.iter().any(|r| is_signed_by(cur, r)) {
+            return true;
+        }
+        match via
+            .iter()
+            .find(|c| c.as_slice() != cur && is_signed_by(cur, c))
+        {
+            Some(next) => cur = next,
+            None => return false,
+        }
+    }
+    false
 }
 
 /// 16 random bytes with the top bit cleared (a positive DER INTEGER) and never all zero.

@@ -208,26 +208,44 @@ pub fn load(path: &Path, now: time::OffsetDateTime) -> Result<Plan, PlanError> {
         path: path.to_path_buf(),
         source,
     };
-    let meta = std::fs::metadata(path).map_err(read_err)?;
-    if meta.len() > MAX_PLAN_BYTES {
+    let too_large = |size: String| {
         let mut d = Diagnostics::new(path);
         d.error(
             "plan-too-large",
             serde_saphyr::Location::UNKNOWN,
             format!(
-                "the plan is {} bytes; plans larger than {MAX_PLAN_BYTES} bytes are refused",
-                meta.len()
+                "the plan is {size} bytes; plans larger than {MAX_PLAN_BYTES} bytes are refused"
             ),
             "a rotation plan is a few kilobytes: check that the right file was given",
         );
-        return Err(PlanError::Invalid {
+        PlanError::Invalid {
             path: path.to_path_buf(),
             diagnostics: d.into_sorted(),
-        });
+        }
+    };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    if meta.len() > MAX_PLAN_BYTES {
+        return Err(too_large(meta.len().to_string()));
     }
-    let bytes = std::fs::read(path).map_err(read_err)?;
+    // A pipe or device reports no size: never read more than the limit from it either.
+    let bytes = read_bounded(path, MAX_PLAN_BYTES).map_err(read_err)?;
+    let Some(bytes) = bytes else {
+        return Err(too_large(format!("more than {MAX_PLAN_BYTES}")));
+    };
     validate(path, &bytes, now).map_err(|diagnostics| PlanError::Invalid {
         path: path.to_path_buf(),
         diagnostics,
     })
+}
+
+/// Reads at most `max` bytes of `path`; `None` when it holds more (a pipe, a device or a
+/// file that grew), so a hostile path cannot make rootroll read without end.
+pub fn read_bounded(path: &Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    // Sized up front so a key file is read into one buffer, never copied by a regrowth.
+    let hint = file.metadata().map_or(0, |m| m.len().min(max));
+    let mut bytes = Vec::with_capacity(usize::try_from(hint).unwrap_or(0) + 1);
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
 }

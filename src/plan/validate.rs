@@ -63,7 +63,7 @@ pub const CODES: &[(&str, &str)] = &[
     ),
     (
         "algorithm-unsupported",
-        "a key algorithm is not one rootroll generates",
+        "a key algorithm is not one rootroll generates, or an imported CA's key is one istiod and Envoy cannot use",
     ),
     ("rsa-too-small", "an RSA key is shorter than 2048 bits"),
     (
@@ -207,8 +207,14 @@ fn parse(bytes: &[u8]) -> Result<RawPlan, (Location, String)> {
             ),
         )
     })?;
-    if text.trim().is_empty() {
-        return Err((Location::UNKNOWN, "the file is empty".into()));
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Err((
+            Location::UNKNOWN,
+            "the file is empty (or only comments)".into(),
+        ));
     }
     serde_saphyr::from_str::<RawPlan>(text).map_err(|e| {
         let at = e.location().unwrap_or(Location::UNKNOWN);
@@ -235,9 +241,19 @@ fn tidy_parser_message(msg: &str) -> String {
     {
         msg.truncate(i);
     }
+    if let Some(rest) = msg.strip_prefix("budget breached: ") {
+        let limit = rest.split([' ', '{', '(']).next().unwrap_or(rest);
+        return format!(
+            "the YAML expands past a safety limit ({limit}): anchors and aliases that repeat content, or very deep nesting, are refused"
+        );
+    }
     if let Some(rest) = msg.strip_prefix("duplicate mapping key: ") {
         let key = rest.split(',').next().unwrap_or(rest).trim();
         return format!("`{key}` is given twice in the same mapping");
+    }
+    if msg.starts_with("multiple YAML documents") {
+        return "the file holds more than one YAML document (`---`); a plan is one document"
+            .to_string();
     }
     msg.replace("expected sequence start", "expected a list here")
         .replace("expected mapping start", "expected a mapping here")
@@ -732,10 +748,25 @@ fn layout(ctx: &mut Ctx<'_>, i: &RawImport, dir: &Path) -> Option<Layout> {
     }
 }
 
+/// Largest imported PEM file read; CA files are a few kilobytes.
+const MAX_IMPORT_BYTES: u64 = 1024 * 1024;
+
 /// Reads a file under an import directory, reporting a diagnostic at the import's `dir`.
 fn read_file(ctx: &mut Ctx<'_>, i: &RawImport, path: &Path, what: &str) -> Option<Vec<u8>> {
-    match std::fs::read(path) {
-        Ok(b) => Some(b),
+    match super::read_bounded(path, MAX_IMPORT_BYTES) {
+        Ok(Some(b)) => Some(b),
+        Ok(None) => {
+            ctx.d.error(
+                "import-unreadable",
+                loc(&i.dir),
+                format!(
+                    "{what}: {} is larger than {MAX_IMPORT_BYTES} bytes",
+                    path.display()
+                ),
+                "a CA certificate, chain or key is a few kilobytes: point `dir` at the CA files",
+            );
+            None
+        }
         Err(e) => {
             ctx.d.error(
                 "import-unreadable",
@@ -750,12 +781,18 @@ fn read_file(ctx: &mut Ctx<'_>, i: &RawImport, path: &Path, what: &str) -> Optio
 
 fn read_key(ctx: &mut Ctx<'_>, i: &RawImport, path: &Path, what: &str) -> Option<PrivateKeyPem> {
     let bytes = read_file(ctx, i, path, what)?;
-    let text = String::from_utf8(bytes).ok();
-    let key = text.map(PrivateKeyPem::new);
+    let text = String::from_utf8(bytes).map_err(|e| {
+        use zeroize::Zeroize as _;
+        e.into_bytes().zeroize();
+    });
+    let key = text.ok().map(PrivateKeyPem::new);
     let problem = match &key {
         None => Some("is not PEM text".to_string()),
         Some(k) if k.expose().contains("ENCRYPTED") => {
             Some("is an encrypted private key; istiod cannot use encrypted keys".to_string())
+        }
+        Some(k) if pem::parse(k.expose()).is_err() => {
+            Some("is not one complete PEM block (is it cut short?)".to_string())
         }
         Some(k) => k.key_pair().err().map(|e| e.to_string()),
     };
@@ -798,7 +835,12 @@ fn check_ca_cert(ctx: &mut Ctx<'_>, i: &RawImport, der: &[u8], what: &str) -> bo
         Ok(s) => s,
         Err(e) => {
             ctx.d
-                .error("import-unreadable", loc(&i.dir), format!("{what}: {e}"), "");
+                .error(
+                    "import-unreadable",
+                    loc(&i.dir),
+                    format!("{what}: {e}"),
+                    "the certificate cannot be parsed: export it again as PEM (`openssl x509 -outform PEM`)",
+                );
             return false;
         }
     };
@@ -814,6 +856,23 @@ fn check_ca_cert(ctx: &mut Ctx<'_>, i: &RawImport, der: &[u8], what: &str) -> bo
                 if s.key_cert_sign { "set" } else { "missing" }
             ),
             "import the CA certificate (basicConstraints CA:TRUE with keyCertSign), not a workload or server certificate",
+        );
+        ok = false;
+    }
+    let usable = match &s.key {
+        KeyKind::Rsa { .. } => true,
+        KeyKind::Ec { curve } => ["P-256", "P-384", "P-521"].contains(&curve.as_str()),
+        KeyKind::Other { .. } => false,
+    };
+    if !usable {
+        ctx.d.error(
+            "algorithm-unsupported",
+            loc(&i.dir),
+            format!(
+                "{what}: `{}` has key type {}, which istiod and Envoy cannot verify",
+                s.subject, s.key
+            ),
+            "re-issue the CA with an RSA (2048 bits or more) or ECDSA P-256, P-384 or P-521 key",
         );
         ok = false;
     }
@@ -1075,9 +1134,9 @@ fn import_intermediate(
             );
             ok = false;
         } else {
-            let issuer_chain: Vec<&Vec<u8>> = certs.iter().skip(1).collect();
-            let signed = root_ders.iter().any(|r| pki::is_signed_by(&certs[0], r))
-                || issuer_chain.iter().any(|c| pki::is_signed_by(&certs[0], c));
+            // Signed by the root, or through the issuers ca-cert.pem carries, each of which
+            // must chain on to the root too.
+            let signed = pki::chains_to(&certs[0], &certs[1..], &root_ders);
             if !signed {
                 let s = inspect_der(&certs[0]).map(|s| s.issuer).unwrap_or_default();
                 ctx.d.error(
