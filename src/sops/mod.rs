@@ -166,6 +166,17 @@ pub enum SopsError {
         /// Number of age stanzas in the file.
         stanzas: usize,
     },
+    /// The stanza for a recipient whose identity was given does not open with it.
+    #[error(
+        "the age stanza of {file} for {recipient} does not open with that recipient's identity: \
+         it was modified or cut short"
+    )]
+    AgeStanzaBroken {
+        /// Display name of the file.
+        file: String,
+        /// The stanza's recipient.
+        recipient: String,
+    },
     /// An age stanza decrypted to something other than a 32-byte key.
     #[error("the data key of {file} decrypted to {len} bytes instead of 32")]
     DataKeyLength {
@@ -573,7 +584,7 @@ pub fn decrypt_yaml(
     display_name: &str,
     encrypted_yaml: &str,
     identities: &[age::x25519::Identity],
-) -> Result<String, SopsError> {
+) -> Result<Zeroizing<String>, SopsError> {
     let file = display_name;
     let mut root = parse_yaml(file, encrypted_yaml)?;
     let missing = || SopsError::MetadataMissing {
@@ -628,7 +639,7 @@ pub fn decrypt_yaml(
             file: file.to_string(),
         });
     }
-    Ok(yaml::emit_document(&root, INDENT))
+    Ok(Zeroizing::new(yaml::emit_document(&root, INDENT)))
 }
 
 /// Try every identity against every age stanza.
@@ -649,6 +660,7 @@ fn data_key(
             problem: problem.to_string(),
         });
     }
+    let mut broken = None;
     for stanza in &meta.age {
         // Identities whose public key is the stanza's recipient go first.
         let mut ordered: Vec<&age::x25519::Identity> = identities.iter().collect();
@@ -660,7 +672,16 @@ fn data_key(
                     len: plain.len(),
                 });
             }
+            if id.to_public().to_string() == stanza.recipient {
+                broken.get_or_insert_with(|| stanza.recipient.clone());
+            }
         }
+    }
+    if let Some(recipient) = broken {
+        return Err(SopsError::AgeStanzaBroken {
+            file: file.to_string(),
+            recipient,
+        });
     }
     Err(SopsError::NoMatchingIdentity {
         file: file.to_string(),
@@ -977,8 +998,12 @@ mod tests {
         );
         assert!(enc.contains("        replicas: \"2\"\n"), "{enc}");
         let dec = decrypt_yaml("t.yaml", &enc, std::slice::from_ref(&id)).expect("decrypts");
-        assert!(dec.contains("a: aGVsbG8=\n"), "{dec}");
-        assert!(dec.contains("c: |\n        multi\n        line\n"), "{dec}");
+        assert!(dec.contains("a: aGVsbG8=\n"), "{}", dec.as_str());
+        assert!(
+            dec.contains("c: |\n        multi\n        line\n"),
+            "{}",
+            dec.as_str()
+        );
         let other = age::x25519::Identity::generate();
         assert!(matches!(
             decrypt_yaml("t.yaml", &enc, &[other]),

@@ -90,7 +90,13 @@ struct Parser<'a> {
     line: usize,
     line_start: usize,
     pending: Vec<Pending>,
+    /// Nodes open around the current position (bounded by [`MAX_DEPTH`]).
+    depth: usize,
 }
+
+/// Deepest nesting of mappings and sequences accepted. Real SOPS files nest a few levels;
+/// the bound keeps the recursive parser, walker and emitter far from the stack's end.
+pub(crate) const MAX_DEPTH: usize = 128;
 
 #[derive(Clone, Copy)]
 struct Mark {
@@ -109,6 +115,7 @@ pub(crate) fn parse_document(src: &str) -> PResult<Vec<MapItem>> {
         line: 1,
         line_start: 0,
         pending: Vec::new(),
+        depth: 0,
     };
     p.document()
 }
@@ -325,7 +332,24 @@ impl<'a> Parser<'a> {
 
     /// Parse a block node at the current content position, which is inside a parent whose
     /// indentation is `parent` (-1 for the document root).
+    /// Counts one more open node; refuses nesting deeper than [`MAX_DEPTH`].
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> PResult<T>) -> PResult<T> {
+        if self.depth >= MAX_DEPTH {
+            return self.err(format!(
+                "mappings and sequences nested deeper than {MAX_DEPTH} levels are not supported"
+            ));
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
+    }
+
     fn block_node(&mut self, parent: isize) -> PResult<Node> {
+        self.nested(|p| p.block_node_inner(parent))
+    }
+
+    fn block_node_inner(&mut self, parent: isize) -> PResult<Node> {
         let col = self.col();
         match self.peek() {
             Some(b'-') if is_sep(self.peek_at(1)) => self.block_seq(col),
@@ -1000,6 +1024,10 @@ impl<'a> Parser<'a> {
     }
 
     fn flow_node(&mut self) -> PResult<Node> {
+        self.nested(Self::flow_node_inner)
+    }
+
+    fn flow_node_inner(&mut self) -> PResult<Node> {
         self.skip_flow_ws()?;
         match self.peek() {
             Some(b'[') => {

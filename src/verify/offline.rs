@@ -447,7 +447,7 @@ fn check_phase(
                     "decrypted, MAC verified",
                     "",
                 ));
-                zeroize::Zeroizing::new(p)
+                p
             }
             Err(e) => {
                 r.push(finding(

@@ -561,7 +561,8 @@ fn we_decrypt_sops_files_with_typed_values_other_rules_and_variants() {
         );
         assert!(
             ours.contains("# a comment inside stringData"),
-            "{name}: comment lost:\n{ours}"
+            "{name}: comment lost:\n{}",
+            ours.as_str()
         );
     }
 
