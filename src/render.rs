@@ -82,6 +82,15 @@ pub struct OutFile {
     pub private: bool,
 }
 
+impl Drop for OutFile {
+    /// A private file's plaintext (before sealing, or with --insecure-plaintext) is wiped.
+    fn drop(&mut self) {
+        if self.private {
+            zeroize::Zeroize::zeroize(&mut self.bytes);
+        }
+    }
+}
+
 /// The whole rendered tree, keyed by `/`-separated relative path.
 #[derive(Clone, Default)]
 pub struct Outputs {

@@ -20,12 +20,18 @@ pub const MANIFEST: &str = ".rootroll/manifest";
 /// Errors while writing the output directory.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    #[error("{} exists and is not a directory", path.display())]
+    #[error("{} exists and is not a directory; give a directory path for --out", path.display())]
     NotADirectory { path: PathBuf },
     #[error("{} is a symbolic link; give the real directory", path.display())]
     Symlink { path: PathBuf },
     #[error("{} is not empty and was not written by rootroll (no {MANIFEST}); choose an empty or new directory", path.display())]
     Foreign { path: PathBuf },
+    #[error("{} was left as it was: the new tree could not be written", path.display())]
+    LeftAsItWas {
+        path: PathBuf,
+        #[source]
+        source: Box<WriteError>,
+    },
     #[error("cannot {action} {}", path.display())]
     Io {
         action: &'static str,
@@ -179,16 +185,26 @@ pub fn write_tree(dir: &Path, outputs: &Outputs) -> Result<ChangeSet, WriteError
     let name = dir
         .file_name()
         .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = parent.join(format!(".{name}.rootroll-tmp-{}", std::process::id()));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(io("remove", &tmp))?;
+    let prefix = format!(".{name}.rootroll-tmp-");
+    remove_stale_temps(&parent, &prefix);
+    let tmp = parent.join(format!("{prefix}{}", std::process::id()));
+    if fs::symlink_metadata(&tmp).is_ok() {
+        remove_any(&tmp).map_err(io("remove", &tmp))?;
     }
-    let result =
-        build_tree(&tmp, dir, exists, outputs).and_then(|()| swap(&tmp, dir, exists, &parent));
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&tmp);
+    if let Err(e) = build_tree(&tmp, dir, exists, outputs)
+        .and_then(|()| carry_links(dir, &tmp, exists, outputs))
+    {
+        let _ = remove_any(&tmp);
+        return Err(WriteError::LeftAsItWas {
+            path: dir.to_path_buf(),
+            source: Box::new(e),
+        });
     }
-    result.map(|()| changes)
+    // A temp tree left by a failure here is removed by the next render.
+    swap(&tmp, dir, exists, &parent).inspect_err(|_| {
+        let _ = remove_any(&tmp);
+    })?;
+    Ok(changes)
 }
 
 fn build_tree(tmp: &Path, dir: &Path, exists: bool, outputs: &Outputs) -> Result<(), WriteError> {
@@ -201,7 +217,12 @@ fn build_tree(tmp: &Path, dir: &Path, exists: bool, outputs: &Outputs) -> Result
         for rel in walk(dir)? {
             if !managed.contains(&rel) && rel != MANIFEST && !files.contains_key(&rel) {
                 let src = dir.join(&rel);
-                let meta = fs::metadata(&src).map_err(io("inspect", &src))?;
+                let meta = fs::symlink_metadata(&src).map_err(io("inspect", &src))?;
+                if !meta.is_file() {
+                    // A link is carried as a link (carry_links), never as the file it names; a
+                    // pipe or socket holds nothing to carry.
+                    continue;
+                }
                 let bytes = fs::read(&src).map_err(io("read", &src))?;
                 files.insert(
                     rel,
@@ -274,4 +295,73 @@ fn swap(tmp: &Path, dir: &Path, exists: bool, parent: &Path) -> Result<(), Write
         fs::rename(tmp, dir).map_err(io("move into place", dir))?;
     }
     sync_dir(parent)
+}
+
+fn remove_any(path: &Path) -> std::io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes temporary trees left next to the output by renders that were killed (they hold a
+/// half-written new tree or the previous one, private files included). A tree whose process
+/// still runs this program is left alone.
+fn remove_stale_temps(parent: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    let me = fs::read_link("/proc/self/exe").ok();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue; // replaced below
+        }
+        let alive = match fs::read_link(format!("/proc/{pid}/exe")) {
+            Ok(exe) => me.as_ref().is_none_or(|m| *m == exe),
+            // Gone, or a process we may not inspect: only the first is stale.
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        };
+        if !alive {
+            let _ = remove_any(&entry.path());
+        }
+    }
+}
+
+/// Links the user added to a previous render are kept as links (pointing where they did):
+/// copying what they name could pull a file from elsewhere, a key among them, into the tree.
+fn carry_links(dir: &Path, tmp: &Path, exists: bool, outputs: &Outputs) -> Result<(), WriteError> {
+    if !exists {
+        return Ok(());
+    }
+    let managed = managed_files(dir)?;
+    for rel in walk(dir)? {
+        if managed.contains(&rel) || rel == MANIFEST || outputs.files.contains_key(&rel) {
+            continue;
+        }
+        let src = dir.join(&rel);
+        let is_link = fs::symlink_metadata(&src)
+            .map_err(io("inspect", &src))?
+            .file_type()
+            .is_symlink();
+        if !is_link {
+            continue;
+        }
+        let target = fs::read_link(&src).map_err(io("read", &src))?;
+        let abs = tmp.join(&rel);
+        let parent = abs.parent().unwrap_or(tmp);
+        fs::create_dir_all(parent).map_err(io("create", parent))?;
+        std::os::unix::fs::symlink(&target, &abs).map_err(io("create", &abs))?;
+        sync_dir(parent)?;
+    }
+    Ok(())
 }
