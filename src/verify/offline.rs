@@ -47,6 +47,8 @@ pub struct Context {
     /// Minimum soak per phase 0–4.
     pub min_soak: Vec<Span>,
     pub min_total: Span,
+    /// The clusters the rollout was rendered for.
+    pub clusters: Vec<String>,
 }
 
 impl Context {
@@ -89,6 +91,18 @@ impl Context {
             safety_margin: span("/timing/safetyMargin")?,
             min_soak,
             min_total: span("/minTotal")?,
+            clusters: v
+                .pointer("/clusters")
+                .and_then(|c| c.as_array())
+                .ok_or_else(|| bad("missing /clusters"))?
+                .iter()
+                .map(|c| {
+                    c["name"]
+                        .as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| bad("a cluster has no name"))
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -178,6 +192,33 @@ pub fn run(dir: &Path, opts: &Options<'_>) -> Result<(Report, Vec<PhaseSecret>),
     let mut bundles: BTreeMap<u8, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
     let mut active: BTreeMap<String, u8> = BTreeMap::new();
 
+    // A cluster missing from the tree is never checked, so it fails here.
+    let missing: Vec<&str> = ctx
+        .clusters
+        .iter()
+        .filter(|c| !clusters.contains(c))
+        .map(String::as_str)
+        .collect();
+    r.push(finding(
+        "clusters-present",
+        Severity::Error,
+        !clusters.is_empty() && missing.is_empty(),
+        "fleet",
+        None,
+        if clusters.is_empty() {
+            "no cluster directory (clusters/<name>/istio-ca) found: nothing could be checked"
+                .to_string()
+        } else if missing.is_empty() {
+            format!("{} cluster(s): {}", clusters.len(), clusters.join(", "))
+        } else {
+            format!(
+                "the rollout names cluster(s) missing from the tree: {}",
+                missing.join(", ")
+            )
+        },
+        "re-render: every cluster of the plan needs clusters/<name>/istio-ca",
+    ));
+
     for c in &clusters {
         match active_phase(dir, c) {
             Ok(n) => {
@@ -227,7 +268,7 @@ pub fn run(dir: &Path, opts: &Options<'_>) -> Result<(Report, Vec<PhaseSecret>),
                     "reload-rule",
                     Severity::Error,
                     false,
-                    &format!("{c}/{}→{}", n, n + 1),
+                    &format!("{c}/{}→{}", phase_dir(n), phase_dir(n + 1)),
                     None,
                     "a phase could not be read",
                     "fix the phase Secrets first",
@@ -374,18 +415,40 @@ fn plaintext_scan(dir: &Path, r: &mut Report) -> Result<(), VerifyError> {
             path: d.clone(),
             source,
         })?;
-        for e in entries.filter_map(Result::ok) {
+        for e in entries {
+            let e = e.map_err(|source| VerifyError::Read {
+                path: d.clone(),
+                source,
+            })?;
             let p = e.path();
             if e.file_name() == ".git" {
                 continue;
             }
-            if p.is_dir() {
+            let rel = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
+            // Directories are walked without following links (a link could loop); every file,
+            // linked or not, is read, and one that cannot be read fails the gate.
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            if is_dir {
                 stack.push(p);
-            } else if let Ok(bytes) = std::fs::read(&p) {
-                let text = String::from_utf8_lossy(&bytes);
-                if NEEDLES.iter().any(|n| text.contains(n)) {
-                    offenders.push(p.strip_prefix(dir).unwrap_or(&p).display().to_string());
+                continue;
+            }
+            match std::fs::metadata(&p) {
+                Ok(m) if m.is_dir() => continue,   // a link to a directory
+                Ok(m) if !m.is_file() => continue, // a pipe or socket holds no file content
+                Ok(_) => {}
+                Err(e) => {
+                    offenders.push(format!("{rel} (cannot read: {e})"));
+                    continue;
                 }
+            }
+            match std::fs::read(&p) {
+                Ok(bytes) => {
+                    let text = String::from_utf8_lossy(&bytes);
+                    if NEEDLES.iter().any(|n| text.contains(n)) {
+                        offenders.push(rel);
+                    }
+                }
+                Err(e) => offenders.push(format!("{rel} (cannot read: {e})")),
             }
         }
     }
@@ -399,7 +462,10 @@ fn plaintext_scan(dir: &Path, r: &mut Report) -> Result<(), VerifyError> {
         if offenders.is_empty() {
             "no PEM or base64 PEM outside SOPS ciphertext".to_string()
         } else {
-            format!("plaintext key material in {}", offenders.join(", "))
+            format!(
+                "plaintext key material (or an unreadable file) in {}",
+                offenders.join(", ")
+            )
         },
         "render without --insecure-plaintext so every private key is SOPS-encrypted",
     ));
@@ -421,17 +487,46 @@ fn check_phase(
         .join(cluster_dir(cluster))
         .join("phases")
         .join(phase_dir(n));
-    let (rel, text) = ["cacerts.sops.yaml", "cacerts.yaml"].iter().find_map(|f| {
+    let mut unreadable = Vec::new();
+    let found = ["cacerts.sops.yaml", "cacerts.yaml"].iter().find_map(|f| {
         let p = pdir.join(f);
-        std::fs::read_to_string(&p).ok().map(|t| {
-            (
+        match std::fs::read_to_string(&p) {
+            Ok(t) => Some((
                 format!("{}/phases/{}/{f}", cluster_dir(cluster), phase_dir(n)),
                 t,
-            )
-        })
-    })?;
+            )),
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    unreadable.push(format!("{f}: {e}"));
+                }
+                None
+            }
+        }
+    });
+    let Some((rel, text)) = found else {
+        r.push(finding(
+            "secret-shape",
+            Severity::Error,
+            false,
+            subject,
+            None,
+            if unreadable.is_empty() {
+                format!(
+                    "no cacerts.sops.yaml or cacerts.yaml in {}/phases/{}",
+                    cluster_dir(cluster),
+                    phase_dir(n)
+                )
+            } else {
+                format!("cannot read the phase Secret: {}", unreadable.join("; "))
+            },
+            "every phase must be a complete cacerts Secret: re-render",
+        ));
+        return None;
+    };
     let file = Some(rel.as_str());
-    let plain = if sops::is_encrypted(&text) {
+    // A `.sops.yaml` file is always opened as SOPS, so a stripped `sops` block or MAC is
+    // reported as such instead of being read as plaintext.
+    let plain = if sops::is_encrypted(&text) || rel.ends_with(".sops.yaml") {
         if opts.identities.is_empty() {
             r.push(finding("sops-mac", Severity::Error, false, subject, file, "not checked: no age identity to decrypt with", "give --identity FILE (or SOPS_AGE_KEY_FILE) with a key listed in ageRecipients; a CI key is fine"));
             return None;
@@ -491,7 +586,10 @@ fn check_phase(
             "root-cert.pem",
         ]
     };
-    let data = doc["data"].as_object().cloned().unwrap_or_default();
+    let doc = Wiped(doc);
+    let doc = &doc.0;
+    let no_data = serde_json::Map::new();
+    let data = doc["data"].as_object().unwrap_or(&no_data);
     let keys: Vec<&str> = data.keys().map(String::as_str).collect();
     let mut problems = Vec::new();
     if doc["kind"] != "Secret" || doc["apiVersion"] != "v1" {
@@ -527,11 +625,11 @@ fn check_phase(
     if doc["metadata"]["labels"]["rootroll.dev/phase"] != n.to_string().as_str() {
         problems.push("label rootroll.dev/phase does not match the directory".into());
     }
-    let decoded: BTreeMap<String, Vec<u8>> = data
+    let decoded: BTreeMap<String, zeroize::Zeroizing<Vec<u8>>> = data
         .iter()
-        .filter_map(|(k, v)| b64(v).map(|b| (k.clone(), b)))
+        .filter_map(|(k, v)| b64(v).map(|b| (k.clone(), zeroize::Zeroizing::new(b))))
         .collect();
-    if decoded.len() != data.len() || decoded.values().any(Vec::is_empty) {
+    if decoded.len() != data.len() || decoded.values().any(|v| v.is_empty()) {
         problems.push("a data value is empty or not base64".into());
     }
     r.push(finding(
@@ -560,13 +658,13 @@ fn check_phase(
     } else {
         ("ca-cert.pem", "ca-key.pem", "root-cert.pem")
     };
-    let bundle = decoded[bundle_k].clone();
+    let bundle = decoded[bundle_k].to_vec();
     let chain = if ctx.tls_format {
-        let mut c = decoded["tls.crt"].clone();
+        let mut c = decoded["tls.crt"].to_vec();
         c.extend_from_slice(&decoded["ca.crt"]);
         c
     } else {
-        decoded["cert-chain.pem"].clone()
+        decoded["cert-chain.pem"].to_vec()
     };
     let cert_ders = match pki::split_certificates(&decoded[cert_k]) {
         Ok(d) => d,
@@ -603,7 +701,21 @@ fn check_phase(
         "istiod refuses a key that does not match its certificate and keeps the old CA",
     ));
 
-    let s = pki::inspect_der(&signer).ok()?;
+    let s = match pki::inspect_der(&signer) {
+        Ok(s) => s,
+        Err(e) => {
+            r.push(finding(
+                "signer-is-ca",
+                Severity::Error,
+                false,
+                subject,
+                file,
+                format!("{cert_k}: {e}"),
+                "re-render",
+            ));
+            return None;
+        }
+    };
     let eku_ok = s.ext_key_usage.is_empty()
         || s.ext_key_usage
             .iter()
@@ -684,6 +796,24 @@ fn check_phase(
         bundle,
         chain,
     })
+}
+
+/// A decrypted Secret read as JSON: its strings (base64 private keys among them) are wiped
+/// when it is dropped.
+struct Wiped(serde_json::Value);
+
+impl Drop for Wiped {
+    fn drop(&mut self) {
+        fn wipe(v: &mut serde_json::Value) {
+            match v {
+                serde_json::Value::String(s) => zeroize::Zeroize::zeroize(s),
+                serde_json::Value::Array(a) => a.iter_mut().for_each(wipe),
+                serde_json::Value::Object(o) => o.values_mut().for_each(wipe),
+                _ => {}
+            }
+        }
+        wipe(&mut self.0);
+    }
 }
 
 /// Walks from `cert` through the `chain` certificates to a root of `roots`.
