@@ -230,13 +230,16 @@ pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
         return Err(PromoteError::Lockstep { problem });
     }
     if !req.force {
-        let (report, _) = offline::run(
+        let (mut report, secrets) = offline::run(
             req.dir,
             &offline::Options {
                 identities: req.identities,
                 now: req.now,
             },
         )?;
+        // The handshake matrix is a gate too: a transition whose leaves and bundles do not
+        // meet must not be entered.
+        crate::verify::matrix::run(&mut report, &secrets, &ctx.trust_domain, req.now);
         let blocking = blocking(&report, &moves);
         if !blocking.is_empty() {
             let mut codes: Vec<String> = blocking
@@ -252,37 +255,57 @@ pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
     }
     // Change the pointers; restore every one of them if anything after this fails.
     let mut originals = Vec::new();
+    let mut updated = Vec::new();
     for m in &moves {
         let p = pointer_path(req.dir, &m.cluster);
         let text = std::fs::read_to_string(&p).map_err(|source| PromoteError::Write {
             path: p.clone(),
             source,
         })?;
-        originals.push((p.clone(), text.clone()));
-    }
-    let result = (|| {
-        for (m, (p, text)) in moves.iter().zip(&originals) {
-            write_atomic(p, &replace_pointer(text, m.from, m.to))?;
+        // The rewritten pointer must name the target phase, or nothing would really move.
+        let new = replace_pointer(&text, m.from, m.to);
+        if crate::render::parse_active(&new) != Some(m.to) {
+            return Err(PromoteError::Pointer {
+                cluster: m.cluster.clone(),
+                reason: format!(
+                    "{} does not list `phases/{}` the way rootroll writes it; re-render or fix it by hand",
+                    p.display(),
+                    phase_dir(m.from)
+                ),
+            });
         }
-        if req.commit {
-            let top = git(req.dir, &["rev-parse", "--show-toplevel"])?;
-            let top = PathBuf::from(top.trim());
-            let rel: Vec<String> = originals
-                .iter()
-                .map(|(p, _)| {
-                    std::path::absolute(p)
-                        .ok()
-                        .and_then(|a| a.strip_prefix(&top).ok().map(|r| r.display().to_string()))
-                        .unwrap_or_else(|| p.display().to_string())
-                })
-                .collect();
+        originals.push((p.clone(), text));
+        updated.push(new);
+    }
+    // Where git sees the pointers, found before anything changes (also used to unstage them).
+    let repo = if req.commit {
+        let top = git(req.dir, &["rev-parse", "--show-toplevel"])?;
+        let top = PathBuf::from(top.trim());
+        let rel: Vec<String> = originals
+            .iter()
+            .map(|(p, _)| {
+                std::path::absolute(p)
+                    .ok()
+                    .and_then(|a| a.strip_prefix(&top).ok().map(|r| r.display().to_string()))
+                    .unwrap_or_else(|| p.display().to_string())
+            })
+            .collect();
+        Some((top, rel))
+    } else {
+        None
+    };
+    let result = (|| {
+        for ((p, _), new) in originals.iter().zip(&updated) {
+            write_atomic(p, new)?;
+        }
+        if let Some((top, rel)) = &repo {
             let mut add = vec!["add", "--"];
             add.extend(rel.iter().map(String::as_str));
-            git(&top, &add)?;
+            git(top, &add)?;
             let msg = commit_message(&ctx.plan, &moves);
             let mut commit = vec!["commit", "-m", msg.as_str(), "--"];
             commit.extend(rel.iter().map(String::as_str));
-            git(&top, &commit)?;
+            git(top, &commit)?;
         }
         Ok(())
     })();
@@ -290,14 +313,11 @@ pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
         for (p, text) in &originals {
             let _ = write_atomic(p, text);
         }
-        if req.commit {
-            let rel: Vec<String> = originals
-                .iter()
-                .map(|(p, _)| p.display().to_string())
-                .collect();
+        if let Some((top, rel)) = &repo {
+            // Unstage the pointers, so a later `git commit` cannot carry the refused move.
             let mut reset = vec!["reset", "-q", "--"];
             reset.extend(rel.iter().map(String::as_str));
-            let _ = git(req.dir, &reset);
+            let _ = git(top, &reset);
         }
         return Err(e);
     }

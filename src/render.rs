@@ -296,8 +296,10 @@ pub fn parse_active(pointer: &str) -> Option<u8> {
         if let Some(rest) = line.strip_prefix("- ") {
             let rest = rest.trim().trim_matches('"');
             if let Some(p) = rest.strip_prefix("phases/") {
+                let p = p.trim_end_matches('/');
                 let n: u8 = p.split('-').next()?.parse().ok()?;
-                if found.is_some() || !(1..=4).contains(&n) {
+                // The whole directory name must match: `phases/2-bogus` is no phase 2.
+                if found.is_some() || !(1..=4).contains(&n) || p != phase_dir(n) {
                     return None;
                 }
                 found = Some(n);
