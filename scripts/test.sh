@@ -30,7 +30,11 @@ command -v kubectl >/dev/null 2>&1 || { echo "kubectl is required (kubectl kusto
 
 cargo fmt --all --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --locked
+# Everything the rootroll binary prints in the tests is kept, then scanned for private keys.
+scan_dir=$(mktemp -d)
+trap 'rm -rf "$scan_dir"' EXIT
+ROOTROLL_TEST_OUTPUT_DIR="$scan_dir" cargo test --locked 2>&1 | tee "$scan_dir/cargo-test.log"
+bash scripts/scan-test-output.sh "$scan_dir"
 # Tests must not rewrite tracked files (snapshots are reviewed, never written by CI).
 git diff --exit-code -- . ':!Cargo.lock'
 if grep -rnE 'dbg!|todo!|unimplemented!' src/; then

@@ -17,12 +17,33 @@ pub fn rootroll(args: &[&str]) -> Output {
 
 /// Runs rootroll with `--now AT`.
 pub fn rootroll_at(at: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rootroll"))
+    run(Command::new(env!("CARGO_BIN_EXE_rootroll"))
         .current_dir(root())
         .args(["--now", at])
-        .args(args)
-        .output()
-        .expect("the rootroll binary runs")
+        .args(args))
+}
+
+/// Runs a rootroll command. When `ROOTROLL_TEST_OUTPUT_DIR` is set (scripts/test.sh sets it),
+/// what it printed is kept there, one file per run, so that scripts/scan-test-output.sh can
+/// check that no private key reached a terminal, an error or a report in any test.
+pub fn run(cmd: &mut Command) -> Output {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let o = cmd.output().expect("the rootroll binary runs");
+    if let Some(dir) = std::env::var_os("ROOTROLL_TEST_OUTPUT_DIR") {
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let mut text = format!("args: {}\n--- stdout\n", args.join(" ")).into_bytes();
+        text.extend_from_slice(&o.stdout);
+        text.extend_from_slice(b"\n--- stderr\n");
+        text.extend_from_slice(&o.stderr);
+        let file = Path::new(&dir).join(format!("{}-{n}.out", std::process::id()));
+        std::fs::write(&file, text)
+            .unwrap_or_else(|e| panic!("cannot keep test output in {}: {e}", file.display()));
+    }
+    o
 }
 
 pub fn stdout(o: &Output) -> String {

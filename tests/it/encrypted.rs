@@ -24,16 +24,14 @@ fn render(plan: &str, out: &Path, extra: &[&str]) -> std::process::Output {
 
 /// Runs rootroll with no age identity reachable (no env keys, empty HOME).
 fn without_identity(home: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_rootroll"))
+    run(Command::new(env!("CARGO_BIN_EXE_rootroll"))
         .current_dir(root())
         .env_remove("SOPS_AGE_KEY_FILE")
         .env_remove("SOPS_AGE_KEY")
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home)
         .args(["--now", NOW])
-        .args(args)
-        .output()
-        .expect("the rootroll binary runs")
+        .args(args))
 }
 
 fn sops_files(out: &Path) -> Vec<String> {

@@ -6,6 +6,7 @@ mod common;
 mod encrypted;
 mod envoy;
 mod handshake;
+mod hardening;
 mod import;
 mod live;
 mod matrix;

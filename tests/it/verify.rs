@@ -338,15 +338,13 @@ fn plaintext_render_fails_the_secret_scan() {
 #[test]
 fn without_an_identity_the_mac_gate_fails_instead_of_skipping() {
     let (d, out) = render("plans/demo.yaml");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_rootroll"))
+    let o = run(std::process::Command::new(env!("CARGO_BIN_EXE_rootroll"))
         .current_dir(root())
         .env_remove("SOPS_AGE_KEY_FILE")
         .env_remove("SOPS_AGE_KEY")
         .env("HOME", d.path())
         .env("XDG_CONFIG_HOME", d.path())
-        .args(["verify", "offline", out.to_str().unwrap()])
-        .output()
-        .unwrap();
+        .args(["verify", "offline", out.to_str().unwrap()]));
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("FAIL sops-mac"), "{}", stdout(&o));
     assert!(
