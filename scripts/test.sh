@@ -29,12 +29,18 @@ done
 command -v kubectl >/dev/null 2>&1 || { echo "kubectl is required (kubectl kustomize)"; exit 1; }
 
 cargo fmt --all --check
+cargo fmt --all --check --manifest-path fuzz/Cargo.toml
 cargo clippy --all-targets --locked -- -D warnings
 # Everything the rootroll binary prints in the tests is kept, then scanned for private keys.
 scan_dir=$(mktemp -d)
 trap 'rm -rf "$scan_dir"' EXIT
 ROOTROLL_TEST_OUTPUT_DIR="$scan_dir" cargo test --locked 2>&1 | tee "$scan_dir/cargo-test.log"
 bash scripts/scan-test-output.sh "$scan_dir"
+# The fuzz targets (fuzz/, its own workspace) must keep building; fuzzing itself needs nightly
+# and runs outside CI (fuzz/README.md). Pinned to rootroll's own lock file (libfuzzer-sys is
+# added to the copy) and sharing target/, so the dependencies are those already built.
+cp Cargo.lock fuzz/Cargo.lock
+CARGO_TARGET_DIR=target cargo build --manifest-path fuzz/Cargo.toml
 # Tests must not rewrite tracked files (snapshots are reviewed, never written by CI).
 git diff --exit-code -- . ':!Cargo.lock'
 if grep -rnE 'dbg!|todo!|unimplemented!' src/; then
