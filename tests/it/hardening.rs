@@ -616,12 +616,13 @@ fn render_killed_at_any_point_leaves_the_old_tree_or_the_new_one() {
 
     let out = d.join("out");
     let mut rng = Rng(seed);
-    let (mut saw_old, mut saw_new, mut saw_temp) = (0, 0, 0);
+    let (mut saw_old, mut saw_new, mut mid_write) = (0, 0, 0);
     let window = full.as_micros() as u64 * 12 / 10 + 1;
     for i in 0..kills {
         copy_tree(&pristine, &out);
         let delay = Duration::from_micros(rng.next() % window);
         let mut child = render_cmd(&plan_new, &out).spawn().unwrap();
+        let own_temp = d.join(format!(".out.rootroll-tmp-{}", child.id()));
         std::thread::sleep(delay);
         let _ = child.kill(); // SIGKILL
         child.wait().unwrap();
@@ -639,8 +640,9 @@ fn render_killed_at_any_point_leaves_the_old_tree_or_the_new_one() {
                 .collect();
             panic!("kill {i} after {delay:?} (seed {seed}) left a mixed tree, e.g. {mixed:?}");
         }
-        if !leftovers(d).is_empty() {
-            saw_temp += 1;
+        // The kill landed while this render was writing its temp tree (or removing the old).
+        if own_temp.exists() {
+            mid_write += 1;
         }
     }
     // A temp tree left by a kill is removed by the next render that gets to write.
@@ -649,7 +651,7 @@ fn render_killed_at_any_point_leaves_the_old_tree_or_the_new_one() {
     assert_eq!(snapshot(&out), new);
     assert!(leftovers(d).is_empty(), "left behind: {:?}", leftovers(d));
     eprintln!(
-        "kill loop: {kills} kills (seed {seed}, window {window} µs): {saw_old} old tree, {saw_new} new tree, {saw_temp} left a temp tree (removed by the next render), 0 mixed"
+        "kill loop: {kills} kills (seed {seed}, window {window} µs): {saw_old} old tree, {saw_new} new tree, 0 mixed; {mid_write} kills landed while the temp tree was being written or the old one removed"
     );
 }
 
