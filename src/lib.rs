@@ -13,6 +13,7 @@ pub mod handshake;
 pub mod init;
 pub mod materials;
 pub mod model;
+pub mod parallel;
 pub mod pki;
 pub mod plan;
 pub mod promote;

@@ -1,10 +1,14 @@
 //! Materializing a plan: imported CAs as read, generated CAs taken from the key state when
 //! their spec is unchanged, and generated anew otherwise.
 
+use std::collections::BTreeMap;
+
+use rcgen::KeyPair;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::pki::{self, CaMaterial, CaRole, GenerateSpec, PkiError, generate_ca};
+use crate::parallel;
+use crate::pki::{self, Algorithm, CaIssuer, CaMaterial, GenerateSpec, PkiError};
 use crate::plan::{IntermediateInput, Plan, RootInput};
 use crate::state::{Entry, KeyState};
 
@@ -42,7 +46,8 @@ pub struct Materials {
     pub generated: Vec<String>,
 }
 
-/// Reports each generated CA as it is made (id, done, total). Used for progress output.
+/// Reports each CA key as it is generated (id, done, total), on the thread that called
+/// [`materialize`]. Used for progress output.
 pub type Progress<'a> = &'a mut dyn FnMut(&str, usize, usize);
 
 fn spec_hash(spec: &GenerateSpec, issuer: Option<&CaMaterial>, namespace: &str) -> String {
@@ -56,54 +61,44 @@ fn spec_hash(spec: &GenerateSpec, issuer: Option<&CaMaterial>, namespace: &str) 
     pki::hex(&h.finalize())
 }
 
-struct Gen<'a> {
-    old: &'a KeyState,
-    new: KeyState,
-    generated: Vec<String>,
-    now: OffsetDateTime,
-    total: usize,
-    progress: Progress<'a>,
+/// One generated CA of the plan. Roots come first (`root-current`, `root-new`), then each
+/// cluster's `current` and `new` intermediates, in plan order.
+struct Slot<'p> {
+    id: String,
+    spec: &'p GenerateSpec,
+    /// Which root this is (0 current, 1 new), for a root.
+    root: Option<usize>,
+    /// Which root signs it (0 current, 1 new), for an intermediate.
+    issuer: Option<usize>,
+    /// Taken from the key state unchanged.
+    reused: Option<CaMaterial>,
 }
 
-impl Gen<'_> {
-    fn get(
-        &mut self,
-        id: &str,
-        spec: &GenerateSpec,
-        role: CaRole<'_>,
-        namespace: &str,
-    ) -> Result<CaMaterial, PkiError> {
-        let issuer = match &role {
-            CaRole::Root => None,
-            CaRole::Intermediate { issuer, .. } => Some(*issuer),
-        };
-        let hash = spec_hash(spec, issuer, namespace);
-        if let Some(e) = self.old.entries.get(id)
-            && e.spec == hash
-        {
-            let ca = CaMaterial::from_pem(e.cert.clone(), e.key.clone())?;
-            self.new.entries.insert(id.to_string(), e.clone());
-            return Ok(ca);
-        }
-        if issuer.is_some_and(|i| i.key.is_none()) {
-            return Err(PkiError::IssuerLocked { id: id.to_string() });
-        }
-        let ca = generate_ca(spec, role, self.now)?;
-        self.generated.push(id.to_string());
-        (self.progress)(id, self.generated.len(), self.total);
-        self.new.entries.insert(
-            id.to_string(),
-            Entry {
-                spec: hash,
-                cert: ca.cert_pem.clone(),
-                key: ca.key.clone(),
-            },
-        );
-        Ok(ca)
+/// Relative cost of generating a key, so the slowest keys are handed out first.
+fn keygen_cost(algorithm: Algorithm) -> u8 {
+    match algorithm {
+        Algorithm::Rsa4096 => 4,
+        Algorithm::Rsa3072 => 3,
+        Algorithm::Rsa2048 => 2,
+        Algorithm::EcdsaP384 => 1,
+        Algorithm::EcdsaP256 => 0,
+    }
+}
+
+/// The state entry for `id` when it was generated from exactly `hash`.
+fn reuse(state: &KeyState, id: &str, hash: &str) -> Result<Option<CaMaterial>, PkiError> {
+    match state.entries.get(id) {
+        Some(e) if e.spec == hash => Ok(Some(CaMaterial::from_pem(e.cert.clone(), e.key.clone())?)),
+        _ => Ok(None),
     }
 }
 
 /// Builds the materials for `plan`, reusing `state` where the spec is unchanged.
+///
+/// Every key to be generated is generated first, all at once on every core (slowest
+/// algorithms first), then the roots are signed and then the intermediates, in parallel.
+/// The result does not depend on thread timing: ids, state entries and `generated` follow
+/// plan order. `progress` is called on the calling thread once per generated key.
 pub fn materialize(
     plan: &Plan,
     state: &KeyState,
@@ -111,51 +106,184 @@ pub fn materialize(
     progress: Progress<'_>,
 ) -> Result<Materials, PkiError> {
     let ns = plan.mesh.istio_namespace.as_str();
-    let to_generate = count_to_generate(plan, state);
-    let mut g = Gen {
-        old: state,
-        new: KeyState::default(),
-        generated: Vec::new(),
-        now,
-        total: to_generate,
-        progress,
-    };
-    let (current_bundle, current_root, current_roots) = match &plan.current_root {
-        RootInput::Generate(spec) => {
-            let ca = g.get("root-current", spec, CaRole::Root, ns)?;
-            (
-                ca.cert_pem.clone().into_bytes(),
-                ca.clone(),
-                vec![ca.der.clone()],
-            )
+    // Roots known before generating anything: imported, or reused from the state.
+    let mut roots: [Option<CaMaterial>; 2] = [None, None];
+    let mut slots: Vec<Slot<'_>> = Vec::new();
+    for (k, (input, id)) in [
+        (&plan.current_root, "root-current"),
+        (&plan.new_root, "root-new"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        match input {
+            RootInput::Import(r) => roots[k] = Some(r.signer.clone()),
+            RootInput::Generate(spec) => {
+                let reused = reuse(state, id, &spec_hash(spec, None, ns))?;
+                roots[k].clone_from(&reused);
+                slots.push(Slot {
+                    id: id.to_string(),
+                    spec,
+                    root: Some(k),
+                    issuer: None,
+                    reused,
+                });
+            }
         }
-        RootInput::Import(r) => (r.bundle.clone(), r.signer.clone(), r.certs.clone()),
-    };
-    let (new_bundle, new_root) = match &plan.new_root {
-        RootInput::Generate(spec) => {
-            let ca = g.get("root-new", spec, CaRole::Root, ns)?;
-            (ca.cert_pem.clone().into_bytes(), ca)
+    }
+    for c in &plan.clusters {
+        for (k, input, side) in [(0, &c.current, "current"), (1, &c.new, "new")] {
+            let IntermediateInput::Generate(spec) = input else {
+                continue;
+            };
+            let id = format!("{}-{side}", c.name);
+            let reused = match &roots[k] {
+                // The issuer is generated in this run: so is everything it signs.
+                None => None,
+                Some(root) => {
+                    let reused = reuse(state, &id, &spec_hash(spec, Some(root), ns))?;
+                    if reused.is_none() && root.key.is_none() {
+                        return Err(PkiError::IssuerLocked { id });
+                    }
+                    reused
+                }
+            };
+            slots.push(Slot {
+                id,
+                spec,
+                root: None,
+                issuer: Some(k),
+                reused,
+            });
         }
-        RootInput::Import(r) => (r.bundle.clone(), r.signer.clone()),
+    }
+
+    // Every new key at once, slowest first.
+    let mut jobs: Vec<usize> = (0..slots.len())
+        .filter(|&i| slots[i].reused.is_none())
+        .collect();
+    jobs.sort_by_key(|&i| std::cmp::Reverse(keygen_cost(slots[i].spec.algorithm)));
+    let total = jobs.len();
+    let mut done = 0;
+    let keys = parallel::map(
+        &jobs,
+        |&i| pki::generate_key(slots[i].spec.algorithm),
+        |j, _| {
+            done += 1;
+            progress(&slots[jobs[j]].id, done, total);
+        },
+    );
+    let mut new_keys: Vec<Option<KeyPair>> =
+        std::iter::repeat_with(|| None).take(slots.len()).collect();
+    for (&i, key) in jobs.iter().zip(keys) {
+        new_keys[i] = Some(key?);
+    }
+
+    // Roots, then one issuer per root for the intermediates to be signed.
+    let mut made: Vec<Option<CaMaterial>> = vec![None; slots.len()];
+    let mut issuer_keys: [Option<KeyPair>; 2] = [None, None];
+    for (i, slot) in slots.iter().enumerate() {
+        if let Some(k) = slot.root
+            && let Some(key) = new_keys[i].take()
+        {
+            let ca = pki::sign_root(slot.spec, &key, now)?;
+            roots[k] = Some(ca.clone());
+            issuer_keys[k] = Some(key);
+            made[i] = Some(ca);
+        }
+    }
+    let mut issuers: [Option<CaIssuer>; 2] = [None, None];
+    for k in 0..2 {
+        let needed = slots
+            .iter()
+            .zip(&new_keys)
+            .any(|(s, key)| s.issuer == Some(k) && key.is_some());
+        if let (true, Some(root)) = (needed, &roots[k]) {
+            issuers[k] = Some(match issuer_keys[k].take() {
+                Some(key) => CaIssuer::with_key(root, key)?,
+                None => CaIssuer::new(root)?,
+            });
+        }
+    }
+    let pending: Vec<(usize, &KeyPair, &CaIssuer)> = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let issuer = issuers[s.issuer?].as_ref()?;
+            Some((i, new_keys[i].as_ref()?, issuer))
+        })
+        .collect();
+    let signed = parallel::map(
+        &pending,
+        |(i, key, issuer)| pki::sign_intermediate(slots[*i].spec, key, issuer, ns, now),
+        |_, _| {},
+    );
+    for ((i, _, _), ca) in pending.iter().zip(signed) {
+        made[*i] = Some(ca?);
+    }
+
+    // The key state and the list of generated ids, in plan order.
+    let mut new_state = KeyState::default();
+    let mut generated = Vec::new();
+    let mut by_id: BTreeMap<&str, CaMaterial> = BTreeMap::new();
+    for (slot, made) in slots.iter().zip(made) {
+        let ca = match (&slot.reused, made) {
+            (Some(ca), _) => {
+                if let Some(e) = state.entries.get(&slot.id) {
+                    new_state.entries.insert(slot.id.clone(), e.clone());
+                }
+                ca.clone()
+            }
+            (None, Some(ca)) => {
+                let issuer = slot.issuer.and_then(|k| roots[k].as_ref());
+                generated.push(slot.id.clone());
+                new_state.entries.insert(
+                    slot.id.clone(),
+                    Entry {
+                        spec: spec_hash(slot.spec, issuer, ns),
+                        cert: ca.cert_pem.clone(),
+                        key: ca.key.clone(),
+                    },
+                );
+                ca
+            }
+            (None, None) => {
+                return Err(PkiError::IssuerLocked {
+                    id: slot.id.clone(),
+                });
+            }
+        };
+        by_id.insert(slot.id.as_str(), ca);
+    }
+
+    let [Some(current_root), Some(new_root)] = roots else {
+        unreachable!("every root is imported, reused from the state or generated above");
     };
-    let mut clusters = Vec::new();
+    let (current_bundle, current_roots) = match &plan.current_root {
+        RootInput::Generate(_) => (
+            current_root.cert_pem.clone().into_bytes(),
+            vec![current_root.der.clone()],
+        ),
+        RootInput::Import(r) => (r.bundle.clone(), r.certs.clone()),
+    };
+    let new_bundle = match &plan.new_root {
+        RootInput::Generate(_) => new_root.cert_pem.clone().into_bytes(),
+        RootInput::Import(r) => r.bundle.clone(),
+    };
+    let mut clusters = Vec::with_capacity(plan.clusters.len());
     for c in &plan.clusters {
         let current = signer(
-            &mut g,
-            &format!("{}-current", c.name),
+            by_id.get(format!("{}-current", c.name).as_str()),
             &c.current,
             &current_root,
             &current_roots,
-            ns,
-        )?;
+        );
         let new = signer(
-            &mut g,
-            &format!("{}-new", c.name),
+            by_id.get(format!("{}-new", c.name).as_str()),
             &c.new,
             &new_root,
             std::slice::from_ref(&new_root.der),
-            ns,
-        )?;
+        );
         clusters.push(ClusterMaterials {
             name: c.name.clone(),
             current,
@@ -169,34 +297,20 @@ pub fn materialize(
         new_bundle,
         new_root,
         clusters,
-        state: g.new,
-        generated: g.generated,
+        state: new_state,
+        generated,
     })
 }
 
+/// A cluster's signer: the generated CA `made`, or the imported one with its chain.
 fn signer(
-    g: &mut Gen<'_>,
-    id: &str,
+    made: Option<&CaMaterial>,
     input: &IntermediateInput,
     root: &CaMaterial,
     roots: &[Vec<u8>],
-    ns: &str,
-) -> Result<Signer, PkiError> {
-    match input {
-        IntermediateInput::Generate(spec) => {
-            let cert = g.get(
-                id,
-                spec,
-                CaRole::Intermediate {
-                    issuer: root,
-                    istio_namespace: ns,
-                },
-                ns,
-            )?;
-            let chain = format!("{}{}", cert.cert_pem, root.cert_pem).into_bytes();
-            Ok(Signer { cert, chain })
-        }
-        IntermediateInput::Import(i) => {
+) -> Signer {
+    match (input, made) {
+        (IntermediateInput::Import(i), _) => {
             let chain = if i.chain.is_empty() {
                 // The Makefile's `cat ca-cert.pem root-cert.pem`, with the root that signed it.
                 let issuer = roots
@@ -212,10 +326,17 @@ fn signer(
             } else {
                 i.chain.clone()
             };
-            Ok(Signer {
+            Signer {
                 cert: i.cert.clone(),
                 chain,
-            })
+            }
+        }
+        (IntermediateInput::Generate(_), made) => {
+            let cert = made
+                .expect("every generated intermediate was reused or made above")
+                .clone();
+            let chain = format!("{}{}", cert.cert_pem, root.cert_pem).into_bytes();
+            Signer { cert, chain }
         }
     }
 }
@@ -242,4 +363,79 @@ pub fn count_to_generate(plan: &Plan, state: &KeyState) -> usize {
     ids.iter()
         .filter(|id| !state.entries.contains_key(*id))
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet() -> (Plan, OffsetDateTime) {
+        let now = time::macros::datetime!(2027-01-01 00:00 UTC);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/fleet.yaml");
+        (crate::plan::load(&path, now).unwrap(), now)
+    }
+
+    #[test]
+    fn generated_keys_follow_plan_order_whatever_the_thread_timing() {
+        let (plan, now) = fleet();
+        let mut seen = Vec::new();
+        let m = materialize(&plan, &KeyState::default(), now, &mut |id, done, total| {
+            seen.push((id.to_string(), done, total));
+        })
+        .unwrap();
+        let want = [
+            "root-current",
+            "root-new",
+            "us-east-current",
+            "us-east-new",
+            "us-west-current",
+            "us-west-new",
+            "eu-central-current",
+            "eu-central-new",
+        ];
+        assert_eq!(m.generated, want);
+        // One progress call per key, counting up to the exact total.
+        assert_eq!(
+            seen.iter().map(|(_, d, t)| (*d, *t)).collect::<Vec<_>>(),
+            (1..=8).map(|d| (d, 8)).collect::<Vec<_>>()
+        );
+        let mut ids: Vec<&str> = seen.iter().map(|(id, _, _)| id.as_str()).collect();
+        ids.sort_unstable();
+        let mut sorted = want.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(ids, sorted);
+        // Every intermediate is signed by its root and holds its own key.
+        for c in &m.clusters {
+            assert!(pki::is_signed_by(&c.current.cert.der, &m.current_root.der));
+            assert!(pki::is_signed_by(&c.new.cert.der, &m.new_root.der));
+            let key = c.new.cert.key.as_ref().unwrap();
+            assert!(pki::key_matches_cert(key, &c.new.cert.der).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_second_run_reuses_every_key_and_a_spec_change_regenerates_only_what_it_touches() {
+        let (plan, now) = fleet();
+        let first = materialize(&plan, &KeyState::default(), now, &mut |_, _, _| {}).unwrap();
+        let mut calls = 0;
+        let again = materialize(&plan, &first.state, now, &mut |_, _, _| calls += 1).unwrap();
+        assert!(again.generated.is_empty());
+        assert_eq!(calls, 0);
+        assert_eq!(again.state.public_sha256(), first.state.public_sha256());
+
+        // A new spec for the new root: the root and everything it signs, nothing else.
+        let mut changed = plan.clone();
+        if let RootInput::Generate(spec) = &mut changed.new_root {
+            spec.subject.common_name = Some("Root CA G3".into());
+        }
+        let m = materialize(&changed, &first.state, now, &mut |_, _, _| {}).unwrap();
+        assert_eq!(
+            m.generated,
+            ["root-new", "us-east-new", "us-west-new", "eu-central-new"]
+        );
+        assert_eq!(m.current_root.der, first.current_root.der);
+        for c in &m.clusters {
+            assert!(pki::is_signed_by(&c.new.cert.der, &m.new_root.der));
+        }
+    }
 }

@@ -81,7 +81,9 @@ impl std::fmt::Display for Subject {
     }
 }
 
-fn new_key(algorithm: Algorithm) -> Result<KeyPair, PkiError> {
+/// Generates a key pair for `algorithm`. This is the slow step (hundreds of milliseconds for
+/// RSA-4096, microseconds for ECDSA) and needs nothing else, so callers run it in parallel.
+pub fn generate_key(algorithm: Algorithm) -> Result<KeyPair, PkiError> {
     let generated = match algorithm {
         Algorithm::Rsa2048 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048),
         Algorithm::Rsa3072 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_3072),
@@ -94,13 +96,54 @@ fn new_key(algorithm: Algorithm) -> Result<KeyPair, PkiError> {
     })
 }
 
+/// An issuing CA parsed once (certificate and private key), to sign many intermediates.
+pub struct CaIssuer {
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl CaIssuer {
+    /// Parses `ca`'s certificate and key. Fails when `ca` has no private key.
+    pub fn new(ca: &CaMaterial) -> Result<Self, PkiError> {
+        let key = ca
+            .key
+            .as_ref()
+            .ok_or_else(|| PkiError::KeyParse {
+                reason: "the issuing CA has no private key".into(),
+            })?
+            .key_pair()?;
+        Self::with_key(ca, key)
+    }
+
+    /// Uses `key` (the key pair of `ca`, already at hand) instead of parsing `ca`'s PEM key.
+    pub fn with_key(ca: &CaMaterial, key: KeyPair) -> Result<Self, PkiError> {
+        let issuer = Issuer::from_ca_cert_der(&ca.der.clone().into(), key).map_err(generate_err)?;
+        Ok(Self { issuer })
+    }
+}
+
+fn generate_err(e: rcgen::Error) -> PkiError {
+    PkiError::Generate {
+        reason: e.to_string(),
+    }
+}
+
 /// Generates a CA certificate and key valid from `now − 5 min` for `spec.validity`.
 pub fn generate_ca(
     spec: &GenerateSpec,
     role: CaRole<'_>,
     now: OffsetDateTime,
 ) -> Result<CaMaterial, PkiError> {
-    let key = new_key(spec.algorithm)?;
+    let key = generate_key(spec.algorithm)?;
+    match role {
+        CaRole::Root => sign_root(spec, &key, now),
+        CaRole::Intermediate {
+            issuer,
+            istio_namespace,
+        } => sign_intermediate(spec, &key, &CaIssuer::new(issuer)?, istio_namespace, now),
+    }
+}
+
+fn ca_params(spec: &GenerateSpec, now: OffsetDateTime) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = spec.subject.to_dn();
     params.not_before = now - BACKDATE.to_time();
@@ -112,35 +155,42 @@ pub fn generate_ca(
         KeyUsagePurpose::CrlSign,
     ];
     params.extended_key_usages = Vec::new();
-    let generate_err = |e: rcgen::Error| PkiError::Generate {
-        reason: e.to_string(),
-    };
-    let cert = match role {
-        CaRole::Root => {
-            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            params.self_signed(&key).map_err(generate_err)?
-        }
-        CaRole::Intermediate {
-            issuer,
-            istio_namespace,
-        } => {
-            params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-            params.use_authority_key_identifier_extension = true;
-            let san = format!("istiod.{istio_namespace}.svc");
-            params.subject_alt_names =
-                vec![SanType::DnsName(san.try_into().map_err(generate_err)?)];
-            let issuer_key = issuer
-                .key
-                .as_ref()
-                .ok_or_else(|| PkiError::KeyParse {
-                    reason: "the issuing CA has no private key".into(),
-                })?
-                .key_pair()?;
-            let issuer = Issuer::from_ca_cert_der(&issuer.der.clone().into(), issuer_key)
-                .map_err(generate_err)?;
-            params.signed_by(&key, &issuer).map_err(generate_err)?
-        }
-    };
+    Ok(params)
+}
+
+fn material(cert: &rcgen::Certificate, key: &KeyPair) -> Result<CaMaterial, PkiError> {
     let key_pem = PrivateKeyPem::new(key.serialize_pem());
     CaMaterial::from_pem(cert.pem().replace("\r\n", "\n"), Some(key_pem))
+}
+
+/// Self-signs a root CA certificate for `key` (made by [`generate_key`] for `spec.algorithm`).
+pub fn sign_root(
+    spec: &GenerateSpec,
+    key: &KeyPair,
+    now: OffsetDateTime,
+) -> Result<CaMaterial, PkiError> {
+    let mut params = ca_params(spec, now)?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(key).map_err(generate_err)?;
+    material(&cert, key)
+}
+
+/// Signs an intermediate CA certificate for `key` (made by [`generate_key`] for
+/// `spec.algorithm`) with `issuer`, carrying the SAN `istiod.<istio_namespace>.svc`.
+pub fn sign_intermediate(
+    spec: &GenerateSpec,
+    key: &KeyPair,
+    issuer: &CaIssuer,
+    istio_namespace: &str,
+    now: OffsetDateTime,
+) -> Result<CaMaterial, PkiError> {
+    let mut params = ca_params(spec, now)?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.use_authority_key_identifier_extension = true;
+    let san = format!("istiod.{istio_namespace}.svc");
+    params.subject_alt_names = vec![SanType::DnsName(san.try_into().map_err(generate_err)?)];
+    let cert = params
+        .signed_by(key, &issuer.issuer)
+        .map_err(generate_err)?;
+    material(&cert, key)
 }

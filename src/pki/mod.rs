@@ -7,7 +7,10 @@
 mod generate;
 mod inspect;
 
-pub use generate::{BACKDATE, CaRole, GenerateSpec, Subject, generate_ca};
+pub use generate::{
+    BACKDATE, CaIssuer, CaRole, GenerateSpec, Subject, generate_ca, generate_key,
+    sign_intermediate, sign_root,
+};
 pub use inspect::{CertSummary, KeyKind, inspect_der};
 
 use sha2::{Digest, Sha256};
