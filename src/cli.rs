@@ -784,7 +784,15 @@ fn cmd_decrypt(
                 .mode(0o600)
                 .open(dest)
                 .with_context(|| format!("cannot create {} (it must not exist)", dest.display()))?;
-            f.write_all(plain.as_bytes())?;
+            if let Err(e) = f.write_all(plain.as_bytes()).and_then(|()| f.sync_all()) {
+                // Never leave part of the plaintext behind (a full disk, a quota).
+                drop(f);
+                let _ = std::fs::remove_file(dest);
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot write {}; the partial file was removed",
+                    dest.display()
+                )));
+            }
             eprintln!(
                 "wrote {} (0600, plaintext: delete it when done)",
                 dest.display()

@@ -448,6 +448,9 @@ dd if=/dev/zero of="$MNT/filler" bs=4k 2> /dev/null
 echo "$?" > "{k}/second.code"
 cp -a "$MNT/out" "{k}/after"
 ls -A "$MNT" > "{k}/second.ls"
+"$RR" decrypt tests/hostile/sops/base.sops.yaml --identity plans/demo.agekey --output "$MNT/plain.yaml" --insecure-write-plaintext 2> "{k}/decrypt.err"
+echo "$?" > "{k}/decrypt.code"
+ls -A "$MNT" > "{k}/decrypt.ls"
 "#,
         k = keep.path().display()
     );
@@ -476,6 +479,14 @@ ls -A "$MNT" > "{k}/second.ls"
     );
     assert_eq!(snapshot(&k.join("after")), snapshot(&k.join("before")));
     assert_eq!(read("second.ls").trim(), "filler\nout");
+    // `decrypt --output` leaves no partial plaintext file.
+    assert_eq!(read("decrypt.code").trim(), "2", "{}", read("decrypt.err"));
+    assert!(
+        read("decrypt.err").contains("the partial file was removed"),
+        "{}",
+        read("decrypt.err")
+    );
+    assert_eq!(read("decrypt.ls").trim(), "filler\nout");
 }
 
 #[test]
