@@ -13,8 +13,9 @@ use minijinja::value::Serde;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use crate::materials::Materials;
+use crate::materials::{ClusterMaterials, Materials};
 use crate::model::{self, Rollout, phase_dir};
+use crate::parallel;
 use crate::pki;
 use crate::plan::{Engine, Plan, SecretFormat};
 
@@ -98,6 +99,8 @@ pub struct Outputs {
     /// Private files rendered without their key (the key state could not be opened): they
     /// can only keep their previous encrypted bytes.
     pub locked: std::collections::BTreeSet<String>,
+    /// The public part of each Secret rendered here, read once for sealing to compare.
+    pub projections: BTreeMap<String, crate::sops::PublicPart>,
 }
 
 impl Outputs {
@@ -268,6 +271,7 @@ fn render_one(
         .map_err(|e| template_err(name, &e))
 }
 
+/// Renders a YAML file and parses it back (read past, not built: only validity matters).
 fn render_yaml(
     env: &Environment<'_>,
     name: &str,
@@ -275,10 +279,12 @@ fn render_yaml(
     ctx: minijinja::Value,
 ) -> Result<String, RenderError> {
     let text = render_one(env, name, ctx)?;
-    serde_saphyr::from_str::<serde_json::Value>(&text).map_err(|e| RenderError::InvalidYaml {
-        name: name.to_string(),
-        path: path.to_string(),
-        reason: e.without_snippet().to_string(),
+    serde_saphyr::from_str::<serde::de::IgnoredAny>(&text).map_err(|e| {
+        RenderError::InvalidYaml {
+            name: name.to_string(),
+            path: path.to_string(),
+            reason: e.without_snippet().to_string(),
+        }
     })?;
     Ok(text)
 }
@@ -325,152 +331,24 @@ pub fn render(
         "cacerts.yaml"
     };
     let ksops = opts.encrypted && plan.gitops.engine == Engine::Argocd;
+    let ctx = ClusterContext {
+        env: &env,
+        plan,
+        rollout,
+        bundles: &bundles,
+        opts,
+        secret_file,
+        ksops,
+    };
+    // Clusters are independent: render them on every core, then merge in plan order.
+    let rendered = parallel::map(&m.clusters, |cm| render_cluster(&ctx, cm), |_, _| {});
     let mut active_names = BTreeMap::new();
-
-    for cm in &m.clusters {
-        let cdir = cluster_dir(&cm.name);
-        let active = opts.active.get(&cm.name).copied().unwrap_or(1);
-        active_names.insert(cm.name.clone(), phase_dir(active));
-        for phase in &rollout.phases[1..] {
-            let n = phase.number;
-            let (_, signer) = model::signer_for(n, &cm.current, &cm.new);
-            let bundle = &bundles[usize::from(n) - 1];
-            let content = secret_content(plan.mesh.secret_format, &signer, bundle);
-            let mut annotations = vec![
-                (keys::PUBLIC_SHA256.to_string(), content.public_sha256()),
-                (keys::SIGNER_SHA256.to_string(), signer.cert.fingerprint()),
-                (keys::BUNDLE_SHA256.to_string(), pki::sha256_hex(bundle)),
-            ];
-            match plan.gitops.engine {
-                Engine::Flux => annotations.push((
-                    "kustomize.toolkit.fluxcd.io/prune".into(),
-                    "disabled".into(),
-                )),
-                Engine::Argocd => annotations.push((
-                    "argocd.argoproj.io/sync-options".into(),
-                    "Prune=false,Delete=false".into(),
-                )),
-            }
-            let b64 = base64::engine::general_purpose::STANDARD;
-            let mut data: Vec<(String, String)> = content
-                .public
-                .iter()
-                .map(|(k, v)| (k.to_string(), b64.encode(v)))
-                .collect();
-            data.push((
-                content.private.0.to_string(),
-                b64.encode(&content.private.1),
-            ));
-            data.sort();
-            let secret = SecretView {
-                name: plan.mesh.secret_name.clone(),
-                namespace: plan.mesh.istio_namespace.clone(),
-                type_: plan.mesh.secret_format.secret_type(),
-                labels: vec![
-                    (keys::MANAGED_BY.into(), "rootroll".into()),
-                    (keys::PLAN.into(), plan.name.clone()),
-                    (keys::PHASE.into(), n.to_string()),
-                    (keys::PHASE_NAME.into(), phase.name.to_string()),
-                ],
-                annotations,
-                data,
-            };
-            let pdir = format!("{cdir}/phases/{}", phase_dir(n));
-            let path = format!("{pdir}/{secret_file}");
-            let text = render_yaml(
-                &env,
-                "secret.yaml.j2",
-                &path,
-                minijinja::context! { secret => Serde(&secret) },
-            )?;
-            if signer.cert.key.is_none() {
-                out.locked.insert(path.clone());
-            }
-            out.add(path, text, true);
-            let gen_file = "secret-generator.yaml";
-            let kpath = format!("{pdir}/kustomization.yaml");
-            let text = render_yaml(
-                &env,
-                "phase-kustomization.yaml.j2",
-                &kpath,
-                minijinja::context! {
-                    plan => &plan.name, cluster => &cm.name, phase => Serde(phase),
-                    ksops, secret_file => if ksops { gen_file } else { secret_file },
-                },
-            )?;
-            out.add(kpath, text, false);
-            if ksops {
-                let gpath = format!("{pdir}/{gen_file}");
-                let text = render_yaml(
-                    &env,
-                    "ksops-generator.yaml.j2",
-                    &gpath,
-                    minijinja::context! { name => format!("{}-phase-{n}", plan.mesh.secret_name), file => format!("./{secret_file}") },
-                )?;
-                out.add(gpath, text, false);
-            }
-        }
-        for (tpl, file) in [
-            ("verify-rbac.yaml.j2", "rbac.yaml"),
-            ("verify-rbac-secret.yaml.j2", "rbac-secret-read.yaml"),
-        ] {
-            let path = format!("clusters/{}/verify/{file}", cm.name);
-            let text = render_one(
-                &env,
-                tpl,
-                minijinja::context! { cluster => &cm.name, namespace => &plan.mesh.istio_namespace, secret_name => &plan.mesh.secret_name },
-            )?;
-            for doc in text.split("\n---\n") {
-                serde_saphyr::from_str::<serde_json::Value>(doc).map_err(|e| {
-                    RenderError::InvalidYaml {
-                        name: tpl.to_string(),
-                        path: path.clone(),
-                        reason: e.without_snippet().to_string(),
-                    }
-                })?;
-            }
-            out.add(path, text, false);
-        }
-        let ppath = format!("{cdir}/kustomization.yaml");
-        let text = render_yaml(
-            &env,
-            "pointer-kustomization.yaml.j2",
-            &ppath,
-            minijinja::context! { plan => &plan.name, cluster => &cm.name, active => format!("phases/{}", phase_dir(active)) },
-        )?;
-        out.add(ppath, text, false);
-
-        let repo_dir = if plan.gitops.repo_path == "." {
-            format!("./{cdir}")
-        } else {
-            format!(
-                "./{}/{cdir}",
-                plan.gitops.repo_path.trim_start_matches("./")
-            )
-        };
-        let name = format!("{}-istio-ca", cm.name);
-        match plan.gitops.engine {
-            Engine::Flux => {
-                let path = format!("flux/{name}.yaml");
-                let text = render_yaml(
-                    &env,
-                    "flux-kustomization.yaml.j2",
-                    &path,
-                    minijinja::context! { cluster => &cm.name, name, path => repo_dir, encrypted => opts.encrypted, decryption_secret => "sops-age" },
-                )?;
-                out.add(path, text, false);
-            }
-            Engine::Argocd => {
-                let path = format!("argocd/{name}.yaml");
-                let text = render_yaml(
-                    &env,
-                    "argocd-application.yaml.j2",
-                    &path,
-                    minijinja::context! { cluster => &cm.name, name, path => repo_dir, namespace => &plan.mesh.istio_namespace },
-                )?;
-                out.add(path, text, false);
-            }
-        }
+    for (cm, files) in m.clusters.iter().zip(rendered) {
+        let files = files?;
+        out.files.extend(files.files);
+        out.locked.extend(files.locked);
+        out.projections.extend(files.projections);
+        active_names.insert(cm.name.clone(), phase_dir(active_phase(opts, &cm.name)));
     }
 
     for (tpl, path) in [
@@ -501,6 +379,182 @@ pub fn render(
     let mut json = serde_json::to_string_pretty(rollout).expect("the rollout model serializes");
     json.push('\n');
     out.add(ROLLOUT_JSON.into(), json, false);
+    Ok(out)
+}
+
+/// What every cluster's files are rendered from.
+struct ClusterContext<'a> {
+    env: &'a Environment<'static>,
+    plan: &'a Plan,
+    rollout: &'a Rollout,
+    bundles: &'a [Vec<u8>],
+    opts: &'a RenderOptions<'a>,
+    secret_file: &'static str,
+    ksops: bool,
+}
+
+/// A cluster's active phase: kept from the previous render, 1 on the first.
+fn active_phase(opts: &RenderOptions<'_>, cluster: &str) -> u8 {
+    opts.active.get(cluster).copied().unwrap_or(1)
+}
+
+/// The files of one cluster: its phases, pointer, verify RBAC and GitOps wiring.
+fn render_cluster(ctx: &ClusterContext<'_>, cm: &ClusterMaterials) -> Result<Outputs, RenderError> {
+    let ClusterContext {
+        env,
+        plan,
+        rollout,
+        bundles,
+        opts,
+        secret_file,
+        ksops,
+    } = *ctx;
+    let mut out = Outputs::default();
+    let cdir = cluster_dir(&cm.name);
+    let active = active_phase(opts, &cm.name);
+    for phase in &rollout.phases[1..] {
+        let n = phase.number;
+        let (_, signer) = model::signer_for(n, &cm.current, &cm.new);
+        let bundle = &bundles[usize::from(n) - 1];
+        let content = secret_content(plan.mesh.secret_format, &signer, bundle);
+        let mut annotations = vec![
+            (keys::PUBLIC_SHA256.to_string(), content.public_sha256()),
+            (keys::SIGNER_SHA256.to_string(), signer.cert.fingerprint()),
+            (keys::BUNDLE_SHA256.to_string(), pki::sha256_hex(bundle)),
+        ];
+        match plan.gitops.engine {
+            Engine::Flux => annotations.push((
+                "kustomize.toolkit.fluxcd.io/prune".into(),
+                "disabled".into(),
+            )),
+            Engine::Argocd => annotations.push((
+                "argocd.argoproj.io/sync-options".into(),
+                "Prune=false,Delete=false".into(),
+            )),
+        }
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut data: Vec<(String, String)> = content
+            .public
+            .iter()
+            .map(|(k, v)| (k.to_string(), b64.encode(v)))
+            .collect();
+        data.push((
+            content.private.0.to_string(),
+            b64.encode(&content.private.1),
+        ));
+        data.sort();
+        let secret = SecretView {
+            name: plan.mesh.secret_name.clone(),
+            namespace: plan.mesh.istio_namespace.clone(),
+            type_: plan.mesh.secret_format.secret_type(),
+            labels: vec![
+                (keys::MANAGED_BY.into(), "rootroll".into()),
+                (keys::PLAN.into(), plan.name.clone()),
+                (keys::PHASE.into(), n.to_string()),
+                (keys::PHASE_NAME.into(), phase.name.to_string()),
+            ],
+            annotations,
+            data,
+        };
+        let pdir = format!("{cdir}/phases/{}", phase_dir(n));
+        let path = format!("{pdir}/{secret_file}");
+        let text = render_yaml(
+            env,
+            "secret.yaml.j2",
+            &path,
+            minijinja::context! { secret => Serde(&secret) },
+        )?;
+        if let Some(public) = crate::sops::public_part(&text) {
+            out.projections.insert(path.clone(), public);
+        }
+        if signer.cert.key.is_none() {
+            out.locked.insert(path.clone());
+        }
+        out.add(path, text, true);
+        let gen_file = "secret-generator.yaml";
+        let kpath = format!("{pdir}/kustomization.yaml");
+        let text = render_yaml(
+            env,
+            "phase-kustomization.yaml.j2",
+            &kpath,
+            minijinja::context! {
+                plan => &plan.name, cluster => &cm.name, phase => Serde(phase),
+                ksops, secret_file => if ksops { gen_file } else { secret_file },
+            },
+        )?;
+        out.add(kpath, text, false);
+        if ksops {
+            let gpath = format!("{pdir}/{gen_file}");
+            let text = render_yaml(
+                env,
+                "ksops-generator.yaml.j2",
+                &gpath,
+                minijinja::context! { name => format!("{}-phase-{n}", plan.mesh.secret_name), file => format!("./{secret_file}") },
+            )?;
+            out.add(gpath, text, false);
+        }
+    }
+    for (tpl, file) in [
+        ("verify-rbac.yaml.j2", "rbac.yaml"),
+        ("verify-rbac-secret.yaml.j2", "rbac-secret-read.yaml"),
+    ] {
+        let path = format!("clusters/{}/verify/{file}", cm.name);
+        let text = render_one(
+            env,
+            tpl,
+            minijinja::context! { cluster => &cm.name, namespace => &plan.mesh.istio_namespace, secret_name => &plan.mesh.secret_name },
+        )?;
+        for doc in text.split("\n---\n") {
+            serde_saphyr::from_str::<serde::de::IgnoredAny>(doc).map_err(|e| {
+                RenderError::InvalidYaml {
+                    name: tpl.to_string(),
+                    path: path.clone(),
+                    reason: e.without_snippet().to_string(),
+                }
+            })?;
+        }
+        out.add(path, text, false);
+    }
+    let ppath = format!("{cdir}/kustomization.yaml");
+    let text = render_yaml(
+        env,
+        "pointer-kustomization.yaml.j2",
+        &ppath,
+        minijinja::context! { plan => &plan.name, cluster => &cm.name, active => format!("phases/{}", phase_dir(active)) },
+    )?;
+    out.add(ppath, text, false);
+
+    let repo_dir = if plan.gitops.repo_path == "." {
+        format!("./{cdir}")
+    } else {
+        format!(
+            "./{}/{cdir}",
+            plan.gitops.repo_path.trim_start_matches("./")
+        )
+    };
+    let name = format!("{}-istio-ca", cm.name);
+    match plan.gitops.engine {
+        Engine::Flux => {
+            let path = format!("flux/{name}.yaml");
+            let text = render_yaml(
+                env,
+                "flux-kustomization.yaml.j2",
+                &path,
+                minijinja::context! { cluster => &cm.name, name, path => repo_dir, encrypted => opts.encrypted, decryption_secret => "sops-age" },
+            )?;
+            out.add(path, text, false);
+        }
+        Engine::Argocd => {
+            let path = format!("argocd/{name}.yaml");
+            let text = render_yaml(
+                env,
+                "argocd-application.yaml.j2",
+                &path,
+                minijinja::context! { cluster => &cm.name, name, path => repo_dir, namespace => &plan.mesh.istio_namespace },
+            )?;
+            out.add(path, text, false);
+        }
+    }
     Ok(out)
 }
 

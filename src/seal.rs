@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use time::OffsetDateTime;
 
-use crate::render::Outputs;
+use crate::parallel;
+use crate::render::{OutFile, Outputs};
 use crate::sops::{self, SopsError};
 
 /// Errors while sealing.
@@ -34,44 +35,115 @@ pub struct SealReport {
     pub kept: Vec<String>,
 }
 
-fn projection(yaml: &str) -> Option<serde_json::Value> {
-    let mut v: serde_json::Value = serde_saphyr::from_str(yaml).ok()?;
-    let obj = v.as_object_mut()?;
-    obj.remove("data");
-    obj.remove("stringData");
-    obj.remove("sops");
-    Some(v)
+/// What decides whether an encrypted file still stands for fresh plaintext: the document
+/// without `data`, `stringData` and `sops`, and the age recipients the `sops` block lists.
+/// `data` and the rest of `sops` are read past, not built.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Projection {
+    rest: serde_json::Map<String, serde_json::Value>,
+    recipients: BTreeSet<String>,
 }
 
-fn recipients_of(yaml: &str) -> BTreeSet<String> {
-    let v: serde_json::Value = match serde_saphyr::from_str(yaml) {
-        Ok(v) => v,
-        Err(_) => return BTreeSet::new(),
-    };
-    v["sops"]["age"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| e["recipient"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+impl Projection {
+    /// Parses a YAML document (a mapping) into its projection.
+    pub fn parse(yaml: &str) -> Result<Self, serde_saphyr::Error> {
+        serde_saphyr::from_str(yaml)
+    }
 }
 
-/// Can `old` (bytes on disk) stand for `new` (fresh plaintext)?
-pub fn is_unchanged(old: &[u8], new_plaintext: &str, recipients: &BTreeSet<String>) -> bool {
+impl<'de> serde::Deserialize<'de> for Projection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ProjectionVisitor)
+    }
+}
+
+struct ProjectionVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ProjectionVisitor {
+    type Value = Projection;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a YAML mapping")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Projection, A::Error> {
+        let mut p = Projection {
+            rest: serde_json::Map::new(),
+            recipients: BTreeSet::new(),
+        };
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "data" | "stringData" => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+                "sops" => {
+                    let sops: Option<SopsRecipients> = map.next_value()?;
+                    p.recipients = sops
+                        .into_iter()
+                        .flat_map(|s| s.age)
+                        .filter_map(|e| e.recipient)
+                        .collect();
+                }
+                _ => {
+                    let value = map.next_value()?;
+                    p.rest.insert(key, value);
+                }
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// The part of a `sops` block that names age recipients; everything else is skipped.
+#[derive(serde::Deserialize)]
+struct SopsRecipients {
+    #[serde(default)]
+    age: Vec<AgeStanza>,
+}
+
+#[derive(serde::Deserialize)]
+struct AgeStanza {
+    recipient: Option<String>,
+}
+
+/// Can `old` (bytes on disk) stand for `new_plaintext`? `new` is its public part when already
+/// read (render keeps it for the Secrets it writes).
+///
+/// Both documents are read with the SOPS module's YAML reader, which is several times faster
+/// than a general one; when it refuses either, both are read with serde-saphyr instead.
+pub fn is_unchanged(
+    old: &[u8],
+    new_plaintext: &str,
+    new: Option<&sops::PublicPart>,
+    recipients: &BTreeSet<String>,
+) -> bool {
     let Ok(old) = std::str::from_utf8(old) else {
         return false;
     };
-    sops::is_encrypted(old)
-        && recipients_of(old) == *recipients
-        && projection(old).is_some()
-        && projection(old) == projection(new_plaintext)
+    let parsed;
+    let new = match new {
+        Some(n) => Some(n),
+        None => {
+            parsed = sops::public_part(new_plaintext);
+            parsed.as_ref()
+        }
+    };
+    if let (Some(old), Some(new)) = (sops::public_part(old), new) {
+        return old.encrypted && old.recipients == *recipients && old.value == new.value;
+    }
+    if !sops::is_encrypted(old) {
+        return false;
+    }
+    match (Projection::parse(old), Projection::parse(new_plaintext)) {
+        (Ok(old), Ok(new)) => old.recipients == *recipients && old.rest == new.rest,
+        _ => false,
+    }
 }
 
-/// Encrypts the private files of `outputs` in place. `existing` holds the files of the
-/// previous render; `locked` the paths whose plaintext lacks a private key. With `dry_run`
-/// nothing is encrypted (files that would be are left as they are).
+/// Encrypts the private files of `outputs` in place, on every core. `existing` holds the
+/// files of the previous render; `locked` the paths whose plaintext lacks a private key. With
+/// `dry_run` nothing is encrypted (files that would be are left as they are). The report
+/// lists paths in order.
 pub fn seal(
     outputs: &mut Outputs,
     existing: &BTreeMap<String, Vec<u8>>,
@@ -85,30 +157,62 @@ pub fn seal(
         .map(|r| sops::parse_recipient(r))
         .collect::<Result<_, _>>()?;
     let wanted: BTreeSet<String> = recipients.iter().cloned().collect();
+    let Outputs {
+        files, projections, ..
+    } = outputs;
+    let private: Vec<(&String, &mut OutFile)> =
+        files.iter_mut().filter(|(_, f)| f.private).collect();
+    let decisions = parallel::map(
+        &private,
+        |(path, file)| -> Result<Sealed, SealError> {
+            let plaintext =
+                zeroize::Zeroizing::new(String::from_utf8_lossy(&file.bytes).into_owned());
+            if let Some(old) = existing.get(*path)
+                && is_unchanged(old, &plaintext, projections.get(*path), &wanted)
+            {
+                return Ok(Sealed::Kept(old.clone()));
+            }
+            if dry_run {
+                // `--check`: the file would be re-encrypted; its plaintext never equals the old bytes.
+                return Ok(Sealed::WouldEncrypt);
+            }
+            if locked.contains(*path) {
+                return Err(SealError::Locked {
+                    path: (*path).clone(),
+                });
+            }
+            Ok(Sealed::Encrypted(
+                sops::encrypt_yaml(path, &plaintext, &parsed, now)?.into_bytes(),
+            ))
+        },
+        |_, _| {},
+    );
     let mut report = SealReport::default();
-    for (path, file) in outputs.files.iter_mut().filter(|(_, f)| f.private) {
+    for ((path, file), decision) in private.into_iter().zip(decisions) {
         use zeroize::Zeroize as _;
-        let plaintext = zeroize::Zeroizing::new(String::from_utf8_lossy(&file.bytes).into_owned());
-        if let Some(old) = existing.get(path)
-            && is_unchanged(old, &plaintext, &wanted)
-        {
-            file.bytes.zeroize();
-            file.bytes.clone_from(old);
-            report.kept.push(path.clone());
-            continue;
+        match decision? {
+            Sealed::Kept(old) => {
+                file.bytes.zeroize();
+                file.bytes = old;
+                report.kept.push(path.clone());
+            }
+            Sealed::WouldEncrypt => report.encrypted.push(path.clone()),
+            Sealed::Encrypted(sealed) => {
+                file.bytes.zeroize();
+                file.bytes = sealed;
+                report.encrypted.push(path.clone());
+            }
         }
-        if dry_run {
-            // `--check`: the file would be re-encrypted; its plaintext never equals the old bytes.
-            report.encrypted.push(path.clone());
-            continue;
-        }
-        if locked.contains(path) {
-            return Err(SealError::Locked { path: path.clone() });
-        }
-        let sealed = sops::encrypt_yaml(path, &plaintext, &parsed, now)?;
-        file.bytes.zeroize();
-        file.bytes = sealed.into_bytes();
-        report.encrypted.push(path.clone());
     }
     Ok(report)
+}
+
+/// What sealing decided for one private file.
+enum Sealed {
+    /// The file on disk stands for it: keep those bytes.
+    Kept(Vec<u8>),
+    /// `--check` only: it would be encrypted anew.
+    WouldEncrypt,
+    /// Its new ciphertext.
+    Encrypted(Vec<u8>),
 }

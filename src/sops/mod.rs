@@ -18,6 +18,7 @@ mod format;
 mod regex;
 mod yaml;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha512};
@@ -877,6 +878,106 @@ pub fn is_encrypted(yaml: &str) -> bool {
         ),
         _ => false,
     }
+}
+
+/// A document's public part: what decides, without any key, whether an encrypted file still
+/// stands for fresh plaintext.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublicPart {
+    /// Every top-level entry but `data`, `stringData` and `sops`, as a value that is equal for
+    /// equal YAML content (each scalar typed the way sops' YAML library resolves it).
+    pub value: serde_json::Value,
+    /// The age recipients the `sops` block lists.
+    pub recipients: BTreeSet<String>,
+    /// The document has a `sops` block with a MAC (see [`is_encrypted`]).
+    pub encrypted: bool,
+}
+
+/// Reads a document's [`PublicPart`] with this module's YAML reader (one pass, `data`
+/// skipped). `None` when the reader refuses the document (anchors, tags, duplicate keys, ...):
+/// compare another way then.
+pub fn public_part(yaml: &str) -> Option<PublicPart> {
+    let root = yaml::parse_document(yaml).ok()?;
+    let mut rest = serde_json::Map::new();
+    let mut recipients = BTreeSet::new();
+    let mut encrypted = false;
+    for item in &root {
+        let MapItem::Pair { key, value, .. } = item else {
+            continue;
+        };
+        match key.as_str() {
+            "data" | "stringData" => {}
+            "sops" => {
+                if let Node::Map(meta) = value {
+                    encrypted = matches!(
+                        format::map_get(meta, "mac"),
+                        Some(Node::Scalar(s)) if !s.text.is_empty()
+                    );
+                }
+                if let Node::Map(meta) = value
+                    && let Some(Node::Seq(age)) = format::map_get(meta, "age")
+                {
+                    for stanza in age {
+                        if let SeqItem::Value(Node::Map(m)) = stanza
+                            && let Some(Node::Scalar(r)) = format::map_get(m, "recipient")
+                        {
+                            recipients.insert(r.text.to_string());
+                        }
+                    }
+                }
+            }
+            _ => {
+                if rest.insert(key.clone(), comparable(value)?).is_some() {
+                    return None;
+                }
+            }
+        }
+    }
+    Some(PublicPart {
+        value: serde_json::Value::Object(rest),
+        recipients,
+        encrypted,
+    })
+}
+
+/// A node as a value that is equal for equal YAML content: strings as `s:<text>`, other plain
+/// scalars tagged with their resolved type. `None` on a duplicate key.
+fn comparable(node: &Node) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    Some(match node {
+        Node::Null => Value::Null,
+        Node::Scalar(s) if !s.plain => Value::String(format!("s:{}", s.text.as_str())),
+        Node::Scalar(s) => match format::resolve_plain(&s.text) {
+            Resolved::Null => Value::Null,
+            Resolved::Bool(b) => Value::Bool(b),
+            Resolved::Int(i) => Value::String(format!("i:{i}")),
+            Resolved::Str => Value::String(format!("s:{}", s.text.as_str())),
+            Resolved::Float(_) => Value::String(format!("f:{}", s.text.as_str())),
+            Resolved::Uint => Value::String(format!("u:{}", s.text.as_str())),
+            Resolved::Time(_) => Value::String(format!("t:{}", s.text.as_str())),
+            Resolved::Merge => Value::String("m:<<".to_string()),
+        },
+        Node::Map(items) => {
+            let mut m = serde_json::Map::new();
+            for item in items {
+                if let MapItem::Pair { key, value, .. } = item
+                    && m.insert(key.clone(), comparable(value)?).is_some()
+                {
+                    return None;
+                }
+            }
+            Value::Object(m)
+        }
+        Node::Seq(items) => Value::Array(
+            items
+                .iter()
+                .filter_map(|i| match i {
+                    SeqItem::Value(v) => Some(comparable(v)),
+                    SeqItem::Comment { .. } => None,
+                })
+                .collect::<Option<Vec<_>>>()?,
+        ),
+    })
 }
 
 // ------------------------------------------------------------------------------------------------
