@@ -24,7 +24,7 @@ mod session;
 mod verify;
 
 pub use issue::issue_workload;
-pub use session::mutual_tls;
+pub use session::{HandshakeCache, mutual_tls};
 
 use rustls::pki_types::CertificateDer;
 use time::OffsetDateTime;

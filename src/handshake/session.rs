@@ -2,15 +2,24 @@
 //! pumped into each other through byte buffers until both finish and a byte of application
 //! data has crossed each way.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::sync::Arc;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
 
-use rustls::pki_types::{PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
+use rustls::client::Resumption;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, ServerName, TrustAnchor, UnixTime, pem::PemObject,
+};
+use rustls::server::NoServerSessionStorage;
 use rustls::time_provider::TimeProvider;
 use rustls::{AlertDescription, ClientConfig, ClientConnection, ServerConfig, ServerConnection};
 use time::OffsetDateTime;
 
-use super::verify::{MeshClientVerifier, SpiffeServerVerifier, anchors, rejection_from, unix_time};
+use super::verify::{
+    Memo, MeshClientVerifier, SpiffeServerVerifier, Verdicts, anchors, rejection_from, unix_time,
+};
 use super::{HandshakeError, Input, Rejection, Side, Workload, parse_certs};
 
 /// Flights a TLS 1.3 mutual handshake needs are few; this only guards against a stall.
@@ -32,54 +41,254 @@ pub fn mutual_tls(
     expect_server_id: &str,
     now: OffsetDateTime,
 ) -> Result<(), HandshakeError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let clock = Arc::new(FixedClock(unix_time(now)));
+    let p = Parsed::new(client, client_trust_pem, server, server_trust_pem)?;
+    let client_config = client_config(
+        p.client_chain,
+        p.client_key,
+        p.client_anchors,
+        expect_server_id,
+        now,
+        None,
+    )?;
+    let server_config = server_config(p.server_chain, p.server_key, p.server_anchors, now, None)?;
+    run(Arc::new(client_config), Arc::new(server_config))
+}
+
+/// Many handshakes between the same workloads and bundles, at one time and expecting one
+/// server identity: each TLS configuration (parsed chain, key and trust anchors) is built
+/// once per (workload, bundle) and chain verdicts are shared (see [`Verdicts`]). Session
+/// resumption is off in every configuration, so each handshake is a full one: fresh key
+/// exchange, both CertificateVerify signatures, Finished and data both ways. Usable from any
+/// number of threads.
+///
+/// Configurations are keyed by the address of the borrowed inputs, which the `'a` borrow
+/// keeps alive and unchanged for as long as the cache exists.
+pub struct HandshakeCache<'a> {
+    expect_server_id: String,
+    now: OffsetDateTime,
+    clients: Mutex<HashMap<InputKey, Arc<ClientConfig>>>,
+    servers: Mutex<HashMap<InputKey, Arc<ServerConfig>>>,
+    verdicts: Arc<Verdicts>,
+    inputs: PhantomData<&'a [u8]>,
+}
+
+/// (workload address, trust bundle address, trust bundle length).
+type InputKey = (usize, usize, usize);
+
+fn input_key(w: &Workload, trust: &[u8]) -> InputKey {
+    (
+        std::ptr::from_ref(w) as usize,
+        trust.as_ptr() as usize,
+        trust.len(),
+    )
+}
+
+fn lookup<T>(map: &Mutex<HashMap<InputKey, Arc<T>>>, key: &InputKey) -> Option<Arc<T>> {
+    map.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(key)
+        .cloned()
+}
+
+fn remember<T>(map: &Mutex<HashMap<InputKey, Arc<T>>>, key: InputKey, value: &Arc<T>) {
+    map.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(key, value.clone());
+}
+
+impl<'a> HandshakeCache<'a> {
+    /// Handshakes at `now` where the client expects the server to be `expect_server_id`.
+    pub fn new(expect_server_id: &str, now: OffsetDateTime) -> Self {
+        Self {
+            expect_server_id: expect_server_id.to_owned(),
+            now,
+            clients: Mutex::default(),
+            servers: Mutex::default(),
+            verdicts: Arc::default(),
+            inputs: PhantomData,
+        }
+    }
+
+    fn memo(&self, trust_pem: &[u8]) -> Memo {
+        Memo {
+            verdicts: self.verdicts.clone(),
+            anchors_id: digest(&[trust_pem]),
+        }
+    }
+
+    /// [`mutual_tls`] with this cache's identity and time: same inputs, same verdict.
+    pub fn mutual_tls(
+        &self,
+        client: &'a Workload,
+        client_trust_pem: &'a [u8],
+        server: &'a Workload,
+        server_trust_pem: &'a [u8],
+    ) -> Result<(), HandshakeError> {
+        let client_key = input_key(client, client_trust_pem);
+        let server_key = input_key(server, server_trust_pem);
+        let cached = (
+            lookup(&self.clients, &client_key),
+            lookup(&self.servers, &server_key),
+        );
+        let (client_config, server_config) = match cached {
+            (Some(c), Some(s)) => (c, s),
+            (c, s) => {
+                // Parse everything, in `mutual_tls`'s order, so a bad input is reported the same.
+                let p = Parsed::new(client, client_trust_pem, server, server_trust_pem)?;
+                let c = match c {
+                    Some(c) => c,
+                    None => {
+                        let c = Arc::new(client_config(
+                            p.client_chain,
+                            p.client_key,
+                            p.client_anchors,
+                            &self.expect_server_id,
+                            self.now,
+                            Some(self.memo(client_trust_pem)),
+                        )?);
+                        remember(&self.clients, client_key, &c);
+                        c
+                    }
+                };
+                let s = match s {
+                    Some(s) => s,
+                    None => {
+                        let s = Arc::new(server_config(
+                            p.server_chain,
+                            p.server_key,
+                            p.server_anchors,
+                            self.now,
+                            Some(self.memo(server_trust_pem)),
+                        )?);
+                        remember(&self.servers, server_key, &s);
+                        s
+                    }
+                };
+                (c, s)
+            }
+        };
+        run(client_config, server_config)
+    }
+}
+
+/// sha256 over length-prefixed parts.
+fn digest(parts: &[&[u8]]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.finalize().into()
+}
+
+/// Every input of a handshake, parsed.
+struct Parsed {
+    client_chain: Vec<CertificateDer<'static>>,
+    client_key: PrivateKeyDer<'static>,
+    server_chain: Vec<CertificateDer<'static>>,
+    server_key: PrivateKeyDer<'static>,
+    client_anchors: Vec<TrustAnchor<'static>>,
+    server_anchors: Vec<TrustAnchor<'static>>,
+}
+
+impl Parsed {
+    fn new(
+        client: &Workload,
+        client_trust_pem: &[u8],
+        server: &Workload,
+        server_trust_pem: &[u8],
+    ) -> Result<Self, HandshakeError> {
+        Ok(Self {
+            client_chain: parse_certs(client.chain_pem.as_bytes(), Input::ClientChain)?,
+            client_key: parse_key(&client.key_pem, Input::ClientKey)?,
+            server_chain: parse_certs(server.chain_pem.as_bytes(), Input::ServerChain)?,
+            server_key: parse_key(&server.key_pem, Input::ServerKey)?,
+            client_anchors: anchors(
+                &parse_certs(client_trust_pem, Input::ClientTrust)?,
+                Input::ClientTrust,
+            )?,
+            server_anchors: anchors(
+                &parse_certs(server_trust_pem, Input::ServerTrust)?,
+                Input::ServerTrust,
+            )?,
+        })
+    }
+}
+
+/// aws-lc-rs with TLS_AES_128_GCM_SHA256 preferred, as Envoy's BoringSSL does for TLS 1.3
+/// (rustls' default puts TLS_AES_256_GCM_SHA384 first), and the injected clock.
+fn provider_and_clock(now: OffsetDateTime) -> (Arc<CryptoProvider>, Arc<FixedClock>) {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider
+        .cipher_suites
+        .sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    (Arc::new(provider), Arc::new(FixedClock(unix_time(now))))
+}
+
+fn client_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    anchors: Vec<TrustAnchor<'static>>,
+    expect_server_id: &str,
+    now: OffsetDateTime,
+    memo: Option<Memo>,
+) -> Result<ClientConfig, HandshakeError> {
+    let (provider, clock) = provider_and_clock(now);
     let algs = provider.signature_verification_algorithms;
-
-    let client_chain = parse_certs(client.chain_pem.as_bytes(), Input::ClientChain)?;
-    let client_key = parse_key(&client.key_pem, Input::ClientKey)?;
-    let server_chain = parse_certs(server.chain_pem.as_bytes(), Input::ServerChain)?;
-    let server_key = parse_key(&server.key_pem, Input::ServerKey)?;
-    let client_anchors = anchors(
-        &parse_certs(client_trust_pem, Input::ClientTrust)?,
-        Input::ClientTrust,
-    )?;
-    let server_anchors = anchors(
-        &parse_certs(server_trust_pem, Input::ServerTrust)?,
-        Input::ServerTrust,
-    )?;
-
-    let mut client_config = ClientConfig::builder_with_details(provider.clone(), clock.clone())
+    let mut config = ClientConfig::builder_with_details(provider.clone(), clock.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| config_err(Side::Client, e))?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(SpiffeServerVerifier::new(
-            client_anchors,
+            anchors,
             clock.0,
             algs,
             expect_server_id,
+            memo,
         )))
-        .with_client_auth_cert(client_chain, client_key)
+        .with_client_auth_cert(chain, key)
         .map_err(|e| key_err(Input::ClientKey, e))?;
-    let server_config = ServerConfig::builder_with_details(provider.clone(), clock.clone())
+    // The name is never checked (the verifier matches the SPIFFE URI SAN) and not sent.
+    config.enable_sni = false;
+    // Every handshake is a full one, even through a shared configuration.
+    config.resumption = Resumption::disabled();
+    Ok(config)
+}
+
+fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    anchors: Vec<TrustAnchor<'static>>,
+    now: OffsetDateTime,
+    memo: Option<Memo>,
+) -> Result<ServerConfig, HandshakeError> {
+    let (provider, clock) = provider_and_clock(now);
+    let algs = provider.signature_verification_algorithms;
+    let mut config = ServerConfig::builder_with_details(provider.clone(), clock.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| config_err(Side::Server, e))?
         .with_client_cert_verifier(Arc::new(MeshClientVerifier::new(
-            server_anchors,
-            clock.0,
-            algs,
+            anchors, clock.0, algs, memo,
         )))
-        .with_single_cert(server_chain, server_key)
+        .with_single_cert(chain, key)
         .map_err(|e| key_err(Input::ServerKey, e))?;
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    Ok(config)
+}
 
-    // The name is never checked (the verifier matches the SPIFFE URI SAN) and not sent.
-    client_config.enable_sni = false;
+/// One handshake and a byte of data each way between fresh connections of the two configs.
+fn run(
+    client_config: Arc<ClientConfig>,
+    server_config: Arc<ServerConfig>,
+) -> Result<(), HandshakeError> {
     let name =
         ServerName::try_from("workload.mesh.invalid").map_err(|e| config_err(Side::Client, e))?;
-    let mut client_conn = ClientConnection::new(Arc::new(client_config), name)
-        .map_err(|e| config_err(Side::Client, e))?;
+    let mut client_conn =
+        ClientConnection::new(client_config, name).map_err(|e| config_err(Side::Client, e))?;
     let mut server_conn =
-        ServerConnection::new(Arc::new(server_config)).map_err(|e| config_err(Side::Server, e))?;
+        ServerConnection::new(server_config).map_err(|e| config_err(Side::Server, e))?;
 
     let mut pair = Pair {
         client: &mut client_conn,

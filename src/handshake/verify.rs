@@ -9,7 +9,8 @@
 //! no variant for travel as `CertificateError::Other` carrying a [`Rejection`], which
 //! [`rejection_from`] recovers.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
@@ -41,6 +42,40 @@ pub(super) fn anchors(
         .collect()
 }
 
+/// Chain verdicts shared by many handshakes.
+///
+/// Path validation is a pure function of the presented chain, the trust anchors, the time and
+/// the peer's role, so when a matrix presents the same chain to the same bundle again the
+/// first verdict is reused. Everything else in each handshake (key exchange, both
+/// CertificateVerify signatures over the transcript, Finished, application data) still runs.
+#[derive(Debug, Default)]
+pub struct Verdicts(Mutex<HashMap<[u8; 32], Result<(), rustls::Error>>>);
+
+impl Verdicts {
+    fn get(&self, key: &[u8; 32]) -> Option<Result<(), rustls::Error>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+
+    fn put(&self, key: [u8; 32], verdict: Result<(), rustls::Error>) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, verdict);
+    }
+}
+
+/// Where a [`Chain`] memoizes its verdicts: the shared table, and a digest naming the trust
+/// anchors (the bundle they came from).
+#[derive(Debug, Clone)]
+pub(super) struct Memo {
+    pub(super) verdicts: Arc<Verdicts>,
+    pub(super) anchors_id: [u8; 32],
+}
+
 /// Shared chain check: `end_entity` through any of `intermediates` to any anchor, at `now`,
 /// for the TLS role `role` (the peer's role, whose EKU is required).
 #[derive(Debug)]
@@ -48,10 +83,38 @@ struct Chain {
     anchors: Vec<TrustAnchor<'static>>,
     now: UnixTime,
     algs: WebPkiSupportedAlgorithms,
+    memo: Option<Memo>,
 }
 
 impl Chain {
     fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        role: Side,
+    ) -> Result<(), rustls::Error> {
+        let Some(memo) = &self.memo else {
+            return self.check(end_entity, intermediates, role);
+        };
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(memo.anchors_id);
+        h.update([u8::from(role == Side::Server)]);
+        h.update(self.now.as_secs().to_be_bytes());
+        for der in std::iter::once(end_entity).chain(intermediates) {
+            h.update((der.len() as u64).to_be_bytes());
+            h.update(der);
+        }
+        let key: [u8; 32] = h.finalize().into();
+        if let Some(verdict) = memo.verdicts.get(&key) {
+            return verdict;
+        }
+        let verdict = self.check(end_entity, intermediates, role);
+        memo.verdicts.put(key, verdict.clone());
+        verdict
+    }
+
+    fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -96,9 +159,15 @@ impl SpiffeServerVerifier {
         now: UnixTime,
         algs: WebPkiSupportedAlgorithms,
         expected_id: &str,
+        memo: Option<Memo>,
     ) -> Self {
         Self {
-            chain: Chain { anchors, now, algs },
+            chain: Chain {
+                anchors,
+                now,
+                algs,
+                memo,
+            },
             expected_id: expected_id.to_owned(),
         }
     }
@@ -160,9 +229,15 @@ impl MeshClientVerifier {
         anchors: Vec<TrustAnchor<'static>>,
         now: UnixTime,
         algs: WebPkiSupportedAlgorithms,
+        memo: Option<Memo>,
     ) -> Self {
         Self {
-            chain: Chain { anchors, now, algs },
+            chain: Chain {
+                anchors,
+                now,
+                algs,
+                memo,
+            },
         }
     }
 }

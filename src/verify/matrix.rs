@@ -4,24 +4,28 @@
 //! real mutual TLS (rustls, in memory). Each cluster is also checked against the next cluster
 //! of the fleet (a ring), since clusters share the root.
 //!
-//! Leaves are issued once per cluster and phase and reused across cells.
+//! Leaves are issued once per cluster and phase and reused across cells; the handshakes run
+//! on every core.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 
 use super::offline::PhaseSecret;
 use super::{Finding, MatrixCell, Report, Severity};
-use crate::handshake::{self, LeafSpec, Workload};
+use crate::handshake::{self, HandshakeCache, LeafSpec, Workload};
 use crate::model::phase_dir;
+use crate::parallel;
 
 /// A cell with the exact material it was judged on (so other verifiers can judge the same).
+/// Leaves and bundles are shared between the cells that use them.
 pub struct CellInput {
     pub cell: MatrixCell,
-    pub client: Workload,
-    pub client_trust: Vec<u8>,
-    pub server: Workload,
-    pub server_trust: Vec<u8>,
+    pub client: Arc<Workload>,
+    pub client_trust: Arc<[u8]>,
+    pub server: Arc<Workload>,
+    pub server_trust: Arc<[u8]>,
     pub server_id: String,
 }
 
@@ -33,7 +37,25 @@ fn spec(trust_domain: &str, sa: &str) -> LeafSpec {
     }
 }
 
+/// One handshake to run: a client leaf and bundle meeting a server leaf and bundle.
+struct Planned<'a> {
+    /// Index of the (cluster, transition) finding it counts towards.
+    group: usize,
+    cluster: &'a str,
+    peer: &'a str,
+    transition: u8,
+    combo: (u8, u8, u8, u8),
+    client: &'a Arc<Workload>,
+    client_trust: &'a Arc<[u8]>,
+    server: &'a Arc<Workload>,
+    server_trust: &'a Arc<[u8]>,
+}
+
 /// Builds and judges every cell. `secrets` are the readable phase Secrets of `verify offline`.
+///
+/// Leaves are issued once per cluster and phase, and the handshakes run on every core
+/// through one [`HandshakeCache`]; cells and findings come out in the same order whatever
+/// the thread timing.
 pub fn build(
     secrets: &[PhaseSecret],
     trust_domain: &str,
@@ -48,11 +70,15 @@ pub fn build(
         v.dedup();
         v
     };
-    // Client and server leaves per (cluster, phase).
-    let mut leaves: BTreeMap<(String, u8, &str), Result<Workload, String>> = BTreeMap::new();
-    for ((c, n), s) in &by {
-        for sa in ["client", "server"] {
-            let w = handshake::issue_workload(
+    // Client and server leaves per (cluster, phase), and each phase's bundle, shared.
+    let jobs: Vec<(&(String, u8), &PhaseSecret, &str)> = by
+        .iter()
+        .flat_map(|(k, s)| ["client", "server"].map(|sa| (k, *s, sa)))
+        .collect();
+    let issued = parallel::map(
+        &jobs,
+        |(_, s, sa)| {
+            handshake::issue_workload(
                 &spec(trust_domain, sa),
                 &s.signer_pem,
                 s.key.expose(),
@@ -60,13 +86,24 @@ pub fn build(
                 &s.bundle,
                 now,
             )
-            .map_err(|e| e.to_string());
-            leaves.insert((c.clone(), *n, sa), w);
-        }
-    }
-    let server_id = spec(trust_domain, "server").spiffe_id();
-    let mut cells = Vec::new();
-    let mut findings = Vec::new();
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
+        },
+        |_, _| {},
+    );
+    let leaves: BTreeMap<(&str, u8, &str), Result<Arc<Workload>, String>> = jobs
+        .iter()
+        .zip(issued)
+        .map(|(((c, n), _, sa), w)| ((c.as_str(), *n, *sa), w))
+        .collect();
+    let bundles: BTreeMap<(&str, u8), Arc<[u8]>> = by
+        .iter()
+        .map(|((c, n), s)| ((c.as_str(), *n), Arc::from(s.bundle.as_slice())))
+        .collect();
+
+    // Every cell, in report order, grouped by (cluster, transition).
+    let mut groups: Vec<(String, bool)> = Vec::new();
+    let mut planned: Vec<Planned<'_>> = Vec::new();
     for (i, c) in clusters.iter().enumerate() {
         let peers: Vec<&String> = if clusters.len() > 1 {
             vec![c, &clusters[(i + 1) % clusters.len()]]
@@ -74,71 +111,99 @@ pub fn build(
             vec![c]
         };
         for n in 1..4u8 {
-            let subject = format!("{c}/{}→{}", phase_dir(n), phase_dir(n + 1));
-            let mut total = 0;
-            let mut failed: Vec<String> = Vec::new();
+            let group = groups.len();
             let mut missing = false;
             for peer in &peers {
-                for (cl, ct, sl, st) in combos(n) {
-                    let (Some(ctrust), Some(strust)) =
-                        (by.get(&(c.clone(), ct)), by.get(&((*peer).clone(), st)))
-                    else {
-                        missing = true;
-                        continue;
-                    };
-                    let (Some(Ok(client)), Some(Ok(server))) = (
-                        leaves.get(&(c.clone(), cl, "client")),
-                        leaves.get(&((*peer).clone(), sl, "server")),
+                for combo in combos(n) {
+                    let (cl, ct, sl, st) = combo;
+                    let (Some(client_trust), Some(server_trust)) = (
+                        bundles.get(&(c.as_str(), ct)),
+                        bundles.get(&(peer.as_str(), st)),
                     ) else {
                         missing = true;
                         continue;
                     };
-                    total += 1;
-                    let result = handshake::mutual_tls(
-                        client,
-                        &ctrust.bundle,
-                        server,
-                        &strust.bundle,
-                        &server_id,
-                        now,
-                    );
-                    let cell = MatrixCell {
-                        cluster: c.clone(),
-                        transition: n,
-                        client_leaf_phase: cl,
-                        client_trust_phase: ct,
-                        server_cluster: (*peer).clone(),
-                        server_leaf_phase: sl,
-                        server_trust_phase: st,
-                        ok: result.is_ok(),
-                        rejected_by: result
-                            .as_ref()
-                            .err()
-                            .and_then(|e| e.rejected_by())
-                            .map(|s| s.to_string()),
-                        reason: result.err().map(|e| e.to_string()),
+                    let (Some(Ok(client)), Some(Ok(server))) = (
+                        leaves.get(&(c.as_str(), cl, "client")),
+                        leaves.get(&(peer.as_str(), sl, "server")),
+                    ) else {
+                        missing = true;
+                        continue;
                     };
-                    if !cell.ok {
-                        failed.push(format!(
-                            "client leaf {cl}/trust {ct} → {}server leaf {sl}/trust {st}: {}",
-                            if **peer == *c {
-                                String::new()
-                            } else {
-                                format!("{peer} ")
-                            },
-                            cell.reason.clone().unwrap_or_default()
-                        ));
-                    }
-                    cells.push(CellInput {
-                        cell,
-                        client: client.clone(),
-                        client_trust: ctrust.bundle.clone(),
-                        server: server.clone(),
-                        server_trust: strust.bundle.clone(),
-                        server_id: server_id.clone(),
+                    planned.push(Planned {
+                        group,
+                        cluster: c,
+                        peer,
+                        transition: n,
+                        combo,
+                        client,
+                        client_trust,
+                        server,
+                        server_trust,
                     });
                 }
             }
+            groups.push((
+                format!("{c}/{}→{}", phase_dir(n), phase_dir(n + 1)),
+                missing,
+            ));
+        }
+    }
+
+    let server_id = spec(trust_domain, "server").spiffe_id();
+    let cache = HandshakeCache::new(&server_id, now);
+    let results = parallel::map(
+        &planned,
+        |p| cache.mutual_tls(p.client, p.client_trust, p.server, p.server_trust),
+        |_, _| {},
+    );
+
+    let mut cells = Vec::with_capacity(planned.len());
+    let mut totals = vec![0usize; groups.len()];
+    let mut failed: Vec<Vec<String>> = vec![Vec::new(); groups.len()];
+    for (p, result) in planned.iter().zip(results) {
+        let (cl, ct, sl, st) = p.combo;
+        totals[p.group] += 1;
+        let cell = MatrixCell {
+            cluster: p.cluster.to_string(),
+            transition: p.transition,
+            client_leaf_phase: cl,
+            client_trust_phase: ct,
+            server_cluster: p.peer.to_string(),
+            server_leaf_phase: sl,
+            server_trust_phase: st,
+            ok: result.is_ok(),
+            rejected_by: result
+                .as_ref()
+                .err()
+                .and_then(|e| e.rejected_by())
+                .map(|s| s.to_string()),
+            reason: result.err().map(|e| e.to_string()),
+        };
+        if !cell.ok {
+            failed[p.group].push(format!(
+                "client leaf {cl}/trust {ct} → {}server leaf {sl}/trust {st}: {}",
+                if p.peer == p.cluster {
+                    String::new()
+                } else {
+                    format!("{} ", p.peer)
+                },
+                cell.reason.clone().unwrap_or_default()
+            ));
+        }
+        cells.push(CellInput {
+            cell,
+            client: p.client.clone(),
+            client_trust: p.client_trust.clone(),
+            server: p.server.clone(),
+            server_trust: p.server_trust.clone(),
+            server_id: server_id.clone(),
+        });
+    }
+    let findings = groups
+        .into_iter()
+        .zip(totals.into_iter().zip(failed))
+        .map(|((subject, missing), (total, failed))| {
             let ok = failed.is_empty() && !missing;
             let message = if missing {
                 "not checked: a phase Secret could not be read or a leaf could not be issued"
@@ -152,7 +217,7 @@ pub fn build(
                     failed[0]
                 )
             };
-            findings.push(Finding {
+            Finding {
                 code: "handshake-matrix",
                 severity: Severity::Error,
                 passed: ok,
@@ -161,9 +226,9 @@ pub fn build(
                 message,
                 details: Vec::new(),
                 hint: "while a promotion propagates, old and new leaves and bundles meet: every root a live leaf chains to must stay in every bundle".to_string(),
-            });
-        }
-    }
+            }
+        })
+        .collect();
     (cells, findings)
 }
 

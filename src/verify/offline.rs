@@ -219,107 +219,24 @@ pub fn run(dir: &Path, opts: &Options<'_>) -> Result<(Report, Vec<PhaseSecret>),
         "re-render: every cluster of the plan needs clusters/<name>/istio-ca",
     ));
 
-    for c in &clusters {
-        match active_phase(dir, c) {
-            Ok(n) => {
-                r.push(finding("pointer-valid", Severity::Error, true, c, None, format!("active phase {}", phase_dir(n)), ""));
-                active.insert(c.clone(), n);
-            }
-            Err(why) => r.push(finding(
-                "pointer-valid",
-                Severity::Error,
-                false,
-                c,
-                None,
-                why,
-                "the pointer kustomization must list exactly one `phases/<n>-<name>` resource; use rootroll promote",
-            )),
+    // Clusters are independent: check them on every core, then merge in order.
+    let checked = crate::parallel::map(
+        &clusters,
+        |c| check_cluster(dir, &ctx, c, opts, rollout_end),
+        |_, _| {},
+    );
+    for (c, checked) in clusters.iter().zip(checked) {
+        r.findings.extend(checked.report.findings);
+        if let Some(n) = checked.active {
+            active.insert(c.clone(), n);
         }
-        let mut types = BTreeSet::new();
-        let mut cluster_secrets: BTreeMap<u8, PhaseSecret> = BTreeMap::new();
-        for n in 1..=4u8 {
-            let subject = format!("{c}/{}", phase_dir(n));
-            if let Some(s) = check_phase(dir, &ctx, c, n, &subject, opts, rollout_end, &mut r) {
-                types.insert(s.secret_type.clone());
-                bundles
-                    .entry(n)
-                    .or_default()
-                    .insert(c.clone(), s.bundle.clone());
-                cluster_secrets.insert(n, s);
-            }
+        for (n, s) in checked.secrets {
+            bundles
+                .entry(n)
+                .or_default()
+                .insert(c.clone(), s.bundle.clone());
+            secrets.push(s);
         }
-        r.push(finding(
-            "secret-type-stable",
-            Severity::Error,
-            types.len() <= 1,
-            c,
-            None,
-            format!(
-                "Secret type in every phase: {}",
-                types.iter().cloned().collect::<Vec<_>>().join(", ")
-            ),
-            "a Secret's type is immutable: every phase must use the live Secret's type",
-        ));
-        // Reload rule between consecutive phases.
-        for n in 1..4u8 {
-            let (Some(a), Some(b)) = (cluster_secrets.get(&n), cluster_secrets.get(&(n + 1)))
-            else {
-                r.push(finding(
-                    "reload-rule",
-                    Severity::Error,
-                    false,
-                    &format!("{c}/{}→{}", phase_dir(n), phase_dir(n + 1)),
-                    None,
-                    "a phase could not be read",
-                    "fix the phase Secrets first",
-                ));
-                continue;
-            };
-            let subject = format!("{c}/{}→{}", phase_dir(n), phase_dir(n + 1));
-            let bytes_ok = byte_reload_ok(&a.bundle, &b.bundle);
-            let set_ok = set_reload_ok(&a.bundle, &b.bundle);
-            let (ok, rule) = if ctx.min_istio.has_set_reload_rule() {
-                (set_ok, "1.30+ set rule")
-            } else {
-                (bytes_ok, "1.20–1.29 byte containment")
-            };
-            r.push(finding(
-                "reload-rule",
-                Severity::Error,
-                ok,
-                &subject,
-                None,
-                format!("istiod {rule}: {}", if ok { "new root-cert.pem accepted" } else { "new root-cert.pem would be rejected (\"Updating new ROOT-CA not supported\")" }),
-                "keep the previous bundle's exact bytes as a prefix (or a subset) of the next",
-            ));
-            if n == 2 {
-                r.push(finding(
-                    "phase3-bytes-differ",
-                    Severity::Error,
-                    a.bundle != b.bundle,
-                    &subject,
-                    None,
-                    "phase 3 root-cert.pem bytes differ from phase 2 (proxies re-sign at once)",
-                    "phase 3 must be A+B+B: identical bytes mean no bundle push and no immediate re-sign",
-                ));
-            }
-            let same_signer = a.signer == b.signer;
-            let want_same = n != 2;
-            r.push(finding(
-                "signer-sequence",
-                Severity::Error,
-                same_signer == want_same,
-                &subject,
-                None,
-                if want_same {
-                    "same signing intermediate"
-                } else {
-                    "signing intermediate switches to B's"
-                },
-                "phases 1–2 sign with A's intermediate and 3–4 with B's",
-            ));
-        }
-        secrets.extend(cluster_secrets.into_values());
     }
 
     // Fleet-wide gates.
@@ -361,6 +278,133 @@ pub fn run(dir: &Path, opts: &Options<'_>) -> Result<(Report, Vec<PhaseSecret>),
     lockstep(&active, &mut r);
     plaintext_scan(dir, &mut r)?;
     Ok((r, secrets))
+}
+
+/// What one cluster's gates found.
+struct ClusterCheck {
+    report: Report,
+    active: Option<u8>,
+    secrets: BTreeMap<u8, PhaseSecret>,
+}
+
+/// The per-cluster gates: pointer, each phase Secret, type stability, and the reload rule,
+/// phase-3 bytes and signer sequence between consecutive phases.
+fn check_cluster(
+    dir: &Path,
+    ctx: &Context,
+    c: &str,
+    opts: &Options<'_>,
+    rollout_end: OffsetDateTime,
+) -> ClusterCheck {
+    let mut out = ClusterCheck {
+        report: Report::default(),
+        active: None,
+        secrets: BTreeMap::new(),
+    };
+    let r = &mut out.report;
+    match active_phase(dir, c) {
+        Ok(n) => {
+            r.push(finding("pointer-valid", Severity::Error, true, c, None, format!("active phase {}", phase_dir(n)), ""));
+            out.active = Some(n);
+        }
+        Err(why) => r.push(finding(
+            "pointer-valid",
+            Severity::Error,
+            false,
+            c,
+            None,
+            why,
+            "the pointer kustomization must list exactly one `phases/<n>-<name>` resource; use rootroll promote",
+        )),
+    }
+    let mut types = BTreeSet::new();
+    let mut cluster_secrets: BTreeMap<u8, PhaseSecret> = BTreeMap::new();
+    for n in 1..=4u8 {
+        let subject = format!("{c}/{}", phase_dir(n));
+        if let Some(s) = check_phase(dir, ctx, c, n, &subject, opts, rollout_end, r) {
+            types.insert(s.secret_type.clone());
+            cluster_secrets.insert(n, s);
+        }
+    }
+    r.push(finding(
+        "secret-type-stable",
+        Severity::Error,
+        types.len() <= 1,
+        c,
+        None,
+        format!(
+            "Secret type in every phase: {}",
+            types.iter().cloned().collect::<Vec<_>>().join(", ")
+        ),
+        "a Secret's type is immutable: every phase must use the live Secret's type",
+    ));
+    // Reload rule between consecutive phases.
+    for n in 1..4u8 {
+        let (Some(a), Some(b)) = (cluster_secrets.get(&n), cluster_secrets.get(&(n + 1))) else {
+            r.push(finding(
+                "reload-rule",
+                Severity::Error,
+                false,
+                &format!("{c}/{}→{}", phase_dir(n), phase_dir(n + 1)),
+                None,
+                "a phase could not be read",
+                "fix the phase Secrets first",
+            ));
+            continue;
+        };
+        let subject = format!("{c}/{}→{}", phase_dir(n), phase_dir(n + 1));
+        let bytes_ok = byte_reload_ok(&a.bundle, &b.bundle);
+        let set_ok = set_reload_ok(&a.bundle, &b.bundle);
+        let (ok, rule) = if ctx.min_istio.has_set_reload_rule() {
+            (set_ok, "1.30+ set rule")
+        } else {
+            (bytes_ok, "1.20–1.29 byte containment")
+        };
+        r.push(finding(
+            "reload-rule",
+            Severity::Error,
+            ok,
+            &subject,
+            None,
+            format!(
+                "istiod {rule}: {}",
+                if ok {
+                    "new root-cert.pem accepted"
+                } else {
+                    "new root-cert.pem would be rejected (\"Updating new ROOT-CA not supported\")"
+                }
+            ),
+            "keep the previous bundle's exact bytes as a prefix (or a subset) of the next",
+        ));
+        if n == 2 {
+            r.push(finding(
+                "phase3-bytes-differ",
+                Severity::Error,
+                a.bundle != b.bundle,
+                &subject,
+                None,
+                "phase 3 root-cert.pem bytes differ from phase 2 (proxies re-sign at once)",
+                "phase 3 must be A+B+B: identical bytes mean no bundle push and no immediate re-sign",
+            ));
+        }
+        let same_signer = a.signer == b.signer;
+        let want_same = n != 2;
+        r.push(finding(
+            "signer-sequence",
+            Severity::Error,
+            same_signer == want_same,
+            &subject,
+            None,
+            if want_same {
+                "same signing intermediate"
+            } else {
+                "signing intermediate switches to B's"
+            },
+            "phases 1–2 sign with A's intermediate and 3–4 with B's",
+        ));
+    }
+    out.secrets = cluster_secrets;
+    out
 }
 
 /// No cluster may enter phase 3 before all are at 2, nor 4 before all are at 3.
