@@ -726,10 +726,18 @@ fn cmd_render(
     let changes = write::write_tree(out, &outputs)?;
     let count = |k: Change| changes.values().filter(|c| **c == k).count();
     if !materials.generated.is_empty() {
+        // A fleet generates thousands: name the first few.
+        let shown = materials.generated.len().min(8);
+        let more = materials.generated.len() - shown;
         eprintln!(
-            "generated {} CA(s): {}",
+            "generated {} CA(s): {}{}",
             materials.generated.len(),
-            materials.generated.join(", ")
+            materials.generated[..shown].join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
         );
     }
     if encrypted {
