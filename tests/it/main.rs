@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod encrypted;
 mod envoy;
+mod fleet;
 mod handshake;
 mod hardening;
 mod import;
