@@ -99,8 +99,6 @@ pub struct Outputs {
     /// Private files rendered without their key (the key state could not be opened): they
     /// can only keep their previous encrypted bytes.
     pub locked: std::collections::BTreeSet<String>,
-    /// The public part of each Secret rendered here, read once for sealing to compare.
-    pub projections: BTreeMap<String, crate::sops::PublicPart>,
 }
 
 impl Outputs {
@@ -347,7 +345,6 @@ pub fn render(
         let files = files?;
         out.files.extend(files.files);
         out.locked.extend(files.locked);
-        out.projections.extend(files.projections);
         active_names.insert(cm.name.clone(), phase_dir(active_phase(opts, &cm.name)));
     }
 
@@ -464,9 +461,6 @@ fn render_cluster(ctx: &ClusterContext<'_>, cm: &ClusterMaterials) -> Result<Out
             &path,
             minijinja::context! { secret => Serde(&secret) },
         )?;
-        if let Some(public) = crate::sops::public_part(&text) {
-            out.projections.insert(path.clone(), public);
-        }
         if signer.cert.key.is_none() {
             out.locked.insert(path.clone());
         }

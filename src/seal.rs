@@ -39,14 +39,14 @@ pub struct SealReport {
 /// without `data`, `stringData` and `sops`, and the age recipients the `sops` block lists.
 /// `data` and the rest of `sops` are read past, not built.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Projection {
+struct Projection {
     rest: serde_json::Map<String, serde_json::Value>,
     recipients: BTreeSet<String>,
 }
 
 impl Projection {
     /// Parses a YAML document (a mapping) into its projection.
-    pub fn parse(yaml: &str) -> Result<Self, serde_saphyr::Error> {
+    fn parse(yaml: &str) -> Result<Self, serde_saphyr::Error> {
         serde_saphyr::from_str(yaml)
     }
 }
@@ -106,29 +106,15 @@ struct AgeStanza {
     recipient: Option<String>,
 }
 
-/// Can `old` (bytes on disk) stand for `new_plaintext`? `new` is its public part when already
-/// read (render keeps it for the Secrets it writes).
+/// Can `old` (bytes on disk) stand for `new_plaintext`?
 ///
 /// Both documents are read with the SOPS module's YAML reader, which is several times faster
 /// than a general one; when it refuses either, both are read with serde-saphyr instead.
-pub fn is_unchanged(
-    old: &[u8],
-    new_plaintext: &str,
-    new: Option<&sops::PublicPart>,
-    recipients: &BTreeSet<String>,
-) -> bool {
+pub fn is_unchanged(old: &[u8], new_plaintext: &str, recipients: &BTreeSet<String>) -> bool {
     let Ok(old) = std::str::from_utf8(old) else {
         return false;
     };
-    let parsed;
-    let new = match new {
-        Some(n) => Some(n),
-        None => {
-            parsed = sops::public_part(new_plaintext);
-            parsed.as_ref()
-        }
-    };
-    if let (Some(old), Some(new)) = (sops::public_part(old), new) {
+    if let (Some(old), Some(new)) = (sops::public_part(old), sops::public_part(new_plaintext)) {
         return old.encrypted && old.recipients == *recipients && old.value == new.value;
     }
     if !sops::is_encrypted(old) {
@@ -157,18 +143,18 @@ pub fn seal(
         .map(|r| sops::parse_recipient(r))
         .collect::<Result<_, _>>()?;
     let wanted: BTreeSet<String> = recipients.iter().cloned().collect();
-    let Outputs {
-        files, projections, ..
-    } = outputs;
-    let private: Vec<(&String, &mut OutFile)> =
-        files.iter_mut().filter(|(_, f)| f.private).collect();
+    let private: Vec<(&String, &mut OutFile)> = outputs
+        .files
+        .iter_mut()
+        .filter(|(_, f)| f.private)
+        .collect();
     let decisions = parallel::map(
         &private,
         |(path, file)| -> Result<Sealed, SealError> {
             let plaintext =
                 zeroize::Zeroizing::new(String::from_utf8_lossy(&file.bytes).into_owned());
             if let Some(old) = existing.get(*path)
-                && is_unchanged(old, &plaintext, projections.get(*path), &wanted)
+                && is_unchanged(old, &plaintext, &wanted)
             {
                 return Ok(Sealed::Kept(old.clone()));
             }
@@ -215,4 +201,58 @@ enum Sealed {
     WouldEncrypt,
     /// Its new ciphertext.
     Encrypted(Vec<u8>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: \"cacerts\"\n  labels:\n    rootroll.dev/phase: \"1\"\n  annotations:\n    rootroll.dev/public-sha256: \"abc\"\ntype: Opaque\ndata:\n  ca-key.pem: \"c2VjcmV0\"\n";
+
+    fn sealed(plain: &str, to: &[age::x25519::Recipient]) -> Vec<u8> {
+        let now = time::macros::datetime!(2027-01-01 00:00 UTC);
+        sops::encrypt_yaml("x", plain, to, now)
+            .unwrap()
+            .into_bytes()
+    }
+
+    #[test]
+    fn an_encryption_of_the_same_public_content_stands_for_it_and_nothing_else() {
+        let id = age::x25519::Identity::generate();
+        let other = age::x25519::Identity::generate();
+        let wanted: BTreeSet<String> = [id.to_public().to_string()].into();
+        let old = sealed(SECRET, &[id.to_public()]);
+        // The sops writer re-quotes and re-indents; the public content is what counts.
+        assert!(is_unchanged(&old, SECRET, &wanted));
+        // Other data with the same public part: still the same (the key is bound to the cert).
+        assert!(is_unchanged(
+            &old,
+            &SECRET.replace("c2VjcmV0", "b3RoZXI="),
+            &wanted
+        ));
+        // A changed label, annotation, type or an added field is not.
+        for changed in [
+            SECRET.replace("phase: \"1\"", "phase: \"2\""),
+            SECRET.replace("abc", "abd"),
+            SECRET.replace("phase: \"1\"", "phase: 1"),
+            SECRET.replace("type: Opaque", "type: kubernetes.io/tls"),
+            SECRET.replace("type: Opaque\n", "type: Opaque\nimmutable: true\n"),
+        ] {
+            assert!(!is_unchanged(&old, &changed, &wanted), "{changed}");
+        }
+        // Other recipients, or a plaintext file, never stand for it.
+        let both: BTreeSet<String> =
+            [id.to_public().to_string(), other.to_public().to_string()].into();
+        assert!(!is_unchanged(&old, SECRET, &both));
+        assert!(!is_unchanged(SECRET.as_bytes(), SECRET, &wanted));
+        // What the fast reader refuses (an anchor) is compared by serde-saphyr: same verdicts.
+        let anchored = SECRET.replace("name: \"cacerts\"", "name: &n \"cacerts\"");
+        assert!(sops::public_part(&anchored).is_none());
+        assert!(Projection::parse(&anchored).is_ok());
+        assert!(!is_unchanged(
+            &old,
+            &anchored.replace("abc", "abd"),
+            &wanted
+        ));
+    }
 }
