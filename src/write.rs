@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 
 use crate::render::{OutFile, Outputs};
 
+/// Threads creating the files of a new tree.
+const WRITERS: usize = 8;
+
 /// List of files rootroll wrote, kept inside the output directory.
 pub const MANIFEST: &str = ".rootroll/manifest";
 
@@ -322,9 +325,16 @@ fn build_tree(tmp: &Path, dir: &Path, exists: bool, outputs: &Outputs) -> Result
         fs::create_dir_all(&abs).map_err(io("create", &abs))?;
         fs::set_permissions(&abs, fs::Permissions::from_mode(*mode)).map_err(io("chmod", &abs))?;
     }
-    for (rel, f) in &files {
-        write_file(&tmp.join(rel), &f.bytes, file_mode(f))?;
-    }
+    // Creating a file is mostly waiting on the file system, so more writers than cores help.
+    let files: Vec<(&String, &OutFile)> = files.iter().collect();
+    crate::parallel::map_with(
+        WRITERS,
+        &files,
+        |(rel, f)| write_file(&tmp.join(rel), &f.bytes, file_mode(f)),
+        |_, _| {},
+    )
+    .into_iter()
+    .collect::<Result<(), _>>()?;
     // One flush for the whole new tree (files, directories, entries) before it is swapped in.
     sync_filesystem(tmp)
 }
