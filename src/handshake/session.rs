@@ -132,42 +132,81 @@ impl<'a> HandshakeCache<'a> {
         );
         let (client_config, server_config) = match cached {
             (Some(c), Some(s)) => (c, s),
-            (c, s) => {
+            // One side is new: parse just that side (the other parsed fine before, so the
+            // first bad input is the same one `mutual_tls` would name).
+            (None, Some(s)) => (self.new_client(client, client_trust_pem, client_key)?, s),
+            (Some(c), None) => (c, self.new_server(server, server_trust_pem, server_key)?),
+            (None, None) => {
                 // Parse everything, in `mutual_tls`'s order, so a bad input is reported the same.
                 let p = Parsed::new(client, client_trust_pem, server, server_trust_pem)?;
-                let c = match c {
-                    Some(c) => c,
-                    None => {
-                        let c = Arc::new(client_config(
-                            p.client_chain,
-                            p.client_key,
-                            p.client_anchors,
-                            &self.expect_server_id,
-                            self.now,
-                            Some(self.memo(client_trust_pem)),
-                        )?);
-                        remember(&self.clients, client_key, &c);
-                        c
-                    }
-                };
-                let s = match s {
-                    Some(s) => s,
-                    None => {
-                        let s = Arc::new(server_config(
-                            p.server_chain,
-                            p.server_key,
-                            p.server_anchors,
-                            self.now,
-                            Some(self.memo(server_trust_pem)),
-                        )?);
-                        remember(&self.servers, server_key, &s);
-                        s
-                    }
-                };
+                let c = Arc::new(client_config(
+                    p.client_chain,
+                    p.client_key,
+                    p.client_anchors,
+                    &self.expect_server_id,
+                    self.now,
+                    Some(self.memo(client_trust_pem)),
+                )?);
+                let s = Arc::new(server_config(
+                    p.server_chain,
+                    p.server_key,
+                    p.server_anchors,
+                    self.now,
+                    Some(self.memo(server_trust_pem)),
+                )?);
+                remember(&self.clients, client_key, &c);
+                remember(&self.servers, server_key, &s);
                 (c, s)
             }
         };
         run(client_config, server_config)
+    }
+
+    fn new_client(
+        &self,
+        client: &Workload,
+        trust_pem: &[u8],
+        key: InputKey,
+    ) -> Result<Arc<ClientConfig>, HandshakeError> {
+        let chain = parse_certs(client.chain_pem.as_bytes(), Input::ClientChain)?;
+        let private_key = parse_key(&client.key_pem, Input::ClientKey)?;
+        let anchors = anchors(
+            &parse_certs(trust_pem, Input::ClientTrust)?,
+            Input::ClientTrust,
+        )?;
+        let c = Arc::new(client_config(
+            chain,
+            private_key,
+            anchors,
+            &self.expect_server_id,
+            self.now,
+            Some(self.memo(trust_pem)),
+        )?);
+        remember(&self.clients, key, &c);
+        Ok(c)
+    }
+
+    fn new_server(
+        &self,
+        server: &Workload,
+        trust_pem: &[u8],
+        key: InputKey,
+    ) -> Result<Arc<ServerConfig>, HandshakeError> {
+        let chain = parse_certs(server.chain_pem.as_bytes(), Input::ServerChain)?;
+        let private_key = parse_key(&server.key_pem, Input::ServerKey)?;
+        let anchors = anchors(
+            &parse_certs(trust_pem, Input::ServerTrust)?,
+            Input::ServerTrust,
+        )?;
+        let s = Arc::new(server_config(
+            chain,
+            private_key,
+            anchors,
+            self.now,
+            Some(self.memo(trust_pem)),
+        )?);
+        remember(&self.servers, key, &s);
+        Ok(s)
     }
 }
 
