@@ -5,6 +5,7 @@ use rcgen::{
     CertificateParams, DistinguishedName, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SanType, SerialNumber,
 };
+use rustls::pki_types::CertificateDer;
 use time::{Duration, OffsetDateTime};
 
 use super::{HandshakeError, Input, LeafSpec, Workload, cert_pem, parse_certs};
@@ -15,6 +16,38 @@ const LEAF_TTL: Duration = Duration::hours(1);
 
 /// istiod's `ClockSkewGracePeriod`: NotBefore = now − 2 min.
 const CLOCK_SKEW: Duration = Duration::minutes(2);
+
+/// A workload leaf and its key, before a chain is attached: one per intermediate serves
+/// every phase that intermediate signs in (see [`Leaf::present`]).
+pub struct Leaf {
+    der: Vec<u8>,
+    key_pem: String,
+}
+
+impl Leaf {
+    /// The workload presenting this leaf + every cert of `cert_chain_pem` + every cert of
+    /// `root_bundle_pem`, as istio-agent hands it to Envoy.
+    pub fn present(
+        &self,
+        cert_chain_pem: &[u8],
+        root_bundle_pem: &[u8],
+    ) -> Result<Workload, HandshakeError> {
+        let chain = parse_certs(cert_chain_pem, Input::CertChain)?;
+        let roots = parse_certs(root_bundle_pem, Input::RootBundle)?;
+        Ok(self.assemble(&chain, &roots))
+    }
+
+    fn assemble(&self, chain: &[CertificateDer<'_>], roots: &[CertificateDer<'_>]) -> Workload {
+        let mut chain_pem = cert_pem(&self.der);
+        for der in chain.iter().chain(roots) {
+            chain_pem.push_str(&cert_pem(der));
+        }
+        Workload {
+            chain_pem,
+            key_pem: self.key_pem.clone(),
+        }
+    }
+}
 
 /// Issues a short-lived (1 h, NotBefore `now` − 2 min) ECDSA P-256 leaf with URI SAN
 /// `spiffe://<td>/ns/<ns>/sa/<sa>`, EKU serverAuth+clientAuth and key usage
@@ -32,14 +65,27 @@ pub fn issue_workload(
     root_bundle_pem: &[u8],
     now: OffsetDateTime,
 ) -> Result<Workload, HandshakeError> {
+    // Inputs are named in this order when several are bad.
+    parse_certs(signer_cert_pem.as_bytes(), Input::SignerCert)?;
+    let chain = parse_certs(cert_chain_pem, Input::CertChain)?;
+    let roots = parse_certs(root_bundle_pem, Input::RootBundle)?;
+    let leaf = issue_leaf(spec, signer_cert_pem, signer_key_pem, now)?;
+    Ok(leaf.assemble(&chain, &roots))
+}
+
+/// The leaf of [`issue_workload`] alone, to be presented with a chain by [`Leaf::present`].
+pub fn issue_leaf(
+    spec: &LeafSpec,
+    signer_cert_pem: &str,
+    signer_key_pem: &str,
+    now: OffsetDateTime,
+) -> Result<Leaf, HandshakeError> {
     let signer_der = parse_certs(signer_cert_pem.as_bytes(), Input::SignerCert)?
         .into_iter()
         .next()
         .ok_or(HandshakeError::NoCertificate {
             input: Input::SignerCert,
         })?;
-    let chain = parse_certs(cert_chain_pem, Input::CertChain)?;
-    let roots = parse_certs(root_bundle_pem, Input::RootBundle)?;
 
     let signer_key = KeyPair::from_pem(signer_key_pem).map_err(|e| HandshakeError::Key {
         input: Input::SignerKey,
@@ -94,12 +140,8 @@ pub fn issue_workload(
         });
     }
 
-    let mut chain_pem = cert_pem(leaf.der());
-    for der in chain.iter().chain(roots.iter()) {
-        chain_pem.push_str(&cert_pem(der));
-    }
-    Ok(Workload {
-        chain_pem,
+    Ok(Leaf {
+        der: leaf.der().to_vec(),
         key_pem: leaf_key.serialize_pem().replace("\r\n", "\n"),
     })
 }

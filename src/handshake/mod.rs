@@ -23,7 +23,7 @@ mod issue;
 mod session;
 mod verify;
 
-pub use issue::issue_workload;
+pub use issue::{Leaf, issue_leaf, issue_workload};
 pub use session::{HandshakeCache, mutual_tls};
 
 use rustls::pki_types::CertificateDer;

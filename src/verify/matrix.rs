@@ -4,8 +4,8 @@
 //! real mutual TLS (rustls, in memory). Each cluster is also checked against the next cluster
 //! of the fleet (a ring), since clusters share the root.
 //!
-//! Leaves are issued once per cluster and phase and reused across cells; the handshakes run
-//! on every core.
+//! Leaves are issued once per intermediate and reused across cells; the handshakes run on
+//! every core.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,6 +37,13 @@ fn spec(trust_domain: &str, sa: &str) -> LeafSpec {
     }
 }
 
+/// An intermediate of a cluster: (cluster, certificate PEM, key PEM).
+type Signer<'a> = (&'a str, &'a str, &'a str);
+
+fn signer<'a>(cluster: &'a str, s: &'a PhaseSecret) -> Signer<'a> {
+    (cluster, s.signer_pem.as_str(), s.key.expose())
+}
+
 /// One handshake to run: a client leaf and bundle meeting a server leaf and bundle.
 struct Planned<'a> {
     /// Index of the (cluster, transition) finding it counts towards.
@@ -53,7 +60,7 @@ struct Planned<'a> {
 
 /// Builds and judges every cell. `secrets` are the readable phase Secrets of `verify offline`.
 ///
-/// Leaves are issued once per cluster and phase, and the handshakes run on every core
+/// Leaves are issued once per intermediate, and the handshakes run on every core
 /// through one [`HandshakeCache`]; cells and findings come out in the same order whatever
 /// the thread timing.
 pub fn build(
@@ -70,31 +77,42 @@ pub fn build(
         v.dedup();
         v
     };
-    // Client and server leaves per (cluster, phase), and each phase's bundle, shared.
-    let jobs: Vec<(&(String, u8), &PhaseSecret, &str)> = by
+    // One client and one server leaf per intermediate (phases signed by the same certificate
+    // and key share them), each presented with its phase's cert-chain.pem and bundle.
+    let mut signers: BTreeMap<Signer<'_>, &PhaseSecret> = BTreeMap::new();
+    for ((c, _), s) in &by {
+        signers.entry(signer(c, s)).or_insert(s);
+    }
+    let jobs: Vec<(Signer<'_>, &PhaseSecret, &str)> = signers
         .iter()
-        .flat_map(|(k, s)| ["client", "server"].map(|sa| (k, *s, sa)))
+        .flat_map(|(k, s)| ["client", "server"].map(|sa| (*k, *s, sa)))
         .collect();
     let issued = parallel::map(
         &jobs,
         |(_, s, sa)| {
-            handshake::issue_workload(
-                &spec(trust_domain, sa),
-                &s.signer_pem,
-                s.key.expose(),
-                &s.chain,
-                &s.bundle,
-                now,
-            )
-            .map(Arc::new)
-            .map_err(|e| e.to_string())
+            handshake::issue_leaf(&spec(trust_domain, sa), &s.signer_pem, s.key.expose(), now)
+                .map_err(|e| e.to_string())
         },
         |_, _| {},
     );
-    let leaves: BTreeMap<(&str, u8, &str), Result<Arc<Workload>, String>> = jobs
+    let by_signer: BTreeMap<(Signer<'_>, &str), Result<handshake::Leaf, String>> = jobs
         .iter()
         .zip(issued)
-        .map(|(((c, n), _, sa), w)| ((c.as_str(), *n, *sa), w))
+        .map(|((k, _, sa), leaf)| ((*k, *sa), leaf))
+        .collect();
+    let leaves: BTreeMap<(&str, u8, &str), Result<Arc<Workload>, String>> = by
+        .iter()
+        .flat_map(|((c, n), s)| ["client", "server"].map(|sa| (c.as_str(), *n, *s, sa)))
+        .map(|(c, n, s, sa)| {
+            let workload = match &by_signer[&(signer(c, s), sa)] {
+                Ok(leaf) => leaf
+                    .present(&s.chain, &s.bundle)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.clone()),
+            };
+            ((c, n, sa), workload)
+        })
         .collect();
     let bundles: BTreeMap<(&str, u8), Arc<[u8]>> = by
         .iter()

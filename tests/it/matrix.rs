@@ -140,3 +140,40 @@ fn envoy_agrees_with_every_matrix_cell() {
     total += checked;
     eprintln!("Envoy agreed with rootroll on {total} distinct matrix cells");
 }
+
+/// Leaves are issued once per intermediate: phases signed by the same intermediate present the
+/// same leaf (with their own cert-chain.pem and bundle), and a new intermediate a new leaf.
+#[test]
+fn matrix_issues_one_leaf_per_intermediate_and_presents_each_phase_chain() {
+    let now = OffsetDateTime::now_utc();
+    let dir = tempfile::tempdir().unwrap();
+    let cells = cells("plans/demo.yaml", &dir.path().join("out"), now, |_| {});
+    let mut chains: std::collections::BTreeMap<u8, String> = Default::default();
+    for c in &cells {
+        chains.insert(c.cell.client_leaf_phase, c.client.chain_pem.clone());
+    }
+    let leaf = |n: u8| {
+        let pem = &chains[&n];
+        pem[..pem.find("-----END CERTIFICATE-----").unwrap()].to_string()
+    };
+    assert_eq!(chains.len(), 4, "client leaves of phases 1–4");
+    assert_eq!(
+        leaf(1),
+        leaf(2),
+        "phases 1 and 2 share intermediate A's leaf"
+    );
+    assert_eq!(
+        leaf(3),
+        leaf(4),
+        "phases 3 and 4 share intermediate B's leaf"
+    );
+    assert_ne!(leaf(2), leaf(3), "intermediate B issues its own leaf");
+    assert_ne!(
+        chains[&1], chains[&2],
+        "phase 2 presents its A+B bundle, phase 1 only A"
+    );
+    assert_ne!(
+        chains[&3], chains[&4],
+        "phase 3 presents A+B+B, phase 4 only B"
+    );
+}
