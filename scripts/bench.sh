@@ -4,7 +4,7 @@
 # whole process (wall clock) after one `cargo build --release`.
 #   bash scripts/bench.sh                  # REPS=5
 #   REPS=9 RSA_REPS=11 bash scripts/bench.sh
-# RSA_REPS (default REPS) sets the RSA-4096 rounds alone: an RSA key takes a random 0.2–1.7 s
+# RSA_REPS (default REPS) sets the RSA-4096 rounds alone: an RSA key takes a random 0.2–4 s
 # (prime search), so those medians need more runs to settle.
 # What is measured:
 #   - baseline: scripts/makefile-baseline.sh, our own script running the Makefile's openssl
@@ -17,12 +17,20 @@
 #   - a no-op re-render of the 100-cluster plan, and verify offline of that render with the
 #     handshake matrix;
 #   - scaling: render and verify offline of 10, 100 and 1000 ECDSA clusters (the 10 and 1000
-#     plans are written by scripts/fleet-plan.sh into a temp dir).
+#     plans are written by scripts/fleet-plan.sh into a temp dir);
+#   - verify live over 2,000 sidecars through the integration tests' in-test API server, with
+#     real Envoys behind the port-forwards: tests/it/live.rs `live_bench`, run REPS times,
+#     printing pods/s and peak RSS (GNU time).
 # Runs are interleaved (baseline, render, floor, baseline, ...) so drift hits all alike, and
 # each starts after an untimed `sync`, so no run pays for flushing what an earlier one wrote or
-# deleted. rootroll makes its tree durable (one syncfs) before swapping it in; the Makefile's
-# openssl never flushes. The 100-cluster render is therefore also timed into /dev/shm (tmpfs,
-# where the flush costs nothing) to show the work apart from the disk. The machine's load
+# deleted. Every run writes a directory of its own and nothing is deleted before the end: on
+# ext4 without a journal (as here; /proc/fs/jbd2 is empty), allocating inodes right after
+# deleting thousands of files scans past each inode freed in the last minute
+# (`recently_deleted` in the kernel's ialloc.c), which cost a 100-cluster render 0.2–0.5 s of
+# kernel time when it followed the `rm -rf` of the previous run's tree. rootroll makes its
+# tree durable (one syncfs) before swapping it in; the Makefile's openssl never flushes. The
+# 100-cluster render is therefore also timed into /dev/shm (tmpfs, where the flush costs
+# nothing) to show the work apart from the disk. The machine's load
 # average is printed before and after: other work on it skews every figure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +42,8 @@ if ((REPS < 5 || RSA_REPS < 5)); then
 fi
 
 cargo build --release --locked --quiet --bin rootroll --example keygen_floor
+# verify live runs from the integration tests' in-test API server (tests/it/live.rs live_bench).
+cargo test --release --locked --quiet --test it --no-run 2>/dev/null
 bin=$PWD/target/release/rootroll
 floor=$PWD/target/release/examples/keygen_floor
 identity=$PWD/plans/demo.agekey
@@ -70,7 +80,6 @@ max() { sort -n "$work/samples/$1" | tail -1; }
 fmt() { awk -v u="$1" 'BEGIN { if (u >= 1000000) printf "%.2f s", u/1e6; else printf "%.0f ms", u/1e3 }'; }
 cell() { echo "$(fmt "$(median "$1")") | $(fmt "$(min "$1")") – $(fmt "$(max "$1")")"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a/b }'; }
-fresh() { rm -rf "$1"; }
 
 bash scripts/fleet-plan.sh 10 ecdsa-p256 fleet-10-ecdsa >"$work/fleet-10-ecdsa.yaml"
 bash scripts/fleet-plan.sh 1000 ecdsa-p256 fleet-1000-ecdsa >"$work/fleet-1000-ecdsa.yaml"
@@ -81,37 +90,32 @@ plan_1000=$work/fleet-1000-ecdsa.yaml
 echo "benchmarking (REPS=$REPS) ..." >&2
 for ((i = 1; i <= RSA_REPS; i++)); do
   echo "  round $i/$RSA_REPS: RSA-4096, root + 10" >&2
-  fresh "$work/mk"
-  run mk_rsa bash scripts/makefile-baseline.sh "$work/mk" 10 rsa-4096
-  fresh "$work/rsa"
-  run render_rsa "$bin" render plans/fleet-10-rsa.yaml --out "$work/rsa"
+  run mk_rsa bash scripts/makefile-baseline.sh "$work/mk-rsa-$i" 10 rsa-4096
+  run render_rsa "$bin" render plans/fleet-10-rsa.yaml --out "$work/rsa-$i"
   run floor_rsa "$floor" 11 rsa-4096
 done
 # The baseline makes what the Makefile makes (checked once, untimed).
-openssl verify -CAfile "$work/mk/root-cert.pem" "$work/mk/cluster-0010/ca-cert.pem" >/dev/null
+openssl verify -CAfile "$work/mk-rsa-1/root-cert.pem" "$work/mk-rsa-1/cluster-0010/ca-cert.pem" >/dev/null
 
 for ((i = 1; i <= REPS; i++)); do
   echo "  round $i/$REPS: ECDSA P-256, root + 100" >&2
-  fresh "$work/mk"
-  run mk_ec bash scripts/makefile-baseline.sh "$work/mk" 100 ecdsa-p256
-  fresh "$work/e100"
-  run render_100 "$bin" render "$plan_100" --out "$work/e100"
-  fresh "$shm/e100"
-  run render_100_shm "$bin" render "$plan_100" --out "$shm/e100"
+  run mk_ec bash scripts/makefile-baseline.sh "$work/mk-ec-$i" 100 ecdsa-p256
+  run render_100 "$bin" render "$plan_100" --out "$work/e100-$i"
+  run render_100_shm "$bin" render "$plan_100" --out "$shm/e100-$i"
 done
-fresh "$shm"
-openssl verify -CAfile "$work/mk/root-cert.pem" "$work/mk/cluster-0100/ca-cert.pem" >/dev/null
+rm -rf "$shm"
+openssl verify -CAfile "$work/mk-ec-1/root-cert.pem" "$work/mk-ec-1/cluster-0100/ca-cert.pem" >/dev/null
 
 echo "  no-op re-render and verify offline, 100 clusters" >&2
 for ((i = 1; i <= REPS; i++)); do
-  run noop_100 "$bin" render "$plan_100" --out "$work/e100"
+  run noop_100 "$bin" render "$plan_100" --out "$work/e100-1"
   grep -q " 0 added, 0 changed, .* 0 removed" "$work/last.out" || {
     echo "the re-render was not a no-op: $(cat "$work/last.out")" >&2
     exit 1
   }
 done
 for ((i = 1; i <= REPS; i++)); do
-  run verify_100 "$bin" verify offline "$work/e100" --identity "$identity"
+  run verify_100 "$bin" verify offline "$work/e100-1" --identity "$identity"
 done
 cells_100=$(grep -o 'matrix [0-9]* of [0-9]* cells ok' "$work/last.out")
 
@@ -119,12 +123,22 @@ for n in 10 1000; do
   plan_var=plan_$n
   for ((i = 1; i <= REPS; i++)); do
     echo "  scaling: $n clusters, round $i/$REPS" >&2
-    fresh "$work/s$n"
-    run "render_$n" "$bin" render "${!plan_var}" --out "$work/s$n"
-    run "verify_$n" "$bin" verify offline "$work/s$n" --identity "$identity"
+    run "render_$n" "$bin" render "${!plan_var}" --out "$work/s$n-$i"
+    run "verify_$n" "$bin" verify offline "$work/s$n-$i" --identity "$identity"
   done
   declare "cells_$n=$(grep -o 'matrix [0-9]* of [0-9]* cells ok' "$work/last.out")"
 done
+echo "  verify live: 2,000 proxies through the in-test API server" >&2
+ROOTROLL_BENCH_REPS=$REPS cargo test --release --locked --quiet --test it -- \
+  --ignored --exact live::live_bench --nocapture >"$work/live.out" 2>&1 || {
+  cat "$work/live.out" >&2
+  exit 1
+}
+live=$(grep '^verify live:' "$work/live.out")
+live_med=$(sed -E 's/.* runs ([0-9.]+) s .*/\1/' <<<"$live")
+live_range=$(sed -E 's/.*\(([0-9.]+)–([0-9.]+) s\).*/\1 s – \2 s/' <<<"$live")
+live_rate=$(sed -E 's/.* = ([0-9]+) pods\/s.*/\1/' <<<"$live")
+live_rss=$(sed -E 's/.*peak RSS ([0-9.]+) MB.*/\1/' <<<"$live")
 load_after=$(load)
 
 mk_rsa=$(median mk_rsa)
@@ -152,7 +166,7 @@ Median of $REPS runs ($RSA_REPS for RSA-4096; range in the next column), wall cl
 | the same render into /dev/shm (tmpfs) | the same work, the flush costs nothing | $(cell render_100_shm) | ${speedup_ec_shm}× faster than the baseline on disk |
 | rootroll render, no-op re-render | plans/fleet-100-ecdsa.yaml again, no identity: nothing generated, nothing written | $(cell noop_100) | ≤ 150 ms: $(verdict "$(median noop_100)" 150000 "<=") |
 | rootroll verify offline, matrix included | the 100-cluster render: every gate of 400 phase Secrets, $cells_100 (real TLS 1.3 handshakes) | $(cell verify_100) | ≤ 2 s: $(verdict "$(median verify_100)" 2000000 "<=") |
-| verify live, ≥ 2,000 pods | not measured by this script: the verify-live work owns this row (\`cargo test --release --test it -- --ignored live_bench --nocapture\` prints pods/s and peak RSS) | – | – | – |
+| rootroll verify live | 2,000 sidecars, every gate, through the in-test API server (real API paths, paginated lists; each proxy's config_dump from one of 4 real Envoys through a websocket port-forward) | $live_med s | $live_range | $live_rate pods/s (≥ 500: $(verdict "$live_rate" 500 ">=")), peak RSS $live_rss MB (≤ 150 MB: $(verdict "$live_rss" 150 "<=")) |
 
 Scaling, ECDSA P-256 (render: fresh directory, all phases, encrypted; verify offline: matrix included):
 
