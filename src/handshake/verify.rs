@@ -14,7 +14,10 @@ use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{WebPkiSupportedAlgorithms, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime};
+use rustls::pki_types::{
+    AlgorithmIdentifier, CertificateDer, FipsStatus, InvalidSignature, ServerName,
+    SignatureVerificationAlgorithm, TrustAnchor, UnixTime,
+};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, OtherError};
 use time::OffsetDateTime;
@@ -46,25 +49,81 @@ pub(super) fn anchors(
 ///
 /// Path validation is a pure function of the presented chain, the trust anchors, the time and
 /// the peer's role, so when a matrix presents the same chain to the same bundle again the
-/// first verdict is reused. Everything else in each handshake (key exchange, both
-/// CertificateVerify signatures over the transcript, Finished, application data) still runs.
+/// first verdict is reused; and a signature check is a pure function of the algorithm, the
+/// public key, the signed bytes and the signature, so the certificate signatures a new path
+/// shares with earlier ones (the same leaf under the same intermediate) are checked once.
+/// Everything else in each handshake (key exchange, both CertificateVerify signatures over the
+/// transcript, Finished, application data) still runs.
 #[derive(Debug, Default)]
-pub struct Verdicts(Mutex<HashMap<[u8; 32], Result<(), rustls::Error>>>);
+pub struct Verdicts {
+    chains: Mutex<HashMap<[u8; 32], Result<(), rustls::Error>>>,
+    signatures: Mutex<HashMap<[u8; 32], bool>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 impl Verdicts {
     fn get(&self, key: &[u8; 32]) -> Option<Result<(), rustls::Error>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(key)
-            .cloned()
+        locked(&self.chains).get(key).cloned()
     }
 
     fn put(&self, key: [u8; 32], verdict: Result<(), rustls::Error>) {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key, verdict);
+        locked(&self.chains).insert(key, verdict);
+    }
+}
+
+/// A signature algorithm whose verdicts are kept in [`Verdicts`]: path building checks the
+/// same certificate signature again for every bundle a chain meets.
+#[derive(Debug)]
+struct RememberedAlgorithm {
+    inner: &'static dyn SignatureVerificationAlgorithm,
+    verdicts: Arc<Verdicts>,
+}
+
+impl SignatureVerificationAlgorithm for RememberedAlgorithm {
+    fn verify_signature(
+        &self,
+        public_key: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), InvalidSignature> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [
+            self.inner.public_key_alg_id().as_ref(),
+            self.inner.signature_alg_id().as_ref(),
+            public_key,
+            message,
+            signature,
+        ] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        let key: [u8; 32] = h.finalize().into();
+        let known = locked(&self.verdicts.signatures).get(&key).copied();
+        let valid = known.unwrap_or_else(|| {
+            let valid = self
+                .inner
+                .verify_signature(public_key, message, signature)
+                .is_ok();
+            locked(&self.verdicts.signatures).insert(key, valid);
+            valid
+        });
+        if valid { Ok(()) } else { Err(InvalidSignature) }
+    }
+
+    fn public_key_alg_id(&self) -> AlgorithmIdentifier {
+        self.inner.public_key_alg_id()
+    }
+
+    fn signature_alg_id(&self) -> AlgorithmIdentifier {
+        self.inner.signature_alg_id()
+    }
+
+    fn fips_status(&self) -> FipsStatus {
+        self.inner.fips_status()
     }
 }
 
@@ -83,10 +142,38 @@ struct Chain {
     anchors: Vec<TrustAnchor<'static>>,
     now: UnixTime,
     algs: WebPkiSupportedAlgorithms,
+    /// `algs` with remembered verdicts, when there is a memo.
+    remembered: Vec<RememberedAlgorithm>,
     memo: Option<Memo>,
 }
 
 impl Chain {
+    fn new(
+        anchors: Vec<TrustAnchor<'static>>,
+        now: UnixTime,
+        algs: WebPkiSupportedAlgorithms,
+        memo: Option<Memo>,
+    ) -> Self {
+        let remembered = match &memo {
+            Some(m) => algs
+                .all
+                .iter()
+                .map(|inner| RememberedAlgorithm {
+                    inner: *inner,
+                    verdicts: m.verdicts.clone(),
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        Self {
+            anchors,
+            now,
+            algs,
+            remembered,
+            memo,
+        }
+    }
+
     fn verify(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -125,8 +212,18 @@ impl Chain {
             Side::Server => webpki::KeyUsage::server_auth(),
             Side::Client => webpki::KeyUsage::client_auth(),
         };
+        let remembered: Vec<&dyn SignatureVerificationAlgorithm> = self
+            .remembered
+            .iter()
+            .map(|a| a as &dyn SignatureVerificationAlgorithm)
+            .collect();
+        let algs = if self.memo.is_some() {
+            remembered.as_slice()
+        } else {
+            self.algs.all
+        };
         cert.verify_for_usage(
-            self.algs.all,
+            algs,
             &self.anchors,
             intermediates,
             self.now,
@@ -162,12 +259,7 @@ impl SpiffeServerVerifier {
         memo: Option<Memo>,
     ) -> Self {
         Self {
-            chain: Chain {
-                anchors,
-                now,
-                algs,
-                memo,
-            },
+            chain: Chain::new(anchors, now, algs, memo),
             expected_id: expected_id.to_owned(),
         }
     }
@@ -232,12 +324,7 @@ impl MeshClientVerifier {
         memo: Option<Memo>,
     ) -> Self {
         Self {
-            chain: Chain {
-                anchors,
-                now,
-                algs,
-                memo,
-            },
+            chain: Chain::new(anchors, now, algs, memo),
         }
     }
 }

@@ -12,7 +12,8 @@ use rcgen::{
     KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256, RsaKeySize,
 };
 use rootroll::handshake::{
-    HandshakeError, Input, LeafSpec, Rejection, Side, Workload, issue_workload, mutual_tls,
+    HandshakeCache, HandshakeError, Input, LeafSpec, Rejection, Side, Workload, issue_workload,
+    mutual_tls,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -441,6 +442,43 @@ fn same_subject_roots_show_an_untrusted_root_as_bad_signature() {
     );
     let both = format!("{}{}", old_root.cert_pem, new_root.cert_pem);
     tls(&c, &both, &s, &both).expect("both same-named roots trusted");
+}
+
+// The shared cache remembers chain verdicts and certificate signature checks across
+// handshakes. With same-named roots, path building checks the new intermediate's signature
+// against both roots' keys: a check remembered for one key must not answer for the other.
+#[test]
+fn cached_handshakes_keep_same_subject_roots_apart() {
+    let makefile_dn = [
+        (DnType::OrganizationName, "Istio"),
+        (DnType::CommonName, "Root CA"),
+    ];
+    let old_root = ca(Alg::P256, &makefile_dn, None);
+    let new_root = ca(Alg::P256, &makefile_dn, None);
+    let new = Signer {
+        int: intermediate(Alg::P256, &new_root, "new"),
+        root_pem: new_root.cert_pem.clone(),
+    };
+    let c = issue(&client(), &new, &new_root.cert_pem, now());
+    let s = issue(&server(), &new, &new_root.cert_pem, now());
+    let both = format!("{}{}", old_root.cert_pem, new_root.cert_pem);
+    let only_old = old_root.cert_pem.clone();
+    let cache = HandshakeCache::new(&server().spiffe_id(), now());
+    let run = |c_trust: &str, s_trust: &str| {
+        cache.mutual_tls(&c, c_trust.as_bytes(), &s, s_trust.as_bytes())
+    };
+    run(&both, &both).expect("both roots trusted");
+    assert_rejected(
+        run(&only_old, &both),
+        Side::Client,
+        &Rejection::BadSignature,
+    );
+    assert_rejected(
+        run(&both, &only_old),
+        Side::Server,
+        &Rejection::BadSignature,
+    );
+    run(&both, &both).expect("both roots trusted, again");
 }
 
 #[test]
