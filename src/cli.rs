@@ -482,8 +482,7 @@ fn cmd_init(
             if path.exists() && !force {
                 bail!("{} exists; pass --force to overwrite it", path.display());
             }
-            std::fs::write(path, &s.yaml)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            write::write_file_atomic(path, s.yaml.as_bytes())?;
             eprintln!(
                 "wrote {}: {} cluster(s) ({}), {} layout{}",
                 path.display(),
@@ -1177,10 +1176,10 @@ fn cmd_init_from_cluster(a: &FromCluster<'_>, now: OffsetDateTime) -> Result<Exi
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create {}", parent.display()))?;
         }
-        std::fs::write(&p, bytes).with_context(|| format!("cannot write {}", p.display()))?;
+        write::write_file_atomic(&p, bytes)?;
     }
-    std::fs::write(output, &s.yaml)
-        .with_context(|| format!("cannot write {}", output.display()))?;
+    // The plan last: it names the files above.
+    write::write_file_atomic(output, s.yaml.as_bytes())?;
     eprintln!(
         "wrote {} and {}/ ({} layout, bytes as in the live Secret); the current intermediate's key is only in {} (encrypted)",
         output.display(),

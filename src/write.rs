@@ -149,6 +149,33 @@ fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), WriteError> {
     f.write_all(bytes).map_err(io("write", path))
 }
 
+/// Replaces the single file `path` with `bytes` all at once: written to a sibling temporary
+/// file (mode 0644), flushed, renamed over `path`, and the directory flushed. A failure or a
+/// crash leaves the old file or the new one, never a part.
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = parent.join(format!(".{name}.rootroll-tmp-{}", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    let written = write_file(&tmp, bytes, 0o644)
+        .and_then(|()| {
+            fs::File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(io("sync", &tmp))
+        })
+        .and_then(|()| fs::rename(&tmp, path).map_err(io("write", path)));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
+    sync_dir(parent)
+}
+
 /// Flushes everything written to the file system holding `path` (files, directories and
 /// their entries) to stable storage.
 fn sync_filesystem(path: &Path) -> Result<(), WriteError> {
