@@ -41,16 +41,17 @@ pub fn mutual_tls(
     expect_server_id: &str,
     now: OffsetDateTime,
 ) -> Result<(), HandshakeError> {
-    let p = Parsed::new(client, client_trust_pem, server, server_trust_pem)?;
     let client_config = client_config(
-        p.client_chain,
-        p.client_key,
-        p.client_anchors,
+        parse_side(client, client_trust_pem, Side::Client)?,
         expect_server_id,
         now,
         None,
     )?;
-    let server_config = server_config(p.server_chain, p.server_key, p.server_anchors, now, None)?;
+    let server_config = server_config(
+        parse_side(server, server_trust_pem, Side::Server)?,
+        now,
+        None,
+    )?;
     run(Arc::new(client_config), Arc::new(server_config))
 }
 
@@ -130,83 +131,34 @@ impl<'a> HandshakeCache<'a> {
             lookup(&self.clients, &client_key),
             lookup(&self.servers, &server_key),
         );
-        let (client_config, server_config) = match cached {
-            (Some(c), Some(s)) => (c, s),
-            // One side is new: parse just that side (the other parsed fine before, so the
-            // first bad input is the same one `mutual_tls` would name).
-            (None, Some(s)) => (self.new_client(client, client_trust_pem, client_key)?, s),
-            (Some(c), None) => (c, self.new_server(server, server_trust_pem, server_key)?),
-            (None, None) => {
-                // Parse everything, in `mutual_tls`'s order, so a bad input is reported the same.
-                let p = Parsed::new(client, client_trust_pem, server, server_trust_pem)?;
+        // A side not seen before is parsed (client first, as `mutual_tls` does, so a bad
+        // input is reported the same) and its configuration kept.
+        let client_config = match cached.0 {
+            Some(c) => c,
+            None => {
                 let c = Arc::new(client_config(
-                    p.client_chain,
-                    p.client_key,
-                    p.client_anchors,
+                    parse_side(client, client_trust_pem, Side::Client)?,
                     &self.expect_server_id,
                     self.now,
                     Some(self.memo(client_trust_pem)),
                 )?);
+                remember(&self.clients, client_key, &c);
+                c
+            }
+        };
+        let server_config = match cached.1 {
+            Some(s) => s,
+            None => {
                 let s = Arc::new(server_config(
-                    p.server_chain,
-                    p.server_key,
-                    p.server_anchors,
+                    parse_side(server, server_trust_pem, Side::Server)?,
                     self.now,
                     Some(self.memo(server_trust_pem)),
                 )?);
-                remember(&self.clients, client_key, &c);
                 remember(&self.servers, server_key, &s);
-                (c, s)
+                s
             }
         };
         run(client_config, server_config)
-    }
-
-    fn new_client(
-        &self,
-        client: &Workload,
-        trust_pem: &[u8],
-        key: InputKey,
-    ) -> Result<Arc<ClientConfig>, HandshakeError> {
-        let chain = parse_certs(client.chain_pem.as_bytes(), Input::ClientChain)?;
-        let private_key = parse_key(&client.key_pem, Input::ClientKey)?;
-        let anchors = anchors(
-            &parse_certs(trust_pem, Input::ClientTrust)?,
-            Input::ClientTrust,
-        )?;
-        let c = Arc::new(client_config(
-            chain,
-            private_key,
-            anchors,
-            &self.expect_server_id,
-            self.now,
-            Some(self.memo(trust_pem)),
-        )?);
-        remember(&self.clients, key, &c);
-        Ok(c)
-    }
-
-    fn new_server(
-        &self,
-        server: &Workload,
-        trust_pem: &[u8],
-        key: InputKey,
-    ) -> Result<Arc<ServerConfig>, HandshakeError> {
-        let chain = parse_certs(server.chain_pem.as_bytes(), Input::ServerChain)?;
-        let private_key = parse_key(&server.key_pem, Input::ServerKey)?;
-        let anchors = anchors(
-            &parse_certs(trust_pem, Input::ServerTrust)?,
-            Input::ServerTrust,
-        )?;
-        let s = Arc::new(server_config(
-            chain,
-            private_key,
-            anchors,
-            self.now,
-            Some(self.memo(trust_pem)),
-        )?);
-        remember(&self.servers, key, &s);
-        Ok(s)
     }
 }
 
@@ -221,38 +173,24 @@ fn digest(parts: &[&[u8]]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Every input of a handshake, parsed.
-struct Parsed {
-    client_chain: Vec<CertificateDer<'static>>,
-    client_key: PrivateKeyDer<'static>,
-    server_chain: Vec<CertificateDer<'static>>,
-    server_key: PrivateKeyDer<'static>,
-    client_anchors: Vec<TrustAnchor<'static>>,
-    server_anchors: Vec<TrustAnchor<'static>>,
+/// One end's inputs, parsed: the chain it presents, its key, and the anchors it trusts.
+struct SideParts {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    anchors: Vec<TrustAnchor<'static>>,
 }
 
-impl Parsed {
-    fn new(
-        client: &Workload,
-        client_trust_pem: &[u8],
-        server: &Workload,
-        server_trust_pem: &[u8],
-    ) -> Result<Self, HandshakeError> {
-        Ok(Self {
-            client_chain: parse_certs(client.chain_pem.as_bytes(), Input::ClientChain)?,
-            client_key: parse_key(&client.key_pem, Input::ClientKey)?,
-            server_chain: parse_certs(server.chain_pem.as_bytes(), Input::ServerChain)?,
-            server_key: parse_key(&server.key_pem, Input::ServerKey)?,
-            client_anchors: anchors(
-                &parse_certs(client_trust_pem, Input::ClientTrust)?,
-                Input::ClientTrust,
-            )?,
-            server_anchors: anchors(
-                &parse_certs(server_trust_pem, Input::ServerTrust)?,
-                Input::ServerTrust,
-            )?,
-        })
-    }
+/// Parses `side`'s workload and trust bundle, in that order, naming the bad input.
+fn parse_side(w: &Workload, trust_pem: &[u8], side: Side) -> Result<SideParts, HandshakeError> {
+    let (chain, key, trust) = match side {
+        Side::Client => (Input::ClientChain, Input::ClientKey, Input::ClientTrust),
+        Side::Server => (Input::ServerChain, Input::ServerKey, Input::ServerTrust),
+    };
+    Ok(SideParts {
+        chain: parse_certs(w.chain_pem.as_bytes(), chain)?,
+        key: parse_key(&w.key_pem, key)?,
+        anchors: anchors(&parse_certs(trust_pem, trust)?, trust)?,
+    })
 }
 
 /// aws-lc-rs with TLS_AES_128_GCM_SHA256 preferred, as Envoy's BoringSSL does for TLS 1.3
@@ -266,9 +204,11 @@ fn provider_and_clock(now: OffsetDateTime) -> (Arc<CryptoProvider>, Arc<FixedClo
 }
 
 fn client_config(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-    anchors: Vec<TrustAnchor<'static>>,
+    SideParts {
+        chain,
+        key,
+        anchors,
+    }: SideParts,
     expect_server_id: &str,
     now: OffsetDateTime,
     memo: Option<Memo>,
@@ -296,9 +236,11 @@ fn client_config(
 }
 
 fn server_config(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-    anchors: Vec<TrustAnchor<'static>>,
+    SideParts {
+        chain,
+        key,
+        anchors,
+    }: SideParts,
     now: OffsetDateTime,
     memo: Option<Memo>,
 ) -> Result<ServerConfig, HandshakeError> {

@@ -415,24 +415,28 @@ fn phase_three_chain_with_duplicated_and_extra_roots_verifies() {
     );
 }
 
-// Istio's Makefile gives every root the same DN. An untrusted root then looks like a bad
-// signature (the trusted root with that name did not sign), not an unknown issuer.
-#[test]
-fn same_subject_roots_show_an_untrusted_root_as_bad_signature() {
+/// Two roots with the DN Istio's Makefile gives every root, each with an intermediate.
+fn makefile_roots() -> ((Ca, Signer), (Ca, Signer)) {
     let makefile_dn = [
         (DnType::OrganizationName, "Istio"),
         (DnType::CommonName, "Root CA"),
     ];
-    let old_root = ca(Alg::P256, &makefile_dn, None);
-    let new_root = ca(Alg::P256, &makefile_dn, None);
-    let old = Signer {
-        int: intermediate(Alg::P256, &old_root, "old"),
-        root_pem: old_root.cert_pem.clone(),
+    let pair = |cluster: &str| {
+        let root = ca(Alg::P256, &makefile_dn, None);
+        let signer = Signer {
+            int: intermediate(Alg::P256, &root, cluster),
+            root_pem: root.cert_pem.clone(),
+        };
+        (root, signer)
     };
-    let new = Signer {
-        int: intermediate(Alg::P256, &new_root, "new"),
-        root_pem: new_root.cert_pem.clone(),
-    };
+    (pair("old"), pair("new"))
+}
+
+// Istio's Makefile gives every root the same DN. An untrusted root then looks like a bad
+// signature (the trusted root with that name did not sign), not an unknown issuer.
+#[test]
+fn same_subject_roots_show_an_untrusted_root_as_bad_signature() {
+    let ((old_root, old), (new_root, new)) = makefile_roots();
     let c = issue(&client(), &old, &old_root.cert_pem, now());
     let s = issue(&server(), &new, &new_root.cert_pem, now());
     assert_rejected(
@@ -449,16 +453,7 @@ fn same_subject_roots_show_an_untrusted_root_as_bad_signature() {
 // against both roots' keys: a check remembered for one key must not answer for the other.
 #[test]
 fn cached_handshakes_keep_same_subject_roots_apart() {
-    let makefile_dn = [
-        (DnType::OrganizationName, "Istio"),
-        (DnType::CommonName, "Root CA"),
-    ];
-    let old_root = ca(Alg::P256, &makefile_dn, None);
-    let new_root = ca(Alg::P256, &makefile_dn, None);
-    let new = Signer {
-        int: intermediate(Alg::P256, &new_root, "new"),
-        root_pem: new_root.cert_pem.clone(),
-    };
+    let ((old_root, _), (new_root, new)) = makefile_roots();
     let c = issue(&client(), &new, &new_root.cert_pem, now());
     let s = issue(&server(), &new, &new_root.cert_pem, now());
     let both = format!("{}{}", old_root.cert_pem, new_root.cert_pem);
