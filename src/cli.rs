@@ -850,7 +850,26 @@ fn cmd_verify_offline(
     };
     let (mut report, secrets) = rootroll::verify::offline::run(dir, &opts)?;
     let ctx = rootroll::verify::offline::Context::load(dir)?;
-    rootroll::verify::matrix::run(&mut report, &secrets, &ctx.trust_domain, now);
+    // Thousands of handshakes on a large fleet: a progress line on a terminal, nothing on a
+    // pipe, redrawn once per percent.
+    let tty = std::io::stderr().is_terminal();
+    let mut shown = 0;
+    rootroll::verify::matrix::run(
+        &mut report,
+        &secrets,
+        &ctx.trust_domain,
+        now,
+        &mut |done, total| {
+            let percent = done * 100 / total.max(1);
+            if tty && (percent > shown || done == total) {
+                shown = percent;
+                eprint!("\r\x1b[2Khandshake matrix {done}/{total}");
+                if done == total {
+                    eprint!("\r\x1b[2K");
+                }
+            }
+        },
+    );
     print_report(&report, format, "rootroll verify offline")?;
     Ok(if report.failed(strict) {
         ExitCode::from(1)

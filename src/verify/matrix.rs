@@ -68,6 +68,16 @@ pub fn build(
     trust_domain: &str,
     now: OffsetDateTime,
 ) -> (Vec<CellInput>, Vec<Finding>) {
+    build_with_progress(secrets, trust_domain, now, &mut |_, _| {})
+}
+
+/// [`build`], calling `progress(done, total)` on the calling thread as handshakes finish.
+pub fn build_with_progress(
+    secrets: &[PhaseSecret],
+    trust_domain: &str,
+    now: OffsetDateTime,
+    progress: &mut dyn FnMut(usize, usize),
+) -> (Vec<CellInput>, Vec<Finding>) {
     let mut by: BTreeMap<(String, u8), &PhaseSecret> = BTreeMap::new();
     for s in secrets {
         by.insert((s.cluster.clone(), s.phase), s);
@@ -170,10 +180,15 @@ pub fn build(
 
     let server_id = spec(trust_domain, "server").spiffe_id();
     let cache = HandshakeCache::new(&server_id, now);
+    let total = planned.len();
+    let mut done = 0;
     let results = parallel::map(
         &planned,
         |p| cache.mutual_tls(p.client, p.client_trust, p.server, p.server_trust),
-        |_, _| {},
+        |_, _| {
+            done += 1;
+            progress(done, total);
+        },
     );
 
     let mut cells = Vec::with_capacity(planned.len());
@@ -266,14 +281,15 @@ fn combos(n: u8) -> Vec<(u8, u8, u8, u8)> {
     v
 }
 
-/// Runs the matrix and adds it to `report`.
+/// Runs the matrix and adds it to `report`; `progress(done, total)` as handshakes finish.
 pub fn run(
     report: &mut Report,
     secrets: &[PhaseSecret],
     trust_domain: &str,
     now: OffsetDateTime,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Vec<CellInput> {
-    let (cells, findings) = build(secrets, trust_domain, now);
+    let (cells, findings) = build_with_progress(secrets, trust_domain, now, progress);
     report.findings.extend(findings);
     report.matrix = cells.iter().map(|c| c.cell.clone()).collect();
     cells

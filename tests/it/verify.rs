@@ -460,3 +460,58 @@ fn a_cluster_with_its_own_bundle_breaks_the_shared_root() {
         "{f:?}"
     );
 }
+
+/// Long work shows a progress line on a terminal and nothing on a pipe: render's key
+/// generation and verify offline's handshake matrix, run under a pseudo-terminal by
+/// util-linux `script` (which copies what the terminal showed to its stdout).
+#[test]
+fn progress_lines_on_a_terminal_and_none_on_a_pipe() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    let bin = env!("CARGO_BIN_EXE_rootroll");
+    let key = root().join("plans/demo.agekey");
+    let in_terminal = |cmd: String| {
+        run(std::process::Command::new("script")
+            .current_dir(root())
+            .args(["-q", "-e", "-c", &cmd, "/dev/null"]))
+    };
+    // The last "<label> done/total" the terminal showed, as (done, total).
+    let last = |text: &str, label: &str| -> Option<(usize, usize)> {
+        let at = text.rfind(label)? + label.len();
+        let rest = &text[at..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '/')
+            .unwrap_or(rest.len());
+        let (done, total) = rest[..end].split_once('/')?;
+        Some((done.parse().ok()?, total.parse().ok()?))
+    };
+
+    let o = in_terminal(format!(
+        "{bin} render plans/fleet.yaml --out {} >/dev/null",
+        out.display()
+    ));
+    assert!(o.status.success(), "{}", stdout(&o));
+    let (done, total) = last(&stdout(&o), "generating CA ").expect("keygen progress shown");
+    assert!(total > 0 && done == total, "{}", stdout(&o));
+
+    let o = in_terminal(format!(
+        "{bin} verify offline {} --identity {} >/dev/null",
+        out.display(),
+        key.display()
+    ));
+    assert!(o.status.success(), "{}", stdout(&o));
+    let (done, total) = last(&stdout(&o), "handshake matrix ").expect("matrix progress shown");
+    assert_eq!((done, total), (288, 288), "{}", stdout(&o));
+
+    // On a pipe: the report on stdout, and no progress line anywhere.
+    let piped = rootroll(&[
+        "verify",
+        "offline",
+        out.to_str().unwrap(),
+        "--identity",
+        key.to_str().unwrap(),
+    ]);
+    assert!(piped.status.success(), "{}", stderr(&piped));
+    assert!(stdout(&piped).contains("matrix 288 of 288 cells ok"));
+    assert!(!stderr(&piped).contains("handshake matrix") && !stdout(&piped).contains('\r'));
+}
