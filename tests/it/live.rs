@@ -791,6 +791,68 @@ fn live_cluster_through_the_api_and_port_forward_matches_from_dump() {
     );
 }
 
+/// `--wait` checks again every 10 s until the gates pass: a proxy still on a phase-2 leaf
+/// catches up while verify waits, and the run ends green after saying what it waited for.
+#[test]
+fn wait_checks_again_until_a_lagging_proxy_catches_up() {
+    use std::io::{BufRead, BufReader, Read};
+    let r = render_now("plans/demo.yaml");
+    let mut e3 = EnvoyPair::start();
+    let mut e2 = EnvoyPair::start();
+    let _ = envoy_dump(&mut e3, &r.out, "demo", 3);
+    let _ = envoy_dump(&mut e2, &r.out, "demo", 2);
+    let c = healthy(&r.out, "demo", 3, 3);
+    let api = crate::apiserver::FakeApi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), "test");
+    let mut admins: BTreeMap<String, std::net::SocketAddr> = c
+        .sidecars
+        .iter()
+        .map(|(_, p)| (p.clone(), e3.server_admin()))
+        .collect();
+    admins.insert("web-0001".into(), e2.server_admin());
+    serve(&api, &c, &admins);
+
+    let at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rootroll"))
+        .current_dir(root())
+        .args(["--now", &at, "verify", "live", r.out.to_str().unwrap()])
+        .args(["--cluster", "demo", "--phase", "3", "--format", "json"])
+        .args([
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--context",
+            "test",
+        ])
+        .args(["--wait", "1m"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let stdout = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        out.read_to_end(&mut bytes).map(|_| bytes)
+    });
+    // Wait for the first failed check, then let the proxy catch up.
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut first = String::new();
+    err.read_line(&mut first).unwrap();
+    assert_eq!(
+        first.trim_end(),
+        "waiting: 1 gate(s) failing (proxy-leaf-new-issuer); retrying in 10s"
+    );
+    api.forward("shop", "web-0001", 15000, e3.server_admin());
+    let mut rest = String::new();
+    err.read_to_string(&mut rest).unwrap();
+    let stdout = stdout.join().unwrap().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{first}{rest}");
+    assert!(!rest.contains("waiting:"), "one retry was enough: {rest}");
+    let v: Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(failed_codes(&v), Vec::<String>::new());
+}
+
 #[test]
 fn live_api_errors_fail_closed_and_an_unreachable_cluster_exits_2() {
     let r = render_now("plans/demo.yaml");
