@@ -710,18 +710,22 @@ fn check_phase(
     } else {
         decoded["cert-chain.pem"].to_vec()
     };
+    // The signing certificate cannot be read: the phase is not checked further.
+    let unreadable = |r: &mut Report, e: &dyn std::fmt::Display| {
+        r.push(finding(
+            "signer-is-ca",
+            Severity::Error,
+            false,
+            subject,
+            file,
+            format!("{cert_k}: {e}"),
+            "re-render",
+        ));
+    };
     let cert_ders = match pki::split_certificates(&decoded[cert_k]) {
         Ok(d) => d,
         Err(e) => {
-            r.push(finding(
-                "signer-is-ca",
-                Severity::Error,
-                false,
-                subject,
-                file,
-                format!("{cert_k}: {e}"),
-                "re-render",
-            ));
+            unreadable(r, &e);
             return None;
         }
     };
@@ -748,15 +752,7 @@ fn check_phase(
     let s = match pki::inspect_der(&signer) {
         Ok(s) => s,
         Err(e) => {
-            r.push(finding(
-                "signer-is-ca",
-                Severity::Error,
-                false,
-                subject,
-                file,
-                format!("{cert_k}: {e}"),
-                "re-render",
-            ));
+            unreadable(r, &e);
             return None;
         }
     };
