@@ -131,15 +131,69 @@ pub fn scaffold(
                 clusters[0].1.join("root-key.pem").is_file(),
             )
         };
-    let format = if layout == "tls" {
+    let y = plan_yaml(&PlanText {
+        header: format!(
+            "# Istio root CA rotation plan, scaffolded by `rootroll init --from-dir {}`.\n\
+             # Review every field, then: rootroll plan THIS-FILE; rootroll render THIS-FILE --out DIR\n",
+            dir.display()
+        ),
+        name,
+        format: secret_format(layout),
+        recipients: &[],
+        root_dir: relative(plan_dir, &root_dir),
+        clusters: clusters
+            .iter()
+            .map(|(cname, cdir, _)| (cname.clone(), relative(plan_dir, cdir), false))
+            .collect(),
+    });
+    Ok(Scaffold {
+        yaml: y,
+        clusters: clusters.into_iter().map(|c| c.0).collect(),
+        layout,
+        root_key_found,
+    })
+}
+
+/// The `secretFormat` of a directory or Secret layout.
+fn secret_format(layout: &str) -> &'static str {
+    if layout == "tls" {
         "kubernetes.io/tls"
     } else {
         "istiod"
+    }
+}
+
+/// What a scaffolded plan says; both `init` modes write it with [`plan_yaml`].
+struct PlanText<'a> {
+    /// The opening comment lines.
+    header: String,
+    name: &'a str,
+    format: &'static str,
+    recipients: &'a [String],
+    /// Where today's root-cert.pem is, relative to the plan.
+    root_dir: String,
+    /// (cluster name, its current intermediate's directory, whether that key is in the key
+    /// state rather than the directory).
+    clusters: Vec<(String, String, bool)>,
+}
+
+/// The commented plan text: today's root and intermediates imported, new ones generated.
+fn plan_yaml(p: &PlanText<'_>) -> String {
+    let PlanText {
+        header,
+        name,
+        format,
+        recipients,
+        root_dir,
+        clusters,
+    } = p;
+    let recipients = if recipients.is_empty() {
+        " []".to_string()
+    } else {
+        recipients.iter().map(|r| format!("\n      - {r}")).collect()
     };
-    let mut y = String::new();
-    y.push_str(&format!(
-        "# Istio root CA rotation plan, scaffolded by `rootroll init --from-dir {}`.\n\
-         # Review every field, then: rootroll plan THIS-FILE; rootroll render THIS-FILE --out DIR\n\
+    let mut y = format!(
+        "{header}\
          apiVersion: rootroll.dev/v1alpha1\n\
          kind: RotationPlan\n\
          metadata:\n  name: {name}\n\
@@ -160,46 +214,40 @@ pub fn scaffold(
          \x20   engine: flux                  # or argocd\n\
          \x20   repoPath: .                   # where the rendered directory sits in your Git repo\n\
          \x20   # age recipients the rendered Secrets are encrypted to (Flux's key, each operator's).\n\
-         \x20   ageRecipients: []\n\
+         \x20   ageRecipients:{recipients}\n\
          \x20 roots:\n\
          \x20   current:\n\
          \x20     # Today's root-cert.pem, kept byte for byte.\n\
          \x20     import:\n\
-         \x20       dir: {}\n",
-        dir.display(),
-        relative(plan_dir, &root_dir)
-    ));
-    y.push_str(
-        "    new:\n\
+         \x20       dir: {root_dir}\n\
+         \x20   new:\n\
          \x20     generate:\n\
          \x20       algorithm: ecdsa-p256       # rsa-2048|rsa-3072|rsa-4096|ecdsa-p256|ecdsa-p384\n\
          \x20       validity: 3650d\n\
          \x20       subject:\n\
-         \x20         organization: Istio\n",
+         \x20         organization: Istio\n\
+         \x20         commonName: Root CA ({name})   # must differ from the current root's subject\n\
+         \x20 clusters:\n"
     );
-    y.push_str(&format!(
-        "          commonName: Root CA ({name})   # must differ from the current root's subject\n  clusters:\n"
-    ));
-    for (cname, cdir, _) in &clusters {
+    for (cname, cdir, key_in_state) in clusters {
         y.push_str(&format!(
             "    - name: {cname}\n\
              \x20     intermediates:\n\
              \x20       current:\n\
              \x20         import:\n\
-             \x20           dir: {}\n\
+             \x20           dir: {cdir}\n{}\
              \x20       new:\n\
              \x20         generate:\n\
              \x20           algorithm: ecdsa-p256\n\
              \x20           validity: 1825d\n",
-            relative(plan_dir, cdir)
+            if *key_in_state {
+                "            key: state\n"
+            } else {
+                ""
+            }
         ));
     }
-    Ok(Scaffold {
-        yaml: y,
-        clusters: clusters.into_iter().map(|c| c.0).collect(),
-        layout,
-        root_key_found,
-    })
+    y
 }
 
 /// What `init --from-cluster` makes of a live `cacerts` Secret.
@@ -256,71 +304,19 @@ pub fn from_secret(
     let cert_ders = crate::pki::split_certificates(&data[cert_key])
         .map_err(|e| format!("`{cert_key}`: {e}"))?;
     let cert_pem = crate::pki::der_to_pem(&cert_ders[0]);
-    let format = if layout == "tls" {
-        "kubernetes.io/tls"
-    } else {
-        "istiod"
-    };
-    let recips = if recipients.is_empty() {
-        "[]".to_string()
-    } else {
-        format!(
-            "\n{}",
-            recipients
-                .iter()
-                .map(|r| format!("      - {r}\n"))
-                .collect::<String>()
-                .trim_end()
-        )
-    };
-    let yaml = format!(
-        "# Istio root CA rotation plan, scaffolded by `rootroll init --from-cluster` from the live cacerts Secret.\n\
-         # {dir}/ holds its public files byte for byte; the current intermediate's key is only in the\n\
-         # encrypted key state of the output directory (key: state).\n\
-         apiVersion: rootroll.dev/v1alpha1\n\
-         kind: RotationPlan\n\
-         metadata:\n  name: {name}\n\
-         spec:\n\
-         \x20 mesh:\n\
-         \x20   trustDomain: cluster.local\n\
-         \x20   istioNamespace: istio-system\n\
-         \x20   secretName: cacerts\n\
-         \x20   secretFormat: {format}           # the live Secret's format: its type cannot change in place\n\
-         \x20   dataPlane: sidecar            # or ambient\n\
-         \x20   minIstioVersion: \"1.22\"       # the oldest istiod/proxy version running\n\
-         \x20 timing:\n\
-         \x20   workloadCertTTL: 24h\n\
-         \x20   propagationDelay: 2m\n\
-         \x20   safetyMargin: 15m\n\
-         \x20 gitops:\n\
-         \x20   engine: flux\n\
-         \x20   repoPath: .\n\
-         \x20   ageRecipients: {recips}\n\
-         \x20 roots:\n\
-         \x20   current:\n\
-         \x20     import:\n\
-         \x20       dir: {d}\n\
-         \x20   new:\n\
-         \x20     generate:\n\
-         \x20       algorithm: ecdsa-p256\n\
-         \x20       validity: 3650d\n\
-         \x20       subject:\n\
-         \x20         organization: Istio\n\
-         \x20         commonName: Root CA ({name})\n\
-         \x20 clusters:\n\
-         \x20   - name: {cluster}\n\
-         \x20     intermediates:\n\
-         \x20       current:\n\
-         \x20         import:\n\
-         \x20           dir: {d}\n\
-         \x20           key: state\n\
-         \x20       new:\n\
-         \x20         generate:\n\
-         \x20           algorithm: ecdsa-p256\n\
-         \x20           validity: 1825d\n",
-        dir = dir.display(),
-        d = dir.display(),
-    );
+    let yaml = plan_yaml(&PlanText {
+        header: format!(
+            "# Istio root CA rotation plan, scaffolded by `rootroll init --from-cluster` from the live cacerts Secret.\n\
+             # {dir}/ holds its public files byte for byte; the current intermediate's key is only in the\n\
+             # encrypted key state of the output directory (key: state).\n",
+            dir = dir.display()
+        ),
+        name,
+        format: secret_format(layout),
+        recipients,
+        root_dir: dir.display().to_string(),
+        clusters: vec![(cluster.to_string(), dir.display().to_string(), true)],
+    });
     Ok(FromSecret {
         yaml,
         files,
