@@ -190,7 +190,10 @@ fn plan_yaml(p: &PlanText<'_>) -> String {
     let recipients = if recipients.is_empty() {
         " []".to_string()
     } else {
-        recipients.iter().map(|r| format!("\n      - {r}")).collect()
+        recipients
+            .iter()
+            .map(|r| format!("\n      - {r}"))
+            .collect()
     };
     let mut y = format!(
         "{header}\

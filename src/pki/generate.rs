@@ -19,17 +19,6 @@ use crate::duration::Span;
 /// How far NotBefore is moved into the past.
 pub const BACKDATE: Span = Span::from_mins(5);
 
-/// What a CA certificate is for.
-pub enum CaRole<'a> {
-    /// Self-signed root.
-    Root,
-    /// Intermediate signed by `issuer`, carrying the istiod SAN `istiod.<namespace>.svc`.
-    Intermediate {
-        issuer: &'a CaMaterial,
-        istio_namespace: &'a str,
-    },
-}
-
 /// Everything needed to generate one CA.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GenerateSpec {
@@ -124,22 +113,6 @@ impl CaIssuer {
 fn generate_err(e: rcgen::Error) -> PkiError {
     PkiError::Generate {
         reason: e.to_string(),
-    }
-}
-
-/// Generates a CA certificate and key valid from `now − 5 min` for `spec.validity`.
-pub fn generate_ca(
-    spec: &GenerateSpec,
-    role: CaRole<'_>,
-    now: OffsetDateTime,
-) -> Result<CaMaterial, PkiError> {
-    let key = generate_key(spec.algorithm)?;
-    match role {
-        CaRole::Root => sign_root(spec, &key, now),
-        CaRole::Intermediate {
-            issuer,
-            istio_namespace,
-        } => sign_intermediate(spec, &key, &CaIssuer::new(issuer)?, istio_namespace, now),
     }
 }
 

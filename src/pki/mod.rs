@@ -8,8 +8,7 @@ mod generate;
 mod inspect;
 
 pub use generate::{
-    BACKDATE, CaIssuer, CaRole, GenerateSpec, Subject, generate_ca, generate_key,
-    sign_intermediate, sign_root,
+    BACKDATE, CaIssuer, GenerateSpec, Subject, generate_key, sign_intermediate, sign_root,
 };
 pub use inspect::{CertSummary, KeyKind, inspect_der};
 
