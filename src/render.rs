@@ -277,14 +277,19 @@ fn render_yaml(
     ctx: minijinja::Value,
 ) -> Result<String, RenderError> {
     let text = render_one(env, name, ctx)?;
-    serde_saphyr::from_str::<serde::de::IgnoredAny>(&text).map_err(|e| {
-        RenderError::InvalidYaml {
+    check_yaml(name, path, &text)?;
+    Ok(text)
+}
+
+/// Parses one YAML document `name` rendered for `path`, only to know it is valid.
+fn check_yaml(name: &str, path: &str, doc: &str) -> Result<(), RenderError> {
+    serde_saphyr::from_str::<serde::de::IgnoredAny>(doc)
+        .map(|_| ())
+        .map_err(|e| RenderError::InvalidYaml {
             name: name.to_string(),
             path: path.to_string(),
             reason: e.without_snippet().to_string(),
-        }
-    })?;
-    Ok(text)
+        })
 }
 
 /// Path of a cluster's istio-ca directory.
@@ -499,13 +504,7 @@ fn render_cluster(ctx: &ClusterContext<'_>, cm: &ClusterMaterials) -> Result<Out
             minijinja::context! { cluster => &cm.name, namespace => &plan.mesh.istio_namespace, secret_name => &plan.mesh.secret_name },
         )?;
         for doc in text.split("\n---\n") {
-            serde_saphyr::from_str::<serde::de::IgnoredAny>(doc).map_err(|e| {
-                RenderError::InvalidYaml {
-                    name: tpl.to_string(),
-                    path: path.clone(),
-                    reason: e.without_snippet().to_string(),
-                }
-            })?;
+            check_yaml(tpl, &path, doc)?;
         }
         out.add(path, text, false);
     }
