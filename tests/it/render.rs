@@ -523,3 +523,40 @@ fn rendered_public_content_snapshots() {
         insta::assert_snapshot!(format!("rendered-{name}"), report);
     }
 }
+
+/// Files and links the user added to a rendered tree survive a render that rewrites it:
+/// the file with its bytes, the link as a link to the same target (never the file it names).
+#[test]
+fn user_files_and_links_are_carried_across_a_rewrite() {
+    let dir = render_plain("plans/demo.yaml");
+    let out = dir.path().join("out");
+    let outside = dir.path().join("outside-secret.txt");
+    std::fs::write(&outside, "not for the tree\n").unwrap();
+    std::fs::create_dir_all(out.join("notes/links")).unwrap();
+    std::fs::write(out.join("notes/README.md"), "ours\n").unwrap();
+    std::os::unix::fs::symlink(&outside, out.join("notes/links/outside")).unwrap();
+    let o = rootroll(&[
+        "render",
+        "plans/fleet.yaml",
+        "--out",
+        out.to_str().unwrap(),
+        "--insecure-plaintext",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        out.join("clusters/us-east").is_dir(),
+        "the tree was rewritten"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes/README.md")).unwrap(),
+        "ours\n"
+    );
+    let link = out.join("notes/links/outside");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read_link(&link).unwrap(), outside);
+}
