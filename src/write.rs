@@ -297,9 +297,7 @@ pub fn write_tree(dir: &Path, outputs: &Outputs) -> Result<ChangeSet, WriteError
     if fs::symlink_metadata(&tmp).is_ok() {
         remove_any(&tmp).map_err(io("remove", &tmp))?;
     }
-    if let Err(e) = build_tree(&tmp, dir, exists, outputs)
-        .and_then(|()| carry_links(dir, &tmp, exists, outputs))
-    {
+    if let Err(e) = build_tree(&tmp, dir, exists, outputs) {
         let _ = remove_any(&tmp);
         return Err(WriteError::LeftAsItWas {
             path: dir.to_path_buf(),
@@ -317,6 +315,9 @@ fn build_tree(tmp: &Path, dir: &Path, exists: bool, outputs: &Outputs) -> Result
     fs::create_dir(tmp).map_err(io("create", tmp))?;
     fs::set_permissions(tmp, fs::Permissions::from_mode(0o755)).map_err(io("chmod", tmp))?;
     let mut files: BTreeMap<String, OutFile> = outputs.files.clone();
+    // Links the user added, carried as links (pointing where they did): copying what they
+    // name could pull a file from elsewhere, a key among them, into the tree.
+    let mut links: Vec<(String, PathBuf)> = Vec::new();
     // Carry over files the user added to a previous render.
     if exists {
         let managed = managed_files(dir)?;
@@ -324,9 +325,12 @@ fn build_tree(tmp: &Path, dir: &Path, exists: bool, outputs: &Outputs) -> Result
             if !managed.contains(&rel) && rel != MANIFEST && !files.contains_key(&rel) {
                 let src = dir.join(&rel);
                 let meta = fs::symlink_metadata(&src).map_err(io("inspect", &src))?;
+                if meta.file_type().is_symlink() {
+                    links.push((rel, fs::read_link(&src).map_err(io("read", &src))?));
+                    continue;
+                }
                 if !meta.is_file() {
-                    // A link is carried as a link (carry_links), never as the file it names; a
-                    // pipe or socket holds nothing to carry.
+                    // A pipe or socket holds nothing to carry.
                     continue;
                 }
                 let bytes = fs::read(&src).map_err(io("read", &src))?;
@@ -362,7 +366,14 @@ fn build_tree(tmp: &Path, dir: &Path, exists: bool, outputs: &Outputs) -> Result
     )
     .into_iter()
     .collect::<Result<(), _>>()?;
-    // One flush for the whole new tree (files, directories, entries) before it is swapped in.
+    for (rel, target) in &links {
+        let abs = tmp.join(rel);
+        let parent = abs.parent().unwrap_or(tmp);
+        fs::create_dir_all(parent).map_err(io("create", parent))?;
+        std::os::unix::fs::symlink(target, &abs).map_err(io("create", &abs))?;
+    }
+    // One flush for the whole new tree (files, links, directories, entries) before it is
+    // swapped in.
     sync_filesystem(tmp)
 }
 
@@ -423,33 +434,4 @@ fn remove_stale_temps(parent: &Path, prefix: &str) {
             let _ = remove_any(&entry.path());
         }
     }
-}
-
-/// Links the user added to a previous render are kept as links (pointing where they did):
-/// copying what they name could pull a file from elsewhere, a key among them, into the tree.
-fn carry_links(dir: &Path, tmp: &Path, exists: bool, outputs: &Outputs) -> Result<(), WriteError> {
-    if !exists {
-        return Ok(());
-    }
-    let managed = managed_files(dir)?;
-    for rel in walk(dir)? {
-        if managed.contains(&rel) || rel == MANIFEST || outputs.files.contains_key(&rel) {
-            continue;
-        }
-        let src = dir.join(&rel);
-        let is_link = fs::symlink_metadata(&src)
-            .map_err(io("inspect", &src))?
-            .file_type()
-            .is_symlink();
-        if !is_link {
-            continue;
-        }
-        let target = fs::read_link(&src).map_err(io("read", &src))?;
-        let abs = tmp.join(&rel);
-        let parent = abs.parent().unwrap_or(tmp);
-        fs::create_dir_all(parent).map_err(io("create", parent))?;
-        std::os::unix::fs::symlink(&target, &abs).map_err(io("create", &abs))?;
-        sync_dir(parent)?;
-    }
-    Ok(())
 }
