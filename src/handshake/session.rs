@@ -18,7 +18,8 @@ use rustls::{AlertDescription, ClientConfig, ClientConnection, ServerConfig, Ser
 use time::OffsetDateTime;
 
 use super::verify::{
-    Memo, MeshClientVerifier, SpiffeServerVerifier, Verdicts, anchors, rejection_from, unix_time,
+    Memo, MeshClientVerifier, SpiffeServerVerifier, Verdicts, anchors, digest, rejection_from,
+    unix_time,
 };
 use super::{HandshakeError, Input, Rejection, Side, Workload, parse_certs};
 
@@ -41,18 +42,12 @@ pub fn mutual_tls(
     expect_server_id: &str,
     now: OffsetDateTime,
 ) -> Result<(), HandshakeError> {
-    let client_config = client_config(
-        parse_side(client, client_trust_pem, Side::Client)?,
-        expect_server_id,
-        now,
-        None,
-    )?;
-    let server_config = server_config(
-        parse_side(server, server_trust_pem, Side::Server)?,
-        now,
-        None,
-    )?;
-    run(Arc::new(client_config), Arc::new(server_config))
+    HandshakeCache::new(expect_server_id, now).mutual_tls(
+        client,
+        client_trust_pem,
+        server,
+        server_trust_pem,
+    )
 }
 
 /// Many handshakes between the same workloads and bundles, at one time and expecting one
@@ -113,7 +108,7 @@ impl<'a> HandshakeCache<'a> {
     fn memo(&self, trust_pem: &[u8]) -> Memo {
         Memo {
             verdicts: self.verdicts.clone(),
-            anchors_id: digest(&[trust_pem]),
+            anchors_id: digest([trust_pem]),
         }
     }
 
@@ -140,7 +135,7 @@ impl<'a> HandshakeCache<'a> {
                     parse_side(client, client_trust_pem, Side::Client)?,
                     &self.expect_server_id,
                     self.now,
-                    Some(self.memo(client_trust_pem)),
+                    self.memo(client_trust_pem),
                 )?);
                 remember(&self.clients, client_key, &c);
                 c
@@ -152,7 +147,7 @@ impl<'a> HandshakeCache<'a> {
                 let s = Arc::new(server_config(
                     parse_side(server, server_trust_pem, Side::Server)?,
                     self.now,
-                    Some(self.memo(server_trust_pem)),
+                    self.memo(server_trust_pem),
                 )?);
                 remember(&self.servers, server_key, &s);
                 s
@@ -160,17 +155,6 @@ impl<'a> HandshakeCache<'a> {
         };
         run(client_config, server_config)
     }
-}
-
-/// sha256 over length-prefixed parts.
-fn digest(parts: &[&[u8]]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    for part in parts {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part);
-    }
-    h.finalize().into()
 }
 
 /// One end's inputs, parsed: the chain it presents, its key, and the anchors it trusts.
@@ -211,7 +195,7 @@ fn client_config(
     }: SideParts,
     expect_server_id: &str,
     now: OffsetDateTime,
-    memo: Option<Memo>,
+    memo: Memo,
 ) -> Result<ClientConfig, HandshakeError> {
     let (provider, clock) = provider_and_clock(now);
     let algs = provider.signature_verification_algorithms;
@@ -242,7 +226,7 @@ fn server_config(
         anchors,
     }: SideParts,
     now: OffsetDateTime,
-    memo: Option<Memo>,
+    memo: Memo,
 ) -> Result<ServerConfig, HandshakeError> {
     let (provider, clock) = provider_and_clock(now);
     let algs = provider.signature_verification_algorithms;

@@ -89,19 +89,13 @@ impl SignatureVerificationAlgorithm for RememberedAlgorithm {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), InvalidSignature> {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        for part in [
+        let key = digest([
             self.inner.public_key_alg_id().as_ref(),
             self.inner.signature_alg_id().as_ref(),
             public_key,
             message,
             signature,
-        ] {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part);
-        }
-        let key: [u8; 32] = h.finalize().into();
+        ]);
         let known = locked(&self.verdicts.signatures).get(&key).copied();
         let valid = known.unwrap_or_else(|| {
             let valid = self
@@ -127,6 +121,17 @@ impl SignatureVerificationAlgorithm for RememberedAlgorithm {
     }
 }
 
+/// SHA-256 over length-prefixed parts: the key of every memo here.
+pub(super) fn digest<'p>(parts: impl IntoIterator<Item = &'p [u8]>) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.finalize().into()
+}
+
 /// Where a [`Chain`] memoizes its verdicts: the shared table, and a digest naming the trust
 /// anchors (the bundle they came from).
 #[derive(Debug, Clone)]
@@ -142,9 +147,9 @@ struct Chain {
     anchors: Vec<TrustAnchor<'static>>,
     now: UnixTime,
     algs: WebPkiSupportedAlgorithms,
-    /// `algs` with remembered verdicts, when there is a memo.
+    /// `algs` with remembered verdicts, for path building.
     remembered: Vec<RememberedAlgorithm>,
-    memo: Option<Memo>,
+    memo: Memo,
 }
 
 impl Chain {
@@ -152,19 +157,16 @@ impl Chain {
         anchors: Vec<TrustAnchor<'static>>,
         now: UnixTime,
         algs: WebPkiSupportedAlgorithms,
-        memo: Option<Memo>,
+        memo: Memo,
     ) -> Self {
-        let remembered = match &memo {
-            Some(m) => algs
-                .all
-                .iter()
-                .map(|inner| RememberedAlgorithm {
-                    inner: *inner,
-                    verdicts: m.verdicts.clone(),
-                })
-                .collect(),
-            None => Vec::new(),
-        };
+        let remembered = algs
+            .all
+            .iter()
+            .map(|inner| RememberedAlgorithm {
+                inner: *inner,
+                verdicts: memo.verdicts.clone(),
+            })
+            .collect();
         Self {
             anchors,
             now,
@@ -180,19 +182,16 @@ impl Chain {
         intermediates: &[CertificateDer<'_>],
         role: Side,
     ) -> Result<(), rustls::Error> {
-        let Some(memo) = &self.memo else {
-            return self.check(end_entity, intermediates, role);
-        };
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        h.update(memo.anchors_id);
-        h.update([u8::from(role == Side::Server)]);
-        h.update(self.now.as_secs().to_be_bytes());
-        for der in std::iter::once(end_entity).chain(intermediates) {
-            h.update((der.len() as u64).to_be_bytes());
-            h.update(der);
-        }
-        let key: [u8; 32] = h.finalize().into();
+        let memo = &self.memo;
+        // The time is the cache's one `now`, so it is not part of the key.
+        let role_byte = [u8::from(role == Side::Server)];
+        let key = digest(
+            [&memo.anchors_id[..], &role_byte[..]].into_iter().chain(
+                std::iter::once(end_entity)
+                    .chain(intermediates)
+                    .map(|d| d.as_ref()),
+            ),
+        );
         if let Some(verdict) = memo.verdicts.get(&key) {
             return verdict;
         }
@@ -212,18 +211,13 @@ impl Chain {
             Side::Server => webpki::KeyUsage::server_auth(),
             Side::Client => webpki::KeyUsage::client_auth(),
         };
-        let remembered: Vec<&dyn SignatureVerificationAlgorithm> = self
+        let algs: Vec<&dyn SignatureVerificationAlgorithm> = self
             .remembered
             .iter()
             .map(|a| a as &dyn SignatureVerificationAlgorithm)
             .collect();
-        let algs = if self.memo.is_some() {
-            remembered.as_slice()
-        } else {
-            self.algs.all
-        };
         cert.verify_for_usage(
-            algs,
+            &algs,
             &self.anchors,
             intermediates,
             self.now,
@@ -256,7 +250,7 @@ impl SpiffeServerVerifier {
         now: UnixTime,
         algs: WebPkiSupportedAlgorithms,
         expected_id: &str,
-        memo: Option<Memo>,
+        memo: Memo,
     ) -> Self {
         Self {
             chain: Chain::new(anchors, now, algs, memo),
@@ -321,7 +315,7 @@ impl MeshClientVerifier {
         anchors: Vec<TrustAnchor<'static>>,
         now: UnixTime,
         algs: WebPkiSupportedAlgorithms,
-        memo: Option<Memo>,
+        memo: Memo,
     ) -> Self {
         Self {
             chain: Chain::new(anchors, now, algs, memo),

@@ -62,17 +62,8 @@ struct Planned<'a> {
 ///
 /// Leaves are issued once per intermediate, and the handshakes run on every core
 /// through one [`HandshakeCache`]; cells and findings come out in the same order whatever
-/// the thread timing.
+/// the thread timing. `progress(done, total)` is called on the calling thread as handshakes finish.
 pub fn build(
-    secrets: &[PhaseSecret],
-    trust_domain: &str,
-    now: OffsetDateTime,
-) -> (Vec<CellInput>, Vec<Finding>) {
-    build_with_progress(secrets, trust_domain, now, &mut |_, _| {})
-}
-
-/// [`build`], calling `progress(done, total)` on the calling thread as handshakes finish.
-pub fn build_with_progress(
     secrets: &[PhaseSecret],
     trust_domain: &str,
     now: OffsetDateTime,
@@ -289,7 +280,7 @@ pub fn run(
     now: OffsetDateTime,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Vec<CellInput> {
-    let (cells, findings) = build_with_progress(secrets, trust_domain, now, progress);
+    let (cells, findings) = build(secrets, trust_domain, now, progress);
     report.findings.extend(findings);
     report.matrix = cells.iter().map(|c| c.cell.clone()).collect();
     cells
