@@ -202,20 +202,35 @@ pub fn is_signed_by(child_der: &[u8], issuer_der: &[u8]) -> bool {
 /// Does `cert_der` chain to one of `roots`: signed by a root, or by a certificate of `via`
 /// that itself chains to one (every link a verified signature, at most eight hops)?
 pub fn chains_to(cert_der: &[u8], via: &[Vec<u8>], roots: &[Vec<u8>]) -> bool {
+    chain_hops(cert_der, via, roots, 7).is_ok()
+}
+
+/// Walks from `cert_der` to a root: at each certificate, a root that signed it ends the walk
+/// (`Ok(signatures followed)`), else the next is a different certificate of `via` that signed
+/// it, at most `max_via` times. `Err` holds the certificate no root (and no `via`) signed.
+pub fn chain_hops<'a>(
+    cert_der: &'a [u8],
+    via: &'a [Vec<u8>],
+    roots: &[Vec<u8>],
+    max_via: usize,
+) -> Result<usize, &'a [u8]> {
     let mut cur = cert_der;
-    for _ in 0..8 {
+    for hops in 0..=max_via {
         if roots.iter().any(|r| is_signed_by(cur, r)) {
-            return true;
+            return Ok(hops + 1);
+        }
+        if hops == max_via {
+            break;
         }
         match via
             .iter()
             .find(|c| c.as_slice() != cur && is_signed_by(cur, c))
         {
             Some(next) => cur = next,
-            None => return false,
+            None => break,
         }
     }
-    false
+    Err(cur)
 }
 
 /// 16 random bytes with the top bit cleared (a positive DER INTEGER) and never all zero.

@@ -858,28 +858,13 @@ impl Drop for Wiped {
 
 /// Walks from `cert` through the `chain` certificates to a root of `roots`.
 fn chains_to_bundle(cert: &[u8], chain: &[Vec<u8>], roots: &[Vec<u8>]) -> Result<String, String> {
-    let mut cur = cert.to_vec();
-    let mut hops = 0;
-    loop {
-        if roots.contains(&cur) && pki::is_signed_by(&cur, &cur) {
-            return Ok(format!("{hops} hop(s)"));
-        }
-        if let Some(root) = roots.iter().find(|r| pki::is_signed_by(&cur, r)) {
-            let _ = root;
-            return Ok(format!("{} hop(s)", hops + 1));
-        }
-        match chain
-            .iter()
-            .find(|c| **c != cur && pki::is_signed_by(&cur, c))
-        {
-            Some(next) if hops < 8 => {
-                cur = next.clone();
-                hops += 1;
-            }
-            _ => {
-                let issuer = pki::inspect_der(&cur).map(|s| s.issuer).unwrap_or_default();
-                return Err(format!("no root in the bundle signed `{issuer}`"));
-            }
-        }
+    if roots.iter().any(|r| r.as_slice() == cert) && pki::is_signed_by(cert, cert) {
+        return Ok("0 hop(s)".to_string());
     }
+    pki::chain_hops(cert, chain, roots, 8)
+        .map(|hops| format!("{hops} hop(s)"))
+        .map_err(|last| {
+            let issuer = pki::inspect_der(last).map(|s| s.issuer).unwrap_or_default();
+            format!("no root in the bundle signed `{issuer}`")
+        })
 }
