@@ -361,7 +361,7 @@ pub fn run() -> Result<ExitCode> {
                 cluster: cluster.as_deref(),
                 force,
             },
-            cli.now.unwrap_or_else(OffsetDateTime::now_utc),
+            now,
         ),
         Command::Init { .. } => bail!("give --from-dir DIR or --from-cluster CONTEXT"),
         Command::Plan { plan, format, out } => cmd_plan(&plan, format, out.as_deref(), now),
@@ -972,18 +972,18 @@ struct LiveArgs<'a> {
     strict: bool,
 }
 
-async fn kube_client(a: &LiveArgs<'_>) -> Result<kube::Client> {
+async fn kube_client(context: Option<&str>, kubeconfig: Option<&Path>) -> Result<kube::Client> {
     let opts = kube::config::KubeConfigOptions {
-        context: a.context.map(str::to_string),
+        context: context.map(str::to_string),
         ..Default::default()
     };
-    let config = match a.kubeconfig {
+    let config = match kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
             kube::Config::from_custom_kubeconfig(kc, &opts).await?
         }
-        None if a.context.is_some() => kube::Config::from_kubeconfig(&opts).await?,
+        None if context.is_some() => kube::Config::from_kubeconfig(&opts).await?,
         None => kube::Config::infer().await?,
     };
     Ok(kube::Client::try_from(config)?)
@@ -1018,7 +1018,7 @@ fn cmd_verify_live(
         .wait
         .map(|w| std::time::Instant::now() + std::time::Duration::from_secs(w.as_secs()));
     rt.block_on(async {
-        let client = kube_client(a)
+        let client = kube_client(a.context, a.kubeconfig)
             .await
             .context("cannot build a Kubernetes client")?;
         loop {
@@ -1115,32 +1115,14 @@ fn cmd_init_from_cluster(a: &FromCluster<'_>, now: OffsetDateTime) -> Result<Exi
             out.display()
         );
     }
-    let cluster = a.cluster.map(str::to_string).unwrap_or_else(|| {
-        let c: String = a
-            .context
-            .to_ascii_lowercase()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
-        c.trim_matches('-').to_string()
-    });
-    let live = LiveArgs {
-        dir: Path::new("."),
-        cluster: &cluster,
-        context: Some(a.context),
-        kubeconfig: a.kubeconfig,
-        phase: None,
-        read_secret: true,
-        concurrency: 1,
-        wait: None,
-        from_dump: None,
-        strict: false,
-    };
+    let cluster = a
+        .cluster
+        .map_or_else(|| init::dns_label(a.context), str::to_string);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let secret = rt.block_on(async {
-        let client = kube_client(&live)
+        let client = kube_client(Some(a.context), a.kubeconfig)
             .await
             .context("cannot build a Kubernetes client")?;
         let api: kube::Api<k8s_openapi::api::core::v1::Secret> =

@@ -35,7 +35,8 @@ fn is_cluster_dir(d: &Path) -> Option<&'static str> {
     }
 }
 
-fn dns_label(s: &str) -> String {
+/// `s` as a DNS label (a cluster name): lower case, other characters as `-`, at most 63.
+pub fn dns_label(s: &str) -> String {
     let mut out: String = s
         .to_ascii_lowercase()
         .chars()
