@@ -340,25 +340,27 @@ fn check_cluster(
     ));
     // Reload rule between consecutive phases.
     for n in 1..4u8 {
+        let subject = format!("{c}/{}→{}", phase_dir(n), phase_dir(n + 1));
         let (Some(a), Some(b)) = (cluster_secrets.get(&n), cluster_secrets.get(&(n + 1))) else {
             r.push(finding(
                 "reload-rule",
                 Severity::Error,
                 false,
-                &format!("{c}/{}→{}", phase_dir(n), phase_dir(n + 1)),
+                &subject,
                 None,
                 "a phase could not be read",
                 "fix the phase Secrets first",
             ));
             continue;
         };
-        let subject = format!("{c}/{}→{}", phase_dir(n), phase_dir(n + 1));
-        let bytes_ok = byte_reload_ok(&a.bundle, &b.bundle);
-        let set_ok = set_reload_ok(&a.bundle, &b.bundle);
+        // Only the rule the oldest istiod applies is checked.
         let (ok, rule) = if ctx.min_istio.has_set_reload_rule() {
-            (set_ok, "1.30+ set rule")
+            (set_reload_ok(&a.bundle, &b.bundle), "1.30+ set rule")
         } else {
-            (bytes_ok, "1.20–1.29 byte containment")
+            (
+                byte_reload_ok(&a.bundle, &b.bundle),
+                "1.20–1.29 byte containment",
+            )
         };
         r.push(finding(
             "reload-rule",
