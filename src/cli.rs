@@ -859,6 +859,7 @@ fn cmd_verify_offline(
         &secrets,
         &ctx.trust_domain,
         now,
+        &|_, _| true,
         &mut |done, total| {
             let percent = done * 100 / total.max(1);
             if tty && (percent > shown || done == total) {

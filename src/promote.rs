@@ -87,7 +87,9 @@ fn blocking(report: &Report, moves: &[Move]) -> Vec<Finding> {
                 && f.code != "pointer-valid"
         })
         .filter(|f| {
-            f.subject.starts_with("fleet")
+            // Fleet-wide gates ("fleet", "fleet/<phase>"); a cluster name holds no '/'.
+            f.subject == "fleet"
+                || f.subject.starts_with("fleet/")
                 || moves.iter().any(|m| {
                     let lo = m.from.min(m.to);
                     let hi = m.from.max(m.to);
@@ -238,12 +240,17 @@ pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
             },
         )?;
         // The handshake matrix is a gate too: a transition whose leaves and bundles do not
-        // meet must not be entered.
+        // meet must not be entered. Only the moving clusters' transitions are judged.
         crate::verify::matrix::run(
             &mut report,
             &secrets,
             &ctx.trust_domain,
             req.now,
+            &|cluster, n| {
+                moves
+                    .iter()
+                    .any(|m| m.cluster == cluster && m.from.min(m.to) == n)
+            },
             &mut |_, _| {},
         );
         let blocking = blocking(&report, &moves);

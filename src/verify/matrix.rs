@@ -62,11 +62,13 @@ struct Planned<'a> {
 ///
 /// Leaves are issued once per intermediate, and the handshakes run on every core
 /// through one [`HandshakeCache`]; cells and findings come out in the same order whatever
-/// the thread timing. `progress(done, total)` is called on the calling thread as handshakes finish.
+/// the thread timing. Only the transitions `wanted(cluster, n)` (n → n+1) are checked.
+/// `progress(done, total)` is called on the calling thread as handshakes finish.
 pub fn build(
     secrets: &[PhaseSecret],
     trust_domain: &str,
     now: OffsetDateTime,
+    wanted: &dyn Fn(&str, u8) -> bool,
     progress: &mut dyn FnMut(usize, usize),
 ) -> (Vec<CellInput>, Vec<Finding>) {
     let mut by: BTreeMap<(String, u8), &PhaseSecret> = BTreeMap::new();
@@ -129,7 +131,7 @@ pub fn build(
         } else {
             vec![c]
         };
-        for n in 1..4u8 {
+        for n in (1..4u8).filter(|&n| wanted(c, n)) {
             let group = groups.len();
             let mut missing = false;
             for peer in &peers {
@@ -272,15 +274,17 @@ fn combos(n: u8) -> Vec<(u8, u8, u8, u8)> {
     v
 }
 
-/// Runs the matrix and adds it to `report`; `progress(done, total)` as handshakes finish.
+/// Runs the matrix for the `wanted` transitions and adds it to `report`; `progress(done,
+/// total)` as handshakes finish.
 pub fn run(
     report: &mut Report,
     secrets: &[PhaseSecret],
     trust_domain: &str,
     now: OffsetDateTime,
+    wanted: &dyn Fn(&str, u8) -> bool,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Vec<CellInput> {
-    let (cells, findings) = build(secrets, trust_domain, now, progress);
+    let (cells, findings) = build(secrets, trust_domain, now, wanted, progress);
     report.findings.extend(findings);
     report.matrix = cells.iter().map(|c| c.cell.clone()).collect();
     cells

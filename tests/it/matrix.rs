@@ -38,7 +38,14 @@ fn cells(plan: &str, out: &Path, now: OffsetDateTime, edit: impl FnOnce(&Path)) 
     )
     .unwrap();
     let ctx = offline::Context::load(out).unwrap();
-    matrix::build(&secrets, &ctx.trust_domain, now, &mut |_, _| {}).0
+    matrix::build(
+        &secrets,
+        &ctx.trust_domain,
+        now,
+        &|_, _| true,
+        &mut |_, _| {},
+    )
+    .0
 }
 
 fn side(w: &rootroll::handshake::Workload, trust: &[u8]) -> Side {
