@@ -196,3 +196,23 @@ pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     }
     out
 }
+
+/// `git -C dir args…`, which must succeed; its stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    String::from_utf8(must(Command::new("git").arg("-C").arg(dir).args(args))).unwrap()
+}
+
+/// A Git repo with `plan` rendered (encrypted) under `gitops/` and committed.
+pub fn rendered_repo(plan: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    git(d.path(), &["init", "-q"]);
+    git(d.path(), &["config", "user.email", "ci@example.com"]);
+    git(d.path(), &["config", "user.name", "CI"]);
+    git(d.path(), &["config", "commit.gpgsign", "false"]);
+    let out = d.path().join("gitops");
+    let o = rootroll(&["render", plan, "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    git(d.path(), &["add", "-A"]);
+    git(d.path(), &["commit", "-qm", "render"]);
+    d
+}

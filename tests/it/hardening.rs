@@ -946,23 +946,9 @@ fn verify_ends_on_a_symlink_loop_or_a_fifo_in_the_tree() {
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
 }
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    String::from_utf8(must(Command::new("git").arg("-C").arg(dir).args(args))).unwrap()
-}
-
-/// A Git repo with the demo plan rendered (encrypted) under `gitops/` and committed.
+/// A Git repo with `plans/demo.yaml` rendered (encrypted) under `gitops/` and committed.
 fn repo() -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    git(d.path(), &["init", "-q"]);
-    git(d.path(), &["config", "user.email", "ci@example.com"]);
-    git(d.path(), &["config", "user.name", "CI"]);
-    git(d.path(), &["config", "commit.gpgsign", "false"]);
-    let out = d.path().join("gitops");
-    let o = rootroll(&["render", "plans/demo.yaml", "--out", out.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    git(d.path(), &["add", "-A"]);
-    git(d.path(), &["commit", "-qm", "render"]);
-    d
+    rendered_repo("plans/demo.yaml")
 }
 
 /// `rootroll promote gitops …` run from inside the repository, the way a user types it.

@@ -1045,23 +1045,26 @@ fn init_from_cluster_keeps_bytes_and_never_writes_the_key_in_plaintext() {
         .to_string();
     let plan = dir.path().join("plan.yaml");
     let out = dir.path().join("gitops");
-    let o = rootroll(&[
-        "init",
-        "--from-cluster",
-        "prod-east",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "--cluster",
-        "east",
-        "--out",
-        out.to_str().unwrap(),
-        "-o",
-        plan.to_str().unwrap(),
-        "--age-recipient",
-        &pubkey,
-        "--name",
-        "prod",
-    ]);
+    let init = |extra: &[&str]| {
+        let mut args = vec![
+            "init",
+            "--from-cluster",
+            "prod-east",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--cluster",
+            "east",
+            "--out",
+            out.to_str().unwrap(),
+            "-o",
+            plan.to_str().unwrap(),
+            "--age-recipient",
+            &pubkey,
+        ];
+        args.extend_from_slice(extra);
+        rootroll(&args)
+    };
+    let o = init(&["--name", "prod"]);
     assert!(o.status.success(), "{}", stderr(&o));
     // Public files byte for byte; no private key in plaintext anywhere.
     for k in ["ca-cert.pem", "cert-chain.pem", "root-cert.pem"] {
@@ -1122,22 +1125,7 @@ fn init_from_cluster_keeps_bytes_and_never_writes_the_key_in_plaintext() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(failed_codes(&v), Vec::<String>::new());
     // A second run refuses to overwrite the output directory.
-    let o = rootroll(&[
-        "init",
-        "--from-cluster",
-        "prod-east",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "--cluster",
-        "east",
-        "--out",
-        out.to_str().unwrap(),
-        "-o",
-        plan.to_str().unwrap(),
-        "--age-recipient",
-        &pubkey,
-        "--force",
-    ]);
+    let o = init(&["--force"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("is not empty"), "{}", stderr(&o));
 }

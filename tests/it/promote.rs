@@ -1,29 +1,14 @@
 //! `promote` and `status` on a real temporary Git repository.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::common::*;
 
 const DEMO_KEY: &str = "plans/demo.agekey";
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    String::from_utf8(must(Command::new("git").arg("-C").arg(dir).args(args))).unwrap()
-}
-
-/// A Git repo with the fleet plan rendered under `gitops/` and committed.
+/// A Git repo with `plans/fleet.yaml` rendered (encrypted) under `gitops/` and committed.
 fn repo() -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    git(d.path(), &["init", "-q"]);
-    git(d.path(), &["config", "user.email", "ci@example.com"]);
-    git(d.path(), &["config", "user.name", "CI"]);
-    git(d.path(), &["config", "commit.gpgsign", "false"]);
-    let out = d.path().join("gitops");
-    let o = rootroll(&["render", "plans/fleet.yaml", "--out", out.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    git(d.path(), &["add", "-A"]);
-    git(d.path(), &["commit", "-qm", "render"]);
-    d
+    rendered_repo("plans/fleet.yaml")
 }
 
 fn promote(d: &Path, args: &[&str]) -> std::process::Output {
