@@ -529,9 +529,7 @@ fn cmd_plan(
                     dir.display()
                 );
             }
-            let mut m = materialize(&plan, &st, now, &mut |_, _, _| {})?;
-            rootroll::state::attach_imported_keys(&plan, &mut m, &st)?;
-            Some(m)
+            Some(materialize(&plan, &st, now, &mut |_, _, _| {})?)
         }
         None => None,
     };
@@ -644,7 +642,7 @@ fn cmd_render(
             }
         }
     };
-    let mut materials = match materialize(&plan, &st, now, &mut progress) {
+    let materials = match materialize(&plan, &st, now, &mut progress) {
         Ok(m) => m,
         Err(rootroll::pki::PkiError::IssuerLocked { id }) if a.check => {
             println!("changed   certificate {id} (its spec changed), and every file holding it");
@@ -660,7 +658,6 @@ fn cmd_render(
         }
         Err(e) => return Err(e.into()),
     };
-    rootroll::state::attach_imported_keys(&plan, &mut materials, &st)?;
     let rollout = compile(&plan, Some(&materials));
     let opts = RenderOptions {
         templates: a.templates,

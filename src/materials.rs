@@ -290,7 +290,7 @@ pub fn materialize(
             new,
         });
     }
-    Ok(Materials {
+    let mut materials = Materials {
         current_bundle,
         current_root,
         current_roots,
@@ -299,7 +299,9 @@ pub fn materialize(
         clusters,
         state: new_state,
         generated,
-    })
+    };
+    crate::state::attach_imported_keys(plan, &mut materials, state)?;
+    Ok(materials)
 }
 
 /// A cluster's signer: the generated CA `made`, or the imported one with its chain.

@@ -156,7 +156,8 @@ fn block(out: &mut String, indent: &str, key: &str, text: &str) {
 /// Keys of imported intermediates kept in the key state (`import: {key: state}`, written by
 /// `init --from-cluster`): attaches each to its signer and carries the entry into the new
 /// state. A locked state leaves the key absent (re-encrypting then needs an identity).
-pub fn attach_imported_keys(
+/// Part of [`crate::materials::materialize`].
+pub(crate) fn attach_imported_keys(
     plan: &crate::plan::Plan,
     materials: &mut crate::materials::Materials,
     old: &KeyState,

@@ -108,6 +108,9 @@ impl CaMaterial {
 /// Errors from certificate and key handling.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
+    /// An imported intermediate's key in the key state does not fit the plan.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     #[error("PEM is malformed: {reason}")]
     Pem { reason: String },
     #[error("PEM block {index} is a `{label}`, expected `CERTIFICATE`")]
