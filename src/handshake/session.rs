@@ -79,17 +79,22 @@ fn input_key(w: &Workload, trust: &[u8]) -> InputKey {
     )
 }
 
-fn lookup<T>(map: &Mutex<HashMap<InputKey, Arc<T>>>, key: &InputKey) -> Option<Arc<T>> {
-    map.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(key)
-        .cloned()
-}
-
-fn remember<T>(map: &Mutex<HashMap<InputKey, Arc<T>>>, key: InputKey, value: &Arc<T>) {
-    map.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(key, value.clone());
+/// The configuration kept under `key`, else `build`'s, kept (a failed build is not).
+fn cached_or<T>(
+    map: &Mutex<HashMap<InputKey, Arc<T>>>,
+    key: InputKey,
+    build: impl FnOnce() -> Result<T, HandshakeError>,
+) -> Result<Arc<T>, HandshakeError> {
+    let lock = || {
+        map.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some(v) = lock().get(&key) {
+        return Ok(v.clone());
+    }
+    let v = Arc::new(build()?);
+    lock().insert(key, v.clone());
+    Ok(v)
 }
 
 impl<'a> HandshakeCache<'a> {
@@ -120,39 +125,23 @@ impl<'a> HandshakeCache<'a> {
         server: &'a Workload,
         server_trust_pem: &'a [u8],
     ) -> Result<(), HandshakeError> {
-        let client_key = input_key(client, client_trust_pem);
-        let server_key = input_key(server, server_trust_pem);
-        let cached = (
-            lookup(&self.clients, &client_key),
-            lookup(&self.servers, &server_key),
-        );
-        // A side not seen before is parsed (client first, as `mutual_tls` does, so a bad
-        // input is reported the same) and its configuration kept.
-        let client_config = match cached.0 {
-            Some(c) => c,
-            None => {
-                let c = Arc::new(client_config(
-                    parse_side(client, client_trust_pem, Side::Client)?,
-                    &self.expect_server_id,
-                    self.now,
-                    self.memo(client_trust_pem),
-                )?);
-                remember(&self.clients, client_key, &c);
-                c
-            }
-        };
-        let server_config = match cached.1 {
-            Some(s) => s,
-            None => {
-                let s = Arc::new(server_config(
-                    parse_side(server, server_trust_pem, Side::Server)?,
-                    self.now,
-                    self.memo(server_trust_pem),
-                )?);
-                remember(&self.servers, server_key, &s);
-                s
-            }
-        };
+        // A side not seen before is parsed, the client first, so of several bad inputs the
+        // client's is named.
+        let client_config = cached_or(&self.clients, input_key(client, client_trust_pem), || {
+            client_config(
+                parse_side(client, client_trust_pem, Side::Client)?,
+                &self.expect_server_id,
+                self.now,
+                self.memo(client_trust_pem),
+            )
+        })?;
+        let server_config = cached_or(&self.servers, input_key(server, server_trust_pem), || {
+            server_config(
+                parse_side(server, server_trust_pem, Side::Server)?,
+                self.now,
+                self.memo(server_trust_pem),
+            )
+        })?;
         run(client_config, server_config)
     }
 }
