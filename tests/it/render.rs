@@ -3,6 +3,7 @@
 //! the key matches, and consecutive bundles satisfy istiod's reload rule.
 
 use std::path::Path;
+use std::process::Command;
 
 use crate::common::*;
 
@@ -559,4 +560,56 @@ fn user_files_and_links_are_carried_across_a_rewrite() {
             .is_symlink()
     );
     assert_eq!(std::fs::read_link(&link).unwrap(), outside);
+}
+
+/// The tree rendered from each example plan is pinned byte for byte: `tests/fixtures/golden/<plan>`
+/// was rendered by the code before the repository/rollout-file restructuring (issue 12) with
+/// `--now 2027-01-01T00:00:00Z`. Re-rendering each plan into a copy of it (same key state, same
+/// clock) must change no byte, except that the rollout file gained its `formatVersion` field.
+#[test]
+fn example_plans_render_byte_identical_to_the_golden_trees() {
+    for name in ["demo", "fleet", "ambient", "import"] {
+        let golden = root().join("tests/fixtures/golden").join(name);
+        let before = tree(&golden);
+        let work = tempfile::tempdir().unwrap();
+        let out = work.path().join(name);
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(&golden)
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        let plan = format!("plans/{name}.yaml");
+        let o = rootroll(&[
+            "render",
+            &plan,
+            "--out",
+            out.to_str().unwrap(),
+            "--identity",
+            "plans/demo.agekey",
+        ]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let after = tree(&out);
+        assert_eq!(
+            before.keys().collect::<Vec<_>>(),
+            after.keys().collect::<Vec<_>>(),
+            "{name}: the set of files changed"
+        );
+        for (path, bytes) in &before {
+            if path == ".rootroll/rollout.json" {
+                let mut old: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+                let mut new: serde_json::Value = serde_json::from_slice(&after[path]).unwrap();
+                for v in [&mut old, &mut new] {
+                    v.as_object_mut().unwrap().remove("formatVersion");
+                }
+                assert_eq!(old, new, "{name}: {path} changed beyond its format version");
+                continue;
+            }
+            assert!(
+                after[path] == *bytes,
+                "{name}: {path} is not byte-identical to the golden tree"
+            );
+        }
+    }
 }
