@@ -3,8 +3,19 @@
 use std::fmt;
 
 /// A non-negative span of whole seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, serde::Serialize)]
-#[serde(into = "String")]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(into = "String", try_from = "String")]
 pub struct Span(u64);
 
 impl Span {
@@ -93,6 +104,13 @@ impl fmt::Display for Span {
             }
         }
         f.write_str(&out)
+    }
+}
+
+impl TryFrom<String> for Span {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
     }
 }
 

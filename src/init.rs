@@ -329,3 +329,172 @@ pub fn from_secret(
         layout,
     })
 }
+
+/// `init --from-dir`: scaffolds the plan and, with `output`, writes it there atomically
+/// (`force` to overwrite). Import paths are made relative to the plan's directory.
+pub fn from_dir(
+    dir: &Path,
+    output: Option<&Path>,
+    name: &str,
+    cluster: Option<&str>,
+    force: bool,
+) -> Result<Scaffold, FromClusterError> {
+    let plan_dir = output
+        .and_then(Path::parent)
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let s = scaffold(dir, &plan_dir, name, cluster)?;
+    if let Some(path) = output {
+        if path.exists() && !force {
+            return Err(FromClusterError::Exists {
+                path: path.to_path_buf(),
+            });
+        }
+        crate::write::write_file_atomic(path, s.yaml.as_bytes())?;
+    }
+    Ok(s)
+}
+
+/// An `init --from-cluster` request; the Secret's data was read by the caller.
+pub struct FromCluster<'a> {
+    /// The live Secret's data.
+    pub data: &'a std::collections::BTreeMap<String, Vec<u8>>,
+    /// Plan name.
+    pub name: &'a str,
+    /// Cluster name.
+    pub cluster: &'a str,
+    /// age recipients of the key state and of the plan's Secrets.
+    pub recipients: &'a [String],
+    /// Where the plan goes (its public files go next to it).
+    pub output: &'a Path,
+    /// The new output directory receiving the encrypted key state.
+    pub out: &'a Path,
+    /// Overwrite `output`.
+    pub force: bool,
+    /// The clock (for the SOPS metadata).
+    pub now: time::OffsetDateTime,
+}
+
+/// What `init --from-cluster` wrote.
+pub struct FromClusterDone {
+    /// The layout of the Secret (`makefile` or `tls`).
+    pub layout: &'static str,
+    /// The directory holding the public files.
+    pub public_dir: PathBuf,
+    /// The encrypted key state.
+    pub state: PathBuf,
+}
+
+/// Why `init` failed; nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum FromClusterError {
+    /// The plan file exists.
+    #[error("{} exists; pass --force to overwrite it", path.display())]
+    Exists {
+        /// The plan file.
+        path: PathBuf,
+    },
+    /// The output directory is not empty.
+    #[error("{} is not empty: --from-cluster starts a new output directory", path.display())]
+    NotEmpty {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// No recipient.
+    #[error(
+        "--from-cluster needs at least one --age-recipient: the imported CA key is only ever stored encrypted"
+    )]
+    NoRecipient,
+    /// The Secret cannot be imported.
+    #[error("{0}")]
+    Secret(String),
+    /// The directory cannot be scaffolded.
+    #[error(transparent)]
+    Scaffold(#[from] InitError),
+    /// A recipient or the encryption failed.
+    #[error(transparent)]
+    Sops(#[from] crate::sops::SopsError),
+    /// Writing failed.
+    #[error(transparent)]
+    Write(#[from] crate::write::WriteError),
+    /// A directory could not be made.
+    #[error("cannot create {}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `init --from-cluster`: writes the encrypted key state (the intermediate's key), then the
+/// public files byte for byte next to the plan, then the plan, so that a plan never refers to
+/// what could not be written.
+pub fn from_cluster(req: &FromCluster<'_>) -> Result<FromClusterDone, FromClusterError> {
+    use crate::state::{Entry, Generation, KeyState, StateId};
+    if req.recipients.is_empty() {
+        return Err(FromClusterError::NoRecipient);
+    }
+    let parsed: Vec<age::x25519::Recipient> = req
+        .recipients
+        .iter()
+        .map(|r| crate::sops::parse_recipient(r))
+        .collect::<Result<_, _>>()?;
+    if req.output.exists() && !req.force {
+        return Err(FromClusterError::Exists {
+            path: req.output.to_path_buf(),
+        });
+    }
+    if req.out.exists()
+        && std::fs::read_dir(req.out)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(FromClusterError::NotEmpty {
+            path: req.out.to_path_buf(),
+        });
+    }
+    let s = from_secret(req.data, req.name, req.cluster, req.recipients)
+        .map_err(FromClusterError::Secret)?;
+    let mut st = KeyState::default();
+    st.entries.insert(
+        StateId::cluster(req.cluster, Generation::Current),
+        Entry {
+            spec: "imported".into(),
+            cert: s.cert_pem.clone(),
+            key: Some(s.key.clone()),
+        },
+    );
+    let plain = st.to_yaml(req.name);
+    let sealed = crate::sops::encrypt_yaml(crate::repo::STATE_SOPS, &plain, &parsed, req.now)?;
+    let mut outputs = crate::render::Outputs::default();
+    outputs.files.insert(
+        crate::repo::STATE_SOPS.into(),
+        crate::render::OutFile {
+            bytes: sealed.into_bytes(),
+            private: true,
+        },
+    );
+    crate::repo::write(req.out, &outputs)?;
+    let plan_dir = req
+        .output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    for (rel, bytes) in &s.files {
+        let p = plan_dir.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| FromClusterError::CreateDir {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        crate::write::write_file_atomic(&p, bytes)?;
+    }
+    crate::write::write_file_atomic(req.output, s.yaml.as_bytes())?;
+    Ok(FromClusterDone {
+        layout: s.layout,
+        public_dir: plan_dir.join(format!("{}-current", req.cluster)),
+        state: req.out.join(crate::repo::STATE_SOPS),
+    })
+}

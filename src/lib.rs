@@ -9,6 +9,7 @@
 //! passed in.
 
 pub mod duration;
+pub mod gates;
 pub mod handshake;
 pub mod init;
 pub mod materials;
@@ -18,8 +19,12 @@ pub mod pki;
 pub mod plan;
 pub mod promote;
 pub mod render;
+pub mod repo;
 pub mod seal;
 pub mod sops;
 pub mod state;
 pub mod verify;
 pub mod write;
+
+/// The `apiVersion` of every file format rootroll reads and writes (plans, key state).
+pub const API_VERSION: &str = "rootroll.dev/v1alpha1";

@@ -10,7 +10,26 @@ use time::OffsetDateTime;
 use crate::parallel;
 use crate::pki::{self, Algorithm, CaIssuer, CaMaterial, GenerateSpec, PkiError};
 use crate::plan::{IntermediateInput, Plan, RootInput};
-use crate::state::{Entry, KeyState};
+use crate::state::{Entry, Generation, KeyState, StateError, StateId};
+
+/// Why materializing a plan failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MaterialsError {
+    /// Generating, signing or reading a certificate failed.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// An imported intermediate's key in the key state does not fit the plan.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A certificate must be (re)generated but its issuer's key is locked.
+    #[error(
+        "{id} must be (re)generated, but its issuer's key is in the encrypted key state, which no identity opened"
+    )]
+    IssuerLocked {
+        /// The certificate to generate.
+        id: StateId,
+    },
+}
 
 /// A signing CA as istiod will load it.
 #[derive(Clone)]
@@ -43,7 +62,7 @@ pub struct Materials {
     /// State after this run (reused and newly generated entries only).
     pub state: KeyState,
     /// Ids generated in this run.
-    pub generated: Vec<String>,
+    pub generated: Vec<StateId>,
 }
 
 /// Reports each CA key as it is generated (id, done, total), on the thread that called
@@ -64,7 +83,7 @@ fn spec_hash(spec: &GenerateSpec, issuer: Option<&CaMaterial>, namespace: &str) 
 /// One generated CA of the plan. Roots come first (`root-current`, `root-new`), then each
 /// cluster's `current` and `new` intermediates, in plan order.
 struct Slot<'p> {
-    id: String,
+    id: StateId,
     spec: &'p GenerateSpec,
     /// Which root this is (0 current, 1 new), for a root.
     root: Option<usize>,
@@ -86,7 +105,7 @@ fn keygen_cost(algorithm: Algorithm) -> u8 {
 }
 
 /// The state entry for `id` when it was generated from exactly `hash`.
-fn reuse(state: &KeyState, id: &str, hash: &str) -> Result<Option<CaMaterial>, PkiError> {
+fn reuse(state: &KeyState, id: &StateId, hash: &str) -> Result<Option<CaMaterial>, PkiError> {
     match state.entries.get(id) {
         Some(e) if e.spec == hash => Ok(Some(CaMaterial::from_pem(e.cert.clone(), e.key.clone())?)),
         _ => Ok(None),
@@ -104,14 +123,14 @@ pub fn materialize(
     state: &KeyState,
     now: OffsetDateTime,
     progress: Progress<'_>,
-) -> Result<Materials, PkiError> {
+) -> Result<Materials, MaterialsError> {
     let ns = plan.mesh.istio_namespace.as_str();
     // Roots known before generating anything: imported, or reused from the state.
     let mut roots: [Option<CaMaterial>; 2] = [None, None];
     let mut slots: Vec<Slot<'_>> = Vec::new();
     for (k, (input, id)) in [
-        (&plan.current_root, "root-current"),
-        (&plan.new_root, "root-new"),
+        (&plan.current_root, StateId::root(Generation::Current)),
+        (&plan.new_root, StateId::root(Generation::New)),
     ]
     .into_iter()
     .enumerate()
@@ -119,10 +138,10 @@ pub fn materialize(
         match input {
             RootInput::Import(r) => roots[k] = Some(r.signer.clone()),
             RootInput::Generate(spec) => {
-                let reused = reuse(state, id, &spec_hash(spec, None, ns))?;
+                let reused = reuse(state, &id, &spec_hash(spec, None, ns))?;
                 roots[k].clone_from(&reused);
                 slots.push(Slot {
-                    id: id.to_string(),
+                    id,
                     spec,
                     root: Some(k),
                     issuer: None,
@@ -132,18 +151,21 @@ pub fn materialize(
         }
     }
     for c in &plan.clusters {
-        for (k, input, side) in [(0, &c.current, "current"), (1, &c.new, "new")] {
+        for (k, input, side) in [
+            (0, &c.current, Generation::Current),
+            (1, &c.new, Generation::New),
+        ] {
             let IntermediateInput::Generate(spec) = input else {
                 continue;
             };
-            let id = format!("{}-{side}", c.name);
+            let id = StateId::cluster(&c.name, side);
             let reused = match &roots[k] {
                 // The issuer is generated in this run: so is everything it signs.
                 None => None,
                 Some(root) => {
                     let reused = reuse(state, &id, &spec_hash(spec, Some(root), ns))?;
                     if reused.is_none() && root.key.is_none() {
-                        return Err(PkiError::IssuerLocked { id });
+                        return Err(MaterialsError::IssuerLocked { id });
                     }
                     reused
                 }
@@ -170,7 +192,7 @@ pub fn materialize(
         |&i| pki::generate_key(slots[i].spec.algorithm),
         |j, _| {
             done += 1;
-            progress(&slots[jobs[j]].id, done, total);
+            progress(&slots[jobs[j]].id.to_string(), done, total);
         },
     );
     let mut new_keys: Vec<Option<KeyPair>> =
@@ -225,7 +247,7 @@ pub fn materialize(
     // The key state and the list of generated ids, in plan order.
     let mut new_state = KeyState::default();
     let mut generated = Vec::new();
-    let mut by_id: BTreeMap<&str, CaMaterial> = BTreeMap::new();
+    let mut by_id: BTreeMap<&StateId, CaMaterial> = BTreeMap::new();
     for (slot, made) in slots.iter().zip(made) {
         let ca = match (&slot.reused, made) {
             (Some(ca), _) => {
@@ -248,12 +270,12 @@ pub fn materialize(
                 ca
             }
             (None, None) => {
-                return Err(PkiError::IssuerLocked {
+                return Err(MaterialsError::IssuerLocked {
                     id: slot.id.clone(),
                 });
             }
         };
-        by_id.insert(slot.id.as_str(), ca);
+        by_id.insert(&slot.id, ca);
     }
 
     let [Some(current_root), Some(new_root)] = roots else {
@@ -273,13 +295,13 @@ pub fn materialize(
     let mut clusters = Vec::with_capacity(plan.clusters.len());
     for c in &plan.clusters {
         let current = signer(
-            by_id.get(format!("{}-current", c.name).as_str()),
+            by_id.get(&StateId::cluster(&c.name, Generation::Current)),
             &c.current,
             &current_root,
             &current_roots,
         );
         let new = signer(
-            by_id.get(format!("{}-new", c.name).as_str()),
+            by_id.get(&StateId::cluster(&c.name, Generation::New)),
             &c.new,
             &new_root,
             std::slice::from_ref(&new_root.der),
@@ -300,8 +322,60 @@ pub fn materialize(
         state: new_state,
         generated,
     };
-    crate::state::attach_imported_keys(plan, &mut materials, state)?;
+    attach_imported_keys(plan, &mut materials, state)?;
     Ok(materials)
+}
+
+/// Keys of imported intermediates kept in the key state (`import: {key: state}`, written by
+/// `init --from-cluster`): attaches each to its signer and carries the entry into the new
+/// state. A locked state leaves the key absent (re-encrypting then needs an identity).
+/// Part of [`materialize`].
+fn attach_imported_keys(
+    plan: &Plan,
+    materials: &mut Materials,
+    old: &KeyState,
+) -> Result<(), StateError> {
+    for (c, m) in plan.clusters.iter().zip(materials.clusters.iter_mut()) {
+        let IntermediateInput::Import(i) = &c.current else {
+            continue;
+        };
+        if !i.key_from_state {
+            continue;
+        }
+        let id = StateId::cluster(&c.name, Generation::Current);
+        let malformed = |reason: String| StateError::Malformed {
+            path: crate::repo::STATE_SOPS.to_string(),
+            reason,
+        };
+        let entry = old.entries.get(&id).ok_or_else(|| {
+            malformed(format!(
+                "cluster {}: the plan says the current intermediate's key is in the key state, but there is no `{id}` entry; run `rootroll init --from-cluster` with this output directory",
+                c.name
+            ))
+        })?;
+        let same = crate::pki::split_certificates(entry.cert.as_bytes())
+            .ok()
+            .and_then(|d| d.into_iter().next())
+            .is_some_and(|der| der == i.cert.der);
+        if !same {
+            return Err(malformed(format!(
+                "cluster {}: the key state's `{id}` certificate is not the one imported from {}",
+                c.name,
+                i.dir.display()
+            )));
+        }
+        if let Some(key) = &entry.key
+            && !crate::pki::key_matches_cert(key, &i.cert.der).unwrap_or(false)
+        {
+            return Err(malformed(format!(
+                "cluster {}: the key state's `{id}` key does not belong to its certificate",
+                c.name
+            )));
+        }
+        m.current.cert.key = entry.key.clone();
+        materials.state.entries.insert(id, entry.clone());
+    }
+    Ok(())
 }
 
 /// A cluster's signer: the generated CA `made`, or the imported one with its chain.
@@ -349,17 +423,17 @@ pub fn count_to_generate(plan: &Plan, state: &KeyState) -> usize {
     // generating; the progress total is then a lower bound, never shown above 100%.
     let mut ids = Vec::new();
     if matches!(plan.current_root, RootInput::Generate(_)) {
-        ids.push("root-current".to_string());
+        ids.push(StateId::root(Generation::Current));
     }
     if matches!(plan.new_root, RootInput::Generate(_)) {
-        ids.push("root-new".to_string());
+        ids.push(StateId::root(Generation::New));
     }
     for c in &plan.clusters {
         if matches!(c.current, IntermediateInput::Generate(_)) {
-            ids.push(format!("{}-current", c.name));
+            ids.push(StateId::cluster(&c.name, Generation::Current));
         }
         if matches!(c.new, IntermediateInput::Generate(_)) {
-            ids.push(format!("{}-new", c.name));
+            ids.push(StateId::cluster(&c.name, Generation::New));
         }
     }
     ids.iter()
@@ -395,7 +469,8 @@ mod tests {
             "eu-central-current",
             "eu-central-new",
         ];
-        assert_eq!(m.generated, want);
+        let generated: Vec<String> = m.generated.iter().map(ToString::to_string).collect();
+        assert_eq!(generated, want);
         // One progress call per key, counting up to the exact total.
         assert_eq!(
             seen.iter().map(|(_, d, t)| (*d, *t)).collect::<Vec<_>>(),
@@ -431,8 +506,9 @@ mod tests {
             spec.subject.common_name = Some("Root CA G3".into());
         }
         let m = materialize(&changed, &first.state, now, &mut |_, _, _| {}).unwrap();
+        let generated: Vec<String> = m.generated.iter().map(ToString::to_string).collect();
         assert_eq!(
-            m.generated,
+            generated,
             ["root-new", "us-east-new", "us-west-new", "eu-central-new"]
         );
         assert_eq!(m.current_root.der, first.current_root.der);

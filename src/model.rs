@@ -2,9 +2,10 @@
 //! before the next phase. [`compile`] decides everything; `plan` prints it and `render`
 //! writes it. No I/O, no clock.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::duration::Span;
+use crate::gates::Code;
 use crate::materials::{Materials, Signer};
 use crate::pki::{self, CertSummary, GenerateSpec};
 use crate::plan::{DataPlane, IntermediateInput, Plan, RootInput};
@@ -24,7 +25,7 @@ pub fn phase_dir(number: u8) -> String {
 }
 
 /// Which intermediate signs workload certificates in a phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Issuer {
     Current,
@@ -33,7 +34,7 @@ pub enum Issuer {
 
 /// A certificate as the plan knows it: inspected when it exists, described when it will be
 /// generated at render time.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(
     tag = "state",
     rename_all = "lowercase",
@@ -72,19 +73,39 @@ impl CertView {
 }
 
 /// A root bundle entry, in file order.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleEntry {
     /// `A` (a current root) or `B` (the new root).
-    pub root: &'static str,
+    pub root: RootName,
     pub cert: CertView,
 }
 
+/// Which root a bundle entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RootName {
+    /// A current root (today's bundle).
+    A,
+    /// The new root.
+    B,
+}
+
+impl RootName {
+    /// `A` or `B`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::A => "A",
+            Self::B => "B",
+        }
+    }
+}
+
 /// What the bundle bytes of a phase are compared with the previous phase's.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Relation {
-    pub description: &'static str,
+    /// How the bundle was built from the previous one.
+    pub description: String,
     /// istiod 1.20–1.29: one bundle's bytes contain the other's. `None` until bytes exist.
     pub byte_containment: Option<bool>,
     /// istiod 1.30+: one set of certificates contains the other.
@@ -93,32 +114,33 @@ pub struct Relation {
 }
 
 /// A gate that must pass before the next phase is promoted.
-#[derive(Debug, Clone, Serialize)]
-pub struct Gate {
-    /// Stable kebab-case code shared with `verify`.
-    pub code: &'static str,
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PhaseGate {
+    /// The gate's catalogue code, shared with `verify`.
+    pub code: Code,
+    /// What it checks in this phase.
     pub description: String,
 }
 
 /// One phase, shared by every cluster (phases run in lockstep).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Phase {
     pub number: u8,
-    pub name: &'static str,
+    pub name: String,
     pub signer: Option<Issuer>,
     pub bundle: Vec<BundleEntry>,
     pub bundle_sha256: Option<String>,
     pub relation_to_previous: Option<Relation>,
-    pub why: &'static str,
+    pub why: String,
     /// Minimum time to stay in this phase before promoting the next.
     pub min_soak: Span,
     pub min_soak_secs: u64,
-    pub gates_before_next: Vec<Gate>,
+    pub gates_before_next: Vec<PhaseGate>,
     pub notes: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterView {
     pub name: String,
@@ -126,10 +148,17 @@ pub struct ClusterView {
     pub new_intermediate: CertView,
 }
 
-/// The whole computed rollout.
-#[derive(Debug, Clone, Serialize)]
+/// The version of the rollout file format (`.rootroll/rollout.json`) this build writes and
+/// reads. Bump it when a field changes meaning; readers refuse any other version.
+pub const ROLLOUT_FORMAT_VERSION: u32 = 1;
+
+/// The whole computed rollout. Written at render as `.rootroll/rollout.json` and read back
+/// (typed) by verify, promote and status through [`crate::repo`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rollout {
+    /// [`ROLLOUT_FORMAT_VERSION`].
+    pub format_version: u32,
     pub plan: String,
     pub mesh: crate::plan::Mesh,
     pub timing: crate::plan::Timing,
@@ -188,8 +217,8 @@ pub fn set_reload_ok(old: &[u8], new: &[u8]) -> bool {
     a.is_subset(&b) || b.is_subset(&a)
 }
 
-fn gate(code: &'static str, description: impl Into<String>) -> Gate {
-    Gate {
+fn gate(code: Code, description: impl Into<String>) -> PhaseGate {
+    PhaseGate {
         code,
         description: description.into(),
     }
@@ -254,12 +283,12 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
     let a_entries: Vec<BundleEntry> = current_roots
         .iter()
         .map(|c| BundleEntry {
-            root: "A",
+            root: RootName::A,
             cert: c.clone(),
         })
         .collect();
     let b_entry = BundleEntry {
-        root: "B",
+        root: RootName::B,
         cert: new_root.clone(),
     };
     let bundle_views = [
@@ -270,16 +299,16 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
     ];
     let bytes = materials.map(bundles);
 
-    let relation = |n: usize, description: &'static str| -> Relation {
+    let relation = |n: usize, description: &str| -> Relation {
         match &bytes {
             Some(b) => Relation {
-                description,
+                description: description.to_string(),
                 byte_containment: Some(byte_reload_ok(&b[n - 1], &b[n])),
                 set_relation: Some(set_reload_ok(&b[n - 1], &b[n])),
                 bytes_change: Some(b[n - 1] != b[n]),
             },
             None => Relation {
-                description,
+                description: description.to_string(),
                 byte_containment: None,
                 set_relation: None,
                 bytes_change: None,
@@ -291,17 +320,17 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
     let mut phases = Vec::new();
     let mut prereq_gates = vec![
         gate(
-            "prereq-multiroot",
+            Code::PrereqMultiroot,
             format!(
                 "ISTIO_MULTIROOT_MESH=true on every istiod Deployment in {ns} (one istiod rollout)"
             ),
         ),
         gate(
-            "prereq-xds-agent",
+            Code::PrereqXdsAgent,
             "PROXY_CONFIG_XDS_AGENT=true in meshConfig.defaultConfig.proxyMetadata and in the env of every running istio-proxy container (one rollout of every proxy)",
         ),
         gate(
-            "prereq-versions",
+            Code::PrereqVersions,
             format!(
                 "istiod and proxies ≥ {} and not 1.24.4 or 1.25.1",
                 String::from(plan.mesh.min_istio_version)
@@ -310,18 +339,18 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
     ];
     if ambient {
         prereq_gates.push(gate(
-            "prereq-versions",
+            Code::PrereqVersions,
             "ztunnel ≥ 1.26.0 (or 1.25.3 / 1.24.6): older ztunnel trusts only the first root",
         ));
     }
     phases.push(Phase {
         number: 0,
-        name: PHASES[0].1,
+        name: PHASES[0].1.into(),
         signer: None,
         bundle: Vec::new(),
         bundle_sha256: None,
         relation_to_previous: None,
-        why: "istiod must hot-reload a new root and proxies must receive bundle pushes (PCDS) before anything changes",
+        why: "istiod must hot-reload a new root and proxies must receive bundle pushes (PCDS) before anything changes".into(),
         min_soak: Span::default(),
         min_soak_secs: Span::default().as_secs(),
         gates_before_next: prereq_gates,
@@ -330,14 +359,14 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
 
     let configmap_gate = |what: &str| {
         gate(
-            "root-configmap",
+            Code::RootConfigmap,
             format!(
                 "istio-ca-root-cert in every namespace holds exactly the {what} bundle bytes, and webhook caBundles contain its roots"
             ),
         )
     };
     let secret_gate = gate(
-        "live-secret-phase",
+        Code::LiveSecretPhase,
         format!(
             "the live {}/{} Secret carries this phase's public fingerprint",
             ns, plan.mesh.secret_name
@@ -345,7 +374,7 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
     );
     let soak_gate = |s: Span| {
         gate(
-            "soak-time",
+            Code::SoakTime,
             format!("at least {s} since this phase was applied"),
         )
     };
@@ -367,17 +396,17 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
         soak_gate(fast),
     ];
     p1_gates.push(gate(
-        "live-root-unchanged",
+        Code::LiveRootUnchanged,
         "no istiod restart fell back to a self-signed CA: istio-ca-root-cert still holds A",
     ));
     phases.push(Phase {
         number: 1,
-        name: PHASES[1].1,
+        name: PHASES[1].1.into(),
         signer: Some(Issuer::Current),
         bundle: bundle_views[0].clone(),
         bundle_sha256: bytes.as_ref().map(|b| pki::sha256_hex(&b[0])),
         relation_to_previous: None,
-        why: "GitOps takes ownership of cacerts with today's exact bytes: nothing changes in the mesh",
+        why: "GitOps takes ownership of cacerts with today's exact bytes: nothing changes in the mesh".into(),
         min_soak: fast,
         min_soak_secs: fast.as_secs(),
         gates_before_next: p1_gates,
@@ -389,14 +418,14 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
         secret_gate.clone(),
         configmap_gate("A+B"),
         gate(
-            "proxy-trusts-new-root",
+            Code::ProxyTrustsNewRoot,
             "every Envoy (sidecar, gateway, waypoint) ROOTCA contains A and B",
         ),
     ];
     let mut p2_notes = Vec::new();
     if ambient {
         p2_gates.push(gate(
-            "ztunnel-trusts-new-root",
+            Code::ZtunnelTrustsNewRoot,
             "every ztunnel identity's rootCerts contains B",
         ));
         p2_notes.push(format!(
@@ -407,7 +436,7 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
     p2_gates.push(soak_gate(p2_soak));
     phases.push(Phase {
         number: 2,
-        name: PHASES[2].1,
+        name: PHASES[2].1.into(),
         signer: Some(Issuer::Current),
         bundle: bundle_views[1].clone(),
         bundle_sha256: bytes.as_ref().map(|b| pki::sha256_hex(&b[1])),
@@ -415,7 +444,7 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
             1,
             "root B appended after A's exact bytes (A is a prefix)",
         )),
-        why: "every workload learns B while leaves still come from A's intermediate",
+        why: "every workload learns B while leaves still come from A's intermediate".into(),
         min_soak: p2_soak,
         min_soak_secs: p2_soak.as_secs(),
         gates_before_next: p2_gates,
@@ -427,7 +456,7 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
         secret_gate.clone(),
         configmap_gate("A+B+B"),
         gate(
-            "proxy-leaf-new-issuer",
+            Code::ProxyLeafNewIssuer,
             "every Envoy default certificate is issued by the new intermediate (leaf AKID = new intermediate SKID)",
         ),
     ];
@@ -436,7 +465,7 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
     ];
     if ambient {
         p3_gates.push(gate(
-            "ztunnel-leaf-new-issuer",
+            Code::ZtunnelLeafNewIssuer,
             "every ztunnel identity's certChain[0] is issued by the new intermediate",
         ));
         p3_notes.push(format!(
@@ -449,7 +478,7 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
     p3_gates.push(soak_gate(p3_soak));
     phases.push(Phase {
         number: 3,
-        name: PHASES[3].1,
+        name: PHASES[3].1.into(),
         signer: Some(Issuer::New),
         bundle: bundle_views[2].clone(),
         bundle_sha256: bytes.as_ref().map(|b| pki::sha256_hex(&b[2])),
@@ -457,7 +486,7 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
             2,
             "B appended again: same root set, different bytes (A+B is a prefix)",
         )),
-        why: "istiod signs with B's intermediate and every workload re-signs now",
+        why: "istiod signs with B's intermediate and every workload re-signs now".into(),
         min_soak: p3_soak,
         min_soak_secs: p3_soak.as_secs(),
         gates_before_next: p3_gates,
@@ -467,7 +496,7 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
     // Phase 4.
     phases.push(Phase {
         number: 4,
-        name: PHASES[4].1,
+        name: PHASES[4].1.into(),
         signer: Some(Issuer::New),
         bundle: bundle_views[3].clone(),
         bundle_sha256: bytes.as_ref().map(|b| pki::sha256_hex(&b[3])),
@@ -475,13 +504,13 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
             3,
             "only B remains; its bytes appear verbatim in the previous bundle",
         )),
-        why: "A is removed once no live leaf chains to it",
+        why: "A is removed once no live leaf chains to it".into(),
         min_soak: fast,
         min_soak_secs: fast.as_secs(),
         gates_before_next: vec![
             secret_gate,
             configmap_gate("B-only"),
-            gate("proxy-trusts-new-root", "every Envoy ROOTCA holds only B"),
+            gate(Code::ProxyTrustsNewRoot, "every Envoy ROOTCA holds only B"),
         ],
         notes: vec![
             "established connections are not re-validated; only new handshakes need B".into(),
@@ -490,6 +519,7 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
 
     let min_total = phases[1].min_soak + phases[2].min_soak + phases[3].min_soak;
     Rollout {
+        format_version: ROLLOUT_FORMAT_VERSION,
         plan: plan.name.clone(),
         mesh: plan.mesh.clone(),
         timing: plan.timing.clone(),
@@ -503,6 +533,37 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
 }
 
 impl Rollout {
+    /// `true` when the Secret uses the `kubernetes.io/tls` keys.
+    pub fn tls_format(&self) -> bool {
+        self.mesh.secret_format == crate::plan::SecretFormat::KubernetesTls
+    }
+
+    /// A phase (0–4).
+    pub fn phase(&self, number: u8) -> Option<&Phase> {
+        self.phases.iter().find(|p| p.number == number)
+    }
+
+    /// The minimum soak of a phase (0 for a phase that does not exist).
+    pub fn min_soak(&self, number: u8) -> Span {
+        self.phase(number).map(|p| p.min_soak).unwrap_or_default()
+    }
+
+    /// A cluster of the rollout.
+    pub fn cluster(&self, name: &str) -> Option<&ClusterView> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+
+    /// Checks what the type cannot say: phases 0–4, each once and in order.
+    pub fn check_shape(&self) -> Result<(), String> {
+        let numbers: Vec<u8> = self.phases.iter().map(|p| p.number).collect();
+        if numbers != [0, 1, 2, 3, 4] {
+            return Err(format!(
+                "`phases` must be phases 0 to 4 in order, found {numbers:?}"
+            ));
+        }
+        Ok(())
+    }
+
     /// The `plan` command's text output.
     pub fn to_text(&self, plan_file: &str) -> String {
         let mut o = String::new();
@@ -557,7 +618,7 @@ impl Rollout {
             if p.number == 0 {
                 o.push_str(&format!("phase 0 {}\n", p.name));
             } else {
-                let bundle: Vec<&str> = p.bundle.iter().map(|e| e.root).collect();
+                let bundle: Vec<&str> = p.bundle.iter().map(|e| e.root.as_str()).collect();
                 let signer = match p.signer {
                     Some(Issuer::New) => "B's intermediate",
                     _ => "A's intermediate",

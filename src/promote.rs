@@ -13,14 +13,17 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::duration::Span;
+use crate::gates::Code;
 use crate::model::phase_dir;
-use crate::render::cluster_dir;
-use crate::verify::offline::{self, Context, VerifyError, active_phase, lockstep_problem};
+use crate::repo::{self, Repo, RepoError};
+use crate::verify::offline::{self, VerifyError, lockstep_problem};
 use crate::verify::{Finding, Report, Severity};
 
 /// Why a promotion was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PromoteError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
     #[error(transparent)]
     Verify(#[from] VerifyError),
     #[error("cluster `{cluster}` is not in {} (clusters: {known})", dir.display())]
@@ -47,8 +50,10 @@ pub enum PromoteError {
     GatesFail { count: usize, codes: String },
     #[error("git {action} failed: {detail}")]
     Git { action: String, detail: String },
-    #[error("cannot write {}", path.display())]
-    Write {
+    #[error(transparent)]
+    WriteTree(#[from] crate::write::WriteError),
+    #[error("cannot read {}", path.display())]
+    Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -83,8 +88,8 @@ fn blocking(report: &Report, moves: &[Move]) -> Vec<Finding> {
         .filter(|f| {
             !f.passed
                 && f.severity == Severity::Error
-                && f.code != "lockstep"
-                && f.code != "pointer-valid"
+                && f.code != Code::Lockstep
+                && f.code != Code::PointerValid
         })
         .filter(|f| {
             // Fleet-wide gates ("fleet", "fleet/<phase>"); a cluster name holds no '/'.
@@ -101,25 +106,12 @@ fn blocking(report: &Report, moves: &[Move]) -> Vec<Finding> {
         .collect()
 }
 
-fn pointer_path(dir: &Path, cluster: &str) -> PathBuf {
-    dir.join(cluster_dir(cluster)).join("kustomization.yaml")
-}
-
 fn replace_pointer(text: &str, from: u8, to: u8) -> String {
-    text.replace(
-        &format!("phases/{}", phase_dir(from)),
-        &format!("phases/{}", phase_dir(to)),
-    )
+    text.replace(&repo::pointer_resource(from), &repo::pointer_resource(to))
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<(), PromoteError> {
-    let tmp = path.with_extension("yaml.rootroll-tmp");
-    let err = |source| PromoteError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::write(&tmp, text).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    crate::write::write_file_atomic(path, text.as_bytes()).map_err(PromoteError::WriteTree)
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<String, PromoteError> {
@@ -172,14 +164,15 @@ pub fn commit_message(plan: &str, moves: &[Move]) -> String {
 
 /// Checks and performs a promotion (or a one-step rollback). Returns the moves made.
 pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
-    let ctx = Context::load(req.dir)?;
+    let repo = Repo::open(req.dir)?;
+    let ctx = &repo.rollout;
     if !(1..=4).contains(&req.to) {
         return Err(PromoteError::NoSuchPhase { to: req.to });
     }
-    let all = offline::clusters(req.dir)?;
+    let all = repo.clusters.clone();
     let mut active: BTreeMap<String, u8> = BTreeMap::new();
     for c in &all {
-        let n = active_phase(req.dir, c).map_err(|reason| PromoteError::Pointer {
+        let n = repo.active(c).map_err(|reason| PromoteError::Pointer {
             cluster: c.clone(),
             reason,
         })?;
@@ -233,7 +226,7 @@ pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
     }
     if !req.force {
         let (mut report, secrets) = offline::run(
-            req.dir,
+            &repo,
             &offline::Options {
                 identities: req.identities,
                 now: req.now,
@@ -244,7 +237,7 @@ pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
         crate::verify::matrix::run(
             &mut report,
             &secrets,
-            &ctx.trust_domain,
+            &ctx.mesh.trust_domain,
             req.now,
             &|cluster, n| {
                 moves
@@ -270,14 +263,14 @@ pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
     let mut originals = Vec::new();
     let mut updated = Vec::new();
     for m in &moves {
-        let p = pointer_path(req.dir, &m.cluster);
-        let text = std::fs::read_to_string(&p).map_err(|source| PromoteError::Write {
+        let p = repo.path(&repo::pointer(&m.cluster));
+        let text = std::fs::read_to_string(&p).map_err(|source| PromoteError::Read {
             path: p.clone(),
             source,
         })?;
         // The rewritten pointer must name the target phase, or nothing would really move.
         let new = replace_pointer(&text, m.from, m.to);
-        if crate::render::parse_active(&new) != Some(m.to) {
+        if repo::parse_active(&new) != Some(m.to) {
             return Err(PromoteError::Pointer {
                 cluster: m.cluster.clone(),
                 reason: format!(
@@ -291,7 +284,7 @@ pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
         updated.push(new);
     }
     // Where git sees the pointers, found before anything changes (also used to unstage them).
-    let repo = if req.commit {
+    let git_repo = if req.commit {
         let top = git(req.dir, &["rev-parse", "--show-toplevel"])?;
         let top = PathBuf::from(top.trim());
         let rel: Vec<String> = originals
@@ -311,7 +304,7 @@ pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
         for ((p, _), new) in originals.iter().zip(&updated) {
             write_atomic(p, new)?;
         }
-        if let Some((top, rel)) = &repo {
+        if let Some((top, rel)) = &git_repo {
             let mut add = vec!["add", "--"];
             add.extend(rel.iter().map(String::as_str));
             git(top, &add)?;
@@ -326,7 +319,7 @@ pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
         for (p, text) in &originals {
             let _ = write_atomic(p, text);
         }
-        if let Some((top, rel)) = &repo {
+        if let Some((top, rel)) = &git_repo {
             // Unstage the pointers, so a later `git commit` cannot carry the refused move.
             let mut reset = vec!["reset", "-q", "--"];
             reset.extend(rel.iter().map(String::as_str));
@@ -351,24 +344,21 @@ pub struct ClusterStatus {
     /// Time left before the next promotion may happen; zero when the soak is over.
     pub soak_left: Option<Span>,
     /// Gate codes that must pass before the next phase.
-    pub next_gates: Vec<String>,
+    pub next_gates: Vec<crate::gates::Code>,
     pub problem: Option<String>,
 }
 
 /// Status of every cluster of a rendered directory.
 pub fn status(dir: &Path, now: OffsetDateTime) -> Result<Vec<ClusterStatus>, PromoteError> {
-    let ctx = Context::load(dir)?;
-    let model: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join(crate::render::ROLLOUT_JSON)).unwrap_or_default(),
-    )
-    .unwrap_or_default();
+    let repo = Repo::open(dir)?;
+    let model = &repo.rollout;
     let mut out = Vec::new();
-    for c in offline::clusters(dir)? {
-        let (active, problem) = match active_phase(dir, &c) {
+    for c in &repo.clusters {
+        let (active, problem) = match repo.active(c) {
             Ok(n) => (Some(n), None),
             Err(e) => (None, Some(e)),
         };
-        let pointer = pointer_path(dir, &c);
+        let pointer = repo.path(&repo::pointer(c));
         let promoted_at = git(
             pointer.parent().unwrap_or(dir),
             &["log", "-1", "--format=%cI", "--", "kustomization.yaml"],
@@ -377,7 +367,7 @@ pub fn status(dir: &Path, now: OffsetDateTime) -> Result<Vec<ClusterStatus>, Pro
         .and_then(|s| {
             OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339).ok()
         });
-        let min_soak = active.map(|n| ctx.min_soak[usize::from(n)]);
+        let min_soak = active.map(|n| model.min_soak(n));
         let soak_left = match (promoted_at, min_soak) {
             (Some(at), Some(soak)) => {
                 let elapsed = (now - at).whole_seconds().max(0) as u64;
@@ -386,16 +376,9 @@ pub fn status(dir: &Path, now: OffsetDateTime) -> Result<Vec<ClusterStatus>, Pro
             _ => None,
         };
         let next_gates = active
-            .and_then(|n| {
-                model
-                    .pointer(&format!("/phases/{n}/gatesBeforeNext"))
-                    .and_then(|g| g.as_array())
-                    .cloned()
-            })
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|g| g["code"].as_str().map(str::to_string))
-            .collect();
+            .and_then(|n| model.phase(n))
+            .map(|p| p.gates_before_next.iter().map(|g| g.code).collect())
+            .unwrap_or_default();
         out.push(ClusterStatus {
             cluster: c.clone(),
             active_phase: active,

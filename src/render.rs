@@ -18,6 +18,7 @@ use crate::model::{self, Rollout, phase_dir};
 use crate::parallel;
 use crate::pki;
 use crate::plan::{Engine, Plan, SecretFormat};
+use crate::repo::{self, keys};
 
 /// The embedded templates, by name.
 pub const TEMPLATES: &[(&str, &str)] = &[
@@ -63,17 +64,6 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/verify-rbac-secret.yaml.j2"),
     ),
 ];
-
-/// Labels and annotations rootroll puts on every phase Secret.
-pub mod keys {
-    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-    pub const PLAN: &str = "rootroll.dev/plan";
-    pub const PHASE: &str = "rootroll.dev/phase";
-    pub const PHASE_NAME: &str = "rootroll.dev/phase-name";
-    pub const PUBLIC_SHA256: &str = "rootroll.dev/public-sha256";
-    pub const SIGNER_SHA256: &str = "rootroll.dev/signer-sha256";
-    pub const BUNDLE_SHA256: &str = "rootroll.dev/bundle-sha256";
-}
 
 /// One output file.
 #[derive(Clone, PartialEq, Eq)]
@@ -292,32 +282,6 @@ fn check_yaml(name: &str, path: &str, doc: &str) -> Result<(), RenderError> {
         })
 }
 
-/// Path of a cluster's istio-ca directory.
-pub fn cluster_dir(cluster: &str) -> String {
-    format!("clusters/{cluster}/istio-ca")
-}
-
-/// Reads the active phase from a pointer kustomization written by rootroll.
-pub fn parse_active(pointer: &str) -> Option<u8> {
-    let mut found = None;
-    for line in pointer.lines() {
-        let line = line.trim();
-        if let Some(rest) = line.strip_prefix("- ") {
-            let rest = rest.trim().trim_matches('"');
-            if let Some(p) = rest.strip_prefix("phases/") {
-                let p = p.trim_end_matches('/');
-                let n: u8 = p.split('-').next()?.parse().ok()?;
-                // The whole directory name must match: `phases/2-bogus` is no phase 2.
-                if found.is_some() || !(1..=4).contains(&n) || p != phase_dir(n) {
-                    return None;
-                }
-                found = Some(n);
-            }
-        }
-    }
-    found
-}
-
 /// Renders every file of the output directory (plaintext; encryption is a later step).
 pub fn render(
     plan: &Plan,
@@ -328,11 +292,7 @@ pub fn render(
     let env = environment(opts.templates)?;
     let mut out = Outputs::default();
     let bundles = model::bundles(m);
-    let secret_file = if opts.encrypted {
-        "cacerts.sops.yaml"
-    } else {
-        "cacerts.yaml"
-    };
+    let secret_file = repo::secret_file_name(opts.encrypted);
     let ksops = opts.encrypted && plan.gitops.engine == Engine::Argocd;
     let ctx = ClusterContext {
         env: &env,
@@ -354,14 +314,8 @@ pub fn render(
     }
 
     for (tpl, path) in [
-        (
-            "prereq-helm-values.yaml.j2",
-            "prerequisites/istiod-helm-values.yaml",
-        ),
-        (
-            "prereq-istiooperator.yaml.j2",
-            "prerequisites/istiooperator-overlay.yaml",
-        ),
+        ("prereq-helm-values.yaml.j2", repo::PREREQ_HELM_VALUES),
+        ("prereq-istiooperator.yaml.j2", repo::PREREQ_ISTIOOPERATOR),
     ] {
         let text = render_yaml(&env, tpl, path, minijinja::context! { plan => &plan.name })?;
         out.add(path.to_string(), text, false);
@@ -376,11 +330,11 @@ pub fn render(
         "ROLLOUT.md.j2",
         minijinja::context! { r => Serde(rollout), plan_file, encrypted => opts.encrypted, active => active_names },
     )?;
-    out.add("ROLLOUT.md".into(), text, false);
+    out.add(repo::ROLLOUT_MD.into(), text, false);
     // The public model, for `verify`, `promote` and `status` (no private material in it).
     let mut json = serde_json::to_string_pretty(rollout).expect("the rollout model serializes");
     json.push('\n');
-    out.add(ROLLOUT_JSON.into(), json, false);
+    out.add(repo::ROLLOUT_JSON.into(), json, false);
     Ok(out)
 }
 
@@ -412,7 +366,7 @@ fn render_cluster(ctx: &ClusterContext<'_>, cm: &ClusterMaterials) -> Result<Out
         ksops,
     } = *ctx;
     let mut out = Outputs::default();
-    let cdir = cluster_dir(&cm.name);
+    let cdir = repo::cluster_dir(&cm.name);
     let active = active_phase(opts, &cm.name);
     for phase in &rollout.phases[1..] {
         let n = phase.number;
@@ -458,7 +412,7 @@ fn render_cluster(ctx: &ClusterContext<'_>, cm: &ClusterMaterials) -> Result<Out
             annotations,
             data,
         };
-        let pdir = format!("{cdir}/phases/{}", phase_dir(n));
+        let pdir = repo::phase_path(&cm.name, n);
         let path = format!("{pdir}/{secret_file}");
         let text = render_yaml(
             env,
@@ -470,7 +424,7 @@ fn render_cluster(ctx: &ClusterContext<'_>, cm: &ClusterMaterials) -> Result<Out
             out.locked.insert(path.clone());
         }
         out.add(path, text, true);
-        let gen_file = "secret-generator.yaml";
+        let gen_file = repo::KSOPS_GENERATOR;
         let kpath = format!("{pdir}/kustomization.yaml");
         let text = render_yaml(
             env,
@@ -497,7 +451,7 @@ fn render_cluster(ctx: &ClusterContext<'_>, cm: &ClusterMaterials) -> Result<Out
         ("verify-rbac.yaml.j2", "rbac.yaml"),
         ("verify-rbac-secret.yaml.j2", "rbac-secret-read.yaml"),
     ] {
-        let path = format!("clusters/{}/verify/{file}", cm.name);
+        let path = repo::verify_rbac(&cm.name, file);
         let text = render_one(
             env,
             tpl,
@@ -508,12 +462,12 @@ fn render_cluster(ctx: &ClusterContext<'_>, cm: &ClusterMaterials) -> Result<Out
         }
         out.add(path, text, false);
     }
-    let ppath = format!("{cdir}/kustomization.yaml");
+    let ppath = repo::pointer(&cm.name);
     let text = render_yaml(
         env,
         "pointer-kustomization.yaml.j2",
         &ppath,
-        minijinja::context! { plan => &plan.name, cluster => &cm.name, active => format!("phases/{}", phase_dir(active)) },
+        minijinja::context! { plan => &plan.name, cluster => &cm.name, active => repo::pointer_resource(active) },
     )?;
     out.add(ppath, text, false);
 
@@ -525,10 +479,10 @@ fn render_cluster(ctx: &ClusterContext<'_>, cm: &ClusterMaterials) -> Result<Out
             plan.gitops.repo_path.trim_start_matches("./")
         )
     };
-    let name = format!("{}-istio-ca", cm.name);
+    let name = repo::engine_object(&cm.name);
+    let path = repo::engine_file(plan.gitops.engine, &cm.name);
     match plan.gitops.engine {
         Engine::Flux => {
-            let path = format!("flux/{name}.yaml");
             let text = render_yaml(
                 env,
                 "flux-kustomization.yaml.j2",
@@ -538,7 +492,6 @@ fn render_cluster(ctx: &ClusterContext<'_>, cm: &ClusterMaterials) -> Result<Out
             out.add(path, text, false);
         }
         Engine::Argocd => {
-            let path = format!("argocd/{name}.yaml");
             let text = render_yaml(
                 env,
                 "argocd-application.yaml.j2",
@@ -551,5 +504,170 @@ fn render_cluster(ctx: &ClusterContext<'_>, cm: &ClusterMaterials) -> Result<Out
     Ok(out)
 }
 
-/// Where the public rollout model is written inside the output directory.
-pub const ROLLOUT_JSON: &str = ".rootroll/rollout.json";
+/// The `.sops.yaml` creation rule matching what rootroll writes, for `sops edit`.
+fn sops_config(recipients: &[String]) -> String {
+    format!(
+        "# Written by rootroll: `sops edit` on a file here re-encrypts it the way rootroll does.\n\
+         creation_rules:\n  - path_regex: \\.sops\\.yaml$\n    encrypted_regex: ^(data|stringData)$\n    age: >-\n      {}\n",
+        recipients.join(",")
+    )
+}
+
+/// A `render` run, as the command line asked for it.
+pub struct Request<'a> {
+    /// The validated plan.
+    pub plan: &'a Plan,
+    /// The output directory.
+    pub out: &'a Path,
+    /// Write private keys unencrypted.
+    pub insecure_plaintext: bool,
+    /// Compare only; write nothing.
+    pub check: bool,
+    /// Templates overriding the embedded ones.
+    pub templates: Option<&'a Path>,
+    /// The identities that may open the previous key state.
+    pub identities: repo::Identities<'a>,
+    /// The clock.
+    pub now: time::OffsetDateTime,
+}
+
+/// What a `render` run did (or, with `check`, would do).
+pub enum Outcome {
+    /// The tree was written.
+    Written {
+        /// Per-file changes.
+        changes: crate::write::ChangeSet,
+        /// The CAs generated in this run, in plan order.
+        generated: Vec<crate::state::StateId>,
+        /// How many recipients the private keys were encrypted to (0: plaintext).
+        recipients: usize,
+    },
+    /// `check`: every file is up to date.
+    UpToDate,
+    /// `check`: these files would change.
+    Drift(Vec<(String, crate::write::Change)>),
+    /// `check`: a certificate must be re-signed, but its issuer is locked (no identity), so the
+    /// files holding it cannot be listed.
+    DriftLocked {
+        /// The certificate whose spec changed.
+        id: crate::state::StateId,
+    },
+}
+
+/// Why a render failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecuteError {
+    /// Encryption was asked for but the plan lists no recipient.
+    #[error(
+        "{}: spec.gitops.ageRecipients is empty, so the CA private keys cannot be encrypted; \
+         add the age public key of Flux/Argo CD and of each operator (`age-keygen -y KEYFILE`), \
+         or pass --insecure-plaintext for a throwaway local render",
+        plan.display()
+    )]
+    NoRecipients {
+        /// The plan file.
+        plan: PathBuf,
+    },
+    /// The previous render cannot be read.
+    #[error(transparent)]
+    Repo(#[from] repo::RepoError),
+    /// Key material could not be made.
+    #[error("give --identity FILE or set SOPS_AGE_KEY_FILE to open the key state")]
+    Locked(#[source] crate::materials::MaterialsError),
+    /// Key material could not be made.
+    #[error(transparent)]
+    Materials(#[from] crate::materials::MaterialsError),
+    /// A template failed.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    /// Encryption failed.
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
+    /// Writing or comparing the tree failed.
+    #[error(transparent)]
+    Write(#[from] crate::write::WriteError),
+}
+
+/// Renders a plan into its output directory: reads the previous render, materializes the key
+/// material, renders, seals and writes (or compares, with `check`).
+/// `progress` is called once per generated CA key (id, done, total).
+pub fn execute(
+    req: &Request<'_>,
+    progress: crate::materials::Progress<'_>,
+) -> Result<Outcome, ExecuteError> {
+    use crate::materials::{MaterialsError, materialize};
+    let plan = req.plan;
+    let encrypted = !req.insecure_plaintext;
+    if encrypted && plan.gitops.age_recipients.is_empty() {
+        return Err(ExecuteError::NoRecipients {
+            plan: plan.file.clone(),
+        });
+    }
+    let previous = repo::Previous::read(
+        req.out,
+        plan.clusters.iter().map(|c| c.name.as_str()),
+        &req.identities,
+    )?;
+    let materials = match materialize(plan, &previous.state, req.now, progress) {
+        Ok(m) => m,
+        Err(MaterialsError::IssuerLocked { id }) if req.check => {
+            return Ok(Outcome::DriftLocked { id });
+        }
+        Err(e @ MaterialsError::IssuerLocked { .. }) => return Err(ExecuteError::Locked(e)),
+        Err(e) => return Err(e.into()),
+    };
+    let rollout = model::compile(plan, Some(&materials));
+    let opts = RenderOptions {
+        templates: req.templates,
+        encrypted,
+        active: previous.active,
+    };
+    let mut outputs = render(plan, &rollout, &materials, &opts)?;
+    let state_path = if encrypted {
+        repo::STATE_SOPS
+    } else {
+        repo::STATE_PLAIN
+    };
+    if !materials.state.is_unlocked() {
+        outputs.locked.insert(state_path.to_string());
+    }
+    let state_yaml = materials.state.to_yaml(&plan.name);
+    outputs.add(state_path.into(), state_yaml.as_bytes(), true);
+    if encrypted {
+        outputs.add(
+            repo::SOPS_CONFIG.into(),
+            sops_config(&plan.gitops.age_recipients),
+            false,
+        );
+        let locked = outputs.locked.clone();
+        crate::seal::seal(
+            &mut outputs,
+            &previous.files,
+            &plan.gitops.age_recipients,
+            &locked,
+            req.now,
+            req.check,
+        )?;
+    }
+    if req.check {
+        let drift: Vec<_> = repo::diff(req.out, &outputs)?
+            .into_iter()
+            .filter(|(_, c)| *c != crate::write::Change::Unchanged)
+            .collect();
+        return Ok(if drift.is_empty() {
+            Outcome::UpToDate
+        } else {
+            Outcome::Drift(drift)
+        });
+    }
+    let changes = repo::write(req.out, &outputs)?;
+    Ok(Outcome::Written {
+        changes,
+        generated: materials.generated,
+        recipients: if encrypted {
+            plan.gitops.age_recipients.len()
+        } else {
+            0
+        },
+    })
+}

@@ -1,19 +1,112 @@
 //! The key state: generated CA certificates and their private keys, kept so a second render
 //! reuses them instead of minting a new root.
 //!
-//! Each entry is keyed by a stable id (`root-current`, `root-new`, `<cluster>-current`,
-//! `<cluster>-new`) and remembers a hash of the spec it was generated from, so changing the
-//! spec (or the issuer) regenerates exactly the affected certificates.
+//! Each entry is keyed by a [`StateId`] (which root, or which cluster's intermediate, and
+//! whether current or new) and remembers a hash of the spec it was generated from, so changing
+//! the spec (or the issuer) regenerates exactly the affected certificates.
 //! The file is YAML with everything below `data:`, so the SOPS writer encrypts all of it.
 
 use std::collections::BTreeMap;
 
 use crate::pki::PrivateKeyPem;
 
-/// Path of the plaintext state file inside the output directory.
-pub const PLAIN_PATH: &str = ".rootroll/state.yaml";
-/// Path of the SOPS-encrypted state file inside the output directory.
-pub const SOPS_PATH: &str = ".rootroll/state.sops.yaml";
+/// The current CA (A) or the new one (B).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Generation {
+    /// Today's CA.
+    Current,
+    /// The CA the rotation moves to.
+    New,
+}
+
+impl Generation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Current => "current",
+            Self::New => "new",
+        }
+    }
+}
+
+/// Whose CA an entry is: root versus cluster is part of the identity, so no plan can make two
+/// ids equal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Owner {
+    /// The mesh's root.
+    Root,
+    /// A cluster's intermediate.
+    Cluster(String),
+}
+
+/// The id of a key-state entry.
+///
+/// Written as `root-current`, `root-new`, `<cluster>-current` and `<cluster>-new`, except that
+/// a cluster named `root` is written `cluster.root-…`: a cluster name never holds a `.`, so the
+/// written form is unique too, and every other plan keeps the ids it always had. Entries are
+/// ordered by their written form, which keeps state files byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StateId {
+    /// Root or cluster.
+    pub owner: Owner,
+    /// Current or new.
+    pub generation: Generation,
+}
+
+impl StateId {
+    /// A root's id.
+    pub fn root(generation: Generation) -> Self {
+        Self {
+            owner: Owner::Root,
+            generation,
+        }
+    }
+    /// A cluster intermediate's id.
+    pub fn cluster(name: &str, generation: Generation) -> Self {
+        Self {
+            owner: Owner::Cluster(name.to_string()),
+            generation,
+        }
+    }
+    /// Reads a written id.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (owner, generation) = text.rsplit_once('-')?;
+        let generation = match generation {
+            "current" => Generation::Current,
+            "new" => Generation::New,
+            _ => return None,
+        };
+        let owner = match owner {
+            "root" => Owner::Root,
+            "cluster.root" => Owner::Cluster("root".into()),
+            name if !name.is_empty() && !name.contains('.') => Owner::Cluster(name.into()),
+            _ => return None,
+        };
+        Some(Self { owner, generation })
+    }
+}
+
+impl std::fmt::Display for StateId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let g = self.generation.as_str();
+        match &self.owner {
+            Owner::Root => write!(f, "root-{g}"),
+            Owner::Cluster(name) if name == "root" => write!(f, "cluster.root-{g}"),
+            Owner::Cluster(name) => write!(f, "{name}-{g}"),
+        }
+    }
+}
+
+impl Ord for StateId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.to_string().cmp(&other.to_string())
+    }
+}
+
+impl PartialOrd for StateId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// One generated CA. No `Debug`: it holds a private key.
 #[derive(Clone)]
@@ -28,7 +121,8 @@ pub struct Entry {
 /// All generated CAs of one plan.
 #[derive(Clone, Default)]
 pub struct KeyState {
-    pub entries: BTreeMap<String, Entry>,
+    /// The entries, by id.
+    pub entries: BTreeMap<StateId, Entry>,
 }
 
 /// Errors reading a state file.
@@ -72,31 +166,30 @@ impl KeyState {
         };
         let raw: RawState =
             serde_saphyr::from_str(text).map_err(|e| malformed(e.without_snippet().to_string()))?;
-        if raw.api_version != crate::plan::API_VERSION || raw.kind != "KeyState" {
+        if raw.api_version != crate::API_VERSION || raw.kind != "KeyState" {
             return Err(malformed(format!(
                 "expected apiVersion {} and kind KeyState",
-                crate::plan::API_VERSION
+                crate::API_VERSION
             )));
         }
         let mut data = raw.data;
-        let entries = raw
-            .certs
-            .into_iter()
-            .map(|(id, c)| {
-                let key = data
-                    .remove(&id)
-                    .filter(|k| !k.starts_with("ENC["))
-                    .map(PrivateKeyPem::new);
-                (
-                    id,
-                    Entry {
-                        spec: c.spec,
-                        cert: c.cert,
-                        key,
-                    },
-                )
-            })
-            .collect();
+        let mut entries = BTreeMap::new();
+        for (text, c) in raw.certs {
+            let id = StateId::parse(&text)
+                .ok_or_else(|| malformed(format!("`certs.{text}` is not a key-state id")))?;
+            let key = data
+                .remove(&text)
+                .filter(|k| !k.starts_with("ENC["))
+                .map(PrivateKeyPem::new);
+            entries.insert(
+                id,
+                Entry {
+                    spec: c.spec,
+                    cert: c.cert,
+                    key,
+                },
+            );
+        }
         Ok(Self { entries })
     }
 
@@ -111,6 +204,7 @@ impl KeyState {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         for (id, e) in &self.entries {
+            let id = id.to_string();
             for part in [id.as_str(), e.spec.as_str(), e.cert.as_str()] {
                 h.update(format!("{}\n", part.len()).as_bytes());
                 h.update(part.as_bytes());
@@ -125,7 +219,7 @@ impl KeyState {
         let mut out = zeroize::Zeroizing::new(String::new());
         out.push_str(&format!(
             "apiVersion: {}\nkind: KeyState\nmetadata:\n  plan: {plan}\n  note: generated CA keys of this plan, reused by re-renders\ncerts:\n",
-            crate::plan::API_VERSION
+            crate::API_VERSION
         ));
         for (id, e) in &self.entries {
             out.push_str(&format!("  {id}:\n    spec: {}\n", e.spec));
@@ -134,7 +228,7 @@ impl KeyState {
         out.push_str("data:\n");
         for (id, e) in &self.entries {
             match &e.key {
-                Some(k) => block(&mut out, "  ", id, k.expose()),
+                Some(k) => block(&mut out, "  ", &id.to_string(), k.expose()),
                 None => out.push_str(&format!("  {id}: \"\"\n")),
             }
         }
@@ -153,61 +247,43 @@ fn block(out: &mut String, indent: &str, key: &str, text: &str) {
     }
 }
 
-/// Keys of imported intermediates kept in the key state (`import: {key: state}`, written by
-/// `init --from-cluster`): attaches each to its signer and carries the entry into the new
-/// state. A locked state leaves the key absent (re-encrypting then needs an identity).
-/// Part of [`crate::materials::materialize`].
-pub(crate) fn attach_imported_keys(
-    plan: &crate::plan::Plan,
-    materials: &mut crate::materials::Materials,
-    old: &KeyState,
-) -> Result<(), StateError> {
-    for (c, m) in plan.clusters.iter().zip(materials.clusters.iter_mut()) {
-        let crate::plan::IntermediateInput::Import(i) = &c.current else {
-            continue;
-        };
-        if !i.key_from_state {
-            continue;
-        }
-        let id = format!("{}-current", c.name);
-        let malformed = |reason: String| StateError::Malformed {
-            path: SOPS_PATH.to_string(),
-            reason,
-        };
-        let entry = old.entries.get(&id).ok_or_else(|| {
-            malformed(format!(
-                "cluster {}: the plan says the current intermediate's key is in the key state, but there is no `{id}` entry; run `rootroll init --from-cluster` with this output directory",
-                c.name
-            ))
-        })?;
-        let same = crate::pki::split_certificates(entry.cert.as_bytes())
-            .ok()
-            .and_then(|d| d.into_iter().next())
-            .is_some_and(|der| der == i.cert.der);
-        if !same {
-            return Err(malformed(format!(
-                "cluster {}: the key state's `{id}` certificate is not the one imported from {}",
-                c.name,
-                i.dir.display()
-            )));
-        }
-        if let Some(key) = &entry.key
-            && !crate::pki::key_matches_cert(key, &i.cert.der).unwrap_or(false)
-        {
-            return Err(malformed(format!(
-                "cluster {}: the key state's `{id}` key does not belong to its certificate",
-                c.name
-            )));
-        }
-        m.current.cert.key = entry.key.clone();
-        materials.state.entries.insert(id, entry.clone());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_of_roots_and_clusters_never_collide() {
+        let mut written = std::collections::BTreeSet::new();
+        for owner in ["root", "current", "new", "cluster", "east", "root-current"] {
+            for g in [Generation::Current, Generation::New] {
+                let c = StateId::cluster(owner, g);
+                let text = c.to_string();
+                assert_eq!(StateId::parse(&text), Some(c), "{text}");
+                assert!(written.insert(text.clone()), "{text} twice");
+            }
+        }
+        for g in [Generation::Current, Generation::New] {
+            let r = StateId::root(g);
+            assert_eq!(StateId::parse(&r.to_string()), Some(r.clone()));
+            assert!(
+                written.insert(r.to_string()),
+                "{r} collides with a cluster id"
+            );
+        }
+        // The ids plans have always had are unchanged.
+        assert_eq!(
+            StateId::root(Generation::Current).to_string(),
+            "root-current"
+        );
+        assert_eq!(
+            StateId::cluster("east", Generation::New).to_string(),
+            "east-new"
+        );
+        assert_eq!(
+            StateId::cluster("root", Generation::New).to_string(),
+            "cluster.root-new"
+        );
+    }
 
     /// Split so the source holds no PEM key header (not key material: a placeholder).
     const PEM_LABEL: &str = concat!("PRIVATE", " KEY");
@@ -216,7 +292,7 @@ mod tests {
     fn round_trips() {
         let mut s = KeyState::default();
         s.entries.insert(
-            "root-new".into(),
+            StateId::root(Generation::New),
             Entry {
                 spec: "abc".into(),
                 cert: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
@@ -227,12 +303,16 @@ mod tests {
         );
         let text = s.to_yaml("demo");
         let back = KeyState::parse("x", &text).unwrap();
-        let e = &back.entries["root-new"];
+        let e = &back.entries[&StateId::root(Generation::New)];
         assert_eq!(e.spec, "abc");
-        assert_eq!(e.cert, s.entries["root-new"].cert);
+        assert_eq!(e.cert, s.entries[&StateId::root(Generation::New)].cert);
         assert_eq!(
             e.key.as_ref().unwrap().expose(),
-            s.entries["root-new"].key.as_ref().unwrap().expose()
+            s.entries[&StateId::root(Generation::New)]
+                .key
+                .as_ref()
+                .unwrap()
+                .expose()
         );
         // Encrypted keys read as absent; the public part stays readable.
         let locked = text.replace(
@@ -240,7 +320,7 @@ mod tests {
             "ENC[AES256_GCM,data:x,iv:y,tag:z,type:str]\n",
         );
         let back = KeyState::parse("x", &locked).unwrap();
-        assert!(back.entries["root-new"].key.is_none());
+        assert!(back.entries[&StateId::root(Generation::New)].key.is_none());
         assert_eq!(back.public_sha256(), s.public_sha256());
     }
 }

@@ -15,12 +15,10 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::render::{OutFile, Outputs};
+use crate::repo::MANIFEST;
 
 /// Threads creating the files of a new tree.
 const WRITERS: usize = 8;
-
-/// List of files rootroll wrote, kept inside the output directory.
-pub const MANIFEST: &str = ".rootroll/manifest";
 
 /// Errors while writing the output directory.
 #[derive(Debug, thiserror::Error)]
@@ -174,6 +172,23 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     }
     written?;
     sync_dir(parent)
+}
+
+/// Writes `bytes` to the new file `path` (which must not exist), mode 0600, flushed. On any
+/// failure the partial file is removed: a full disk never leaves part of a secret behind.
+pub fn write_new_private(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io("create (it must not exist)", path))?;
+    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+        drop(f);
+        let _ = fs::remove_file(path);
+        return Err(io("write (the partial file was removed)", path)(e));
+    }
+    Ok(())
 }
 
 /// Flushes everything written to the file system holding `path` (files, directories and

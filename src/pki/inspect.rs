@@ -1,6 +1,6 @@
 //! One-line facts about a certificate, for `inspect`, `plan`, ROLLOUT.md and snapshots.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use x509_parser::prelude::{FromDer, ParsedExtension, X509Certificate};
@@ -9,7 +9,7 @@ use x509_parser::public_key::PublicKey;
 use super::{PkiError, hex, sha256_hex};
 
 /// Key type and size.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeyKind {
     Rsa { bits: usize },
@@ -28,7 +28,7 @@ impl std::fmt::Display for KeyKind {
 }
 
 /// What a person checks about a certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CertSummary {
     pub subject: String,
@@ -194,6 +194,29 @@ pub fn inspect_der(der: &[u8]) -> Result<CertSummary, PkiError> {
         self_signed,
         sha256: sha256_hex(der),
     })
+}
+
+/// Every certificate of a PEM file, and a note for each block that is not one.
+pub fn inspect_pem(bytes: &[u8]) -> Result<(Vec<CertSummary>, Vec<String>), PkiError> {
+    let blocks = pem::parse_many(bytes).map_err(|e| PkiError::Pem {
+        reason: e.to_string(),
+    })?;
+    let mut summaries = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, b) in blocks.iter().enumerate() {
+        if b.tag() == "CERTIFICATE" {
+            summaries.push(inspect_der(b.contents()).map_err(|e| PkiError::CertParse {
+                index: i + 1,
+                reason: e.to_string(),
+            })?);
+        } else {
+            skipped.push(format!("block {} ({}) not shown", i + 1, b.tag()));
+        }
+    }
+    if summaries.is_empty() {
+        return Err(PkiError::NoCertificate);
+    }
+    Ok((summaries, skipped))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ mod inspect;
 pub use generate::{
     BACKDATE, CaIssuer, GenerateSpec, Subject, generate_key, sign_intermediate, sign_root,
 };
-pub use inspect::{CertSummary, KeyKind, inspect_der};
+pub use inspect::{CertSummary, KeyKind, inspect_der, inspect_pem};
 
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -108,9 +108,6 @@ impl CaMaterial {
 /// Errors from certificate and key handling.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
-    /// An imported intermediate's key in the key state does not fit the plan.
-    #[error(transparent)]
-    State(#[from] crate::state::StateError),
     #[error("PEM is malformed: {reason}")]
     Pem { reason: String },
     #[error("PEM block {index} is a `{label}`, expected `CERTIFICATE`")]
@@ -127,10 +124,6 @@ pub enum PkiError {
     Generate { reason: String },
     #[error("system random number generator failed")]
     Random,
-    #[error(
-        "{id} must be (re)generated, but its issuer's key is in the encrypted key state, which no identity opened"
-    )]
-    IssuerLocked { id: String },
 }
 
 /// Splits a PEM bundle into DER certificates, refusing any block that is not a certificate.

@@ -13,11 +13,11 @@ pub use validate::{CODES, validate};
 use crate::duration::Span;
 use crate::pki::{CaMaterial, GenerateSpec};
 
-pub const API_VERSION: &str = "rootroll.dev/v1alpha1";
+pub use crate::API_VERSION;
 pub const KIND: &str = "RotationPlan";
 
 /// Which keys the `cacerts` Secret uses (facts §1.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SecretFormat {
     /// `ca-cert.pem`, `ca-key.pem`, `root-cert.pem`, `cert-chain.pem`; type `Opaque`.
     #[serde(rename = "istiod")]
@@ -42,14 +42,14 @@ impl SecretFormat {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DataPlane {
     Sidecar,
     Ambient,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     Flux,
@@ -57,8 +57,10 @@ pub enum Engine {
 }
 
 /// `major.minor[.patch]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(into = "String")]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(into = "String", try_from = "String")]
 pub struct IstioVersion {
     pub major: u32,
     pub minor: u32,
@@ -89,6 +91,14 @@ impl IstioVersion {
     }
 }
 
+impl TryFrom<String> for IstioVersion {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+            .ok_or_else(|| format!("`{s}` is not an Istio version (major.minor[.patch])"))
+    }
+}
+
 impl From<IstioVersion> for String {
     fn from(v: IstioVersion) -> Self {
         match v.patch {
@@ -98,7 +108,7 @@ impl From<IstioVersion> for String {
     }
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Mesh {
     pub trust_domain: String,
@@ -109,7 +119,7 @@ pub struct Mesh {
     pub min_istio_version: IstioVersion,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Timing {
     #[serde(rename = "workloadCertTTL")]
@@ -118,7 +128,7 @@ pub struct Timing {
     pub safety_margin: Span,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Gitops {
     pub engine: Engine,

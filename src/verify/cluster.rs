@@ -237,3 +237,135 @@ pub async fn snapshot(
         proxies: proxies.into_iter().map(|(_, p)| p).collect(),
     }
 }
+
+/// Builds a Kubernetes client from a kubeconfig context (default: the current one; in a pod,
+/// the service account).
+pub async fn client(
+    context: Option<&str>,
+    kubeconfig: Option<&std::path::Path>,
+) -> Result<Client, ClientError> {
+    let opts = kube::config::KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path).map_err(|source| {
+                ClientError::Kubeconfig {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
+            kube::Config::from_custom_kubeconfig(kc, &opts).await?
+        }
+        None if context.is_some() => kube::Config::from_kubeconfig(&opts).await?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| ClientError::Infer(Box::new(e)))?,
+    };
+    Client::try_from(config).map_err(ClientError::Build)
+}
+
+/// Why no Kubernetes client could be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The kubeconfig file does not read.
+    #[error("cannot read kubeconfig {}", path.display())]
+    Kubeconfig {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    /// The kubeconfig does not give a usable configuration.
+    #[error(transparent)]
+    Config(#[from] kube::config::KubeconfigError),
+    /// Neither a kubeconfig nor an in-cluster configuration was found.
+    #[error(transparent)]
+    Infer(Box<kube::config::InferConfigError>),
+    /// The client cannot be built from the configuration.
+    #[error(transparent)]
+    Build(kube::Error),
+}
+
+/// Reads a Secret's data, `None` when it does not exist.
+pub async fn secret_data(
+    client: Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<std::collections::BTreeMap<String, Vec<u8>>>, kube::Error> {
+    let api: Api<Secret> = Api::namespaced(client, namespace);
+    Ok(api.get_opt(name).await?.map(|s| {
+        s.data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect()
+    }))
+}
+
+/// How a live verification runs.
+pub struct Watch<'a> {
+    /// Read the cacerts Secret (else only public data is compared).
+    pub read_secret: bool,
+    /// Proxies read at once.
+    pub concurrency: usize,
+    /// Keep checking until the gates pass or this deadline passes.
+    pub deadline: Option<std::time::Instant>,
+    /// Fail on warnings too.
+    pub strict: bool,
+    /// The clock the gates judge at.
+    pub now: &'a (dyn Fn() -> time::OffsetDateTime + Sync),
+}
+
+/// What stops a live verification (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The API server did not answer.
+    #[error("cannot reach the cluster: {0}")]
+    Unreachable(String),
+}
+
+/// Collects a snapshot and judges it; with a deadline, again every 10 s while a gate fails.
+/// `on_retry` is told the failing gate codes before each wait.
+pub async fn watch(
+    client: Client,
+    repo: &crate::repo::Repo,
+    expectation: &super::live::Expectation,
+    w: &Watch<'_>,
+    progress: Progress,
+    on_retry: &(dyn Fn(&[crate::gates::Code]) + Sync),
+) -> Result<super::Report, WatchError> {
+    let mesh = &repo.rollout.mesh;
+    loop {
+        let snap = snapshot(
+            client.clone(),
+            &mesh.istio_namespace,
+            &mesh.secret_name,
+            w.read_secret,
+            w.concurrency,
+            progress.clone(),
+        )
+        .await;
+        if let Err(e) = &snap.pods
+            && is_unreachable(e)
+        {
+            return Err(WatchError::Unreachable(e.clone()));
+        }
+        let report = super::live::gates(&snap, expectation, (w.now)());
+        let retry =
+            report.failed(w.strict) && w.deadline.is_some_and(|d| std::time::Instant::now() < d);
+        if !retry {
+            return Ok(report);
+        }
+        let failing: Vec<crate::gates::Code> = report
+            .findings
+            .iter()
+            .filter(|f| !f.passed)
+            .map(|f| f.code)
+            .collect();
+        on_retry(&failing);
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    }
+}

@@ -7,7 +7,6 @@
 //! could not be read is a failed gate with the reason, never a pass.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use base64::Engine as _;
 use k8s_openapi::api::admissionregistration::v1::{
@@ -19,10 +18,11 @@ use time::OffsetDateTime;
 
 use super::{Finding, Report, Severity};
 use crate::duration::Span;
+use crate::gates::Code;
 use crate::model::phase_dir;
 use crate::pki;
 use crate::plan::IstioVersion;
-use crate::render::{self, cluster_dir, keys};
+use crate::repo::{Repo, keys};
 
 /// DER certificates.
 pub type Ders = Vec<Vec<u8>>;
@@ -76,88 +76,77 @@ pub struct Expectation {
 /// Errors that stop a live run (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
+    /// The rendered repository cannot be read.
     #[error(transparent)]
-    Offline(#[from] super::offline::VerifyError),
+    Repo(#[from] crate::repo::RepoError),
+    /// The expectation cannot be built from it.
     #[error("{0}")]
     Expectation(String),
 }
 
 impl Expectation {
-    /// Reads the expectation for `cluster` from a rendered directory; `phase` overrides the
+    /// The expectation for `cluster` from a rendered repository; `phase` overrides the
     /// cluster's active pointer.
-    pub fn load(dir: &Path, cluster: &str, phase: Option<u8>) -> Result<Self, LiveError> {
-        let ctx = super::offline::Context::load(dir)?;
+    pub fn load(repo: &Repo, cluster: &str, phase: Option<u8>) -> Result<Self, LiveError> {
+        let model = &repo.rollout;
         let phase = match phase {
             Some(p) => p,
-            None => super::offline::active_phase(dir, cluster).map_err(LiveError::Expectation)?,
+            None => repo.active(cluster).map_err(LiveError::Expectation)?,
         };
         if !(1..=4).contains(&phase) {
             return Err(LiveError::Expectation(format!(
                 "phase {phase} does not exist (1–4)"
             )));
         }
-        let model: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join(render::ROLLOUT_JSON))
-                .map_err(|e| LiveError::Expectation(e.to_string()))?,
-        )
-        .map_err(|e| LiveError::Expectation(e.to_string()))?;
-        let pdir = dir
-            .join(cluster_dir(cluster))
-            .join("phases")
-            .join(phase_dir(phase));
-        let text = ["cacerts.sops.yaml", "cacerts.yaml"]
-            .iter()
-            .find_map(|f| std::fs::read_to_string(pdir.join(f)).ok())
-            .ok_or_else(|| {
-                LiveError::Expectation(format!("no cacerts file in {}", pdir.display()))
-            })?;
+        let pdir = crate::repo::phase_path(cluster, phase);
+        let (_, text) = repo
+            .phase_secret(cluster, phase)
+            .map_err(LiveError::Expectation)?
+            .ok_or_else(|| LiveError::Expectation(format!("no cacerts file in {pdir}")))?;
         let doc: serde_json::Value =
             serde_saphyr::from_str(&text).map_err(|e| LiveError::Expectation(e.to_string()))?;
         let ann = |k: &str| {
             doc["metadata"]["annotations"][k]
                 .as_str()
                 .map(str::to_string)
+                .ok_or_else(|| LiveError::Expectation(format!("{pdir} lacks {k}")))
         };
-        let public_sha256 = ann(keys::PUBLIC_SHA256).ok_or_else(|| {
-            LiveError::Expectation(format!("{} lacks {}", pdir.display(), keys::PUBLIC_SHA256))
-        })?;
-        let bundle_sha256 = ann(keys::BUNDLE_SHA256).ok_or_else(|| {
-            LiveError::Expectation(format!("{} lacks {}", pdir.display(), keys::BUNDLE_SHA256))
-        })?;
-        let roots = model["phases"][usize::from(phase)]["bundle"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|e| e["cert"]["sha256"].as_str().map(str::to_string))
+        let public_sha256 = ann(keys::PUBLIC_SHA256)?;
+        let bundle_sha256 = ann(keys::BUNDLE_SHA256)?;
+        let roots = model
+            .phase(phase)
+            .map(|p| {
+                p.bundle
+                    .iter()
+                    .filter_map(|e| match &e.cert {
+                        crate::model::CertView::Known(s) => Some(s.sha256.clone()),
+                        crate::model::CertView::Planned { .. } => None,
+                    })
                     .collect()
             })
             .unwrap_or_default();
-        let cl = model["clusters"]
-            .as_array()
-            .and_then(|a| a.iter().find(|c| c["name"] == cluster))
-            .cloned()
-            .unwrap_or_default();
+        let skid = |v: Option<&crate::model::CertView>| match v {
+            Some(crate::model::CertView::Known(s)) => s.subject_key_id.clone(),
+            _ => None,
+        };
+        let cl = model.cluster(cluster);
         Ok(Self {
             cluster: cluster.to_string(),
             phase,
-            ambient: model["mesh"]["dataPlane"] == "ambient",
-            secret_name: ctx.secret_name.clone(),
+            ambient: model.mesh.data_plane == crate::plan::DataPlane::Ambient,
+            secret_name: model.mesh.secret_name.clone(),
             public_sha256,
             bundle_sha256,
             roots,
-            new_skid: cl["newIntermediate"]["subjectKeyId"]
-                .as_str()
-                .map(str::to_string),
-            current_skid: cl["currentIntermediate"]["subjectKeyId"]
-                .as_str()
-                .map(str::to_string),
-            min_soak: ctx.min_soak[usize::from(phase)],
+            new_skid: skid(cl.map(|c| &c.new_intermediate)),
+            current_skid: skid(cl.map(|c| &c.current_intermediate)),
+            min_soak: model.min_soak(phase),
         })
     }
 }
 
 fn finding(
-    code: &'static str,
+    code: Code,
     severity: Severity,
     passed: bool,
     subject: &str,
@@ -177,7 +166,7 @@ fn finding(
     }
 }
 
-fn unreadable(code: &'static str, subject: &str, why: &str, hint: &str) -> Finding {
+fn unreadable(code: Code, subject: &str, why: &str, hint: &str) -> Finding {
     finding(
         code,
         Severity::Error,
@@ -423,7 +412,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
     // Prerequisites: istiod.
     match &s.deployments {
         Err(why) => r.push(unreadable(
-            "prereq-multiroot",
+            Code::PrereqMultiroot,
             c,
             why,
             "grant get/list on deployments in the Istio namespace",
@@ -462,7 +451,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
                 }
             }
             r.push(finding(
-                "prereq-multiroot",
+                Code::PrereqMultiroot,
                 Severity::Error,
                 !istiods.is_empty() && missing.is_empty(),
                 c,
@@ -477,7 +466,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
                 missing,
             ));
             r.push(finding(
-                "prereq-versions",
+                Code::PrereqVersions,
                 Severity::Error,
                 bad_versions.is_empty(),
                 &format!("{c}/istiod"),
@@ -493,7 +482,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
     }
     match &s.istio_configmaps {
         Err(why) => r.push(unreadable(
-            "prereq-xds-agent",
+            Code::PrereqXdsAgent,
             c,
             why,
             "grant get/list on configmaps in the Istio namespace",
@@ -524,7 +513,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
                 }
             }
             r.push(finding(
-                "prereq-xds-agent",
+                Code::PrereqXdsAgent,
                 Severity::Error,
                 !meshes.is_empty() && without.is_empty(),
                 &format!("{c}/meshconfig"),
@@ -539,7 +528,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
     let applied_at = applied_time(s);
     match &s.pods {
         Err(why) => r.push(unreadable(
-            "prereq-xds-agent-pods",
+            Code::PrereqXdsAgentPods,
             c,
             why,
             "grant list on pods in every namespace",
@@ -561,7 +550,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
                 .map(|p| pod_id(p))
                 .collect();
             r.push(finding(
-                "prereq-xds-agent-pods",
+                Code::PrereqXdsAgentPods,
                 Severity::Error,
                 lacking.is_empty(),
                 c,
@@ -592,7 +581,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
                 }
             }
             r.push(finding(
-                "prereq-versions",
+                Code::PrereqVersions,
                 Severity::Error,
                 bad.is_empty(),
                 &format!("{c}/data-plane"),
@@ -629,7 +618,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
                     .map(pod_id)
                     .collect();
                 r.push(finding(
-                    "no-restart",
+                    Code::NoRestart,
                     Severity::Warning,
                     restarted.is_empty(),
                     c,
@@ -645,13 +634,13 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
     match &s.secret {
         None => {}
         Some(Err(why)) => r.push(unreadable(
-            "live-secret-phase",
+            Code::LiveSecretPhase,
             c,
             why,
             "grant get on the cacerts Secret, or pass --no-secret-read",
         )),
         Some(Ok(None)) => r.push(finding(
-            "live-secret-phase",
+            Code::LiveSecretPhase,
             Severity::Error,
             false,
             c,
@@ -671,7 +660,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
                 .map(|(k, v)| (k.as_str(), v.0.as_slice()))
                 .collect();
             let computed =
-                (!public.is_empty()).then(|| render::public_fingerprint(public.into_iter()));
+                (!public.is_empty()).then(|| crate::render::public_fingerprint(public.into_iter()));
             let mut problems = Vec::new();
             if phase_label != e.phase.to_string() {
                 problems.push(format!(
@@ -691,7 +680,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
                 problems.push("has `istio-generated`".into());
             }
             r.push(finding(
-                "live-secret-phase",
+                Code::LiveSecretPhase,
                 Severity::Error,
                 problems.is_empty(),
                 c,
@@ -709,7 +698,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
     // istio-ca-root-cert in every namespace, and webhooks.
     match &s.root_configmaps {
         Err(why) => r.push(unreadable(
-            "root-configmap",
+            Code::RootConfigmap,
             c,
             why,
             "grant list on configmaps in every namespace",
@@ -728,7 +717,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
                 }
             }
             r.push(finding(
-                "root-configmap",
+                Code::RootConfigmap,
                 Severity::Error,
                 !cms.is_empty() && stale.is_empty(),
                 c,
@@ -782,7 +771,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
     }
     match webhook_err {
         Some(why) => r.push(unreadable(
-            "webhook-ca-bundle",
+            Code::WebhookCaBundle,
             c,
             &why,
             "grant list on mutating/validating webhook configurations",
@@ -794,7 +783,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
                 .map(|(n, _)| n.clone())
                 .collect();
             r.push(finding(
-                "webhook-ca-bundle",
+                Code::WebhookCaBundle,
                 Severity::Error,
                 lacking.is_empty(),
                 c,
@@ -847,7 +836,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
     }
     let n = envoys.len();
     r.push(finding(
-        "proxy-readable",
+        Code::ProxyReadable,
         Severity::Error,
         unread.is_empty(),
         c,
@@ -860,7 +849,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
         unread,
     ));
     r.push(finding(
-        "proxy-trusts-roots",
+        Code::ProxyTrustsRoots,
         Severity::Error,
         trust_lag.is_empty(),
         c,
@@ -877,7 +866,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
     ));
     if e.phase >= 3 {
         r.push(finding(
-            "proxy-leaf-new-issuer",
+            Code::ProxyLeafNewIssuer,
             Severity::Error,
             leaf_lag.is_empty(),
             c,
@@ -924,7 +913,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
         }
         let restart = "kubectl rollout restart daemonset/ztunnel -n ".to_string() + ns;
         r.push(finding(
-            "ztunnel-readable",
+            Code::ZtunnelReadable,
             Severity::Error,
             !zs.is_empty() && unread.is_empty(),
             c,
@@ -943,7 +932,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
             unread,
         ));
         r.push(finding(
-            "ztunnel-trusts-new-root",
+            Code::ZtunnelTrustsNewRoot,
             Severity::Error,
             trust_lag.is_empty(),
             c,
@@ -953,7 +942,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
         ));
         if e.phase >= 3 {
             r.push(finding(
-                "ztunnel-leaf-new-issuer",
+                Code::ZtunnelLeafNewIssuer,
                 Severity::Error,
                 leaf_lag.is_empty(),
                 c,
@@ -966,12 +955,12 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
 
     // Soak time.
     match applied_at {
-        None => r.push(finding("soak-time", Severity::Error, false, c, "cannot tell when the phase was applied (no managedFields time on the Secret or ConfigMaps)", "read access to the cacerts Secret or istio-ca-root-cert metadata is needed", Vec::new())),
+        None => r.push(finding(Code::SoakTime, Severity::Error, false, c, "cannot tell when the phase was applied (no managedFields time on the Secret or ConfigMaps)", "read access to the cacerts Secret or istio-ca-root-cert metadata is needed", Vec::new())),
         Some(at) => {
             let elapsed = Span::from_secs((now - at).whole_seconds().max(0) as u64);
             let ok = elapsed >= e.min_soak;
             r.push(finding(
-                "soak-time",
+                Code::SoakTime,
                 Severity::Error,
                 ok,
                 c,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::offline::PhaseSecret;
-use super::{Finding, MatrixCell, Report, Severity};
+use super::{Code, Finding, MatrixCell, Report, Severity};
 use crate::handshake::{self, HandshakeCache, LeafSpec, Workload};
 use crate::model::phase_dir;
 use crate::parallel;
@@ -244,7 +244,7 @@ pub fn build(
                 )
             };
             Finding {
-                code: "handshake-matrix",
+                code: Code::HandshakeMatrix,
                 severity: Severity::Error,
                 passed: ok,
                 subject,

@@ -10,18 +10,12 @@ pub mod offline;
 
 use serde::Serialize;
 
-/// How much a failed gate matters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Error,
-    Warning,
-}
+pub use crate::gates::{Code, Severity};
 
 /// One gate's result for one subject.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
-    pub code: &'static str,
+    pub code: Code,
     pub severity: Severity,
     pub passed: bool,
     /// `cluster/phase` or `fleet`, and the file when there is one.
@@ -92,7 +86,9 @@ impl Report {
             };
             o.push_str(&format!(
                 "{status} {:<24} {:<28} {}",
-                f.code, f.subject, f.message
+                f.code.as_str(),
+                f.subject,
+                f.message
             ));
             o.push('\n');
             if !f.passed {
@@ -189,7 +185,7 @@ impl Report {
             o.push_str(&format!(
                 "    <testcase classname=\"{}\" name=\"{}\">",
                 esc(&f.subject),
-                esc(f.code)
+                esc(f.code.as_str())
             ));
             if !f.passed {
                 let tag = if f.severity == Severity::Error {

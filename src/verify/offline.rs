@@ -5,106 +5,24 @@
 //! rootroll meant to write. What cannot be read is a failed gate, never a pass.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine as _;
 use time::OffsetDateTime;
 
 use super::{Finding, Report, Severity};
-use crate::duration::Span;
+use crate::gates::Code;
 use crate::model::{byte_reload_ok, phase_dir, set_reload_ok};
 use crate::pki::{self, PrivateKeyPem};
-use crate::plan::IstioVersion;
-use crate::render::{ROLLOUT_JSON, cluster_dir, parse_active};
+use crate::repo::{Repo, RepoError};
 use crate::sops;
 
 /// Errors that stop verification altogether (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("{} is not a rootroll render (no {ROLLOUT_JSON}); run `rootroll render` first", dir.display())]
-    NotARender { dir: PathBuf },
-    #[error("{} is malformed: {reason}", path.display())]
-    Malformed { path: PathBuf, reason: String },
-    #[error("cannot read {}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// What the gates need from the rendered rollout model.
-#[derive(Debug, Clone)]
-pub struct Context {
-    pub plan: String,
-    pub namespace: String,
-    pub secret_name: String,
-    pub tls_format: bool,
-    pub min_istio: IstioVersion,
-    pub trust_domain: String,
-    pub workload_ttl: Span,
-    pub safety_margin: Span,
-    /// Minimum soak per phase 0–4.
-    pub min_soak: Vec<Span>,
-    pub min_total: Span,
-    /// The clusters the rollout was rendered for.
-    pub clusters: Vec<String>,
-}
-
-impl Context {
-    pub fn load(dir: &Path) -> Result<Self, VerifyError> {
-        let path = dir.join(ROLLOUT_JSON);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(VerifyError::NotARender {
-                    dir: dir.to_path_buf(),
-                });
-            }
-            Err(source) => return Err(VerifyError::Read { path, source }),
-        };
-        let bad = |reason: &str| VerifyError::Malformed {
-            path: path.clone(),
-            reason: reason.to_string(),
-        };
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
-        let s = |p: &str| -> Result<String, VerifyError> {
-            v.pointer(p)
-                .and_then(|x| x.as_str())
-                .map(str::to_string)
-                .ok_or_else(|| bad(&format!("missing {p}")))
-        };
-        let span =
-            |p: &str| -> Result<Span, VerifyError> { Span::parse(&s(p)?).map_err(|e| bad(&e)) };
-        let min_soak = (0..5)
-            .map(|i| span(&format!("/phases/{i}/minSoak")))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            plan: s("/plan")?,
-            namespace: s("/mesh/istioNamespace")?,
-            secret_name: s("/mesh/secretName")?,
-            tls_format: s("/mesh/secretFormat")? == "kubernetes.io/tls",
-            min_istio: IstioVersion::parse(&s("/mesh/minIstioVersion")?)
-                .ok_or_else(|| bad("bad minIstioVersion"))?,
-            trust_domain: s("/mesh/trustDomain")?,
-            workload_ttl: span("/timing/workloadCertTTL")?,
-            safety_margin: span("/timing/safetyMargin")?,
-            min_soak,
-            min_total: span("/minTotal")?,
-            clusters: v
-                .pointer("/clusters")
-                .and_then(|c| c.as_array())
-                .ok_or_else(|| bad("missing /clusters"))?
-                .iter()
-                .map(|c| {
-                    c["name"]
-                        .as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| bad("a cluster has no name"))
-                })
-                .collect::<Result<_, _>>()?,
-        })
-    }
+    /// The rendered repository cannot be read.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
 }
 
 /// The readable content of one phase Secret.
@@ -132,7 +50,7 @@ pub struct Options<'a> {
 }
 
 fn finding(
-    code: &'static str,
+    code: Code,
     severity: Severity,
     passed: bool,
     subject: &str,
@@ -152,30 +70,6 @@ fn finding(
     }
 }
 
-/// The clusters of a rendered tree, sorted.
-pub fn clusters(dir: &Path) -> Result<Vec<String>, VerifyError> {
-    let cdir = dir.join("clusters");
-    let mut v: Vec<String> = std::fs::read_dir(&cdir)
-        .map_err(|source| VerifyError::Read {
-            path: cdir.clone(),
-            source,
-        })?
-        .filter_map(Result::ok)
-        .filter(|e| e.path().join("istio-ca").is_dir())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    Ok(v)
-}
-
-/// The active phase of a cluster from its pointer, or why it cannot be read.
-pub fn active_phase(dir: &Path, cluster: &str) -> Result<u8, String> {
-    let p = dir.join(cluster_dir(cluster)).join("kustomization.yaml");
-    let text =
-        std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-    parse_active(&text).ok_or_else(|| format!("{} does not name exactly one phase", p.display()))
-}
-
 fn b64(v: &serde_json::Value) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD
         .decode(v.as_str()?)
@@ -183,11 +77,13 @@ fn b64(v: &serde_json::Value) -> Option<Vec<u8>> {
 }
 
 /// Runs every static gate. Returns the report and the readable phase Secrets (for the matrix).
-pub fn run(dir: &Path, opts: &Options<'_>) -> Result<(Report, Vec<PhaseSecret>), VerifyError> {
-    let ctx = Context::load(dir)?;
+pub fn run(repo: &Repo, opts: &Options<'_>) -> Result<(Report, Vec<PhaseSecret>), VerifyError> {
+    let ctx = &repo.rollout;
+    let dir = repo.dir();
     let mut r = Report::default();
-    let clusters = clusters(dir)?;
-    let rollout_end = opts.now + (ctx.min_total + ctx.workload_ttl + ctx.safety_margin).to_time();
+    let clusters = repo.clusters.clone();
+    let rollout_end = opts.now
+        + (ctx.min_total + ctx.timing.workload_cert_ttl + ctx.timing.safety_margin).to_time();
     let mut secrets: Vec<PhaseSecret> = Vec::new();
     let mut bundles: BTreeMap<u8, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
     let mut active: BTreeMap<String, u8> = BTreeMap::new();
@@ -196,11 +92,11 @@ pub fn run(dir: &Path, opts: &Options<'_>) -> Result<(Report, Vec<PhaseSecret>),
     let missing: Vec<&str> = ctx
         .clusters
         .iter()
-        .filter(|c| !clusters.contains(c))
-        .map(String::as_str)
+        .map(|c| c.name.as_str())
+        .filter(|c| !clusters.iter().any(|have| have == c))
         .collect();
     r.push(finding(
-        "clusters-present",
+        Code::ClustersPresent,
         Severity::Error,
         !clusters.is_empty() && missing.is_empty(),
         "fleet",
@@ -222,7 +118,7 @@ pub fn run(dir: &Path, opts: &Options<'_>) -> Result<(Report, Vec<PhaseSecret>),
     // Clusters are independent: check them on every core, then merge in order.
     let checked = crate::parallel::map(
         &clusters,
-        |c| check_cluster(dir, &ctx, c, opts, rollout_end),
+        |c| check_cluster(repo, c, opts, rollout_end),
         |_, _| {},
     );
     for (c, checked) in clusters.iter().zip(checked) {
@@ -243,7 +139,7 @@ pub fn run(dir: &Path, opts: &Options<'_>) -> Result<(Report, Vec<PhaseSecret>),
     for (n, per) in &bundles {
         let distinct: BTreeSet<&Vec<u8>> = per.values().collect();
         r.push(finding(
-            "bundle-shared",
+            Code::BundleShared,
             Severity::Error,
             distinct.len() <= 1,
             &format!("fleet/{}", phase_dir(*n)),
@@ -266,7 +162,7 @@ pub fn run(dir: &Path, opts: &Options<'_>) -> Result<(Report, Vec<PhaseSecret>),
             .collect();
         let unique: BTreeSet<&String> = subjects.iter().collect();
         r.push(finding(
-            "root-subjects-distinct",
+            Code::RootSubjectsDistinct,
             Severity::Warning,
             unique.len() == subjects.len(),
             "fleet/2-trust-both",
@@ -276,7 +172,7 @@ pub fn run(dir: &Path, opts: &Options<'_>) -> Result<(Report, Vec<PhaseSecret>),
         ));
     }
     lockstep(&active, &mut r);
-    plaintext_scan(dir, &mut r)?;
+    plaintext_scan(dir, &mut r);
     Ok((r, secrets))
 }
 
@@ -290,8 +186,7 @@ struct ClusterCheck {
 /// The per-cluster gates: pointer, each phase Secret, type stability, and the reload rule,
 /// phase-3 bytes and signer sequence between consecutive phases.
 fn check_cluster(
-    dir: &Path,
-    ctx: &Context,
+    repo: &Repo,
     c: &str,
     opts: &Options<'_>,
     rollout_end: OffsetDateTime,
@@ -301,14 +196,15 @@ fn check_cluster(
         active: None,
         secrets: BTreeMap::new(),
     };
+    let ctx = &repo.rollout;
     let r = &mut out.report;
-    match active_phase(dir, c) {
+    match repo.active(c) {
         Ok(n) => {
-            r.push(finding("pointer-valid", Severity::Error, true, c, None, format!("active phase {}", phase_dir(n)), ""));
+            r.push(finding(Code::PointerValid, Severity::Error, true, c, None, format!("active phase {}", phase_dir(n)), ""));
             out.active = Some(n);
         }
         Err(why) => r.push(finding(
-            "pointer-valid",
+            Code::PointerValid,
             Severity::Error,
             false,
             c,
@@ -321,13 +217,13 @@ fn check_cluster(
     let mut cluster_secrets: BTreeMap<u8, PhaseSecret> = BTreeMap::new();
     for n in 1..=4u8 {
         let subject = format!("{c}/{}", phase_dir(n));
-        if let Some(s) = check_phase(dir, ctx, c, n, &subject, opts, rollout_end, r) {
+        if let Some(s) = check_phase(repo, c, n, &subject, opts, rollout_end, r) {
             types.insert(s.secret_type.clone());
             cluster_secrets.insert(n, s);
         }
     }
     r.push(finding(
-        "secret-type-stable",
+        Code::SecretTypeStable,
         Severity::Error,
         types.len() <= 1,
         c,
@@ -343,7 +239,7 @@ fn check_cluster(
         let subject = format!("{c}/{}→{}", phase_dir(n), phase_dir(n + 1));
         let (Some(a), Some(b)) = (cluster_secrets.get(&n), cluster_secrets.get(&(n + 1))) else {
             r.push(finding(
-                "reload-rule",
+                Code::ReloadRule,
                 Severity::Error,
                 false,
                 &subject,
@@ -354,7 +250,7 @@ fn check_cluster(
             continue;
         };
         // Only the rule the oldest istiod applies is checked.
-        let (ok, rule) = if ctx.min_istio.has_set_reload_rule() {
+        let (ok, rule) = if ctx.mesh.min_istio_version.has_set_reload_rule() {
             (set_reload_ok(&a.bundle, &b.bundle), "1.30+ set rule")
         } else {
             (
@@ -363,7 +259,7 @@ fn check_cluster(
             )
         };
         r.push(finding(
-            "reload-rule",
+            Code::ReloadRule,
             Severity::Error,
             ok,
             &subject,
@@ -380,7 +276,7 @@ fn check_cluster(
         ));
         if n == 2 {
             r.push(finding(
-                "phase3-bytes-differ",
+                Code::Phase3BytesDiffer,
                 Severity::Error,
                 a.bundle != b.bundle,
                 &subject,
@@ -392,7 +288,7 @@ fn check_cluster(
         let same_signer = a.signer == b.signer;
         let want_same = n != 2;
         r.push(finding(
-            "signer-sequence",
+            Code::SignerSequence,
             Severity::Error,
             same_signer == want_same,
             &subject,
@@ -436,7 +332,7 @@ fn lockstep(active: &BTreeMap<String, u8>, r: &mut Report) {
     let problem = lockstep_problem(active);
     let summary: Vec<String> = active.iter().map(|(c, p)| format!("{c}={p}")).collect();
     r.push(finding(
-        "lockstep",
+        Code::Lockstep,
         Severity::Error,
         problem.is_none(),
         "fleet",
@@ -446,7 +342,7 @@ fn lockstep(active: &BTreeMap<String, u8>, r: &mut Report) {
     ));
 }
 
-fn plaintext_scan(dir: &Path, r: &mut Report) -> Result<(), VerifyError> {
+fn plaintext_scan(dir: &Path, r: &mut Report) {
     const NEEDLES: [&str; 5] = [
         "PRIVATE KEY-----",
         "LS0tLS1CRUdJTi",
@@ -457,15 +353,21 @@ fn plaintext_scan(dir: &Path, r: &mut Report) -> Result<(), VerifyError> {
     let mut offenders = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|source| VerifyError::Read {
-            path: d.clone(),
-            source,
-        })?;
+        let entries = match std::fs::read_dir(&d) {
+            Ok(entries) => entries,
+            Err(e) => {
+                offenders.push(format!("{} (cannot list: {e})", d.display()));
+                continue;
+            }
+        };
         for e in entries {
-            let e = e.map_err(|source| VerifyError::Read {
-                path: d.clone(),
-                source,
-            })?;
+            let e = match e {
+                Ok(e) => e,
+                Err(e) => {
+                    offenders.push(format!("{} (cannot list: {e})", d.display()));
+                    continue;
+                }
+            };
             let p = e.path();
             if e.file_name() == ".git" {
                 continue;
@@ -500,7 +402,7 @@ fn plaintext_scan(dir: &Path, r: &mut Report) -> Result<(), VerifyError> {
     }
     offenders.sort();
     r.push(finding(
-        "no-plaintext-private-key",
+        Code::NoPlaintextPrivateKey,
         Severity::Error,
         offenders.is_empty(),
         "fleet",
@@ -515,13 +417,11 @@ fn plaintext_scan(dir: &Path, r: &mut Report) -> Result<(), VerifyError> {
         },
         "render without --insecure-plaintext so every private key is SOPS-encrypted",
     ));
-    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
 fn check_phase(
-    dir: &Path,
-    ctx: &Context,
+    repo: &Repo,
     cluster: &str,
     n: u8,
     subject: &str,
@@ -529,58 +429,51 @@ fn check_phase(
     rollout_end: OffsetDateTime,
     r: &mut Report,
 ) -> Option<PhaseSecret> {
-    let pdir = dir
-        .join(cluster_dir(cluster))
-        .join("phases")
-        .join(phase_dir(n));
-    let mut unreadable = Vec::new();
-    let found = ["cacerts.sops.yaml", "cacerts.yaml"].iter().find_map(|f| {
-        let p = pdir.join(f);
-        match std::fs::read_to_string(&p) {
-            Ok(t) => Some((
-                format!("{}/phases/{}/{f}", cluster_dir(cluster), phase_dir(n)),
-                t,
-            )),
-            Err(e) => {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    unreadable.push(format!("{f}: {e}"));
-                }
-                None
-            }
-        }
-    });
-    let Some((rel, text)) = found else {
-        r.push(finding(
-            "secret-shape",
-            Severity::Error,
-            false,
-            subject,
-            None,
-            if unreadable.is_empty() {
+    let ctx = &repo.rollout;
+    let found = match repo.phase_secret(cluster, n) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            r.push(finding(
+                Code::SecretShape,
+                Severity::Error,
+                false,
+                subject,
+                None,
                 format!(
-                    "no cacerts.sops.yaml or cacerts.yaml in {}/phases/{}",
-                    cluster_dir(cluster),
-                    phase_dir(n)
-                )
-            } else {
-                format!("cannot read the phase Secret: {}", unreadable.join("; "))
-            },
-            "every phase must be a complete cacerts Secret: re-render",
-        ));
-        return None;
+                    "no {} in {}",
+                    crate::repo::SECRET_FILES.join(" or "),
+                    crate::repo::phase_path(cluster, n)
+                ),
+                "every phase must be a complete cacerts Secret: re-render",
+            ));
+            return None;
+        }
+        Err(unreadable) => {
+            r.push(finding(
+                Code::SecretShape,
+                Severity::Error,
+                false,
+                subject,
+                None,
+                format!("cannot read the phase Secret: {unreadable}"),
+                "every phase must be a complete cacerts Secret: re-render",
+            ));
+            return None;
+        }
     };
+    let (rel, text) = found;
     let file = Some(rel.as_str());
     // A `.sops.yaml` file is always opened as SOPS, so a stripped `sops` block or MAC is
     // reported as such instead of being read as plaintext.
     let plain = if sops::is_encrypted(&text) || rel.ends_with(".sops.yaml") {
         if opts.identities.is_empty() {
-            r.push(finding("sops-mac", Severity::Error, false, subject, file, "not checked: no age identity to decrypt with", "give --identity FILE (or SOPS_AGE_KEY_FILE) with a key listed in ageRecipients; a CI key is fine"));
+            r.push(finding(Code::SopsMac, Severity::Error, false, subject, file, "not checked: no age identity to decrypt with", "give --identity FILE (or SOPS_AGE_KEY_FILE) with a key listed in ageRecipients; a CI key is fine"));
             return None;
         }
         match sops::decrypt_yaml(&rel, &text, opts.identities) {
             Ok(p) => {
                 r.push(finding(
-                    "sops-mac",
+                    Code::SopsMac,
                     Severity::Error,
                     true,
                     subject,
@@ -592,7 +485,7 @@ fn check_phase(
             }
             Err(e) => {
                 r.push(finding(
-                    "sops-mac",
+                    Code::SopsMac,
                     Severity::Error,
                     false,
                     subject,
@@ -610,7 +503,7 @@ fn check_phase(
         Ok(v) => v,
         Err(e) => {
             r.push(finding(
-                "secret-shape",
+                Code::SecretShape,
                 Severity::Error,
                 false,
                 subject,
@@ -622,7 +515,7 @@ fn check_phase(
         }
     };
     // Shape.
-    let want_keys: &[&str] = if ctx.tls_format {
+    let want_keys: &[&str] = if ctx.tls_format() {
         &["ca.crt", "tls.crt", "tls.key"]
     } else {
         &[
@@ -641,10 +534,13 @@ fn check_phase(
     if doc["kind"] != "Secret" || doc["apiVersion"] != "v1" {
         problems.push("not a v1 Secret".to_string());
     }
-    if doc["metadata"]["name"] != ctx.secret_name.as_str()
-        || doc["metadata"]["namespace"] != ctx.namespace.as_str()
+    if doc["metadata"]["name"] != ctx.mesh.secret_name.as_str()
+        || doc["metadata"]["namespace"] != ctx.mesh.istio_namespace.as_str()
     {
-        problems.push(format!("not {}/{}", ctx.namespace, ctx.secret_name));
+        problems.push(format!(
+            "not {}/{}",
+            ctx.mesh.istio_namespace, ctx.mesh.secret_name
+        ));
     }
     let mut sorted = keys.clone();
     sorted.sort_unstable();
@@ -659,7 +555,7 @@ fn check_phase(
     if doc["immutable"] == true {
         problems.push("immutable: true (the next phase could not update it in place)".into());
     }
-    let want_type = if ctx.tls_format {
+    let want_type = if ctx.tls_format() {
         "kubernetes.io/tls"
     } else {
         "Opaque"
@@ -679,7 +575,7 @@ fn check_phase(
         problems.push("a data value is empty or not base64".into());
     }
     r.push(finding(
-        "secret-shape",
+        Code::SecretShape,
         Severity::Error,
         problems.is_empty(),
         subject,
@@ -687,8 +583,8 @@ fn check_phase(
         if problems.is_empty() {
             format!(
                 "{want_type} {}/{} with {}",
-                ctx.namespace,
-                ctx.secret_name,
+                ctx.mesh.istio_namespace,
+                ctx.mesh.secret_name,
                 want_keys.join(", ")
             )
         } else {
@@ -699,13 +595,13 @@ fn check_phase(
     if !problems.is_empty() {
         return None;
     }
-    let (cert_k, key_k, bundle_k) = if ctx.tls_format {
+    let (cert_k, key_k, bundle_k) = if ctx.tls_format() {
         ("tls.crt", "tls.key", "ca.crt")
     } else {
         ("ca-cert.pem", "ca-key.pem", "root-cert.pem")
     };
     let bundle = decoded[bundle_k].to_vec();
-    let chain = if ctx.tls_format {
+    let chain = if ctx.tls_format() {
         let mut c = decoded["tls.crt"].to_vec();
         c.extend_from_slice(&decoded["ca.crt"]);
         c
@@ -715,7 +611,7 @@ fn check_phase(
     // The signing certificate cannot be read: the phase is not checked further.
     let unreadable = |r: &mut Report, e: &dyn std::fmt::Display| {
         r.push(finding(
-            "signer-is-ca",
+            Code::SignerIsCa,
             Severity::Error,
             false,
             subject,
@@ -735,7 +631,7 @@ fn check_phase(
     let key = PrivateKeyPem::new(String::from_utf8_lossy(&decoded[key_k]).into_owned());
     let matches = pki::key_matches_cert(&key, &signer).unwrap_or(false);
     r.push(finding(
-        "key-matches-cert",
+        Code::KeyMatchesCert,
         Severity::Error,
         matches,
         subject,
@@ -764,7 +660,7 @@ fn check_phase(
             .any(|e| e == "serverAuth" || e == "any");
     let ca_ok = s.is_ca && s.key_cert_sign && eku_ok;
     r.push(finding(
-        "signer-is-ca",
+        Code::SignerIsCa,
         Severity::Error,
         ca_ok,
         subject,
@@ -778,7 +674,7 @@ fn check_phase(
     // Chain to a root of this phase's bundle, through the served chain's certificates.
     let chained = chains_to_bundle(&signer, &chain_ders, &roots);
     r.push(finding(
-        "chain-to-bundle",
+        Code::ChainToBundle,
         Severity::Error,
         chained.is_ok(),
         subject,
@@ -789,13 +685,13 @@ fn check_phase(
         },
         "istiod verifies the signing certificate against root-cert.pem at load and keeps the old CA on failure",
     ));
-    if !ctx.tls_format {
+    if !ctx.tls_format() {
         let order_ok = chain_ders.first() == Some(&signer)
             && chain_ders
                 .windows(2)
                 .all(|w| pki::is_signed_by(&w[0], &w[1]))
             && chain_ders.last().is_some_and(|l| roots.contains(l));
-        r.push(finding("chain-order", Severity::Error, order_ok, subject, file, if order_ok { "cert-chain.pem = ca-cert.pem, then issuers up to a bundle root" } else { "cert-chain.pem is not ca-cert.pem followed by its issuers up to a bundle root" }, "istiod serves cert-chain.pem verbatim after each leaf: signing cert first, then each issuer"));
+        r.push(finding(Code::ChainOrder, Severity::Error, order_ok, subject, file, if order_ok { "cert-chain.pem = ca-cert.pem, then issuers up to a bundle root" } else { "cert-chain.pem is not ca-cert.pem followed by its issuers up to a bundle root" }, "istiod serves cert-chain.pem verbatim after each leaf: signing cert first, then each issuer"));
     }
     // Validity through the rollout.
     let mut short = Vec::new();
@@ -812,7 +708,7 @@ fn check_phase(
         }
     }
     r.push(finding(
-        "validity-window",
+        Code::ValidityWindow,
         Severity::Error,
         short.is_empty(),
         subject,
@@ -869,4 +765,23 @@ fn chains_to_bundle(cert: &[u8], chain: &[Vec<u8>], roots: &[Vec<u8>]) -> Result
             let issuer = pki::inspect_der(last).map(|s| s.issuer).unwrap_or_default();
             format!("no root in the bundle signed `{issuer}`")
         })
+}
+
+/// `verify offline`: every static gate, then the transition handshake matrix over the phase
+/// Secrets that could be read. `progress` is called as matrix cells are decided (done, total).
+pub fn execute(
+    repo: &Repo,
+    opts: &Options<'_>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Report, VerifyError> {
+    let (mut report, secrets) = run(repo, opts)?;
+    super::matrix::run(
+        &mut report,
+        &secrets,
+        &repo.rollout.mesh.trust_domain,
+        opts.now,
+        &|_, _| true,
+        progress,
+    );
+    Ok(report)
 }

@@ -29,18 +29,18 @@ fn cells(plan: &str, out: &Path, now: OffsetDateTime, edit: impl FnOnce(&Path)) 
     assert!(o.status.success(), "{}", stderr(&o));
     edit(out);
     let ids = [identity()];
+    let repo = rootroll::repo::Repo::open(out).unwrap();
     let (_, secrets) = offline::run(
-        out,
+        &repo,
         &offline::Options {
             identities: &ids,
             now,
         },
     )
     .unwrap();
-    let ctx = offline::Context::load(out).unwrap();
     matrix::build(
         &secrets,
-        &ctx.trust_domain,
+        &repo.rollout.mesh.trust_domain,
         now,
         &|_, _| true,
         &mut |_, _| {},

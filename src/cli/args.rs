@@ -1,0 +1,285 @@
+//! The command line: clap definitions. Everything here is data; `mod.rs` runs it.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use rootroll::duration::Span;
+
+const ABOUT: &str =
+    "Compile an Istio root CA rotation plan into ordered, encrypted GitOps manifests.";
+const LONG_ABOUT: &str = "\
+Compile an Istio root CA rotation plan into ordered, encrypted GitOps manifests.
+
+A rotation moves the mesh from root A to root B in four phases, each a complete cacerts Secret:
+  1 initial        sign with A's intermediate; root-cert.pem = A (today's exact bytes)
+  2 trust-both     sign with A's intermediate; root-cert.pem = A+B
+  3 switch-issuer  sign with B's intermediate; root-cert.pem = A+B+B (bytes change: proxies re-sign)
+  4 finalize       sign with B's intermediate; root-cert.pem = B
+
+Typical use:
+  rootroll init --from-dir ./istio-certs > plan.yaml   # import today's CA
+  rootroll plan plan.yaml                              # review the phases and gates
+  rootroll render plan.yaml --out gitops/istio-ca      # write the GitOps tree, commit it
+
+Exit codes: 0 ok, 1 drift found by --check (or a failed gate), 2 an error.";
+
+#[derive(Parser)]
+#[command(name = "rootroll", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub(crate) struct Cli {
+    /// The time to plan and generate certificates at (RFC 3339), instead of the clock.
+    /// Same plan + same keys + same --now give the same bytes.
+    #[arg(long, global = true, value_name = "RFC3339", value_parser = parse_now)]
+    pub(crate) now: Option<OffsetDateTime>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Scaffold a plan that imports today's CA and generates the new one.
+    #[command(
+        long_about = "Scaffold a commented plan from Istio Makefile output (ca-cert.pem, ca-key.pem, \
+root-cert.pem, cert-chain.pem; optionally a top directory with root-key.pem and one subdirectory per \
+cluster) or a kubernetes.io/tls set (tls.crt, tls.key, ca.crt). The current root is imported byte for \
+byte; the new root and intermediates are generated."
+    )]
+    #[command(
+        long_about = "Scaffold a commented plan that imports today's CA and generates the new one.\n\n\
+--from-dir DIR reads Istio Makefile output (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem; \
+optionally a top directory with root-key.pem and one subdirectory per cluster) or a kubernetes.io/tls set \
+(tls.crt, tls.key, ca.crt).\n\n--from-cluster CONTEXT reads the live cacerts Secret: its public files are \
+written byte for byte next to the plan, and the current intermediate's key goes only into the encrypted key \
+state of --out DIR (encrypted to --age-recipient), never in plaintext."
+    )]
+    Init {
+        /// Directory holding today's CA files.
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "from_cluster",
+            conflicts_with = "from_cluster"
+        )]
+        from_dir: Option<PathBuf>,
+        /// kubeconfig context of the cluster whose live cacerts Secret is imported.
+        #[arg(long, value_name = "CONTEXT")]
+        from_cluster: Option<String>,
+        /// kubeconfig file for --from-cluster (default: KUBECONFIG or ~/.kube/config).
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// Namespace and name of the Secret for --from-cluster.
+        #[arg(long, default_value = "istio-system")]
+        namespace: String,
+        #[arg(long, default_value = "cacerts")]
+        secret: String,
+        /// Output directory whose encrypted key state receives the imported key (--from-cluster).
+        #[arg(long, value_name = "DIR", requires = "from_cluster")]
+        out: Option<PathBuf>,
+        /// age recipient of the key state and of the plan's Secrets (repeatable; --from-cluster).
+        #[arg(long = "age-recipient", value_name = "AGE1…")]
+        age_recipients: Vec<String>,
+        /// Write the plan here instead of standard output (import paths are made relative to it).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Plan name (a DNS label).
+        #[arg(long, default_value = "root-rotation")]
+        name: String,
+        /// Cluster name when DIR is a single cluster's directory.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Overwrite --output if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Validate a plan and print the computed rollout: phases, roots, signers, gates, soak times.
+    Plan {
+        plan: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// A rendered directory whose key state supplies fingerprints of generated certificates.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Generate or import key material and write every phase's manifests to DIR.
+    #[command(
+        long_about = "Generate or import key material and write every phase's manifests to DIR: \
+one directory per cluster and phase with a kustomization and the cacerts Secret, the active-phase \
+pointer (phase 1 after a first render; kept on re-render), Flux or Argo CD wiring, the phase-0 \
+prerequisites and ROLLOUT.md. The tree is written atomically: on failure DIR is untouched. \
+Generated keys are kept in DIR/.rootroll so a second render reuses them and changes no byte."
+    )]
+    Render {
+        plan: PathBuf,
+        /// Output directory (created if missing; must be empty or a previous render).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Write private keys unencrypted instead of SOPS/age (local experiments only; never commit).
+        #[arg(long)]
+        insecure_plaintext: bool,
+        /// Do not write; exit 1 and list the files that would change.
+        #[arg(long)]
+        check: bool,
+        /// Directory of templates (*.j2) overriding the embedded ones of the same name.
+        #[arg(long, value_name = "DIR")]
+        templates: Option<PathBuf>,
+        /// age identity file to open the encrypted key state (also SOPS_AGE_KEY_FILE,
+        /// SOPS_AGE_KEY, ~/.config/sops/age/keys.txt). Needed only when a changed certificate
+        /// must be signed or a Secret re-encrypted.
+        #[arg(long, value_name = "FILE")]
+        identity: Vec<PathBuf>,
+    },
+    /// Print a SOPS-encrypted manifest decrypted (MAC verified), for a human to read.
+    Decrypt {
+        file: PathBuf,
+        /// age identity file (also SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, ~/.config/sops/age/keys.txt).
+        #[arg(long, value_name = "FILE")]
+        identity: Vec<PathBuf>,
+        /// Write to this new file (0600) instead of the terminal; needs --insecure-write-plaintext.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Allow decrypted private keys to reach a file or a pipe.
+        #[arg(long)]
+        insecure_write_plaintext: bool,
+    },
+    /// Gate checks that say whether the next phase may be promoted.
+    #[command(subcommand)]
+    Verify(VerifyCommand),
+    /// Move a cluster's active phase one step (forward, or back for a rollback).
+    #[command(
+        long_about = "Move the active-phase pointer of a cluster (or every cluster) one step forward, or one \
+step back to roll back. Refused when it would skip a phase, break lockstep across clusters (no cluster enters \
+phase 3 before all are at 2, nor 4 before all are at 3), or when an offline gate fails for the target phase, \
+unless --force. With --commit the change is committed with `git` (your hooks and signing apply) and \
+Rootroll-Plan/-Cluster/-From-Phase/-To-Phase trailers."
+    )]
+    Promote {
+        dir: PathBuf,
+        /// The cluster to move (repeatable).
+        #[arg(long, required_unless_present = "all_clusters")]
+        cluster: Vec<String>,
+        /// Move every cluster together.
+        #[arg(long, conflicts_with = "cluster")]
+        all_clusters: bool,
+        /// Target phase (1–4).
+        #[arg(long)]
+        to: u8,
+        /// Commit the pointer change with git.
+        #[arg(long)]
+        commit: bool,
+        /// Promote even though gates fail or lockstep breaks.
+        #[arg(long)]
+        force: bool,
+        /// age identity for the offline gates (SOPS MAC and Secret content).
+        #[arg(long, value_name = "FILE")]
+        identity: Vec<PathBuf>,
+    },
+    /// Where each cluster is: active phase, when it was promoted, soak time left, next gates.
+    Status {
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell) to standard output.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff) to standard output: `rootroll man > rootroll.1`.
+    Man,
+    /// Summarise every certificate in a PEM bundle.
+    Inspect {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ReportFormat {
+    Text,
+    Json,
+    Junit,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum VerifyCommand {
+    /// Static gates over a rendered directory: every cluster, every phase, and the transition
+    /// handshake matrix. Exit 0 when all pass, 1 when a gate fails, 2 on an error.
+    #[command(
+        long_about = "Static gates over a rendered directory, per cluster and phase: Secret shape, key matches \
+certificate, signer is a CA, chain to the phase bundle, cert-chain.pem order, istiod's reload rule between \
+consecutive bundles (byte containment before 1.30, set relation from 1.30) and phase 3 bytes differing from \
+phase 2, validity through the rollout, shared bundles, lockstep of the active pointers, no plaintext private \
+key, SOPS MAC (needs an identity: without one the gate fails, it is never skipped), and the transition \
+handshake matrix. Exit 0 when all pass, 1 when a gate fails (warnings only with --strict), 2 on an error."
+    )]
+    Offline {
+        dir: PathBuf,
+        /// age identity file (also SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, ~/.config/sops/age/keys.txt).
+        #[arg(long, value_name = "FILE")]
+        identity: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+        /// Fail on warnings too.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Live gates against a running cluster (or a dump of one) for the phase it should run.
+    #[command(
+        long_about = "Live gates against a running cluster for the phase it should run (the cluster's active \
+pointer in DIR, or --phase): ISTIO_MULTIROOT_MESH on every istiod revision; PROXY_CONFIG_XDS_AGENT in the mesh \
+config and in every istio-proxy container; known-bad Istio and ztunnel versions; the live cacerts Secret is the \
+expected phase (skip reading it with --no-secret-read); istio-ca-root-cert in every namespace holds the phase's \
+exact bundle; webhook caBundles contain its roots; every Envoy (sidecar, gateway, waypoint) trusts exactly the \
+phase's roots and, from phase 3, presents a leaf from the new intermediate (read from Envoy's admin config_dump \
+through a port-forward); in ambient meshes the same for every ztunnel identity; no proxy restarted; minimum soak \
+time elapsed. Anything unreadable fails its gate. Exit 0 all pass, 1 a gate failed, 2 the cluster cannot be \
+reached. --from-dump DIR runs the same gates on kubectl/istioctl output collected elsewhere."
+    )]
+    Live {
+        dir: PathBuf,
+        /// The cluster (a directory under DIR/clusters).
+        #[arg(long)]
+        cluster: String,
+        /// kubeconfig context (default: the current context; in a pod: the service account).
+        #[arg(long)]
+        context: Option<String>,
+        /// kubeconfig file (default: KUBECONFIG or ~/.kube/config).
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// The phase the cluster should run (default: its active pointer in DIR).
+        #[arg(long)]
+        phase: Option<u8>,
+        /// Do not read the cacerts Secret (compare only public data).
+        #[arg(long)]
+        no_secret_read: bool,
+        /// Proxies read at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Retry until the gates pass or this much time has passed (e.g. 10m).
+        #[arg(long, value_name = "DURATION", value_parser = parse_span)]
+        wait: Option<Span>,
+        /// Judge files collected with kubectl/istioctl instead of a live cluster.
+        #[arg(long, value_name = "DIR")]
+        from_dump: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ReportFormat,
+        /// Fail on warnings too.
+        #[arg(long)]
+        strict: bool,
+    },
+}
+
+pub(crate) fn parse_span(s: &str) -> Result<Span, String> {
+    Span::parse(s)
+}
+
+pub(crate) fn parse_now(s: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .map_err(|e| format!("`{s}` is not RFC 3339 (e.g. 2026-11-22T12:00:00Z): {e}"))
+}

@@ -1,0 +1,618 @@
+//! The command line: parse the arguments ([`args`]), call one library function per command,
+//! print its result and map it to an exit code (0 ok, 1 a gate failed or drift, 2 an error).
+//! Only this module prints.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod args;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{CommandFactory, Parser};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use rootroll::plan::{self, PlanError};
+use rootroll::render::Outcome;
+use rootroll::repo::{self, Repo};
+use rootroll::sops::{self, SopsError};
+use rootroll::verify::{self, Report};
+use rootroll::write::Change;
+use rootroll::{init, model, pki};
+
+use args::{Cli, Command, Format, ReportFormat, VerifyCommand};
+
+/// Prints an error and its causes; plan diagnostics are printed in full.
+pub fn print_error(err: &anyhow::Error) {
+    if let Some(PlanError::Invalid { diagnostics, path }) = err.downcast_ref::<PlanError>() {
+        for d in diagnostics {
+            eprintln!("{d}");
+        }
+        let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+        eprintln!(
+            "error: {} has {errors} problem(s); nothing was written",
+            path.display()
+        );
+        return;
+    }
+    eprint!("error: {err}");
+    for cause in err.chain().skip(1) {
+        eprint!(": {cause}");
+    }
+    eprintln!();
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    let now = cli.now.unwrap_or_else(OffsetDateTime::now_utc);
+    match cli.command {
+        Command::Init {
+            from_dir: Some(from_dir),
+            output,
+            name,
+            cluster,
+            force,
+            ..
+        } => cmd_init(
+            &from_dir,
+            output.as_deref(),
+            &name,
+            cluster.as_deref(),
+            force,
+        ),
+        Command::Init {
+            from_cluster: Some(context),
+            kubeconfig,
+            namespace,
+            secret,
+            out,
+            age_recipients,
+            output,
+            name,
+            cluster,
+            force,
+            ..
+        } => {
+            let (Some(output), Some(out)) = (output, out) else {
+                bail!(
+                    "--from-cluster needs --output PLAN (public files go next to it) and --out DIR (the encrypted key state)"
+                );
+            };
+            let cluster = cluster.unwrap_or_else(|| init::dns_label(&context));
+            let data = runtime(false)?.block_on(async {
+                let client = verify::cluster::client(Some(&context), kubeconfig.as_deref())
+                    .await
+                    .context("cannot build a Kubernetes client")?;
+                verify::cluster::secret_data(client, &namespace, &secret)
+                    .await
+                    .with_context(|| format!("cannot read Secret {namespace}/{secret}"))
+            })?;
+            let Some(data) = data else {
+                bail!(
+                    "Secret {namespace}/{secret} does not exist in context {context}: nothing to import (is istiod using its self-signed CA?)"
+                );
+            };
+            let done = init::from_cluster(&init::FromCluster {
+                data: &data,
+                name: &name,
+                cluster: &cluster,
+                recipients: &age_recipients,
+                output: &output,
+                out: &out,
+                force,
+                now,
+            })?;
+            eprintln!(
+                "wrote {} and {}/ ({} layout, bytes as in the live Secret); the current intermediate's key is only in {} (encrypted)",
+                output.display(),
+                done.public_dir.display(),
+                done.layout,
+                done.state.display()
+            );
+            eprintln!(
+                "next: rootroll plan {0} ; rootroll render {0} --out {1} --identity KEY",
+                output.display(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Init { .. } => bail!("give --from-dir DIR or --from-cluster CONTEXT"),
+        Command::Plan { plan, format, out } => cmd_plan(&plan, format, out.as_deref(), now),
+        Command::Render {
+            plan,
+            out,
+            insecure_plaintext,
+            check,
+            templates,
+            identity,
+        } => {
+            let plan = load_plan(&plan, now)?;
+            let ids = identities(&identity)?;
+            let req = rootroll::render::Request {
+                plan: &plan,
+                out: &out,
+                insecure_plaintext,
+                check,
+                templates: templates.as_deref(),
+                identities: repo::Identities {
+                    ids: &ids,
+                    explicit: !identity.is_empty(),
+                },
+                now,
+            };
+            let tty = std::io::stderr().is_terminal();
+            let outcome = rootroll::render::execute(&req, &mut |id, done, total| {
+                if tty {
+                    eprint!("\r\x1b[2Kgenerating CA {done}/{total}: {id}");
+                    if done >= total {
+                        eprintln!();
+                    }
+                }
+            })?;
+            Ok(show_render(&out, &outcome))
+        }
+        Command::Decrypt {
+            file,
+            identity,
+            output,
+            insecure_write_plaintext,
+        } => cmd_decrypt(
+            &file,
+            &identity,
+            output.as_deref(),
+            insecure_write_plaintext,
+        ),
+        Command::Inspect { file, format } => cmd_inspect(&file, format),
+        Command::Promote {
+            dir,
+            cluster,
+            all_clusters,
+            to,
+            commit,
+            force,
+            identity,
+        } => {
+            let clusters = if all_clusters {
+                repo::list_clusters(&dir)?
+            } else {
+                cluster
+            };
+            let ids = identities(&identity)?;
+            let moves = rootroll::promote::promote(&rootroll::promote::Request {
+                dir: &dir,
+                clusters,
+                to,
+                force,
+                commit,
+                identities: &ids,
+                now,
+            })?;
+            for m in &moves {
+                println!(
+                    "{}: phase {} → {}",
+                    m.cluster,
+                    model::phase_dir(m.from),
+                    model::phase_dir(m.to)
+                );
+            }
+            if commit {
+                println!("committed");
+            } else {
+                println!("pointer(s) updated; commit them to apply (or use --commit)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { dir, format } => cmd_status(&dir, format, now),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "rootroll",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify(VerifyCommand::Offline {
+            dir,
+            identity,
+            format,
+            strict,
+        }) => {
+            let ids = identities(&identity)?;
+            let repo = Repo::open(&dir)?;
+            let opts = verify::offline::Options {
+                identities: &ids,
+                now,
+            };
+            // Thousands of handshakes on a large fleet: a progress line on a terminal,
+            // nothing on a pipe, redrawn once per percent.
+            let tty = std::io::stderr().is_terminal();
+            let mut shown = 0;
+            let report = verify::offline::execute(&repo, &opts, &mut |done, total| {
+                let percent = done * 100 / total.max(1);
+                if tty && (percent > shown || done == total) {
+                    shown = percent;
+                    eprint!("\r\x1b[2Khandshake matrix {done}/{total}");
+                    if done == total {
+                        eprint!("\r\x1b[2K");
+                    }
+                }
+            })?;
+            show_report(&report, format, "rootroll verify offline", strict)
+        }
+        Command::Verify(VerifyCommand::Live {
+            dir,
+            cluster,
+            context,
+            kubeconfig,
+            phase,
+            no_secret_read,
+            concurrency,
+            wait,
+            from_dump,
+            format,
+            strict,
+        }) => {
+            let repo = Repo::open(&dir)?;
+            let expectation = verify::live::Expectation::load(&repo, &cluster, phase)?;
+            let clock = || cli.now.unwrap_or_else(OffsetDateTime::now_utc);
+            let mesh = &repo.rollout.mesh;
+            if let Some(dump) = from_dump {
+                let snap = verify::dump::snapshot(&dump, &mesh.istio_namespace, &mesh.secret_name);
+                let report = verify::live::gates(&snap, &expectation, clock());
+                return show_report(&report, format, "rootroll verify live", strict);
+            }
+            let tty = std::io::stderr().is_terminal();
+            let watch = verify::cluster::Watch {
+                read_secret: !no_secret_read,
+                concurrency,
+                deadline: wait.map(|w| {
+                    std::time::Instant::now() + std::time::Duration::from_secs(w.as_secs())
+                }),
+                strict,
+                now: &clock,
+            };
+            let report = runtime(true)?.block_on(async {
+                let client = verify::cluster::client(context.as_deref(), kubeconfig.as_deref())
+                    .await
+                    .context("cannot build a Kubernetes client")?;
+                let progress: verify::cluster::Progress =
+                    std::sync::Arc::new(move |done, total| {
+                        if tty {
+                            eprint!("\r\x1b[2Kreading proxies {done}/{total}");
+                            if done >= total {
+                                eprintln!();
+                            }
+                        }
+                    });
+                let on_retry = |failing: &[rootroll::gates::Code]| {
+                    let codes: Vec<&str> = failing.iter().map(|c| c.as_str()).collect();
+                    eprintln!(
+                        "waiting: {} gate(s) failing ({}); retrying in 10s",
+                        codes.len(),
+                        codes.join(", ")
+                    );
+                };
+                anyhow::Ok(
+                    verify::cluster::watch(
+                        client,
+                        &repo,
+                        &expectation,
+                        &watch,
+                        progress,
+                        &on_retry,
+                    )
+                    .await?,
+                )
+            })?;
+            show_report(&report, format, "rootroll verify live", strict)
+        }
+    }
+}
+
+/// The async runtime, for the commands that talk to a cluster.
+fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime> {
+    let mut b = if multi_thread {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    b.enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn cmd_init(
+    dir: &Path,
+    output: Option<&Path>,
+    name: &str,
+    cluster: Option<&str>,
+    force: bool,
+) -> Result<ExitCode> {
+    let s = init::from_dir(dir, output, name, cluster, force)?;
+    match output {
+        Some(path) => {
+            eprintln!(
+                "wrote {}: {} cluster(s) ({}), {} layout{}",
+                path.display(),
+                s.clusters.len(),
+                s.clusters.join(", "),
+                s.layout,
+                if s.root_key_found {
+                    ", root key found"
+                } else {
+                    ""
+                }
+            );
+            eprintln!(
+                "next: add ageRecipients, then `rootroll plan {}`",
+                path.display()
+            );
+        }
+        None => print!("{}", s.yaml),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_plan(path: &Path, now: OffsetDateTime) -> Result<plan::Plan> {
+    let plan = plan::load(path, now)?;
+    for w in &plan.warnings {
+        eprintln!("{w}");
+    }
+    Ok(plan)
+}
+
+fn cmd_plan(
+    path: &Path,
+    format: Format,
+    out: Option<&Path>,
+    now: OffsetDateTime,
+) -> Result<ExitCode> {
+    let plan = load_plan(path, now)?;
+    let materials = match out {
+        Some(dir) => {
+            let no_ids = repo::Identities {
+                ids: &[],
+                explicit: false,
+            };
+            let st = repo::read_key_state(dir, &no_ids)?;
+            if rootroll::materials::count_to_generate(&plan, &st) > 0 {
+                bail!(
+                    "{} has no key state for every generated certificate of this plan; run render first",
+                    dir.display()
+                );
+            }
+            Some(rootroll::materials::materialize(
+                &plan,
+                &st,
+                now,
+                &mut |_, _, _| {},
+            )?)
+        }
+        None => None,
+    };
+    let rollout = model::compile(&plan, materials.as_ref());
+    let mut stdout = std::io::stdout().lock();
+    match format {
+        Format::Text => write!(stdout, "{}", rollout.to_text(&path.display().to_string()))?,
+        Format::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(&rollout)?)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Loads age identities the way sops does (plus `--identity` files first).
+fn identities(explicit: &[PathBuf]) -> Result<Vec<age::x25519::Identity>> {
+    match sops::load_identities(explicit, &|k| std::env::var(k).ok()) {
+        Ok(ids) => Ok(ids),
+        Err(SopsError::NoIdentities { .. }) if explicit.is_empty() => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn show_render(out: &Path, outcome: &Outcome) -> ExitCode {
+    match outcome {
+        Outcome::UpToDate => {
+            println!("{} is up to date", out.display());
+            ExitCode::SUCCESS
+        }
+        Outcome::DriftLocked { id } => {
+            println!("changed   certificate {id} (its spec changed), and every file holding it");
+            println!(
+                "{} is out of date; give --identity to list every file",
+                out.display()
+            );
+            ExitCode::from(1)
+        }
+        Outcome::Drift(drift) => {
+            for (p, c) in drift {
+                println!("{:<9} {}", format!("{c:?}").to_lowercase(), p);
+            }
+            println!(
+                "{} file(s) of {} would change; run `rootroll render` and commit",
+                drift.len(),
+                out.display()
+            );
+            ExitCode::from(1)
+        }
+        Outcome::Written {
+            changes,
+            generated,
+            recipients,
+        } => {
+            let count = |k: Change| changes.values().filter(|c| **c == k).count();
+            if !generated.is_empty() {
+                // A fleet generates thousands: name the first few.
+                let shown: Vec<String> =
+                    generated.iter().take(8).map(ToString::to_string).collect();
+                let more = generated.len() - shown.len();
+                eprintln!(
+                    "generated {} CA(s): {}{}",
+                    generated.len(),
+                    shown.join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            if *recipients > 0 {
+                eprintln!("private keys encrypted with SOPS/age to {recipients} recipient(s)");
+            } else {
+                eprintln!(
+                    "warning: private keys were written unencrypted (--insecure-plaintext); do not commit {}",
+                    out.display()
+                );
+            }
+            println!(
+                "wrote {}: {} added, {} changed, {} unchanged, {} removed",
+                out.display(),
+                count(Change::Added),
+                count(Change::Changed),
+                count(Change::Unchanged),
+                count(Change::Removed)
+            );
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn cmd_decrypt(
+    file: &Path,
+    identity: &[PathBuf],
+    output: Option<&Path>,
+    insecure: bool,
+) -> Result<ExitCode> {
+    let name = file.display().to_string();
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {name}"))?;
+    if !sops::is_encrypted(&text) {
+        bail!("{name} is not a SOPS-encrypted file (no `sops` block with a MAC)");
+    }
+    let ids = identities(identity)?;
+    if ids.is_empty() {
+        bail!(
+            "no age identity found to decrypt {name}: give --identity FILE, or set SOPS_AGE_KEY_FILE or SOPS_AGE_KEY"
+        );
+    }
+    let plain = zeroize::Zeroizing::new(sops::decrypt_yaml(&name, &text, &ids)?);
+    match output {
+        Some(dest) => {
+            if !insecure {
+                bail!("writing decrypted private keys to a file needs --insecure-write-plaintext");
+            }
+            rootroll::write::write_new_private(dest, plain.as_bytes())?;
+            eprintln!(
+                "wrote {} (0600, plaintext: delete it when done)",
+                dest.display()
+            );
+        }
+        None => {
+            if !std::io::stdout().is_terminal() && !insecure {
+                bail!(
+                    "standard output is not a terminal: refusing to send decrypted private keys to a file or pipe; \
+                     pass --insecure-write-plaintext if that is really wanted"
+                );
+            }
+            std::io::stdout().lock().write_all(plain.as_bytes())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_report(
+    report: &Report,
+    format: ReportFormat,
+    suite: &str,
+    strict: bool,
+) -> Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    match format {
+        ReportFormat::Text => write!(
+            stdout,
+            "{}",
+            report.to_text(std::io::stdout().is_terminal())
+        )?,
+        ReportFormat::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(report)?)?,
+        ReportFormat::Junit => write!(stdout, "{}", report.to_junit(suite))?,
+    }
+    Ok(if report.failed(strict) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn cmd_status(dir: &Path, format: Format, now: OffsetDateTime) -> Result<ExitCode> {
+    let st = rootroll::promote::status(dir, now)?;
+    let mut stdout = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(&st)?)?,
+        Format::Text => {
+            writeln!(
+                stdout,
+                "{:<16} {:<18} {:<26} {:<14} next gates",
+                "CLUSTER", "PHASE", "PROMOTED", "SOAK LEFT"
+            )?;
+            for c in &st {
+                let promoted = c
+                    .promoted_at
+                    .and_then(|t| t.format(&Rfc3339).ok())
+                    .unwrap_or_else(|| "unknown (not in Git)".into());
+                let soak = match (c.soak_left, c.min_soak) {
+                    (Some(l), _) if l.as_secs() == 0 => "done".to_string(),
+                    (Some(l), _) => l.to_string(),
+                    (None, Some(m)) => format!("≥{m}"),
+                    _ => "-".into(),
+                };
+                let gates: Vec<&str> = c.next_gates.iter().map(|g| g.as_str()).collect();
+                writeln!(
+                    stdout,
+                    "{:<16} {:<18} {:<26} {:<14} {}",
+                    c.cluster,
+                    c.active_name
+                        .clone()
+                        .unwrap_or_else(|| c.problem.clone().unwrap_or_default()),
+                    promoted,
+                    soak,
+                    gates.join(", ")
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_inspect(file: &Path, format: Format) -> Result<ExitCode> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let (summaries, skipped) = match pki::inspect_pem(&bytes) {
+        Ok(found) => found,
+        Err(pki::PkiError::NoCertificate) => bail!("{} holds no certificate", file.display()),
+        Err(e @ pki::PkiError::Pem { .. }) => {
+            return Err(anyhow::Error::new(e).context(format!("{} is not PEM", file.display())));
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(file.display().to_string())),
+    };
+    let mut stdout = std::io::stdout().lock();
+    match format {
+        Format::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(&summaries)?)?,
+        Format::Text => {
+            for (i, s) in summaries.iter().enumerate() {
+                writeln!(stdout, "certificate {} of {}", i + 1, summaries.len())?;
+                write!(stdout, "{}", s.to_text())?;
+            }
+        }
+    }
+    for s in skipped {
+        eprintln!("note: {}: {s}", file.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,395 @@
+//! The gate catalogue: the one list of every gate rootroll advertises or checks.
+//!
+//! A gate is a stable kebab-case [`Code`] with its [`Gate`] entry: title, where it runs
+//! (offline over the rendered repository, or live against a cluster), the phases and data
+//! planes it applies to, its severity, what it proves, the hint shown when it fails and a
+//! documentation paragraph (`rootroll explain CODE`). `plan`, `status`, ROLLOUT.md and both
+//! verify paths read this list, so what is promised is what is checked: a finding can only
+//! carry a [`Code`], and a test fails when an entry is advertised that no verify path emits.
+
+use serde::{Deserialize, Serialize};
+
+/// How much a failed gate matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// A failure blocks promotion (exit 1).
+    Error,
+    /// A failure is reported; it blocks only with `--strict`.
+    Warning,
+}
+
+/// Where a gate runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// `verify offline`: over the rendered repository.
+    Offline,
+    /// `verify live`: against a running cluster (or a dump of one).
+    Live,
+}
+
+/// Which data planes a gate applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Planes {
+    /// Sidecar and ambient meshes alike.
+    All,
+    /// Only meshes with `dataPlane: ambient` (ztunnel).
+    Ambient,
+}
+
+/// One catalogue entry.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Gate {
+    /// The stable code.
+    pub code: Code,
+    /// A few words.
+    pub title: &'static str,
+    /// Offline or live.
+    pub scope: Scope,
+    /// The phases (0–4) whose checks include this gate; empty means fleet-wide or every phase.
+    pub phases: &'static [u8],
+    /// The data planes it applies to.
+    pub planes: Planes,
+    /// The severity of a failure.
+    pub severity: Severity,
+    /// What a pass proves, in one sentence.
+    pub proves: &'static str,
+    /// What to do when it fails.
+    pub hint: &'static str,
+    /// A paragraph for `rootroll explain`.
+    pub doc: &'static str,
+}
+
+macro_rules! catalogue {
+    ($($variant:ident = $code:literal { $($field:ident: $value:expr),* $(,)? })*) => {
+        /// A gate's stable kebab-case code. Never renamed once shipped.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum Code {
+            $(
+                #[doc = $code]
+                #[serde(rename = $code)]
+                $variant,
+            )*
+        }
+
+        impl Code {
+            /// Every code, in catalogue order.
+            pub const ALL: &'static [Code] = &[$(Code::$variant),*];
+
+            /// The kebab-case code.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $code,)*
+                }
+            }
+
+            /// The catalogue entry.
+            pub fn gate(self) -> &'static Gate {
+                match self {
+                    $(Code::$variant => {
+                        const G: Gate = Gate { code: Code::$variant, $($field: $value),* };
+                        &G
+                    })*
+                }
+            }
+        }
+    };
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Code {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Code::ALL
+            .iter()
+            .copied()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("`{s}` is not a gate code (`rootroll explain` lists them)"))
+    }
+}
+
+/// Every catalogue entry, in order.
+pub fn all() -> impl Iterator<Item = &'static Gate> {
+    Code::ALL.iter().map(|c| c.gate())
+}
+
+const ALL_PHASES: &[u8] = &[];
+
+catalogue! {
+    ClustersPresent = "clusters-present" {
+        title: "every planned cluster is in the tree",
+        scope: Scope::Offline, phases: ALL_PHASES, planes: Planes::All, severity: Severity::Error,
+        proves: "every cluster the rollout was rendered for has its clusters/<name>/istio-ca directory, so none goes unchecked",
+        hint: "re-render: every cluster of the plan needs clusters/<name>/istio-ca",
+        doc: "The rollout file lists the clusters the plan was rendered for. A cluster directory that is missing would never be checked by any other gate, so its absence fails here.",
+    }
+    PointerValid = "pointer-valid" {
+        title: "the active-phase pointer names one phase",
+        scope: Scope::Offline, phases: ALL_PHASES, planes: Planes::All, severity: Severity::Error,
+        proves: "clusters/<name>/istio-ca/kustomization.yaml lists exactly one existing phase directory",
+        hint: "the pointer kustomization must list exactly one `phases/<n>-<name>` resource; use rootroll promote",
+        doc: "Flux or Argo CD applies what the pointer kustomization lists. It must name exactly one of the four phase directories; a pointer naming none, several, or a directory that does not exist would apply nothing or the wrong Secret.",
+    }
+    SecretShape = "secret-shape" {
+        title: "each phase is a complete cacerts Secret",
+        scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "the phase file is a v1 Secret of the live name, namespace and type, with exactly the keys istiod reads, never immutable",
+        hint: "every phase must be a complete cacerts Secret of the live type, updated in place: re-render",
+        doc: "istiod 1.27+ refuses an incomplete cacerts (istio-2026 §1). Every phase carries all four files (or tls.crt, tls.key, ca.crt), keeps the Secret's type (a type change needs a delete), is never immutable (the next phase updates it in place) and has no istio-generated key.",
+    }
+    SopsMac = "sops-mac" {
+        title: "the SOPS file decrypts and its MAC verifies",
+        scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "the encrypted phase Secret opens with an identity from the plan and its MAC covers every value",
+        hint: "give --identity FILE (or SOPS_AGE_KEY_FILE) with a key listed in ageRecipients; re-render a file that fails, never edit encrypted files except with `sops edit`",
+        doc: "Flux and KSOPS decrypt each phase Secret with the real sops. A file that does not decrypt, or whose MAC does not match its values, would fail at apply time or carry tampered values. Without an identity the gate fails: it is never skipped.",
+    }
+    KeyMatchesCert = "key-matches-cert" {
+        title: "the private key belongs to the signing certificate",
+        scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "ca-key.pem (tls.key) is the private key of ca-cert.pem (tls.crt)",
+        hint: "istiod refuses a key that does not match its certificate and keeps the old CA: re-render",
+        doc: "istiod loads the signing key pair at start and on reload; a key that does not belong to the certificate is refused and istiod keeps serving the previous CA, silently.",
+    }
+    SignerIsCa = "signer-is-ca" {
+        title: "the signing certificate is a CA",
+        scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "the signing certificate parses and has CA:TRUE, keyCertSign and no restrictive extended key usage",
+        hint: "the signing certificate needs basicConstraints CA:TRUE, keyCertSign and no EKU (or one with serverAuth)",
+        doc: "Workload leaves are signed by the first certificate of ca-cert.pem. Peers reject leaves whose issuer is not a CA or whose EKU forbids the usage (facts §9).",
+    }
+    ChainToBundle = "chain-to-bundle" {
+        title: "the signer chains to a root of the phase bundle",
+        scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "the signing certificate verifies, through the served chain, to a root in root-cert.pem",
+        hint: "istiod verifies the signing certificate against root-cert.pem at load and keeps the old CA on failure",
+        doc: "istiod checks that its signing certificate chains to root-cert.pem when it loads cacerts. A phase whose signer does not chain to its own bundle is refused by istiod.",
+    }
+    ChainOrder = "chain-order" {
+        title: "cert-chain.pem is the signer then its issuers",
+        scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "cert-chain.pem starts with ca-cert.pem and each certificate is signed by the next, ending at a bundle root",
+        hint: "istiod serves cert-chain.pem verbatim after each leaf: signing cert first, then each issuer",
+        doc: "istiod appends cert-chain.pem to every workload leaf. A chain out of order makes peers build paths that fail.",
+    }
+    ValidityWindow = "validity-window" {
+        title: "the CAs are valid through the rollout",
+        scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "the signer and every bundle root are valid from now until the earliest end of the rollout plus the workload TTL and margin",
+        hint: "use CAs valid from the planned apply time until well after the rollout ends",
+        doc: "A CA that is not yet valid, or that expires during the rollout, breaks every handshake that depends on it. The window is from the check time to the shortest rotation plus the workload certificate TTL and the safety margin.",
+    }
+    SecretTypeStable = "secret-type-stable" {
+        title: "the Secret type never changes",
+        scope: Scope::Offline, phases: ALL_PHASES, planes: Planes::All, severity: Severity::Error,
+        proves: "every phase of a cluster uses the same Secret type",
+        hint: "a Secret's type is immutable: every phase must use the live Secret's type",
+        doc: "Kubernetes refuses to change a Secret's type in place; the GitOps engine would have to delete and re-create cacerts, leaving istiod a window without it.",
+    }
+    ReloadRule = "reload-rule" {
+        title: "istiod accepts the next bundle",
+        scope: Scope::Offline, phases: &[1, 2, 3], planes: Planes::All, severity: Severity::Error,
+        proves: "each phase's root-cert.pem relates to the previous one as the oldest istiod's reload rule requires",
+        hint: "keep the previous bundle's exact bytes as a prefix (or a subset) of the next",
+        doc: "istiod 1.20–1.29 hot-reloads a new root-cert.pem only when one bundle's bytes contain the other's; 1.30+ compares the certificate sets (facts §1.5, istio-2026 §1). Otherwise it logs \"Updating new ROOT-CA not supported\" and keeps the old roots.",
+    }
+    Phase3BytesDiffer = "phase3-bytes-differ" {
+        title: "phase 3 changes the bundle bytes",
+        scope: Scope::Offline, phases: &[2], planes: Planes::All, severity: Severity::Error,
+        proves: "phase 3's root-cert.pem bytes differ from phase 2's",
+        hint: "phase 3 must be A+B+B: identical bytes mean no bundle push and no immediate re-sign",
+        doc: "Proxies re-sign their leaves at once only when the bundle bytes change (facts §2). Phase 3 appends B a second time so that switching the issuer is followed by an immediate re-sign everywhere.",
+    }
+    SignerSequence = "signer-sequence" {
+        title: "the issuer switches exactly at phase 3",
+        scope: Scope::Offline, phases: &[1, 2, 3], planes: Planes::All, severity: Severity::Error,
+        proves: "phases 1–2 sign with A's intermediate and 3–4 with B's",
+        hint: "phases 1–2 sign with A's intermediate and 3–4 with B's: re-render",
+        doc: "The signing intermediate may change only once every workload trusts B (phase 2 done), and must not change again after.",
+    }
+    BundleShared = "bundle-shared" {
+        title: "every cluster carries the same bundle",
+        scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "in each phase, all clusters' root-cert.pem bytes are equal",
+        hint: "every cluster must carry the same root bundle in a phase (shared root, lockstep)",
+        doc: "Cross-cluster mTLS needs each cluster to trust every root a peer uses. In ambient multicluster ztunnel ignores meshConfig.caCertificates, so every root in use must be in each cluster's cacerts (istio-2026 §2, #61719).",
+    }
+    RootSubjectsDistinct = "root-subjects-distinct" {
+        title: "root A and root B have different subjects",
+        scope: Scope::Offline, phases: &[2], planes: Planes::All, severity: Severity::Warning,
+        proves: "no two roots of the A+B bundle share a subject name",
+        hint: "give the new root a distinct subject: Envoy and OpenSSL look issuers up by name",
+        doc: "BoringSSL (Envoy) and OpenSSL pick a certificate's issuer by subject name, first match in bundle order. Two roots with one subject make paths through the other root fail when an intermediate carries no authority key identifier.",
+    }
+    Lockstep = "lockstep" {
+        title: "the clusters' phases may coexist",
+        scope: Scope::Offline, phases: ALL_PHASES, planes: Planes::All, severity: Severity::Error,
+        proves: "no cluster is at phase 3 while another is below 2, nor at 4 while another is below 3",
+        hint: "promote every cluster to a phase before any cluster enters the next (3 only after all are at 2, 4 only after all are at 3)",
+        doc: "Clusters may differ by one phase only where every cross-cluster handshake still succeeds: phase 3 anywhere needs every cluster at ≥ 2 (all trust B), phase 4 anywhere needs every cluster at ≥ 3 (no leaf from A remains).",
+    }
+    NoPlaintextPrivateKey = "no-plaintext-private-key" {
+        title: "no private key in plaintext",
+        scope: Scope::Offline, phases: ALL_PHASES, planes: Planes::All, severity: Severity::Error,
+        proves: "no file of the tree holds a PEM private key or its base64 outside SOPS ciphertext",
+        hint: "render without --insecure-plaintext so every private key is SOPS-encrypted",
+        doc: "A CA key in Git is a mesh-wide compromise. Every file of the tree is read (links too); one that cannot be read fails the gate.",
+    }
+    HandshakeMatrix = "handshake-matrix" {
+        title: "every coexisting pair of phases completes mutual TLS",
+        scope: Scope::Offline, phases: &[1, 2, 3], planes: Planes::All, severity: Severity::Error,
+        proves: "for each transition N→N+1, a leaf from either phase's signer completes mutual TLS with a peer trusting either phase's bundle",
+        hint: "a transition whose leaves and bundles do not meet breaks traffic mid-rollout: fix the phases before promoting",
+        doc: "During a transition some workloads hold leaves and bundles of phase N and others of N+1. The matrix issues SPIFFE leaves from each phase's signing intermediate and runs real TLS 1.3 mutual handshakes (rustls) between every combination, within each cluster and across clusters.",
+    }
+    PrereqMultiroot = "prereq-multiroot" {
+        title: "ISTIO_MULTIROOT_MESH on every istiod",
+        scope: Scope::Live, phases: &[0], planes: Planes::All, severity: Severity::Error,
+        proves: "every istiod Deployment in the Istio namespace runs with ISTIO_MULTIROOT_MESH=true",
+        hint: "set pilot.env.ISTIO_MULTIROOT_MESH=\"true\" (prerequisites/istiod-helm-values.yaml) and roll istiod",
+        doc: "Without ISTIO_MULTIROOT_MESH istiod does not hot-reload a root bundle with several roots; it still defaults to false (istio-2026 §1).",
+    }
+    PrereqXdsAgent = "prereq-xds-agent" {
+        title: "PROXY_CONFIG_XDS_AGENT in the mesh config",
+        scope: Scope::Live, phases: &[0], planes: Planes::All, severity: Severity::Error,
+        proves: "meshConfig.defaultConfig.proxyMetadata sets PROXY_CONFIG_XDS_AGENT=true",
+        hint: "set meshConfig.defaultConfig.proxyMetadata.PROXY_CONFIG_XDS_AGENT=\"true\", then restart every proxy once",
+        doc: "Proxies learn a new root bundle without a restart only through PCDS, which needs PROXY_CONFIG_XDS_AGENT (istio-2026 §1).",
+    }
+    PrereqXdsAgentPods = "prereq-xds-agent-pods" {
+        title: "every running proxy has PROXY_CONFIG_XDS_AGENT",
+        scope: Scope::Live, phases: &[0], planes: Planes::All, severity: Severity::Error,
+        proves: "every istio-proxy container runs with PROXY_CONFIG_XDS_AGENT=true",
+        hint: "restart those workloads once so the injector adds the env (kubectl rollout restart)",
+        doc: "The mesh-config setting reaches a proxy only when it is injected; pods started before it was set keep running without PCDS.",
+    }
+    PrereqVersions = "prereq-versions" {
+        title: "Istio, proxy and ztunnel versions can rotate",
+        scope: Scope::Live, phases: &[0], planes: Planes::All, severity: Severity::Error,
+        proves: "no istiod, proxy or ztunnel runs a version known to break multi-root rotation",
+        hint: "upgrade istiod and proxies to 1.21+ (not 1.24.4 or 1.25.1) and ztunnel to 1.26.0+ (or 1.25.3+/1.24.6+)",
+        doc: "istiod 1.24.4 and 1.25.1 hold one root (#55793); proxies below 1.21 do not re-sign on a bundle change; ztunnel below 1.26.0 (1.25.3, 1.24.6) trusts a single root (istio-2026 §2–3).",
+    }
+    NoRestart = "no-restart" {
+        title: "no proxy restarted since the phase was applied",
+        scope: Scope::Live, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Warning,
+        proves: "no proxy container restarted after the phase was applied",
+        hint: "a restart during a rotation hides whether hot reload worked: look at the pod's previous logs",
+        doc: "The rotation is designed to need no restart. A proxy that restarted after the phase was applied is worth a look: it may have crashed on the new material.",
+    }
+    LiveSecretPhase = "live-secret-phase" {
+        title: "the live cacerts Secret is this phase",
+        scope: Scope::Live, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "the cluster's cacerts Secret carries this phase's public fingerprint (and its content matches it when read)",
+        hint: "wait for Flux or Argo CD to apply the phase (flux reconcile / argocd app sync), then check again",
+        doc: "The GitOps engine applies the phase asynchronously. Until the live Secret is the phase's Secret, nothing else about the phase can be judged.",
+    }
+    RootConfigmap = "root-configmap" {
+        title: "istio-ca-root-cert holds the phase's bundle",
+        scope: Scope::Live, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "istio-ca-root-cert in every namespace holds exactly this phase's root-cert.pem bytes",
+        hint: "istiod distributes root-cert.pem to every namespace: check istiod's logs for the reload",
+        doc: "istiod copies its root bundle into the istio-ca-root-cert ConfigMap of every namespace once it reloaded cacerts. A ConfigMap with other bytes means istiod did not reload (or fell back to a self-signed CA after a restart).",
+    }
+    WebhookCaBundle = "webhook-ca-bundle" {
+        title: "istiod's webhooks trust its roots",
+        scope: Scope::Live, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "every Istio mutating and validating webhook's caBundle contains the phase's roots",
+        hint: "istiod patches its webhooks' caBundle; check istiod's webhook controller logs",
+        doc: "The API server calls istiod's injection and validation webhooks over TLS with the caBundle. Once istiod serves a certificate from B, a caBundle without B breaks injection and validation.",
+    }
+    ProxyReadable = "proxy-readable" {
+        title: "every Envoy's admin dump was read",
+        scope: Scope::Live, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "every sidecar, gateway and waypoint answered its admin config_dump through a port-forward",
+        hint: "grant pods/portforward to the verify ServiceAccount, or collect the dumps with --from-dump",
+        doc: "A proxy whose certificates cannot be read cannot be judged; it is never counted as passing.",
+    }
+    ProxyTrustsNewRoot = "proxy-trusts-new-root" {
+        title: "every Envoy trusts the phase's roots",
+        scope: Scope::Live, phases: &[2, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "every Envoy's ROOTCA holds the phase's roots",
+        hint: "proxies without PCDS learn roots only at restart: check PROXY_CONFIG_XDS_AGENT",
+        doc: "Advertised by `plan` for phases 2 and 4 under this name while `verify live` emits proxy-trusts-roots for the same check.",
+    }
+    ProxyTrustsRoots = "proxy-trusts-roots" {
+        title: "every Envoy trusts exactly the phase's roots",
+        scope: Scope::Live, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "every Envoy's ROOTCA holds exactly the roots of this phase's bundle",
+        hint: "proxies without PCDS learn roots only at restart: check PROXY_CONFIG_XDS_AGENT",
+        doc: "Read from each Envoy's admin config_dump (the ROOTCA SDS secret).",
+    }
+    ProxyLeafNewIssuer = "proxy-leaf-new-issuer" {
+        title: "every Envoy presents a leaf from B's intermediate",
+        scope: Scope::Live, phases: &[3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "every Envoy's default certificate is issued by the cluster's new intermediate",
+        hint: "leaves re-sign when the bundle bytes change (phase 3) or at half their TTL: wait, or restart the listed pods",
+        doc: "Root A may be removed (phase 4) only when no live leaf chains to it. The leaf's authority key identifier must equal the new intermediate's subject key identifier.",
+    }
+    ZtunnelReadable = "ztunnel-readable" {
+        title: "every ztunnel's certificates were read",
+        scope: Scope::Live, phases: &[1, 2, 3, 4], planes: Planes::Ambient, severity: Severity::Error,
+        proves: "every ztunnel answered its admin config_dump",
+        hint: "grant pods/portforward to the verify ServiceAccount, or collect the dumps with --from-dump",
+        doc: "A ztunnel whose certificates cannot be read cannot be judged; it is never counted as passing.",
+    }
+    ZtunnelTrustsNewRoot = "ztunnel-trusts-new-root" {
+        title: "every ztunnel identity trusts B",
+        scope: Scope::Live, phases: &[2, 3, 4], planes: Planes::Ambient, severity: Severity::Error,
+        proves: "every ztunnel identity's rootCerts contains root B",
+        hint: "ztunnel learns roots only when a certificate renews: restart the ztunnel DaemonSet or wait the soak",
+        doc: "ztunnel has no PCDS: it learns roots only from each CA response and renews at half its TTL (istio-2026 §2).",
+    }
+    ZtunnelLeafNewIssuer = "ztunnel-leaf-new-issuer" {
+        title: "every ztunnel identity is issued by B's intermediate",
+        scope: Scope::Live, phases: &[3, 4], planes: Planes::Ambient, severity: Severity::Error,
+        proves: "every ztunnel identity's certChain[0] is issued by the new intermediate",
+        hint: "ztunnel ignores the A+B+B byte change: restart the ztunnel DaemonSet, or wait the workload TTL",
+        doc: "Before phase 4 removes A, no ztunnel identity may still chain to it (istio-2026 §2).",
+    }
+    SoakTime = "soak-time" {
+        title: "the minimum soak time has passed",
+        scope: Scope::Live, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "at least the phase's minimum soak has passed since it was applied",
+        hint: "wait: the soak covers propagation, re-signing and the safety margin",
+        doc: "The minimum soak is computed by `plan` from the workload TTL, propagation delay and margin. Its clock starts when the live Secret (or the root ConfigMaps) changed.",
+    }
+    LiveRootUnchanged = "live-root-unchanged" {
+        title: "no istiod fell back to a self-signed CA",
+        scope: Scope::Live, phases: &[1], planes: Planes::All, severity: Severity::Error,
+        proves: "istio-ca-root-cert still holds A",
+        hint: "check istiod's logs for a fall-back to the self-signed CA",
+        doc: "Advertised by `plan` for phase 1; root-configmap already requires istio-ca-root-cert to hold the phase bundle.",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_kebab_case_unique_and_round_trip() {
+        let mut seen = std::collections::BTreeSet::new();
+        for g in all() {
+            let s = g.code.as_str();
+            assert!(seen.insert(s), "{s} twice");
+            assert!(
+                s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "{s}"
+            );
+            assert_eq!(s.parse::<Code>().unwrap(), g.code);
+            assert_eq!(serde_json::to_string(&g.code).unwrap(), format!("\"{s}\""));
+            assert!(!g.title.is_empty() && !g.proves.is_empty() && !g.hint.is_empty());
+            assert!(g.doc.len() > 40, "{s}: write a documentation paragraph");
+        }
+    }
+}
