@@ -349,7 +349,7 @@ pub fn from_dir(
                 path: path.to_path_buf(),
             });
         }
-        crate::write::write_file_atomic(path, s.yaml.as_bytes())?;
+        crate::repo::write_file_atomic(path, s.yaml.as_bytes())?;
     }
     Ok(s)
 }
@@ -415,7 +415,7 @@ pub enum FromClusterError {
     Sops(#[from] crate::sops::SopsError),
     /// Writing failed.
     #[error(transparent)]
-    Write(#[from] crate::write::WriteError),
+    Write(#[from] crate::repo::WriteError),
     /// A directory could not be made.
     #[error("cannot create {}", path.display())]
     CreateDir {
@@ -467,10 +467,10 @@ pub fn from_cluster(req: &FromCluster<'_>) -> Result<FromClusterDone, FromCluste
     );
     let plain = st.to_yaml(req.name);
     let sealed = crate::sops::encrypt_yaml(crate::repo::STATE_SOPS, &plain, &parsed, req.now)?;
-    let mut outputs = crate::render::Outputs::default();
+    let mut outputs = crate::repo::Outputs::default();
     outputs.files.insert(
         crate::repo::STATE_SOPS.into(),
-        crate::render::OutFile {
+        crate::repo::OutFile {
             bytes: sealed.into_bytes(),
             private: true,
         },
@@ -489,9 +489,9 @@ pub fn from_cluster(req: &FromCluster<'_>) -> Result<FromClusterDone, FromCluste
                 source,
             })?;
         }
-        crate::write::write_file_atomic(&p, bytes)?;
+        crate::repo::write_file_atomic(&p, bytes)?;
     }
-    crate::write::write_file_atomic(req.output, s.yaml.as_bytes())?;
+    crate::repo::write_file_atomic(req.output, s.yaml.as_bytes())?;
     Ok(FromClusterDone {
         layout: s.layout,
         public_dir: plan_dir.join(format!("{}-current", req.cluster)),

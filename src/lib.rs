@@ -24,7 +24,6 @@ pub mod seal;
 pub mod sops;
 pub mod state;
 pub mod verify;
-pub mod write;
 
 /// The `apiVersion` of every file format rootroll reads and writes (plans, key state).
 pub const API_VERSION: &str = "rootroll.dev/v1alpha1";

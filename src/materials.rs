@@ -343,10 +343,7 @@ fn attach_imported_keys(
             continue;
         }
         let id = StateId::cluster(&c.name, Generation::Current);
-        let malformed = |reason: String| StateError::Malformed {
-            path: crate::repo::STATE_SOPS.to_string(),
-            reason,
-        };
+        let malformed = |reason: String| StateError::Mismatch { reason };
         let entry = old.entries.get(&id).ok_or_else(|| {
             malformed(format!(
                 "cluster {}: the plan says the current intermediate's key is in the key state, but there is no `{id}` entry; run `rootroll init --from-cluster` with this output directory",

@@ -51,7 +51,7 @@ pub enum PromoteError {
     #[error("git {action} failed: {detail}")]
     Git { action: String, detail: String },
     #[error(transparent)]
-    WriteTree(#[from] crate::write::WriteError),
+    WriteTree(#[from] crate::repo::WriteError),
     #[error("cannot read {}", path.display())]
     Read {
         path: PathBuf,
@@ -111,7 +111,7 @@ fn replace_pointer(text: &str, from: u8, to: u8) -> String {
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<(), PromoteError> {
-    crate::write::write_file_atomic(path, text.as_bytes()).map_err(PromoteError::WriteTree)
+    crate::repo::write_file_atomic(path, text.as_bytes()).map_err(PromoteError::WriteTree)
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<String, PromoteError> {

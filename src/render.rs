@@ -18,7 +18,7 @@ use crate::model::{self, Rollout, phase_dir};
 use crate::parallel;
 use crate::pki;
 use crate::plan::{Engine, Plan, SecretFormat};
-use crate::repo::{self, keys};
+use crate::repo::{self, Outputs, keys};
 
 /// The embedded templates, by name.
 pub const TEMPLATES: &[(&str, &str)] = &[
@@ -64,44 +64,6 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../templates/verify-rbac-secret.yaml.j2"),
     ),
 ];
-
-/// One output file.
-#[derive(Clone, PartialEq, Eq)]
-pub struct OutFile {
-    pub bytes: Vec<u8>,
-    /// Holds private key material: written 0600, never printed.
-    pub private: bool,
-}
-
-impl Drop for OutFile {
-    /// A private file's plaintext (before sealing, or with --insecure-plaintext) is wiped.
-    fn drop(&mut self) {
-        if self.private {
-            zeroize::Zeroize::zeroize(&mut self.bytes);
-        }
-    }
-}
-
-/// The whole rendered tree, keyed by `/`-separated relative path.
-#[derive(Clone, Default)]
-pub struct Outputs {
-    pub files: BTreeMap<String, OutFile>,
-    /// Private files rendered without their key (the key state could not be opened): they
-    /// can only keep their previous encrypted bytes.
-    pub locked: std::collections::BTreeSet<String>,
-}
-
-impl Outputs {
-    fn add(&mut self, path: String, bytes: impl Into<Vec<u8>>, private: bool) {
-        self.files.insert(
-            path,
-            OutFile {
-                bytes: bytes.into(),
-                private,
-            },
-        );
-    }
-}
 
 /// Errors while rendering.
 #[derive(Debug, thiserror::Error)]
@@ -536,7 +498,7 @@ pub enum Outcome {
     /// The tree was written.
     Written {
         /// Per-file changes.
-        changes: crate::write::ChangeSet,
+        changes: crate::repo::ChangeSet,
         /// The CAs generated in this run, in plan order.
         generated: Vec<crate::state::StateId>,
         /// How many recipients the private keys were encrypted to (0: plaintext).
@@ -545,7 +507,7 @@ pub enum Outcome {
     /// `check`: every file is up to date.
     UpToDate,
     /// `check`: these files would change.
-    Drift(Vec<(String, crate::write::Change)>),
+    Drift(Vec<(String, crate::repo::Change)>),
     /// `check`: a certificate must be re-signed, but its issuer is locked (no identity), so the
     /// files holding it cannot be listed.
     DriftLocked {
@@ -585,7 +547,7 @@ pub enum ExecuteError {
     Seal(#[from] crate::seal::SealError),
     /// Writing or comparing the tree failed.
     #[error(transparent)]
-    Write(#[from] crate::write::WriteError),
+    Write(#[from] crate::repo::WriteError),
 }
 
 /// Renders a plan into its output directory: reads the previous render, materializes the key
@@ -652,7 +614,7 @@ pub fn execute(
     if req.check {
         let drift: Vec<_> = repo::diff(req.out, &outputs)?
             .into_iter()
-            .filter(|(_, c)| *c != crate::write::Change::Unchanged)
+            .filter(|(_, c)| *c != crate::repo::Change::Unchanged)
             .collect();
         return Ok(if drift.is_empty() {
             Outcome::UpToDate

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use time::OffsetDateTime;
 
 use crate::parallel;
-use crate::render::{OutFile, Outputs};
+use crate::repo::{OutFile, Outputs};
 use crate::sops::{self, SopsError};
 
 /// Errors while sealing.

@@ -128,8 +128,20 @@ pub struct KeyState {
 /// Errors reading a state file.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
+    /// The file does not read as a key state.
     #[error("state file {path} is malformed: {reason}")]
-    Malformed { path: String, reason: String },
+    Malformed {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The key state does not fit the plan.
+    #[error("the key state does not fit the plan: {reason}")]
+    Mismatch {
+        /// What does not fit.
+        reason: String,
+    },
 }
 
 #[derive(serde::Deserialize)]

@@ -47,12 +47,6 @@ pub(crate) enum Format {
 pub(crate) enum Command {
     /// Scaffold a plan that imports today's CA and generates the new one.
     #[command(
-        long_about = "Scaffold a commented plan from Istio Makefile output (ca-cert.pem, ca-key.pem, \
-root-cert.pem, cert-chain.pem; optionally a top directory with root-key.pem and one subdirectory per \
-cluster) or a kubernetes.io/tls set (tls.crt, tls.key, ca.crt). The current root is imported byte for \
-byte; the new root and intermediates are generated."
-    )]
-    #[command(
         long_about = "Scaffold a commented plan that imports today's CA and generates the new one.\n\n\
 --from-dir DIR reads Istio Makefile output (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem; \
 optionally a top directory with root-key.pem and one subdirectory per cluster) or a kubernetes.io/tls set \
@@ -60,54 +54,9 @@ optionally a top directory with root-key.pem and one subdirectory per cluster) o
 written byte for byte next to the plan, and the current intermediate's key goes only into the encrypted key \
 state of --out DIR (encrypted to --age-recipient), never in plaintext."
     )]
-    Init {
-        /// Directory holding today's CA files.
-        #[arg(
-            long,
-            value_name = "DIR",
-            required_unless_present = "from_cluster",
-            conflicts_with = "from_cluster"
-        )]
-        from_dir: Option<PathBuf>,
-        /// kubeconfig context of the cluster whose live cacerts Secret is imported.
-        #[arg(long, value_name = "CONTEXT")]
-        from_cluster: Option<String>,
-        /// kubeconfig file for --from-cluster (default: KUBECONFIG or ~/.kube/config).
-        #[arg(long, value_name = "FILE")]
-        kubeconfig: Option<PathBuf>,
-        /// Namespace and name of the Secret for --from-cluster.
-        #[arg(long, default_value = "istio-system")]
-        namespace: String,
-        #[arg(long, default_value = "cacerts")]
-        secret: String,
-        /// Output directory whose encrypted key state receives the imported key (--from-cluster).
-        #[arg(long, value_name = "DIR", requires = "from_cluster")]
-        out: Option<PathBuf>,
-        /// age recipient of the key state and of the plan's Secrets (repeatable; --from-cluster).
-        #[arg(long = "age-recipient", value_name = "AGE1…")]
-        age_recipients: Vec<String>,
-        /// Write the plan here instead of standard output (import paths are made relative to it).
-        #[arg(short, long, value_name = "FILE")]
-        output: Option<PathBuf>,
-        /// Plan name (a DNS label).
-        #[arg(long, default_value = "root-rotation")]
-        name: String,
-        /// Cluster name when DIR is a single cluster's directory.
-        #[arg(long)]
-        cluster: Option<String>,
-        /// Overwrite --output if it exists.
-        #[arg(long)]
-        force: bool,
-    },
+    Init(InitArgs),
     /// Validate a plan and print the computed rollout: phases, roots, signers, gates, soak times.
-    Plan {
-        plan: PathBuf,
-        #[arg(long, value_enum, default_value = "text")]
-        format: Format,
-        /// A rendered directory whose key state supplies fingerprints of generated certificates.
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-    },
+    Plan(PlanArgs),
     /// Generate or import key material and write every phase's manifests to DIR.
     #[command(
         long_about = "Generate or import key material and write every phase's manifests to DIR: \
@@ -116,39 +65,9 @@ pointer (phase 1 after a first render; kept on re-render), Flux or Argo CD wirin
 prerequisites and ROLLOUT.md. The tree is written atomically: on failure DIR is untouched. \
 Generated keys are kept in DIR/.rootroll so a second render reuses them and changes no byte."
     )]
-    Render {
-        plan: PathBuf,
-        /// Output directory (created if missing; must be empty or a previous render).
-        #[arg(long, value_name = "DIR")]
-        out: PathBuf,
-        /// Write private keys unencrypted instead of SOPS/age (local experiments only; never commit).
-        #[arg(long)]
-        insecure_plaintext: bool,
-        /// Do not write; exit 1 and list the files that would change.
-        #[arg(long)]
-        check: bool,
-        /// Directory of templates (*.j2) overriding the embedded ones of the same name.
-        #[arg(long, value_name = "DIR")]
-        templates: Option<PathBuf>,
-        /// age identity file to open the encrypted key state (also SOPS_AGE_KEY_FILE,
-        /// SOPS_AGE_KEY, ~/.config/sops/age/keys.txt). Needed only when a changed certificate
-        /// must be signed or a Secret re-encrypted.
-        #[arg(long, value_name = "FILE")]
-        identity: Vec<PathBuf>,
-    },
+    Render(RenderArgs),
     /// Print a SOPS-encrypted manifest decrypted (MAC verified), for a human to read.
-    Decrypt {
-        file: PathBuf,
-        /// age identity file (also SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, ~/.config/sops/age/keys.txt).
-        #[arg(long, value_name = "FILE")]
-        identity: Vec<PathBuf>,
-        /// Write to this new file (0600) instead of the terminal; needs --insecure-write-plaintext.
-        #[arg(short, long, value_name = "FILE")]
-        output: Option<PathBuf>,
-        /// Allow decrypted private keys to reach a file or a pipe.
-        #[arg(long)]
-        insecure_write_plaintext: bool,
-    },
+    Decrypt(DecryptArgs),
     /// Gate checks that say whether the next phase may be promoted.
     #[command(subcommand)]
     Verify(VerifyCommand),
@@ -160,43 +79,18 @@ phase 3 before all are at 2, nor 4 before all are at 3), or when an offline gate
 unless --force. With --commit the change is committed with `git` (your hooks and signing apply) and \
 Rootroll-Plan/-Cluster/-From-Phase/-To-Phase trailers."
     )]
-    Promote {
-        dir: PathBuf,
-        /// The cluster to move (repeatable).
-        #[arg(long, required_unless_present = "all_clusters")]
-        cluster: Vec<String>,
-        /// Move every cluster together.
-        #[arg(long, conflicts_with = "cluster")]
-        all_clusters: bool,
-        /// Target phase (1–4).
-        #[arg(long)]
-        to: u8,
-        /// Commit the pointer change with git.
-        #[arg(long)]
-        commit: bool,
-        /// Promote even though gates fail or lockstep breaks.
-        #[arg(long)]
-        force: bool,
-        /// age identity for the offline gates (SOPS MAC and Secret content).
-        #[arg(long, value_name = "FILE")]
-        identity: Vec<PathBuf>,
-    },
+    Promote(PromoteArgs),
     /// Where each cluster is: active phase, when it was promoted, soak time left, next gates.
-    Status {
-        dir: PathBuf,
-        #[arg(long, value_enum, default_value = "text")]
-        format: Format,
-    },
+    Status(StatusArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to standard output.
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Print the man page (roff) to standard output: `rootroll man > rootroll.1`.
     Man,
     /// Summarise every certificate in a PEM bundle.
-    Inspect {
-        file: PathBuf,
-        #[arg(long, value_enum, default_value = "text")]
-        format: Format,
-    },
+    Inspect(InspectArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -218,17 +112,7 @@ phase 2, validity through the rollout, shared bundles, lockstep of the active po
 key, SOPS MAC (needs an identity: without one the gate fails, it is never skipped), and the transition \
 handshake matrix. Exit 0 when all pass, 1 when a gate fails (warnings only with --strict), 2 on an error."
     )]
-    Offline {
-        dir: PathBuf,
-        /// age identity file (also SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, ~/.config/sops/age/keys.txt).
-        #[arg(long, value_name = "FILE")]
-        identity: Vec<PathBuf>,
-        #[arg(long, value_enum, default_value = "text")]
-        format: ReportFormat,
-        /// Fail on warnings too.
-        #[arg(long)]
-        strict: bool,
-    },
+    Offline(VerifyOfflineArgs),
     /// Live gates against a running cluster (or a dump of one) for the phase it should run.
     #[command(
         long_about = "Live gates against a running cluster for the phase it should run (the cluster's active \
@@ -241,38 +125,178 @@ through a port-forward); in ambient meshes the same for every ztunnel identity; 
 time elapsed. Anything unreadable fails its gate. Exit 0 all pass, 1 a gate failed, 2 the cluster cannot be \
 reached. --from-dump DIR runs the same gates on kubectl/istioctl output collected elsewhere."
     )]
-    Live {
-        dir: PathBuf,
-        /// The cluster (a directory under DIR/clusters).
-        #[arg(long)]
-        cluster: String,
-        /// kubeconfig context (default: the current context; in a pod: the service account).
-        #[arg(long)]
-        context: Option<String>,
-        /// kubeconfig file (default: KUBECONFIG or ~/.kube/config).
-        #[arg(long, value_name = "FILE")]
-        kubeconfig: Option<PathBuf>,
-        /// The phase the cluster should run (default: its active pointer in DIR).
-        #[arg(long)]
-        phase: Option<u8>,
-        /// Do not read the cacerts Secret (compare only public data).
-        #[arg(long)]
-        no_secret_read: bool,
-        /// Proxies read at once.
-        #[arg(long, default_value_t = 16)]
-        concurrency: usize,
-        /// Retry until the gates pass or this much time has passed (e.g. 10m).
-        #[arg(long, value_name = "DURATION", value_parser = parse_span)]
-        wait: Option<Span>,
-        /// Judge files collected with kubectl/istioctl instead of a live cluster.
-        #[arg(long, value_name = "DIR")]
-        from_dump: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "text")]
-        format: ReportFormat,
-        /// Fail on warnings too.
-        #[arg(long)]
-        strict: bool,
-    },
+    Live(VerifyLiveArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct InitArgs {
+    /// Directory holding today's CA files.
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "from_cluster",
+        conflicts_with = "from_cluster"
+    )]
+    pub(crate) from_dir: Option<PathBuf>,
+    /// kubeconfig context of the cluster whose live cacerts Secret is imported.
+    #[arg(long, value_name = "CONTEXT")]
+    pub(crate) from_cluster: Option<String>,
+    /// kubeconfig file for --from-cluster (default: KUBECONFIG or ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) kubeconfig: Option<PathBuf>,
+    /// Namespace and name of the Secret for --from-cluster.
+    #[arg(long, default_value = "istio-system")]
+    pub(crate) namespace: String,
+    #[arg(long, default_value = "cacerts")]
+    pub(crate) secret: String,
+    /// Output directory whose encrypted key state receives the imported key (--from-cluster).
+    #[arg(long, value_name = "DIR", requires = "from_cluster")]
+    pub(crate) out: Option<PathBuf>,
+    /// age recipient of the key state and of the plan's Secrets (repeatable; --from-cluster).
+    #[arg(long = "age-recipient", value_name = "AGE1…")]
+    pub(crate) age_recipients: Vec<String>,
+    /// Write the plan here instead of standard output (import paths are made relative to it).
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Plan name (a DNS label).
+    #[arg(long, default_value = "root-rotation")]
+    pub(crate) name: String,
+    /// Cluster name when DIR is a single cluster's directory.
+    #[arg(long)]
+    pub(crate) cluster: Option<String>,
+    /// Overwrite --output if it exists.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct PlanArgs {
+    pub(crate) plan: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: Format,
+    /// A rendered directory whose key state supplies fingerprints of generated certificates.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct RenderArgs {
+    pub(crate) plan: PathBuf,
+    /// Output directory (created if missing; must be empty or a previous render).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: PathBuf,
+    /// Write private keys unencrypted instead of SOPS/age (local experiments only; never commit).
+    #[arg(long)]
+    pub(crate) insecure_plaintext: bool,
+    /// Do not write; exit 1 and list the files that would change.
+    #[arg(long)]
+    pub(crate) check: bool,
+    /// Directory of templates (*.j2) overriding the embedded ones of the same name.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) templates: Option<PathBuf>,
+    /// age identity file to open the encrypted key state (also SOPS_AGE_KEY_FILE,
+    /// SOPS_AGE_KEY, ~/.config/sops/age/keys.txt). Needed only when a changed certificate
+    /// must be signed or a Secret re-encrypted.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) identity: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct DecryptArgs {
+    pub(crate) file: PathBuf,
+    /// age identity file (also SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, ~/.config/sops/age/keys.txt).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) identity: Vec<PathBuf>,
+    /// Write to this new file (0600) instead of the terminal; needs --insecure-write-plaintext.
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Allow decrypted private keys to reach a file or a pipe.
+    #[arg(long)]
+    pub(crate) insecure_write_plaintext: bool,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct PromoteArgs {
+    pub(crate) dir: PathBuf,
+    /// The cluster to move (repeatable).
+    #[arg(long, required_unless_present = "all_clusters")]
+    pub(crate) cluster: Vec<String>,
+    /// Move every cluster together.
+    #[arg(long, conflicts_with = "cluster")]
+    pub(crate) all_clusters: bool,
+    /// Target phase (1–4).
+    #[arg(long)]
+    pub(crate) to: u8,
+    /// Commit the pointer change with git.
+    #[arg(long)]
+    pub(crate) commit: bool,
+    /// Promote even though gates fail or lockstep breaks.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// age identity for the offline gates (SOPS MAC and Secret content).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) identity: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct StatusArgs {
+    pub(crate) dir: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: Format,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct InspectArgs {
+    pub(crate) file: PathBuf,
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: Format,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct VerifyOfflineArgs {
+    pub(crate) dir: PathBuf,
+    /// age identity file (also SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, ~/.config/sops/age/keys.txt).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) identity: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: ReportFormat,
+    /// Fail on warnings too.
+    #[arg(long)]
+    pub(crate) strict: bool,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct VerifyLiveArgs {
+    pub(crate) dir: PathBuf,
+    /// The cluster (a directory under DIR/clusters).
+    #[arg(long)]
+    pub(crate) cluster: String,
+    /// kubeconfig context (default: the current context; in a pod: the service account).
+    #[arg(long)]
+    pub(crate) context: Option<String>,
+    /// kubeconfig file (default: KUBECONFIG or ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) kubeconfig: Option<PathBuf>,
+    /// The phase the cluster should run (default: its active pointer in DIR).
+    #[arg(long)]
+    pub(crate) phase: Option<u8>,
+    /// Do not read the cacerts Secret (compare only public data).
+    #[arg(long)]
+    pub(crate) no_secret_read: bool,
+    /// Proxies read at once.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) concurrency: usize,
+    /// Retry until the gates pass or this much time has passed (e.g. 10m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_span)]
+    pub(crate) wait: Option<Span>,
+    /// Judge files collected with kubectl/istioctl instead of a live cluster.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) from_dump: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: ReportFormat,
+    /// Fail on warnings too.
+    #[arg(long)]
+    pub(crate) strict: bool,
 }
 
 pub(crate) fn parse_span(s: &str) -> Result<Span, String> {

@@ -16,13 +16,16 @@ use time::format_description::well_known::Rfc3339;
 
 use rootroll::plan::{self, PlanError};
 use rootroll::render::Outcome;
+use rootroll::repo::Change;
 use rootroll::repo::{self, Repo};
 use rootroll::sops::{self, SopsError};
 use rootroll::verify::{self, Report};
-use rootroll::write::Change;
 use rootroll::{init, model, pki};
 
-use args::{Cli, Command, Format, ReportFormat, VerifyCommand};
+use args::{
+    Cli, Command, DecryptArgs, Format, InitArgs, PromoteArgs, RenderArgs, ReportFormat,
+    VerifyCommand, VerifyLiveArgs, VerifyOfflineArgs,
+};
 
 /// Prints an error and its causes; plan diagnostics are printed in full.
 pub fn print_error(err: &anyhow::Error) {
@@ -49,163 +52,15 @@ pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     let now = cli.now.unwrap_or_else(OffsetDateTime::now_utc);
     match cli.command {
-        Command::Init {
-            from_dir: Some(from_dir),
-            output,
-            name,
-            cluster,
-            force,
-            ..
-        } => cmd_init(
-            &from_dir,
-            output.as_deref(),
-            &name,
-            cluster.as_deref(),
-            force,
-        ),
-        Command::Init {
-            from_cluster: Some(context),
-            kubeconfig,
-            namespace,
-            secret,
-            out,
-            age_recipients,
-            output,
-            name,
-            cluster,
-            force,
-            ..
-        } => {
-            let (Some(output), Some(out)) = (output, out) else {
-                bail!(
-                    "--from-cluster needs --output PLAN (public files go next to it) and --out DIR (the encrypted key state)"
-                );
-            };
-            let cluster = cluster.unwrap_or_else(|| init::dns_label(&context));
-            let data = runtime(false)?.block_on(async {
-                let client = verify::cluster::client(Some(&context), kubeconfig.as_deref())
-                    .await
-                    .context("cannot build a Kubernetes client")?;
-                verify::cluster::secret_data(client, &namespace, &secret)
-                    .await
-                    .with_context(|| format!("cannot read Secret {namespace}/{secret}"))
-            })?;
-            let Some(data) = data else {
-                bail!(
-                    "Secret {namespace}/{secret} does not exist in context {context}: nothing to import (is istiod using its self-signed CA?)"
-                );
-            };
-            let done = init::from_cluster(&init::FromCluster {
-                data: &data,
-                name: &name,
-                cluster: &cluster,
-                recipients: &age_recipients,
-                output: &output,
-                out: &out,
-                force,
-                now,
-            })?;
-            eprintln!(
-                "wrote {} and {}/ ({} layout, bytes as in the live Secret); the current intermediate's key is only in {} (encrypted)",
-                output.display(),
-                done.public_dir.display(),
-                done.layout,
-                done.state.display()
-            );
-            eprintln!(
-                "next: rootroll plan {0} ; rootroll render {0} --out {1} --identity KEY",
-                output.display(),
-                out.display()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Init { .. } => bail!("give --from-dir DIR or --from-cluster CONTEXT"),
-        Command::Plan { plan, format, out } => cmd_plan(&plan, format, out.as_deref(), now),
-        Command::Render {
-            plan,
-            out,
-            insecure_plaintext,
-            check,
-            templates,
-            identity,
-        } => {
-            let plan = load_plan(&plan, now)?;
-            let ids = identities(&identity)?;
-            let req = rootroll::render::Request {
-                plan: &plan,
-                out: &out,
-                insecure_plaintext,
-                check,
-                templates: templates.as_deref(),
-                identities: repo::Identities {
-                    ids: &ids,
-                    explicit: !identity.is_empty(),
-                },
-                now,
-            };
-            let tty = std::io::stderr().is_terminal();
-            let outcome = rootroll::render::execute(&req, &mut |id, done, total| {
-                if tty {
-                    eprint!("\r\x1b[2Kgenerating CA {done}/{total}: {id}");
-                    if done >= total {
-                        eprintln!();
-                    }
-                }
-            })?;
-            Ok(show_render(&out, &outcome))
-        }
-        Command::Decrypt {
-            file,
-            identity,
-            output,
-            insecure_write_plaintext,
-        } => cmd_decrypt(
-            &file,
-            &identity,
-            output.as_deref(),
-            insecure_write_plaintext,
-        ),
-        Command::Inspect { file, format } => cmd_inspect(&file, format),
-        Command::Promote {
-            dir,
-            cluster,
-            all_clusters,
-            to,
-            commit,
-            force,
-            identity,
-        } => {
-            let clusters = if all_clusters {
-                repo::list_clusters(&dir)?
-            } else {
-                cluster
-            };
-            let ids = identities(&identity)?;
-            let moves = rootroll::promote::promote(&rootroll::promote::Request {
-                dir: &dir,
-                clusters,
-                to,
-                force,
-                commit,
-                identities: &ids,
-                now,
-            })?;
-            for m in &moves {
-                println!(
-                    "{}: phase {} → {}",
-                    m.cluster,
-                    model::phase_dir(m.from),
-                    model::phase_dir(m.to)
-                );
-            }
-            if commit {
-                println!("committed");
-            } else {
-                println!("pointer(s) updated; commit them to apply (or use --commit)");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Status { dir, format } => cmd_status(&dir, format, now),
+        Command::Init(a) if a.from_dir.is_some() => cmd_init(&a),
+        Command::Init(a) if a.from_cluster.is_some() => cmd_init_from_cluster(&a, now),
+        Command::Init(_) => bail!("give --from-dir DIR or --from-cluster CONTEXT"),
+        Command::Plan(a) => cmd_plan(&a.plan, a.format, a.out.as_deref(), now),
+        Command::Render(a) => cmd_render(&a, now),
+        Command::Decrypt(a) => cmd_decrypt(&a),
+        Command::Inspect(a) => cmd_inspect(&a.file, a.format),
+        Command::Promote(a) => cmd_promote(a, now),
+        Command::Status(a) => cmd_status(&a.dir, a.format, now),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -219,102 +74,190 @@ pub fn run() -> Result<ExitCode> {
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify(VerifyCommand::Offline {
-            dir,
-            identity,
-            format,
-            strict,
-        }) => {
-            let ids = identities(&identity)?;
-            let repo = Repo::open(&dir)?;
-            let opts = verify::offline::Options {
-                identities: &ids,
-                now,
-            };
-            // Thousands of handshakes on a large fleet: a progress line on a terminal,
-            // nothing on a pipe, redrawn once per percent.
-            let tty = std::io::stderr().is_terminal();
-            let mut shown = 0;
-            let report = verify::offline::execute(&repo, &opts, &mut |done, total| {
-                let percent = done * 100 / total.max(1);
-                if tty && (percent > shown || done == total) {
-                    shown = percent;
-                    eprint!("\r\x1b[2Khandshake matrix {done}/{total}");
-                    if done == total {
-                        eprint!("\r\x1b[2K");
-                    }
-                }
-            })?;
-            show_report(&report, format, "rootroll verify offline", strict)
-        }
-        Command::Verify(VerifyCommand::Live {
-            dir,
-            cluster,
-            context,
-            kubeconfig,
-            phase,
-            no_secret_read,
-            concurrency,
-            wait,
-            from_dump,
-            format,
-            strict,
-        }) => {
-            let repo = Repo::open(&dir)?;
-            let expectation = verify::live::Expectation::load(&repo, &cluster, phase)?;
-            let clock = || cli.now.unwrap_or_else(OffsetDateTime::now_utc);
-            let mesh = &repo.rollout.mesh;
-            if let Some(dump) = from_dump {
-                let snap = verify::dump::snapshot(&dump, &mesh.istio_namespace, &mesh.secret_name);
-                let report = verify::live::gates(&snap, &expectation, clock());
-                return show_report(&report, format, "rootroll verify live", strict);
-            }
-            let tty = std::io::stderr().is_terminal();
-            let watch = verify::cluster::Watch {
-                read_secret: !no_secret_read,
-                concurrency,
-                deadline: wait.map(|w| {
-                    std::time::Instant::now() + std::time::Duration::from_secs(w.as_secs())
-                }),
-                strict,
-                now: &clock,
-            };
-            let report = runtime(true)?.block_on(async {
-                let client = verify::cluster::client(context.as_deref(), kubeconfig.as_deref())
-                    .await
-                    .context("cannot build a Kubernetes client")?;
-                let progress: verify::cluster::Progress =
-                    std::sync::Arc::new(move |done, total| {
-                        if tty {
-                            eprint!("\r\x1b[2Kreading proxies {done}/{total}");
-                            if done >= total {
-                                eprintln!();
-                            }
-                        }
-                    });
-                let on_retry = |failing: &[rootroll::gates::Code]| {
-                    let codes: Vec<&str> = failing.iter().map(|c| c.as_str()).collect();
-                    eprintln!(
-                        "waiting: {} gate(s) failing ({}); retrying in 10s",
-                        codes.len(),
-                        codes.join(", ")
-                    );
-                };
-                anyhow::Ok(
-                    verify::cluster::watch(
-                        client,
-                        &repo,
-                        &expectation,
-                        &watch,
-                        progress,
-                        &on_retry,
-                    )
-                    .await?,
-                )
-            })?;
-            show_report(&report, format, "rootroll verify live", strict)
-        }
+        Command::Verify(VerifyCommand::Offline(a)) => cmd_verify_offline(&a, now),
+        Command::Verify(VerifyCommand::Live(a)) => cmd_verify_live(&a, cli.now),
     }
+}
+
+fn cmd_init_from_cluster(a: &InitArgs, now: OffsetDateTime) -> Result<ExitCode> {
+    let context = a.from_cluster.as_deref().unwrap_or_default();
+    let (Some(output), Some(out)) = (&a.output, &a.out) else {
+        bail!(
+            "--from-cluster needs --output PLAN (public files go next to it) and --out DIR (the encrypted key state)"
+        );
+    };
+    let (namespace, secret) = (&a.namespace, &a.secret);
+    let cluster = a
+        .cluster
+        .clone()
+        .unwrap_or_else(|| init::dns_label(context));
+    let data = runtime(false)?.block_on(async {
+        let client = verify::cluster::client(Some(context), a.kubeconfig.as_deref())
+            .await
+            .context("cannot build a Kubernetes client")?;
+        verify::cluster::secret_data(client, namespace, secret)
+            .await
+            .with_context(|| format!("cannot read Secret {namespace}/{secret}"))
+    })?;
+    let Some(data) = data else {
+        bail!(
+            "Secret {namespace}/{secret} does not exist in context {context}: nothing to import (is istiod using its self-signed CA?)"
+        );
+    };
+    let done = init::from_cluster(&init::FromCluster {
+        data: &data,
+        name: &a.name,
+        cluster: &cluster,
+        recipients: &a.age_recipients,
+        output,
+        out,
+        force: a.force,
+        now,
+    })?;
+    eprintln!(
+        "wrote {} and {}/ ({} layout, bytes as in the live Secret); the current intermediate's key is only in {} (encrypted)",
+        output.display(),
+        done.public_dir.display(),
+        done.layout,
+        done.state.display()
+    );
+    eprintln!(
+        "next: rootroll plan {0} ; rootroll render {0} --out {1} --identity KEY",
+        output.display(),
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_render(a: &RenderArgs, now: OffsetDateTime) -> Result<ExitCode> {
+    let plan = load_plan(&a.plan, now)?;
+    let ids = identities(&a.identity)?;
+    let req = rootroll::render::Request {
+        plan: &plan,
+        out: &a.out,
+        insecure_plaintext: a.insecure_plaintext,
+        check: a.check,
+        templates: a.templates.as_deref(),
+        identities: repo::Identities {
+            ids: &ids,
+            explicit: !a.identity.is_empty(),
+        },
+        now,
+    };
+    let tty = std::io::stderr().is_terminal();
+    let outcome = rootroll::render::execute(&req, &mut |id, done, total| {
+        if tty {
+            eprint!("\r\x1b[2Kgenerating CA {done}/{total}: {id}");
+            if done >= total {
+                eprintln!();
+            }
+        }
+    })?;
+    Ok(show_render(&a.out, &outcome))
+}
+
+fn cmd_promote(a: PromoteArgs, now: OffsetDateTime) -> Result<ExitCode> {
+    let clusters = if a.all_clusters {
+        repo::list_clusters(&a.dir)?
+    } else {
+        a.cluster
+    };
+    let ids = identities(&a.identity)?;
+    let moves = rootroll::promote::promote(&rootroll::promote::Request {
+        dir: &a.dir,
+        clusters,
+        to: a.to,
+        force: a.force,
+        commit: a.commit,
+        identities: &ids,
+        now,
+    })?;
+    for m in &moves {
+        println!(
+            "{}: phase {} → {}",
+            m.cluster,
+            model::phase_dir(m.from),
+            model::phase_dir(m.to)
+        );
+    }
+    if a.commit {
+        println!("committed");
+    } else {
+        println!("pointer(s) updated; commit them to apply (or use --commit)");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_verify_offline(a: &VerifyOfflineArgs, now: OffsetDateTime) -> Result<ExitCode> {
+    let ids = identities(&a.identity)?;
+    let repo = Repo::open(&a.dir)?;
+    let opts = verify::offline::Options {
+        identities: &ids,
+        now,
+    };
+    // Thousands of handshakes on a large fleet: a progress line on a terminal, nothing on a
+    // pipe, redrawn once per percent.
+    let tty = std::io::stderr().is_terminal();
+    let mut shown = 0;
+    let report = verify::offline::execute(&repo, &opts, &mut |done, total| {
+        let percent = done * 100 / total.max(1);
+        if tty && (percent > shown || done == total) {
+            shown = percent;
+            eprint!("\r\x1b[2Khandshake matrix {done}/{total}");
+            if done == total {
+                eprint!("\r\x1b[2K");
+            }
+        }
+    })?;
+    show_report(&report, a.format, "rootroll verify offline", a.strict)
+}
+
+fn cmd_verify_live(a: &VerifyLiveArgs, fixed_now: Option<OffsetDateTime>) -> Result<ExitCode> {
+    let repo = Repo::open(&a.dir)?;
+    let expectation = verify::live::Expectation::load(&repo, &a.cluster, a.phase)?;
+    let clock = || fixed_now.unwrap_or_else(OffsetDateTime::now_utc);
+    let mesh = &repo.rollout.mesh;
+    if let Some(dump) = &a.from_dump {
+        let snap = verify::dump::snapshot(dump, &mesh.istio_namespace, &mesh.secret_name);
+        let report = verify::live::gates(&snap, &expectation, clock());
+        return show_report(&report, a.format, "rootroll verify live", a.strict);
+    }
+    let tty = std::io::stderr().is_terminal();
+    let watch = verify::cluster::Watch {
+        read_secret: !a.no_secret_read,
+        concurrency: a.concurrency,
+        deadline: a
+            .wait
+            .map(|w| std::time::Instant::now() + std::time::Duration::from_secs(w.as_secs())),
+        strict: a.strict,
+        now: &clock,
+    };
+    let progress: verify::cluster::Progress = std::sync::Arc::new(move |done, total| {
+        if tty {
+            eprint!("\r\x1b[2Kreading proxies {done}/{total}");
+            if done >= total {
+                eprintln!();
+            }
+        }
+    });
+    let on_retry = |failing: &[rootroll::gates::Code]| {
+        let codes: Vec<&str> = failing.iter().map(|c| c.as_str()).collect();
+        eprintln!(
+            "waiting: {} gate(s) failing ({}); retrying in 10s",
+            codes.len(),
+            codes.join(", ")
+        );
+    };
+    let report = runtime(true)?.block_on(async {
+        let client = verify::cluster::client(a.context.as_deref(), a.kubeconfig.as_deref())
+            .await
+            .context("cannot build a Kubernetes client")?;
+        anyhow::Ok(
+            verify::cluster::watch(client, &repo, &expectation, &watch, progress, &on_retry)
+                .await?,
+        )
+    })?;
+    show_report(&report, a.format, "rootroll verify live", a.strict)
 }
 
 /// The async runtime, for the commands that talk to a cluster.
@@ -331,14 +274,10 @@ fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn cmd_init(
-    dir: &Path,
-    output: Option<&Path>,
-    name: &str,
-    cluster: Option<&str>,
-    force: bool,
-) -> Result<ExitCode> {
-    let s = init::from_dir(dir, output, name, cluster, force)?;
+fn cmd_init(a: &InitArgs) -> Result<ExitCode> {
+    let dir = a.from_dir.as_deref().unwrap_or(Path::new("."));
+    let output = a.output.as_deref();
+    let s = init::from_dir(dir, output, &a.name, a.cluster.as_deref(), a.force)?;
     match output {
         Some(path) => {
             eprintln!(
@@ -486,12 +425,13 @@ fn show_render(out: &Path, outcome: &Outcome) -> ExitCode {
     }
 }
 
-fn cmd_decrypt(
-    file: &Path,
-    identity: &[PathBuf],
-    output: Option<&Path>,
-    insecure: bool,
-) -> Result<ExitCode> {
+fn cmd_decrypt(a: &DecryptArgs) -> Result<ExitCode> {
+    let (file, identity, output, insecure) = (
+        &a.file,
+        &a.identity,
+        a.output.as_deref(),
+        a.insecure_write_plaintext,
+    );
     let name = file.display().to_string();
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {name}"))?;
     if !sops::is_encrypted(&text) {
@@ -509,7 +449,7 @@ fn cmd_decrypt(
             if !insecure {
                 bail!("writing decrypted private keys to a file needs --insecure-write-plaintext");
             }
-            rootroll::write::write_new_private(dest, plain.as_bytes())?;
+            rootroll::repo::write_new_private(dest, plain.as_bytes())?;
             eprintln!(
                 "wrote {} (0600, plaintext: delete it when done)",
                 dest.display()

@@ -805,8 +805,8 @@ fn types_holding_private_keys_have_no_debug() {
             probe!(rootroll::verify::offline::PhaseSecret),
         ),
         ("handshake::Workload", probe!(rootroll::handshake::Workload)),
-        ("render::OutFile", probe!(rootroll::render::OutFile)),
-        ("render::Outputs", probe!(rootroll::render::Outputs)),
+        ("repo::OutFile", probe!(rootroll::repo::OutFile)),
+        ("repo::Outputs", probe!(rootroll::repo::Outputs)),
         ("age::x25519::Identity", probe!(age::x25519::Identity)),
     ];
     let with_debug: Vec<&str> = secret_types

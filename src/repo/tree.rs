@@ -14,11 +14,48 @@ use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::render::{OutFile, Outputs};
-use crate::repo::MANIFEST;
+use super::MANIFEST;
 
 /// Threads creating the files of a new tree.
 const WRITERS: usize = 8;
+
+/// One output file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutFile {
+    pub bytes: Vec<u8>,
+    /// Holds private key material: written 0600, never printed.
+    pub private: bool,
+}
+
+impl Drop for OutFile {
+    /// A private file's plaintext (before sealing, or with --insecure-plaintext) is wiped.
+    fn drop(&mut self) {
+        if self.private {
+            zeroize::Zeroize::zeroize(&mut self.bytes);
+        }
+    }
+}
+
+/// The whole rendered tree, keyed by `/`-separated relative path.
+#[derive(Clone, Default)]
+pub struct Outputs {
+    pub files: BTreeMap<String, OutFile>,
+    /// Private files rendered without their key (the key state could not be opened): they
+    /// can only keep their previous encrypted bytes.
+    pub locked: std::collections::BTreeSet<String>,
+}
+
+impl Outputs {
+    pub(crate) fn add(&mut self, path: String, bytes: impl Into<Vec<u8>>, private: bool) {
+        self.files.insert(
+            path,
+            OutFile {
+                bytes: bytes.into(),
+                private,
+            },
+        );
+    }
+}
 
 /// Errors while writing the output directory.
 #[derive(Debug, thiserror::Error)]

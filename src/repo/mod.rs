@@ -5,16 +5,20 @@
 //! once (the typed rollout file, the clusters, their active pointers) for verify, promote and
 //! status; [`Previous::read`] reads what a render needs from the one before it (the managed
 //! files, the key state, the pointers); [`write`] and [`diff`] put a new tree in place or
-//! compare it with the one on disk (through [`crate::write`], which does it atomically).
+//! compare it with the one on disk (through [`tree`], which does it atomically).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::model::{ROLLOUT_FORMAT_VERSION, Rollout, phase_dir};
-use crate::render::Outputs;
 use crate::sops::{self, SopsError};
 use crate::state::{KeyState, StateError};
-use crate::write::{ChangeSet, WriteError};
+
+mod tree;
+
+pub use tree::{
+    Change, ChangeSet, OutFile, Outputs, WriteError, write_file_atomic, write_new_private,
+};
 
 /// The public rollout model, for verify, promote and status (no private material in it).
 pub const ROLLOUT_JSON: &str = ".rootroll/rollout.json";
@@ -348,7 +352,7 @@ impl Previous {
         ids: &Identities<'_>,
     ) -> Result<Self, RepoError> {
         let files = if dir.is_dir() {
-            crate::write::read_existing(dir).map_err(|e| RepoError::Malformed {
+            tree::read_existing(dir).map_err(|e| RepoError::Malformed {
                 path: dir.join(MANIFEST),
                 reason: e.to_string(),
             })?
@@ -372,14 +376,14 @@ impl Previous {
     }
 }
 
-/// Puts a new tree in place atomically (see [`crate::write::write_tree`]).
+/// Puts a new tree in place atomically (see [`tree`]).
 pub fn write(dir: &Path, outputs: &Outputs) -> Result<ChangeSet, WriteError> {
-    crate::write::write_tree(dir, outputs)
+    tree::write_tree(dir, outputs)
 }
 
 /// Compares a new tree with the one on disk, file by file.
 pub fn diff(dir: &Path, outputs: &Outputs) -> Result<ChangeSet, WriteError> {
-    crate::write::diff(dir, outputs)
+    tree::diff(dir, outputs)
 }
 
 #[cfg(test)]
