@@ -28,6 +28,39 @@ pub enum SecretFormat {
 }
 
 impl SecretFormat {
+    /// Every key of the Secret, sorted.
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            Self::Istiod => &[
+                "ca-cert.pem",
+                "ca-key.pem",
+                "cert-chain.pem",
+                "root-cert.pem",
+            ],
+            Self::KubernetesTls => &["ca.crt", "tls.crt", "tls.key"],
+        }
+    }
+    /// The key holding the signing certificate (first) and any intermediates.
+    pub fn cert_key(self) -> &'static str {
+        match self {
+            Self::Istiod => "ca-cert.pem",
+            Self::KubernetesTls => "tls.crt",
+        }
+    }
+    /// The key holding the private key: the only private entry.
+    pub fn private_key(self) -> &'static str {
+        match self {
+            Self::Istiod => "ca-key.pem",
+            Self::KubernetesTls => "tls.key",
+        }
+    }
+    /// The key holding the root bundle.
+    pub fn bundle_key(self) -> &'static str {
+        match self {
+            Self::Istiod => "root-cert.pem",
+            Self::KubernetesTls => "ca.crt",
+        }
+    }
     pub fn secret_type(self) -> &'static str {
         match self {
             Self::Istiod => "Opaque",

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use base64::Engine as _;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
@@ -16,6 +15,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use time::OffsetDateTime;
 
+use super::common::{b64, pem_certificates as pem_blocks, sha_set};
 use super::{Finding, Report, Severity};
 use crate::duration::Span;
 use crate::gates::Code;
@@ -163,6 +163,7 @@ fn finding(
         message: message.into(),
         hint: hint.to_string(),
         details,
+        not_checked: None,
     }
 }
 
@@ -277,23 +278,6 @@ fn pod_id(p: &Pod) -> String {
     )
 }
 
-fn pem_blocks(bytes: &[u8]) -> Vec<Vec<u8>> {
-    pem::parse_many(bytes)
-        .map(|v| {
-            v.into_iter()
-                .filter(|p| p.tag() == "CERTIFICATE")
-                .map(|p| p.into_contents())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn b64(s: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD
-        .decode(s.trim())
-        .ok()
-}
-
 /// Finds the first value under `keys` (camelCase or snake_case) anywhere in `v`.
 fn find_key<'a>(v: &'a serde_json::Value, names: &[&str]) -> Option<&'a serde_json::Value> {
     match v {
@@ -397,10 +381,6 @@ pub fn ztunnel_certs(dump: &serde_json::Value) -> Result<Vec<(String, Ders, Ders
             )
         })
         .collect())
-}
-
-fn sha_set(ders: &[Vec<u8>]) -> BTreeSet<String> {
-    ders.iter().map(|d| pki::sha256_hex(d)).collect()
 }
 
 /// Judges a snapshot against the expectation.

@@ -251,6 +251,7 @@ pub fn build(
                 file: None,
                 message,
                 details: Vec::new(),
+                not_checked: None,
                 hint: "while a promotion propagates, old and new leaves and bundles meet: every root a live leaf chains to must stay in every bundle".to_string(),
             }
         })

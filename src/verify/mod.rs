@@ -3,6 +3,7 @@
 //! [`Report`] as text, JSON or JUnit and maps it to an exit code.
 
 pub mod cluster;
+pub mod common;
 pub mod dump;
 pub mod live;
 pub mod matrix;
@@ -26,6 +27,66 @@ pub struct Finding {
     /// Per-object detail (pods, namespaces) behind an aggregated finding.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<String>,
+    /// Why the gate did not run, when it did not. Such a finding neither passes nor fails:
+    /// the root cause is its own failed finding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_checked: Option<String>,
+}
+
+impl Finding {
+    /// A gate that ran: its severity and hint come from the catalogue.
+    pub fn new(code: Code, passed: bool, subject: &str, message: impl Into<String>) -> Self {
+        let gate = code.gate();
+        Self {
+            code,
+            severity: gate.severity,
+            passed,
+            subject: subject.to_string(),
+            file: None,
+            message: message.into(),
+            hint: if passed {
+                String::new()
+            } else {
+                gate.hint.to_string()
+            },
+            details: Vec::new(),
+            not_checked: None,
+        }
+    }
+
+    /// A gate that could not run, and why. Never counted as passed, nor as failed.
+    pub fn not_checked(code: Code, subject: &str, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Self {
+            not_checked: Some(reason.clone()),
+            ..Self::new(code, false, subject, format!("not checked: {reason}"))
+        }
+    }
+
+    /// The file the finding is about.
+    pub fn in_file(mut self, file: Option<&str>) -> Self {
+        self.file = file.map(str::to_string);
+        self
+    }
+
+    /// A hint for this case instead of the catalogue's (shown only on failure).
+    pub fn hint(mut self, hint: &str) -> Self {
+        if !self.passed {
+            self.hint = hint.to_string();
+        }
+        self
+    }
+
+    /// The objects behind an aggregated finding.
+    pub fn details(mut self, details: Vec<String>) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// `true` when the gate ran and failed.
+    pub fn is_failure(&self) -> bool {
+        !self.passed && self.not_checked.is_none()
+    }
 }
 
 /// One cell of the transition handshake matrix.
@@ -59,13 +120,18 @@ impl Report {
     pub fn push(&mut self, f: Finding) {
         self.findings.push(f);
     }
+    /// `true` when a gate failed (warnings count only when `strict`).
     pub fn failed(&self, strict: bool) -> bool {
         self.findings
             .iter()
-            .any(|f| !f.passed && (f.severity == Severity::Error || strict))
+            .any(|f| f.is_failure() && (f.severity == Severity::Error || strict))
     }
+    /// Findings that passed (`true`) or failed (`false`); not-checked ones are neither.
     pub fn count(&self, passed: bool) -> usize {
-        self.findings.iter().filter(|f| f.passed == passed).count()
+        self.findings
+            .iter()
+            .filter(|f| f.not_checked.is_none() && f.passed == passed)
+            .count()
     }
 
     /// Human text: one line per gate, failures with their hint, then the matrix.
@@ -80,6 +146,7 @@ impl Report {
         let mut o = String::new();
         for f in &self.findings {
             let status = match (f.passed, f.severity) {
+                _ if f.not_checked.is_some() => paint("SKIP", "36"),
                 (true, _) => paint("PASS", "32"),
                 (false, Severity::Error) => paint("FAIL", "31"),
                 (false, Severity::Warning) => paint("WARN", "33"),
@@ -146,12 +213,12 @@ impl Report {
         let failed = self
             .findings
             .iter()
-            .filter(|f| !f.passed && f.severity == Severity::Error)
+            .filter(|f| f.is_failure() && f.severity == Severity::Error)
             .count();
         let warned = self
             .findings
             .iter()
-            .filter(|f| !f.passed && f.severity == Severity::Warning)
+            .filter(|f| f.is_failure() && f.severity == Severity::Warning)
             .count();
         o.push_str(&format!(
             "\n{} passed, {failed} failed, {warned} warnings; matrix {} of {} cells ok\n",

@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use base64::Engine as _;
 use time::OffsetDateTime;
 
 use super::{Finding, Report, Severity};
@@ -67,13 +66,12 @@ fn finding(
         message: message.into(),
         hint: hint.to_string(),
         details: Vec::new(),
+        not_checked: None,
     }
 }
 
 fn b64(v: &serde_json::Value) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::STANDARD
-        .decode(v.as_str()?)
-        .ok()
+    super::common::b64(v.as_str()?)
 }
 
 /// Runs every static gate. Returns the report and the readable phase Secrets (for the matrix).
@@ -515,16 +513,8 @@ fn check_phase(
         }
     };
     // Shape.
-    let want_keys: &[&str] = if ctx.tls_format() {
-        &["ca.crt", "tls.crt", "tls.key"]
-    } else {
-        &[
-            "ca-cert.pem",
-            "ca-key.pem",
-            "cert-chain.pem",
-            "root-cert.pem",
-        ]
-    };
+    let format = ctx.mesh.secret_format;
+    let want_keys = format.keys();
     let doc = Wiped(doc);
     let doc = &doc.0;
     let no_data = serde_json::Map::new();
@@ -595,11 +585,7 @@ fn check_phase(
     if !problems.is_empty() {
         return None;
     }
-    let (cert_k, key_k, bundle_k) = if ctx.tls_format() {
-        ("tls.crt", "tls.key", "ca.crt")
-    } else {
-        ("ca-cert.pem", "ca-key.pem", "root-cert.pem")
-    };
+    let (cert_k, key_k, bundle_k) = (format.cert_key(), format.private_key(), format.bundle_key());
     let bundle = decoded[bundle_k].to_vec();
     let chain = if ctx.tls_format() {
         let mut c = decoded["tls.crt"].to_vec();
