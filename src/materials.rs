@@ -125,6 +125,111 @@ pub fn materialize(
     progress: Progress<'_>,
 ) -> Result<Materials, MaterialsError> {
     let ns = plan.mesh.istio_namespace.as_str();
+    let (slots, mut roots) = plan_slots(plan, state, ns)?;
+    let mut new_keys = generate_keys(&slots, progress)?;
+    let made = sign(&slots, &mut new_keys, &mut roots, ns, now)?;
+    let (new_state, generated, by_id) = record(&slots, made, state, &roots, ns)?;
+    let [Some(current_root), Some(new_root)] = roots else {
+        unreachable!("every root is imported, reused from the state or generated above");
+    };
+    let (current_bundle, current_roots) = match &plan.current_root {
+        RootInput::Generate(_) => (
+            current_root.cert_pem.clone().into_bytes(),
+            vec![current_root.der.clone()],
+        ),
+        RootInput::Import(r) => (r.bundle.clone(), r.certs.clone()),
+    };
+    let new_bundle = match &plan.new_root {
+        RootInput::Generate(_) => new_root.cert_pem.clone().into_bytes(),
+        RootInput::Import(r) => r.bundle.clone(),
+    };
+    let mut clusters = Vec::with_capacity(plan.clusters.len());
+    for c in &plan.clusters {
+        let current = signer(
+            by_id.get(&StateId::cluster(&c.name, Generation::Current)),
+            &c.current,
+            &current_root,
+            &current_roots,
+        );
+        let new = signer(
+            by_id.get(&StateId::cluster(&c.name, Generation::New)),
+            &c.new,
+            &new_root,
+            std::slice::from_ref(&new_root.der),
+        );
+        clusters.push(ClusterMaterials {
+            name: c.name.clone(),
+            current,
+            new,
+        });
+    }
+    let mut materials = Materials {
+        current_bundle,
+        current_root,
+        current_roots,
+        new_bundle,
+        new_root,
+        clusters,
+        state: new_state,
+        generated,
+    };
+    attach_imported_keys(plan, &mut materials, state)?;
+    Ok(materials)
+}
+
+/// What each slot became: the new key state and the ids generated in this run, both in plan
+/// order, and every CA by id.
+#[allow(clippy::type_complexity)]
+fn record<'s>(
+    slots: &'s [Slot<'_>],
+    made: Vec<Option<CaMaterial>>,
+    state: &KeyState,
+    roots: &[Option<CaMaterial>; 2],
+    ns: &str,
+) -> Result<(KeyState, Vec<StateId>, BTreeMap<&'s StateId, CaMaterial>), MaterialsError> {
+    let mut new_state = KeyState::default();
+    let mut generated = Vec::new();
+    let mut by_id: BTreeMap<&StateId, CaMaterial> = BTreeMap::new();
+    for (slot, made) in slots.iter().zip(made) {
+        let ca = match (&slot.reused, made) {
+            (Some(ca), _) => {
+                if let Some(e) = state.entries.get(&slot.id) {
+                    new_state.entries.insert(slot.id.clone(), e.clone());
+                }
+                ca.clone()
+            }
+            (None, Some(ca)) => {
+                let issuer = slot.issuer.and_then(|k| roots[k].as_ref());
+                generated.push(slot.id.clone());
+                new_state.entries.insert(
+                    slot.id.clone(),
+                    Entry {
+                        spec: spec_hash(slot.spec, issuer, ns),
+                        cert: ca.cert_pem.clone(),
+                        key: ca.key.clone(),
+                    },
+                );
+                ca
+            }
+            (None, None) => {
+                return Err(MaterialsError::IssuerLocked {
+                    id: slot.id.clone(),
+                });
+            }
+        };
+        by_id.insert(&slot.id, ca);
+    }
+    Ok((new_state, generated, by_id))
+}
+
+/// Every CA the plan generates, as a slot, reused from the state where its spec is unchanged;
+/// and the roots known before generating anything (imported, or reused).
+#[allow(clippy::type_complexity)]
+fn plan_slots<'p>(
+    plan: &'p Plan,
+    state: &KeyState,
+    ns: &str,
+) -> Result<(Vec<Slot<'p>>, [Option<CaMaterial>; 2]), MaterialsError> {
     // Roots known before generating anything: imported, or reused from the state.
     let mut roots: [Option<CaMaterial>; 2] = [None, None];
     let mut slots: Vec<Slot<'_>> = Vec::new();
@@ -180,6 +285,14 @@ pub fn materialize(
         }
     }
 
+    Ok((slots, roots))
+}
+
+/// Every new key at once on every core, slowest first; `None` for reused slots.
+fn generate_keys(
+    slots: &[Slot<'_>],
+    progress: Progress<'_>,
+) -> Result<Vec<Option<KeyPair>>, MaterialsError> {
     // Every new key at once, slowest first.
     let mut jobs: Vec<usize> = (0..slots.len())
         .filter(|&i| slots[i].reused.is_none())
@@ -201,6 +314,17 @@ pub fn materialize(
         new_keys[i] = Some(key?);
     }
 
+    Ok(new_keys)
+}
+
+/// Signs the generated roots, then every generated intermediate in parallel.
+fn sign(
+    slots: &[Slot<'_>],
+    new_keys: &mut [Option<KeyPair>],
+    roots: &mut [Option<CaMaterial>; 2],
+    ns: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<Option<CaMaterial>>, MaterialsError> {
     // Roots, then one issuer per root for the intermediates to be signed.
     let mut made: Vec<Option<CaMaterial>> = vec![None; slots.len()];
     let mut issuer_keys: [Option<KeyPair>; 2] = [None, None];
@@ -218,7 +342,7 @@ pub fn materialize(
     for k in 0..2 {
         let needed = slots
             .iter()
-            .zip(&new_keys)
+            .zip(new_keys.iter())
             .any(|(s, key)| s.issuer == Some(k) && key.is_some());
         if let (true, Some(root)) = (needed, &roots[k]) {
             issuers[k] = Some(match issuer_keys[k].take() {
@@ -244,86 +368,7 @@ pub fn materialize(
         made[*i] = Some(ca?);
     }
 
-    // The key state and the list of generated ids, in plan order.
-    let mut new_state = KeyState::default();
-    let mut generated = Vec::new();
-    let mut by_id: BTreeMap<&StateId, CaMaterial> = BTreeMap::new();
-    for (slot, made) in slots.iter().zip(made) {
-        let ca = match (&slot.reused, made) {
-            (Some(ca), _) => {
-                if let Some(e) = state.entries.get(&slot.id) {
-                    new_state.entries.insert(slot.id.clone(), e.clone());
-                }
-                ca.clone()
-            }
-            (None, Some(ca)) => {
-                let issuer = slot.issuer.and_then(|k| roots[k].as_ref());
-                generated.push(slot.id.clone());
-                new_state.entries.insert(
-                    slot.id.clone(),
-                    Entry {
-                        spec: spec_hash(slot.spec, issuer, ns),
-                        cert: ca.cert_pem.clone(),
-                        key: ca.key.clone(),
-                    },
-                );
-                ca
-            }
-            (None, None) => {
-                return Err(MaterialsError::IssuerLocked {
-                    id: slot.id.clone(),
-                });
-            }
-        };
-        by_id.insert(&slot.id, ca);
-    }
-
-    let [Some(current_root), Some(new_root)] = roots else {
-        unreachable!("every root is imported, reused from the state or generated above");
-    };
-    let (current_bundle, current_roots) = match &plan.current_root {
-        RootInput::Generate(_) => (
-            current_root.cert_pem.clone().into_bytes(),
-            vec![current_root.der.clone()],
-        ),
-        RootInput::Import(r) => (r.bundle.clone(), r.certs.clone()),
-    };
-    let new_bundle = match &plan.new_root {
-        RootInput::Generate(_) => new_root.cert_pem.clone().into_bytes(),
-        RootInput::Import(r) => r.bundle.clone(),
-    };
-    let mut clusters = Vec::with_capacity(plan.clusters.len());
-    for c in &plan.clusters {
-        let current = signer(
-            by_id.get(&StateId::cluster(&c.name, Generation::Current)),
-            &c.current,
-            &current_root,
-            &current_roots,
-        );
-        let new = signer(
-            by_id.get(&StateId::cluster(&c.name, Generation::New)),
-            &c.new,
-            &new_root,
-            std::slice::from_ref(&new_root.der),
-        );
-        clusters.push(ClusterMaterials {
-            name: c.name.clone(),
-            current,
-            new,
-        });
-    }
-    let mut materials = Materials {
-        current_bundle,
-        current_root,
-        current_roots,
-        new_bundle,
-        new_root,
-        clusters,
-        state: new_state,
-        generated,
-    };
-    attach_imported_keys(plan, &mut materials, state)?;
-    Ok(materials)
+    Ok(made)
 }
 
 /// Keys of imported intermediates kept in the key state (`import: {key: state}`, written by

@@ -165,7 +165,6 @@ pub fn commit_message(plan: &str, moves: &[Move]) -> String {
 /// Checks and performs a promotion (or a one-step rollback). Returns the moves made.
 pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
     let repo = Repo::open(req.dir)?;
-    let ctx = &repo.rollout;
     if !(1..=4).contains(&req.to) {
         return Err(PromoteError::NoSuchPhase { to: req.to });
     }
@@ -178,6 +177,29 @@ pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
         })?;
         active.insert(c.clone(), n);
     }
+    let moves = plan_moves(req, &active, &all)?;
+    let mut after = active.clone();
+    for m in &moves {
+        after.insert(m.cluster.clone(), m.to);
+    }
+    if let Some(problem) = lockstep_problem(&after)
+        && !req.force
+    {
+        return Err(PromoteError::Lockstep { problem });
+    }
+    if !req.force {
+        check_gates(&repo, req, &moves)?;
+    }
+    apply(&repo, req, &moves)?;
+    Ok(moves)
+}
+
+/// The moves a request asks for, each one phase forward or back.
+fn plan_moves(
+    req: &Request<'_>,
+    active: &BTreeMap<String, u8>,
+    all: &[String],
+) -> Result<Vec<Move>, PromoteError> {
     let mut moves = Vec::new();
     for c in &req.clusters {
         let Some(&from) = active.get(c) else {
@@ -215,54 +237,55 @@ pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
             to: req.to,
         });
     }
-    let mut after = active.clone();
-    for m in &moves {
-        after.insert(m.cluster.clone(), m.to);
-    }
-    if let Some(problem) = lockstep_problem(&after)
-        && !req.force
-    {
-        return Err(PromoteError::Lockstep { problem });
-    }
-    if !req.force {
-        let (mut report, secrets) = offline::run(
-            &repo,
-            &offline::Options {
-                identities: req.identities,
-                now: req.now,
-            },
-        )?;
-        // The handshake matrix is a gate too: a transition whose leaves and bundles do not
-        // meet must not be entered. Only the moving clusters' transitions are judged.
-        crate::verify::matrix::run(
-            &mut report,
-            &secrets,
-            &ctx.mesh.trust_domain,
-            req.now,
-            &|cluster, n| {
-                moves
-                    .iter()
-                    .any(|m| m.cluster == cluster && m.from.min(m.to) == n)
-            },
-            &mut |_, _| {},
-        );
-        let blocking = blocking(&report, &moves);
-        if !blocking.is_empty() {
-            let mut codes: Vec<String> = blocking
+    Ok(moves)
+}
+
+/// The offline gates and the moving clusters' handshake matrix, for the target phases.
+fn check_gates(repo: &Repo, req: &Request<'_>, moves: &[Move]) -> Result<(), PromoteError> {
+    let (mut report, secrets) = offline::run(
+        repo,
+        &offline::Options {
+            identities: req.identities,
+            now: req.now,
+        },
+    )?;
+    // The handshake matrix is a gate too: a transition whose leaves and bundles do not
+    // meet must not be entered. Only the moving clusters' transitions are judged.
+    crate::verify::matrix::run(
+        &mut report,
+        &secrets,
+        &repo.rollout.mesh.trust_domain,
+        req.now,
+        &|cluster, n| {
+            moves
                 .iter()
-                .map(|f| format!("{} {}", f.code, f.subject))
-                .collect();
-            codes.dedup();
-            return Err(PromoteError::GatesFail {
-                count: blocking.len(),
-                codes: codes.join(", "),
-            });
-        }
+                .any(|m| m.cluster == cluster && m.from.min(m.to) == n)
+        },
+        &mut |_, _| {},
+    );
+    let blocking = blocking(&report, moves);
+    if !blocking.is_empty() {
+        let mut codes: Vec<String> = blocking
+            .iter()
+            .map(|f| format!("{} {}", f.code, f.subject))
+            .collect();
+        codes.dedup();
+        return Err(PromoteError::GatesFail {
+            count: blocking.len(),
+            codes: codes.join(", "),
+        });
     }
+    Ok(())
+}
+
+/// Rewrites the pointers (and commits them); on any failure every pointer is restored and
+/// nothing stays staged.
+fn apply(repo: &Repo, req: &Request<'_>, moves: &[Move]) -> Result<(), PromoteError> {
+    let ctx = &repo.rollout;
     // Change the pointers; restore every one of them if anything after this fails.
     let mut originals = Vec::new();
     let mut updated = Vec::new();
-    for m in &moves {
+    for m in moves {
         let p = repo.path(&repo::pointer(&m.cluster));
         let text = std::fs::read_to_string(&p).map_err(|source| PromoteError::Read {
             path: p.clone(),
@@ -308,7 +331,7 @@ pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
             let mut add = vec!["add", "--"];
             add.extend(rel.iter().map(String::as_str));
             git(top, &add)?;
-            let msg = commit_message(&ctx.plan, &moves);
+            let msg = commit_message(&ctx.plan, moves);
             let mut commit = vec!["commit", "-m", msg.as_str(), "--"];
             commit.extend(rel.iter().map(String::as_str));
             git(top, &commit)?;
@@ -327,7 +350,7 @@ pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
         }
         return Err(e);
     }
-    Ok(moves)
+    Ok(())
 }
 
 /// Where one cluster stands.

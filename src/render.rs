@@ -322,92 +322,13 @@ fn render_cluster(ctx: &ClusterContext<'_>, cm: &ClusterMaterials) -> Result<Out
         env,
         plan,
         rollout,
-        bundles,
         opts,
-        secret_file,
-        ksops,
+        ..
     } = *ctx;
     let mut out = Outputs::default();
-    let cdir = repo::cluster_dir(&cm.name);
     let active = active_phase(opts, &cm.name);
     for phase in &rollout.phases[1..] {
-        let n = phase.number;
-        let (_, signer) = model::signer_for(n, &cm.current, &cm.new);
-        let bundle = &bundles[usize::from(n) - 1];
-        let content = secret_content(plan.mesh.secret_format, &signer, bundle);
-        let mut annotations = vec![
-            (keys::PUBLIC_SHA256.to_string(), content.public_sha256()),
-            (keys::SIGNER_SHA256.to_string(), signer.cert.fingerprint()),
-            (keys::BUNDLE_SHA256.to_string(), pki::sha256_hex(bundle)),
-        ];
-        match plan.gitops.engine {
-            Engine::Flux => annotations.push((
-                "kustomize.toolkit.fluxcd.io/prune".into(),
-                "disabled".into(),
-            )),
-            Engine::Argocd => annotations.push((
-                "argocd.argoproj.io/sync-options".into(),
-                "Prune=false,Delete=false".into(),
-            )),
-        }
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let mut data: Vec<(String, String)> = content
-            .public
-            .iter()
-            .map(|(k, v)| (k.to_string(), b64.encode(v)))
-            .collect();
-        data.push((
-            content.private.0.to_string(),
-            b64.encode(&content.private.1),
-        ));
-        data.sort();
-        let secret = SecretView {
-            name: plan.mesh.secret_name.clone(),
-            namespace: plan.mesh.istio_namespace.clone(),
-            type_: plan.mesh.secret_format.secret_type(),
-            labels: vec![
-                (keys::MANAGED_BY.into(), "rootroll".into()),
-                (keys::PLAN.into(), plan.name.clone()),
-                (keys::PHASE.into(), n.to_string()),
-                (keys::PHASE_NAME.into(), phase.name.to_string()),
-            ],
-            annotations,
-            data,
-        };
-        let pdir = repo::phase_path(&cm.name, n);
-        let path = format!("{pdir}/{secret_file}");
-        let text = render_yaml(
-            env,
-            "secret.yaml.j2",
-            &path,
-            minijinja::context! { secret => Serde(&secret) },
-        )?;
-        if signer.cert.key.is_none() {
-            out.locked.insert(path.clone());
-        }
-        out.add(path, text, true);
-        let gen_file = repo::KSOPS_GENERATOR;
-        let kpath = format!("{pdir}/kustomization.yaml");
-        let text = render_yaml(
-            env,
-            "phase-kustomization.yaml.j2",
-            &kpath,
-            minijinja::context! {
-                plan => &plan.name, cluster => &cm.name, phase => Serde(phase),
-                ksops, secret_file => if ksops { gen_file } else { secret_file },
-            },
-        )?;
-        out.add(kpath, text, false);
-        if ksops {
-            let gpath = format!("{pdir}/{gen_file}");
-            let text = render_yaml(
-                env,
-                "ksops-generator.yaml.j2",
-                &gpath,
-                minijinja::context! { name => format!("{}-phase-{n}", plan.mesh.secret_name), file => format!("./{secret_file}") },
-            )?;
-            out.add(gpath, text, false);
-        }
+        render_phase(ctx, cm, phase, &mut out)?;
     }
     for (tpl, file) in [
         ("verify-rbac.yaml.j2", "rbac.yaml"),
@@ -433,6 +354,127 @@ fn render_cluster(ctx: &ClusterContext<'_>, cm: &ClusterMaterials) -> Result<Out
     )?;
     out.add(ppath, text, false);
 
+    render_engine(ctx, cm, &mut out)?;
+    Ok(out)
+}
+
+/// One phase of a cluster: its Secret, its kustomization and (KSOPS) its generator.
+fn render_phase(
+    ctx: &ClusterContext<'_>,
+    cm: &ClusterMaterials,
+    phase: &model::Phase,
+    out: &mut Outputs,
+) -> Result<(), RenderError> {
+    let ClusterContext {
+        env,
+        plan,
+        bundles,
+        secret_file,
+        ksops,
+        ..
+    } = *ctx;
+    let n = phase.number;
+    let (_, signer) = model::signer_for(n, &cm.current, &cm.new);
+    let bundle = &bundles[usize::from(n) - 1];
+    let content = secret_content(plan.mesh.secret_format, &signer, bundle);
+    let secret = secret_view(plan, phase, &signer, &content, bundle);
+    let pdir = repo::phase_path(&cm.name, n);
+    let path = format!("{pdir}/{secret_file}");
+    let text = render_yaml(
+        env,
+        "secret.yaml.j2",
+        &path,
+        minijinja::context! { secret => Serde(&secret) },
+    )?;
+    if signer.cert.key.is_none() {
+        out.locked.insert(path.clone());
+    }
+    out.add(path, text, true);
+    let gen_file = repo::KSOPS_GENERATOR;
+    let kpath = format!("{pdir}/kustomization.yaml");
+    let text = render_yaml(
+        env,
+        "phase-kustomization.yaml.j2",
+        &kpath,
+        minijinja::context! {
+            plan => &plan.name, cluster => &cm.name, phase => Serde(phase),
+            ksops, secret_file => if ksops { gen_file } else { secret_file },
+        },
+    )?;
+    out.add(kpath, text, false);
+    if ksops {
+        let gpath = format!("{pdir}/{gen_file}");
+        let text = render_yaml(
+            env,
+            "ksops-generator.yaml.j2",
+            &gpath,
+            minijinja::context! { name => format!("{}-phase-{n}", plan.mesh.secret_name), file => format!("./{secret_file}") },
+        )?;
+        out.add(gpath, text, false);
+    }
+    Ok(())
+}
+
+/// The phase Secret as the template sees it: labels, fingerprint annotations, sorted data.
+fn secret_view(
+    plan: &Plan,
+    phase: &model::Phase,
+    signer: &crate::materials::Signer,
+    content: &SecretContent,
+    bundle: &[u8],
+) -> SecretView {
+    let n = phase.number;
+    let mut annotations = vec![
+        (keys::PUBLIC_SHA256.to_string(), content.public_sha256()),
+        (keys::SIGNER_SHA256.to_string(), signer.cert.fingerprint()),
+        (keys::BUNDLE_SHA256.to_string(), pki::sha256_hex(bundle)),
+    ];
+    match plan.gitops.engine {
+        Engine::Flux => annotations.push((
+            "kustomize.toolkit.fluxcd.io/prune".into(),
+            "disabled".into(),
+        )),
+        Engine::Argocd => annotations.push((
+            "argocd.argoproj.io/sync-options".into(),
+            "Prune=false,Delete=false".into(),
+        )),
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut data: Vec<(String, String)> = content
+        .public
+        .iter()
+        .map(|(k, v)| (k.to_string(), b64.encode(v)))
+        .collect();
+    data.push((
+        content.private.0.to_string(),
+        b64.encode(&content.private.1),
+    ));
+    data.sort();
+    SecretView {
+        name: plan.mesh.secret_name.clone(),
+        namespace: plan.mesh.istio_namespace.clone(),
+        type_: plan.mesh.secret_format.secret_type(),
+        labels: vec![
+            (keys::MANAGED_BY.into(), "rootroll".into()),
+            (keys::PLAN.into(), plan.name.clone()),
+            (keys::PHASE.into(), n.to_string()),
+            (keys::PHASE_NAME.into(), phase.name.to_string()),
+        ],
+        annotations,
+        data,
+    }
+}
+
+/// The Flux Kustomization or Argo CD Application of a cluster.
+fn render_engine(
+    ctx: &ClusterContext<'_>,
+    cm: &ClusterMaterials,
+    out: &mut Outputs,
+) -> Result<(), RenderError> {
+    let ClusterContext {
+        env, plan, opts, ..
+    } = *ctx;
+    let cdir = repo::cluster_dir(&cm.name);
     let repo_dir = if plan.gitops.repo_path == "." {
         format!("./{cdir}")
     } else {
@@ -463,7 +505,7 @@ fn render_cluster(ctx: &ClusterContext<'_>, cm: &ClusterMaterials) -> Result<Out
             out.add(path, text, false);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The `.sops.yaml` creation rule matching what rootroll writes, for `sops edit`.
