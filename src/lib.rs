@@ -1,12 +1,19 @@
-//! rootroll compiles an Istio root CA rotation plan into ordered, encrypted GitOps manifests.
+//! rootroll compiles an Istio root CA rotation plan into ordered, encrypted GitOps manifests,
+//! and checks each phase's gates before it is promoted.
 //!
 //! ```text
-//! plan.yaml ─load─▶ RawPlan ─validate─▶ Plan ─materialize─▶ Materials ─compile(now)─▶ Rollout
-//!                                                                      ─render─▶ Outputs ─write─▶ DIR
+//! plan.yaml ─plan::load─▶ Plan ─materials::materialize─▶ Materials ─model::compile─▶ Rollout
+//!   ─render::render─▶ Outputs ─seal::seal─▶ Outputs ─repo::write─▶ DIR
+//!   DIR ─repo::Repo::open─▶ Repo ─verify::offline::execute─▶ Report
 //! ```
-//! Each arrow is a function; only `materialize` (key generation, reading imports and state)
-//! and `write` touch the world. The library never prints and never reads the clock: `now` is
-//! passed in.
+//!
+//! Modules that do I/O: [`plan`] (the plan and the files it imports), [`render`] (override
+//! templates; [`render::execute`] reads and writes the output directory through [`repo`]),
+//! [`repo`] (the rendered tree), [`init`] (import directories, the plan it writes),
+//! [`promote`] (pointers, `git`), [`verify::offline`] (the tree), [`verify::cluster`] and
+//! [`verify::dump`] (a cluster or a dump of one) and [`sops::load_identities`] (identity files).
+//! Everything else is pure. The library never prints and never reads the clock: `now` is
+//! passed in. ARCHITECTURE.md says where each kind of change goes.
 
 pub mod duration;
 pub mod gates;

@@ -14,7 +14,7 @@ use crate::model::{ROLLOUT_FORMAT_VERSION, Rollout, phase_dir};
 use crate::sops::{self, SopsError};
 use crate::state::{KeyState, StateError};
 
-mod tree;
+pub mod tree;
 
 pub use tree::{
     Change, ChangeSet, OutFile, Outputs, WriteError, write_file_atomic, write_new_private,

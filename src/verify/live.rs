@@ -1,7 +1,7 @@
 //! `verify live`: gates over what a cluster is really running.
 //!
 //! Gathering and judging are separate: a [`Snapshot`] is collected either from the Kubernetes
-//! API (with Envoy and ztunnel admin dumps read through port-forwards, see [`super::kube`]) or
+//! API (with Envoy and ztunnel admin dumps read through port-forwards, see [`super::cluster`]) or
 //! from files (`--from-dump`, see [`super::dump`]), and [`gates`] turns it into a [`Report`].
 //! The same snapshot gives the same verdicts whichever way it was collected. Anything that
 //! could not be read is a failed gate with the reason, never a pass.
