@@ -82,6 +82,9 @@ Rootroll-Plan/-Cluster/-From-Phase/-To-Phase trailers."
     Promote(PromoteArgs),
     /// Where each cluster is: active phase, when it was promoted, soak time left, next gates.
     Status(StatusArgs),
+    /// Document the gates: `rootroll explain` lists every gate code, `rootroll explain CODE`
+    /// says what one proves, when it runs and what to do when it fails.
+    Explain(ExplainArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell) to standard output.
     Completions {
         /// The shell.
@@ -297,6 +300,14 @@ pub(crate) struct VerifyLiveArgs {
     /// Fail on warnings too.
     #[arg(long)]
     pub(crate) strict: bool,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ExplainArgs {
+    /// A gate code (e.g. reload-rule); without one, every gate is listed.
+    pub(crate) code: Option<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub(crate) format: Format,
 }
 
 pub(crate) fn parse_span(s: &str) -> Result<Span, String> {

@@ -61,6 +61,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Inspect(a) => cmd_inspect(&a.file, a.format),
         Command::Promote(a) => cmd_promote(a, now),
         Command::Status(a) => cmd_status(&a.dir, a.format, now),
+        Command::Explain(a) => cmd_explain(a.code.as_deref(), a.format),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -528,6 +529,68 @@ fn cmd_status(dir: &Path, format: Format, now: OffsetDateTime) -> Result<ExitCod
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_explain(code: Option<&str>, format: Format) -> Result<ExitCode> {
+    use rootroll::gates::{self, Code, Planes, Scope};
+    let gates: Vec<&gates::Gate> = match code {
+        None => gates::all().collect(),
+        Some(c) => vec![c.parse::<Code>().map_err(anyhow::Error::msg)?.gate()],
+    };
+    let mut stdout = std::io::stdout().lock();
+    if let Format::Json = format {
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&gates)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let scope = |g: &gates::Gate| match g.scope {
+        Scope::Offline => "offline",
+        Scope::Live => "live",
+    };
+    if code.is_none() {
+        for g in &gates {
+            writeln!(
+                stdout,
+                "{:<26} {:<8} {:<8} {}",
+                g.code,
+                scope(g),
+                format!("{:?}", g.severity).to_lowercase(),
+                g.title
+            )?;
+        }
+        writeln!(
+            stdout,
+            "\n{} gates; `rootroll explain CODE` for one",
+            gates.len()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let g = gates[0];
+    let phases = if g.phases.is_empty() {
+        "every phase / fleet-wide".to_string()
+    } else {
+        g.phases
+            .iter()
+            .map(u8::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let planes = match g.planes {
+        Planes::All => "sidecar and ambient",
+        Planes::Ambient => "ambient only",
+    };
+    writeln!(stdout, "{}: {}\n", g.code, g.title)?;
+    writeln!(stdout, "  runs in      verify {}", scope(g))?;
+    writeln!(stdout, "  phases       {phases}")?;
+    writeln!(stdout, "  data planes  {planes}")?;
+    writeln!(
+        stdout,
+        "  severity     {}",
+        format!("{:?}", g.severity).to_lowercase()
+    )?;
+    writeln!(stdout, "  proves       {}", g.proves)?;
+    writeln!(stdout, "  on failure   {}\n", g.hint)?;
+    writeln!(stdout, "{}", g.doc)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -97,3 +97,36 @@ fn man_page_and_completions_come_from_the_clap_definitions() {
     std::fs::write(&f, bash).unwrap();
     must(std::process::Command::new("bash").arg("-n").arg(&f));
 }
+
+#[test]
+fn explain_documents_every_gate_of_the_catalogue() {
+    let o = rootroll(&["explain"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list = stdout(&o);
+    for code in rootroll::gates::Code::ALL {
+        let line = list
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(code.as_str()))
+            .unwrap_or_else(|| panic!("{code} not listed:\n{list}"));
+        assert!(line.contains(code.gate().title), "{line}");
+        let one = rootroll(&["explain", code.as_str()]);
+        assert!(one.status.success(), "{code}: {}", stderr(&one));
+        let text = stdout(&one);
+        for part in [code.gate().proves, code.gate().hint, code.gate().doc] {
+            assert!(text.contains(part), "{code}: {part:?} missing from\n{text}");
+        }
+    }
+    let o = rootroll(&["explain", "no-such-gate"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("`no-such-gate` is not a gate code"),
+        "{}",
+        stderr(&o)
+    );
+    let o = rootroll(&["explain", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v.as_array().unwrap().len(),
+        rootroll::gates::Code::ALL.len()
+    );
+}
