@@ -38,7 +38,7 @@ pub enum PromoteError {
     Pointer { cluster: String, reason: String },
     #[error("{cluster} is already at phase {to}")]
     AlreadyThere { cluster: String, to: u8 },
-    #[error("{cluster} is at phase {from}: promote one phase at a time (to {} or {})", from.saturating_sub(1).max(1), (from + 1).min(4))]
+    #[error("{cluster} is at phase {from}: promote one phase at a time (to {})", one_step(*from))]
     Skip { cluster: String, from: u8, to: u8 },
     #[error(
         "refused: lockstep would break ({problem}); promote the other clusters first, or all at once with --all-clusters"
@@ -48,6 +48,11 @@ pub enum PromoteError {
         "refused: {count} offline gate(s) fail for the target phase ({codes}); run `rootroll verify offline` for details, or pass --force"
     )]
     GatesFail { count: usize, codes: String },
+    #[error(
+        "{paths}: a staged change was never committed (an interrupted `promote --commit`?); \
+         undo it with `git restore --staged --worktree -- PATH` or commit it, then promote again"
+    )]
+    Staged { paths: String },
     #[error("git {action} failed: {detail}")]
     Git { action: String, detail: String },
     #[error(transparent)]
@@ -58,6 +63,17 @@ pub enum PromoteError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The phases one step from `from`: "2", or "1 or 3".
+fn one_step(from: u8) -> String {
+    let steps: Vec<String> = [from.checked_sub(1), Some(from + 1)]
+        .into_iter()
+        .flatten()
+        .filter(|p| (1..=4).contains(p))
+        .map(|p| p.to_string())
+        .collect();
+    steps.join(" or ")
 }
 
 /// One cluster's move.
@@ -133,6 +149,44 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, PromoteError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The repository's top directory and `paths` relative to it, as git names them.
+fn git_paths(dir: &Path, paths: &[&Path]) -> Result<(PathBuf, Vec<String>), PromoteError> {
+    let top = git(dir, &["rev-parse", "--show-toplevel"])?;
+    let top = PathBuf::from(top.trim());
+    let rel = paths
+        .iter()
+        .map(|p| {
+            std::path::absolute(p)
+                .ok()
+                .and_then(|a| a.strip_prefix(&top).ok().map(|r| r.display().to_string()))
+                .unwrap_or_else(|| p.display().to_string())
+        })
+        .collect();
+    Ok((top, rel))
+}
+
+/// Pointers with a staged change that was never committed (a `promote --commit` killed
+/// between `git add` and `git commit`): promoting on top of one would hide it.
+fn refuse_staged_pointers(repo: &Repo) -> Result<(), PromoteError> {
+    let pointers: Vec<PathBuf> = repo
+        .clusters
+        .iter()
+        .map(|c| repo.path(&repo::pointer(c)))
+        .collect();
+    let refs: Vec<&Path> = pointers.iter().map(PathBuf::as_path).collect();
+    let (top, rel) = git_paths(repo.dir(), &refs)?;
+    let mut args = vec!["diff", "--cached", "--name-only", "--"];
+    args.extend(rel.iter().map(String::as_str));
+    let staged = git(&top, &args)?;
+    let staged: Vec<&str> = staged.lines().filter(|l| !l.is_empty()).collect();
+    if staged.is_empty() {
+        return Ok(());
+    }
+    Err(PromoteError::Staged {
+        paths: staged.join(", "),
+    })
+}
+
 /// The commit message for a promotion, with trailers a tool can parse.
 pub fn commit_message(plan: &str, moves: &[Move]) -> String {
     let names: Vec<&str> = moves.iter().map(|m| m.cluster.as_str()).collect();
@@ -167,6 +221,9 @@ pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
     let repo = Repo::open(req.dir)?;
     if !(1..=4).contains(&req.to) {
         return Err(PromoteError::NoSuchPhase { to: req.to });
+    }
+    if req.commit {
+        refuse_staged_pointers(&repo)?;
     }
     let all = repo.clusters.clone();
     let mut active: BTreeMap<String, u8> = BTreeMap::new();
@@ -308,18 +365,8 @@ fn apply(repo: &Repo, req: &Request<'_>, moves: &[Move]) -> Result<(), PromoteEr
     }
     // Where git sees the pointers, found before anything changes (also used to unstage them).
     let git_repo = if req.commit {
-        let top = git(req.dir, &["rev-parse", "--show-toplevel"])?;
-        let top = PathBuf::from(top.trim());
-        let rel: Vec<String> = originals
-            .iter()
-            .map(|(p, _)| {
-                std::path::absolute(p)
-                    .ok()
-                    .and_then(|a| a.strip_prefix(&top).ok().map(|r| r.display().to_string()))
-                    .unwrap_or_else(|| p.display().to_string())
-            })
-            .collect();
-        Some((top, rel))
+        let paths: Vec<&Path> = originals.iter().map(|(p, _)| p.as_path()).collect();
+        Some(git_paths(req.dir, &paths)?)
     } else {
         None
     };

@@ -541,6 +541,8 @@ pub enum Outcome {
     Written {
         /// Per-file changes.
         changes: crate::repo::ChangeSet,
+        /// `false` when every file was already up to date: nothing was written.
+        wrote: bool,
         /// The CAs generated in this run, in plan order.
         generated: Vec<crate::state::StateId>,
         /// How many recipients the private keys were encrypted to (0: plaintext).
@@ -664,9 +666,10 @@ pub fn execute(
             Outcome::Drift(drift)
         });
     }
-    let changes = repo::write(req.out, &outputs)?;
+    let written = repo::write(req.out, &outputs)?;
     Ok(Outcome::Written {
-        changes,
+        changes: written.changes,
+        wrote: written.wrote,
         generated: materials.generated,
         recipients: if encrypted {
             plan.gitops.age_recipients.len()

@@ -385,6 +385,7 @@ fn show_render(out: &Path, outcome: &Outcome) -> ExitCode {
         }
         Outcome::Written {
             changes,
+            wrote,
             generated,
             recipients,
         } => {
@@ -412,6 +413,14 @@ fn show_render(out: &Path, outcome: &Outcome) -> ExitCode {
                     "warning: private keys were written unencrypted (--insecure-plaintext); do not commit {}",
                     out.display()
                 );
+            }
+            if !wrote {
+                println!(
+                    "{} is up to date: nothing was written ({} files)",
+                    out.display(),
+                    count(Change::Unchanged)
+                );
+                return ExitCode::SUCCESS;
             }
             println!(
                 "wrote {}: {} added, {} changed, {} unchanged, {} removed",
@@ -519,9 +528,7 @@ fn cmd_status(dir: &Path, format: Format, now: OffsetDateTime) -> Result<ExitCod
                     stdout,
                     "{:<16} {:<18} {:<26} {:<14} {}",
                     c.cluster,
-                    c.active_name
-                        .clone()
-                        .unwrap_or_else(|| c.problem.clone().unwrap_or_default()),
+                    c.active_name.as_deref().unwrap_or("unreadable"),
                     promoted,
                     soak,
                     gates.join(", ")
@@ -529,7 +536,16 @@ fn cmd_status(dir: &Path, format: Format, now: OffsetDateTime) -> Result<ExitCod
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    // A pointer that cannot be read is an error, not a phase: name it, and exit 2.
+    let problems: Vec<&String> = st.iter().filter_map(|c| c.problem.as_ref()).collect();
+    for p in &problems {
+        eprintln!("error: {p}");
+    }
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 fn cmd_explain(code: Option<&str>, format: Format) -> Result<ExitCode> {

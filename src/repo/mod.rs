@@ -17,7 +17,7 @@ use crate::state::{KeyState, StateError};
 pub mod tree;
 
 pub use tree::{
-    Change, ChangeSet, OutFile, Outputs, WriteError, write_file_atomic, write_new_private,
+    Change, ChangeSet, OutFile, Outputs, WriteError, Written, write_file_atomic, write_new_private,
 };
 
 /// The public rollout model, for verify, promote and status (no private material in it).
@@ -129,6 +129,12 @@ pub fn parse_active(pointer: &str) -> Option<u8> {
 /// Errors reading a rendered repository.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
+    /// The directory does not exist.
+    #[error("{} does not exist: give the directory `rootroll render --out` wrote", dir.display())]
+    NoSuchDir {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// No rollout file: not a render (or not yet).
     #[error("{} is not a rootroll render (no {ROLLOUT_JSON}); run `rootroll render` first", dir.display())]
     NotARender {
@@ -175,6 +181,11 @@ fn read(path: &Path) -> Result<String, RepoError> {
 
 /// Reads the typed rollout file, refusing another format version by name.
 pub fn read_rollout(dir: &Path) -> Result<Rollout, RepoError> {
+    if !dir.is_dir() {
+        return Err(RepoError::NoSuchDir {
+            dir: dir.to_path_buf(),
+        });
+    }
     let path = dir.join(ROLLOUT_JSON);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -377,7 +388,7 @@ impl Previous {
 }
 
 /// Puts a new tree in place atomically (see [`tree`]).
-pub fn write(dir: &Path, outputs: &Outputs) -> Result<ChangeSet, WriteError> {
+pub fn write(dir: &Path, outputs: &Outputs) -> Result<Written, WriteError> {
     tree::write_tree(dir, outputs)
 }
 

@@ -72,6 +72,31 @@ pub enum WriteError {
         #[source]
         source: Box<WriteError>,
     },
+    /// The manifest lists a path that is not inside the tree.
+    #[error("{} is corrupt: it lists `{entry}`, which is not a path inside the tree; restore it from Git (or remove it and the files it listed)", path.display())]
+    CorruptManifest {
+        /// The manifest.
+        path: PathBuf,
+        /// The entry.
+        entry: String,
+    },
+    /// Another render created the (new) output directory first.
+    #[error("another render of {} finished first; nothing was written", path.display())]
+    Raced {
+        /// The output directory.
+        path: PathBuf,
+    },
+    /// Something the user put in the tree stands where rootroll writes.
+    #[error("{} is {what} where rootroll writes {wanted}; move it away and render again", path.display())]
+    InTheWay {
+        /// The user's entry.
+        path: PathBuf,
+        /// What it is.
+        what: &'static str,
+        /// What rootroll writes there.
+        wanted: String,
+    },
+    /// A file system operation failed.
     #[error("cannot {action} {}", path.display())]
     Io {
         action: &'static str,
@@ -114,17 +139,34 @@ pub fn read_existing(dir: &Path) -> Result<BTreeMap<String, Vec<u8>>, WriteError
     Ok(out)
 }
 
+/// The files the manifest lists. Every entry must be a plain relative path inside the tree:
+/// one that climbs out (`..`), is absolute or empty marks the manifest corrupt, and nothing is
+/// read or removed through it.
 fn managed_files(dir: &Path) -> Result<BTreeSet<String>, WriteError> {
     let m = dir.join(MANIFEST);
-    match fs::read_to_string(&m) {
-        Ok(text) => Ok(text
-            .lines()
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_string)
-            .collect()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
-        Err(e) => Err(io("read", &m)(e)),
+    let text = match fs::read_to_string(&m) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeSet::new()),
+        Err(e) => return Err(io("read", &m)(e)),
+    };
+    let mut out = BTreeSet::new();
+    for entry in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let inside = !entry.starts_with('/')
+            && entry
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != "..");
+        if !inside {
+            return Err(WriteError::CorruptManifest {
+                path: m,
+                entry: entry.to_string(),
+            });
+        }
+        out.insert(entry.to_string());
     }
+    Ok(out)
 }
 
 /// Compares outputs with what is on disk.
@@ -195,7 +237,10 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     let name = path
         .file_name()
         .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = parent.join(format!(".{name}.rootroll-tmp-{}", std::process::id()));
+    let prefix = format!(".{name}.rootroll-tmp-");
+    // A temporary file left by a killed run is removed by the next one.
+    remove_stale_temps(parent, &prefix);
+    let tmp = parent.join(format!("{prefix}{}", std::process::id()));
     let _ = fs::remove_file(&tmp);
     let written = write_file(&tmp, bytes, 0o644)
         .and_then(|()| {
@@ -329,7 +374,7 @@ fn up_to_date(dir: &Path, outputs: &Outputs, changes: &ChangeSet) -> Result<bool
 
 /// Writes `outputs` to `dir` atomically. Returns what changed. A tree that is already up to
 /// date is left alone: nothing is written.
-pub fn write_tree(dir: &Path, outputs: &Outputs) -> Result<ChangeSet, WriteError> {
+pub fn write_tree(dir: &Path, outputs: &Outputs) -> Result<Written, WriteError> {
     let exists = check_target(dir)?;
     let changes = diff(dir, outputs)?;
     let parent = match dir.parent() {
@@ -343,7 +388,10 @@ pub fn write_tree(dir: &Path, outputs: &Outputs) -> Result<ChangeSet, WriteError
     let prefix = format!(".{name}.rootroll-tmp-");
     remove_stale_temps(&parent, &prefix);
     if exists && up_to_date(dir, outputs, &changes)? {
-        return Ok(changes);
+        return Ok(Written {
+            changes,
+            wrote: false,
+        });
     }
     let tmp = parent.join(format!("{prefix}{}", std::process::id()));
     if fs::symlink_metadata(&tmp).is_ok() {
@@ -360,7 +408,18 @@ pub fn write_tree(dir: &Path, outputs: &Outputs) -> Result<ChangeSet, WriteError
     swap(&tmp, dir, exists, &parent).inspect_err(|_| {
         let _ = remove_any(&tmp);
     })?;
-    Ok(changes)
+    Ok(Written {
+        changes,
+        wrote: true,
+    })
+}
+
+/// What [`write_tree`] did.
+pub struct Written {
+    /// Per-file changes against the previous tree.
+    pub changes: ChangeSet,
+    /// `false` when every file already had its bytes and mode: nothing was written at all.
+    pub wrote: bool,
 }
 
 fn build_tree(tmp: &Path, dir: &Path, exists: bool, outputs: &Outputs) -> Result<(), WriteError> {
@@ -377,6 +436,25 @@ fn build_tree(tmp: &Path, dir: &Path, exists: bool, outputs: &Outputs) -> Result
             if !managed.contains(&rel) && rel != MANIFEST && !files.contains_key(&rel) {
                 let src = dir.join(&rel);
                 let meta = fs::symlink_metadata(&src).map_err(io("inspect", &src))?;
+                let prefix = format!("{rel}/");
+                if let Some(file) = files.keys().find(|f| rel.starts_with(&format!("{f}/"))) {
+                    return Err(WriteError::InTheWay {
+                        path: dir.join(file),
+                        what: "a directory",
+                        wanted: format!("the file {file}"),
+                    });
+                }
+                if let Some(wanted) = files.keys().find(|k| k.starts_with(&prefix)) {
+                    return Err(WriteError::InTheWay {
+                        path: src,
+                        what: if meta.file_type().is_symlink() {
+                            "a symbolic link"
+                        } else {
+                            "a file"
+                        },
+                        wanted: format!("the directory {rel}/ (for {wanted})"),
+                    });
+                }
                 if meta.file_type().is_symlink() {
                     links.push((rel, fs::read_link(&src).map_err(io("read", &src))?));
                     continue;
@@ -443,7 +521,22 @@ fn swap(tmp: &Path, dir: &Path, exists: bool, parent: &Path) -> Result<(), Write
         // `tmp` now holds the previous tree.
         fs::remove_dir_all(tmp).map_err(io("remove", tmp))?;
     } else {
-        fs::rename(tmp, dir).map_err(io("move into place", dir))?;
+        // No replacing: a directory another render created meanwhile is never overwritten.
+        match rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            tmp,
+            rustix::fs::CWD,
+            dir,
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => {}
+            Err(e) if e == rustix::io::Errno::EXIST || e == rustix::io::Errno::NOTEMPTY => {
+                return Err(WriteError::Raced {
+                    path: dir.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(io("move into place", dir)(e.into())),
+        }
     }
     sync_dir(parent)
 }

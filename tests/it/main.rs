@@ -18,3 +18,4 @@ mod repo;
 mod sops;
 mod validate;
 mod verify;
+mod writes;
