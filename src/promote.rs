@@ -222,6 +222,8 @@ pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
     if !(1..=4).contains(&req.to) {
         return Err(PromoteError::NoSuchPhase { to: req.to });
     }
+    // What a killed render or promote left behind goes first.
+    crate::repo::tree::remove_stale_tree_temps(req.dir);
     if req.commit {
         refuse_staged_pointers(&repo)?;
     }

@@ -553,6 +553,17 @@ fn remove_any(path: &Path) -> std::io::Result<()> {
 /// Removes temporary trees left next to the output by renders that were killed (they hold a
 /// half-written new tree or the previous one, private files included). A tree whose process
 /// still runs this program is left alone.
+/// Removes the temporary tree a killed render of `dir` left beside it (its process is gone).
+pub fn remove_stale_tree_temps(dir: &Path) {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Some(name) = dir.file_name() {
+        remove_stale_temps(parent, &format!(".{}.rootroll-tmp-", name.to_string_lossy()));
+    }
+}
+
 fn remove_stale_temps(parent: &Path, prefix: &str) {
     let Ok(entries) = fs::read_dir(parent) else {
         return;
