@@ -175,23 +175,49 @@ pub async fn snapshot(
     )
     .await;
 
-    let mut targets = Vec::new();
-    if let Ok(pods) = &pods {
-        for p in pods {
-            let Some(kind) = proxy_kind(p) else { continue };
+    let proxies = match &pods {
+        Ok(pods) => read_proxies(&client, pods, concurrency, &progress).await,
+        Err(_) => Vec::new(),
+    };
+    Snapshot {
+        istio_namespace: istio_ns.to_string(),
+        deployments,
+        istio_configmaps,
+        pods,
+        secret,
+        root_configmaps,
+        mutating_webhooks,
+        validating_webhooks,
+        proxies,
+    }
+}
+
+/// Every proxy pod's admin dump, `concurrency` at a time, in pod order. A pod that is not
+/// running, or whose read failed or panicked, gets its reason instead of a dump: none is
+/// ever left out.
+async fn read_proxies(
+    client: &Client,
+    pods: &[Pod],
+    concurrency: usize,
+    progress: &Progress,
+) -> Vec<ProxyDump> {
+    let targets: Vec<(String, String, &'static str, bool)> = pods
+        .iter()
+        .filter_map(|p| {
+            let kind = proxy_kind(p)?;
             let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-            targets.push((
+            Some((
                 p.metadata.namespace.clone().unwrap_or_default(),
                 p.metadata.name.clone().unwrap_or_default(),
                 kind,
                 running,
-            ));
-        }
-    }
+            ))
+        })
+        .collect();
     let total = targets.len();
     let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let mut set = tokio::task::JoinSet::new();
-    for (i, (ns, name, kind, running)) in targets.into_iter().enumerate() {
+    for (i, (ns, name, kind, running)) in targets.iter().cloned().enumerate() {
         let client = client.clone();
         let sem = sem.clone();
         set.spawn(async move {
@@ -204,38 +230,30 @@ pub async fn snapshot(
                 } else {
                     "/config_dump?mask=dynamic_active_secrets"
                 };
-                admin_dump(Api::<Pod>::namespaced(client, &ns), name.clone(), path).await
+                admin_dump(Api::<Pod>::namespaced(client, &ns), name, path).await
             };
-            (
-                i,
-                ProxyDump {
-                    namespace: ns,
-                    pod: name,
-                    kind: kind.to_string(),
-                    dump,
-                },
-            )
+            (i, dump)
         });
     }
-    let mut proxies: Vec<(usize, ProxyDump)> = Vec::with_capacity(total);
+    let mut dumps: Vec<Option<Fetched<serde_json::Value>>> = vec![None; total];
+    let mut done = 0;
     while let Some(res) = set.join_next().await {
-        if let Ok(item) = res {
-            proxies.push(item);
+        if let Ok((i, dump)) = res {
+            dumps[i] = Some(dump);
         }
-        progress(proxies.len(), total);
+        done += 1;
+        progress(done, total);
     }
-    proxies.sort_by_key(|(i, _)| *i);
-    Snapshot {
-        istio_namespace: istio_ns.to_string(),
-        deployments,
-        istio_configmaps,
-        pods,
-        secret,
-        root_configmaps,
-        mutating_webhooks,
-        validating_webhooks,
-        proxies: proxies.into_iter().map(|(_, p)| p).collect(),
-    }
+    targets
+        .into_iter()
+        .zip(dumps)
+        .map(|((namespace, pod, kind, _), dump)| ProxyDump {
+            namespace,
+            pod,
+            kind: kind.to_string(),
+            dump: dump.unwrap_or_else(|| Err("reading its admin endpoint failed".to_string())),
+        })
+        .collect()
 }
 
 /// Builds a Kubernetes client from a kubeconfig context (default: the current one; in a pod,
