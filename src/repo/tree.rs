@@ -431,48 +431,7 @@ fn build_tree(tmp: &Path, dir: &Path, exists: bool, outputs: &Outputs) -> Result
     let mut links: Vec<(String, PathBuf)> = Vec::new();
     // Carry over files the user added to a previous render.
     if exists {
-        let managed = managed_files(dir)?;
-        for rel in walk(dir)? {
-            if !managed.contains(&rel) && rel != MANIFEST && !files.contains_key(&rel) {
-                let src = dir.join(&rel);
-                let meta = fs::symlink_metadata(&src).map_err(io("inspect", &src))?;
-                let prefix = format!("{rel}/");
-                if let Some(file) = files.keys().find(|f| rel.starts_with(&format!("{f}/"))) {
-                    return Err(WriteError::InTheWay {
-                        path: dir.join(file),
-                        what: "a directory",
-                        wanted: format!("the file {file}"),
-                    });
-                }
-                if let Some(wanted) = files.keys().find(|k| k.starts_with(&prefix)) {
-                    return Err(WriteError::InTheWay {
-                        path: src,
-                        what: if meta.file_type().is_symlink() {
-                            "a symbolic link"
-                        } else {
-                            "a file"
-                        },
-                        wanted: format!("the directory {rel}/ (for {wanted})"),
-                    });
-                }
-                if meta.file_type().is_symlink() {
-                    links.push((rel, fs::read_link(&src).map_err(io("read", &src))?));
-                    continue;
-                }
-                if !meta.is_file() {
-                    // A pipe or socket holds nothing to carry.
-                    continue;
-                }
-                let bytes = fs::read(&src).map_err(io("read", &src))?;
-                files.insert(
-                    rel,
-                    OutFile {
-                        bytes,
-                        private: meta.permissions().mode() & 0o077 == 0,
-                    },
-                );
-            }
-        }
+        carry_user_entries(dir, &mut files, &mut links)?;
     }
     files.insert(
         MANIFEST.into(),
@@ -505,6 +464,58 @@ fn build_tree(tmp: &Path, dir: &Path, exists: bool, outputs: &Outputs) -> Result
     // One flush for the whole new tree (files, links, directories, entries) before it is
     // swapped in.
     sync_filesystem(tmp)
+}
+
+/// The files and links the user added to a previous render (listed in no manifest), to be
+/// carried into the new tree; one that stands where rootroll writes is an error naming it.
+fn carry_user_entries(
+    dir: &Path,
+    files: &mut BTreeMap<String, OutFile>,
+    links: &mut Vec<(String, PathBuf)>,
+) -> Result<(), WriteError> {
+    let managed = managed_files(dir)?;
+    for rel in walk(dir)? {
+        if !managed.contains(&rel) && rel != MANIFEST && !files.contains_key(&rel) {
+            let src = dir.join(&rel);
+            let meta = fs::symlink_metadata(&src).map_err(io("inspect", &src))?;
+            let prefix = format!("{rel}/");
+            if let Some(file) = files.keys().find(|f| rel.starts_with(&format!("{f}/"))) {
+                return Err(WriteError::InTheWay {
+                    path: dir.join(file),
+                    what: "a directory",
+                    wanted: format!("the file {file}"),
+                });
+            }
+            if let Some(wanted) = files.keys().find(|k| k.starts_with(&prefix)) {
+                return Err(WriteError::InTheWay {
+                    path: src,
+                    what: if meta.file_type().is_symlink() {
+                        "a symbolic link"
+                    } else {
+                        "a file"
+                    },
+                    wanted: format!("the directory {rel}/ (for {wanted})"),
+                });
+            }
+            if meta.file_type().is_symlink() {
+                links.push((rel, fs::read_link(&src).map_err(io("read", &src))?));
+                continue;
+            }
+            if !meta.is_file() {
+                // A pipe or socket holds nothing to carry.
+                continue;
+            }
+            let bytes = fs::read(&src).map_err(io("read", &src))?;
+            files.insert(
+                rel,
+                OutFile {
+                    bytes,
+                    private: meta.permissions().mode() & 0o077 == 0,
+                },
+            );
+        }
+    }
+    Ok(())
 }
 
 fn swap(tmp: &Path, dir: &Path, exists: bool, parent: &Path) -> Result<(), WriteError> {
@@ -560,7 +571,10 @@ pub fn remove_stale_tree_temps(dir: &Path) {
         _ => Path::new("."),
     };
     if let Some(name) = dir.file_name() {
-        remove_stale_temps(parent, &format!(".{}.rootroll-tmp-", name.to_string_lossy()));
+        remove_stale_temps(
+            parent,
+            &format!(".{}.rootroll-tmp-", name.to_string_lossy()),
+        );
     }
 }
 

@@ -259,6 +259,29 @@ fn a_staged_pointer_left_by_an_interrupted_promote_is_refused_by_name() {
     assert!(promote_commit(&out, "2").status().unwrap().success());
 }
 
+/// Waits (up to 10 s) until no process runs in `dir` (`git -C dir …` children of a killed
+/// rootroll keep running).
+fn wait_for_processes_in(dir: &Path) {
+    let dir = std::fs::canonicalize(dir).unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        let busy = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                    && std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c.starts_with(&dir))
+            });
+        if !busy {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Kills `promote --commit` with SIGKILL at random points: the pointer is always the old one
 /// or the new one, no temporary file stays after the next promote, and the repository is
 /// either unchanged, committed, or left with a staged pointer that the next promote refuses
@@ -289,6 +312,8 @@ fn promote_commit_killed_at_any_point_leaves_the_old_pointer_or_the_new_one() {
         std::thread::sleep(delay);
         let _ = child.kill();
         child.wait().unwrap();
+        // A `git add` or `git commit` that rootroll started outlives it: let it finish.
+        wait_for_processes_in(d.path());
         let now = std::fs::read_to_string(&pointer).unwrap();
         assert!(
             now == old || now == new,
