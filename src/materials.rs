@@ -34,15 +34,20 @@ pub enum MaterialsError {
 /// A signing CA as istiod will load it.
 #[derive(Clone)]
 pub struct Signer {
+    /// The signing CA (certificate and key).
     pub cert: CaMaterial,
     /// `cert-chain.pem`: the signing cert, then its issuers up to the root.
     pub chain: Vec<u8>,
 }
 
+/// One cluster's signing CAs.
 #[derive(Clone)]
 pub struct ClusterMaterials {
+    /// The cluster.
     pub name: String,
+    /// Signs phases 1–2 (A's intermediate).
     pub current: Signer,
+    /// Signs phases 3–4 (B's intermediate).
     pub new: Signer,
 }
 
@@ -57,7 +62,9 @@ pub struct Materials {
     pub current_roots: Vec<Vec<u8>>,
     /// The new root's bundle bytes (phase 4).
     pub new_bundle: Vec<u8>,
+    /// The new root (B).
     pub new_root: CaMaterial,
+    /// Each cluster's signers, in plan order.
     pub clusters: Vec<ClusterMaterials>,
     /// State after this run (reused and newly generated entries only).
     pub state: KeyState,

@@ -22,44 +22,98 @@ use crate::verify::{Finding, Report, Severity};
 /// Why a promotion was refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PromoteError {
+    /// The rendered repository cannot be read.
     #[error(transparent)]
     Repo(#[from] RepoError),
+    /// The offline gates could not run.
     #[error(transparent)]
     Verify(#[from] VerifyError),
+    /// The cluster has no directory in the tree.
     #[error("cluster `{cluster}` is not in {} (clusters: {known})", dir.display())]
     UnknownCluster {
+        /// The cluster asked for.
         cluster: String,
+        /// The rendered directory.
         dir: PathBuf,
+        /// The clusters it has.
         known: String,
     },
+    /// The target phase is not 1–4.
     #[error("phase {to} does not exist; phases are 1 (initial) to 4 (finalize)")]
-    NoSuchPhase { to: u8 },
+    NoSuchPhase {
+        /// The phase asked for.
+        to: u8,
+    },
+    /// A pointer cannot be read or rewritten.
     #[error("{cluster}: {reason}")]
-    Pointer { cluster: String, reason: String },
+    Pointer {
+        /// The cluster.
+        cluster: String,
+        /// What is wrong with its pointer.
+        reason: String,
+    },
+    /// Nothing to move.
     #[error("{cluster} is already at phase {to}")]
-    AlreadyThere { cluster: String, to: u8 },
+    AlreadyThere {
+        /// The cluster(s).
+        cluster: String,
+        /// The phase.
+        to: u8,
+    },
+    /// The move skips a phase.
     #[error("{cluster} is at phase {from}: promote one phase at a time (to {})", one_step(*from))]
-    Skip { cluster: String, from: u8, to: u8 },
+    Skip {
+        /// The cluster.
+        cluster: String,
+        /// Its phase.
+        from: u8,
+        /// The phase asked for.
+        to: u8,
+    },
+    /// The fleet would be in phases that cannot coexist.
     #[error(
         "refused: lockstep would break ({problem}); promote the other clusters first, or all at once with --all-clusters"
     )]
-    Lockstep { problem: String },
+    Lockstep {
+        /// Which clusters are where.
+        problem: String,
+    },
+    /// Offline gates fail for the target phase.
     #[error(
         "refused: {count} offline gate(s) fail for the target phase ({codes}); run `rootroll verify offline` for details, or pass --force"
     )]
-    GatesFail { count: usize, codes: String },
+    GatesFail {
+        /// How many.
+        count: usize,
+        /// Which, with their subjects.
+        codes: String,
+    },
+    /// A pointer has a staged change that was never committed.
     #[error(
         "{paths}: a staged change was never committed (an interrupted `promote --commit`?); \
          undo it with `git restore --staged --worktree -- PATH` or commit it, then promote again"
     )]
-    Staged { paths: String },
+    Staged {
+        /// The staged pointers, as git names them.
+        paths: String,
+    },
+    /// A `git` command failed.
     #[error("git {action} failed: {detail}")]
-    Git { action: String, detail: String },
+    Git {
+        /// The git subcommand.
+        action: String,
+        /// What git said.
+        detail: String,
+    },
+    /// A pointer could not be written.
     #[error(transparent)]
     WriteTree(#[from] crate::repo::WriteError),
+    /// A pointer could not be read.
     #[error("cannot read {}", path.display())]
     Read {
+        /// The pointer.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },
@@ -79,19 +133,29 @@ fn one_step(from: u8) -> String {
 /// One cluster's move.
 #[derive(Debug, Clone, Serialize)]
 pub struct Move {
+    /// The cluster.
     pub cluster: String,
+    /// The phase it was at.
     pub from: u8,
+    /// The phase it moves to.
     pub to: u8,
 }
 
 /// A promotion request.
 pub struct Request<'a> {
+    /// The rendered directory.
     pub dir: &'a Path,
+    /// The clusters to move.
     pub clusters: Vec<String>,
+    /// The target phase.
     pub to: u8,
+    /// Move even though gates fail or the phases could not coexist.
     pub force: bool,
+    /// Commit the pointer change with `git`.
     pub commit: bool,
+    /// Identities for the offline gates (SOPS MAC, Secret content).
     pub identities: &'a [age::x25519::Identity],
+    /// The time the gates are judged at.
     pub now: OffsetDateTime,
 }
 
@@ -406,17 +470,22 @@ fn apply(repo: &Repo, req: &Request<'_>, moves: &[Move]) -> Result<(), PromoteEr
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterStatus {
+    /// The cluster.
     pub cluster: String,
+    /// Its active phase, when the pointer reads.
     pub active_phase: Option<u8>,
+    /// That phase's directory name.
     pub active_name: Option<String>,
     /// When the pointer last changed in Git (RFC 3339), if the directory is in a repository.
     #[serde(with = "time::serde::rfc3339::option")]
     pub promoted_at: Option<OffsetDateTime>,
+    /// The active phase's minimum soak.
     pub min_soak: Option<Span>,
     /// Time left before the next promotion may happen; zero when the soak is over.
     pub soak_left: Option<Span>,
     /// Gate codes that must pass before the next phase.
     pub next_gates: Vec<crate::gates::Code>,
+    /// Why the pointer could not be read.
     pub problem: Option<String>,
 }
 

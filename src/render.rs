@@ -68,18 +68,31 @@ pub const TEMPLATES: &[(&str, &str)] = &[
 /// Errors while rendering.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
+    /// An override template cannot be read.
     #[error("cannot read template {}", path.display())]
     ReadTemplate {
+        /// The template file.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },
+    /// A template failed to render.
     #[error("template {name} failed: {detail}")]
-    Template { name: String, detail: String },
+    Template {
+        /// The template.
+        name: String,
+        /// minijinja's message and its causes.
+        detail: String,
+    },
+    /// A template produced a file that does not parse as YAML.
     #[error("template {name} produced invalid YAML for {path}: {reason}")]
     InvalidYaml {
+        /// The template.
         name: String,
+        /// The output file.
         path: String,
+        /// The parser's message.
         reason: String,
     },
 }
@@ -108,7 +121,9 @@ struct SecretView {
 
 /// The public files of a phase Secret and its private key entry.
 pub struct SecretContent {
+    /// The public entries (certificates, bundle), by key.
     pub public: Vec<(&'static str, Vec<u8>)>,
+    /// The private key entry.
     pub private: (&'static str, Vec<u8>),
 }
 

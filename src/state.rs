@@ -113,6 +113,7 @@ impl PartialOrd for StateId {
 pub struct Entry {
     /// sha256 of the spec (and issuer) it was generated from.
     pub spec: String,
+    /// The certificate (PEM).
     pub cert: String,
     /// `None` when the state file is encrypted and no identity could open it.
     pub key: Option<PrivateKeyPem>,

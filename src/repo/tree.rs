@@ -22,6 +22,7 @@ const WRITERS: usize = 8;
 /// One output file.
 #[derive(Clone, PartialEq, Eq)]
 pub struct OutFile {
+    /// The file's bytes.
     pub bytes: Vec<u8>,
     /// Holds private key material: written 0600, never printed.
     pub private: bool,
@@ -39,6 +40,7 @@ impl Drop for OutFile {
 /// The whole rendered tree, keyed by `/`-separated relative path.
 #[derive(Clone, Default)]
 pub struct Outputs {
+    /// Every file, by relative path.
     pub files: BTreeMap<String, OutFile>,
     /// Private files rendered without their key (the key state could not be opened): they
     /// can only keep their previous encrypted bytes.
@@ -60,15 +62,30 @@ impl Outputs {
 /// Errors while writing the output directory.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
+    /// `--out` is a file.
     #[error("{} exists and is not a directory; give a directory path for --out", path.display())]
-    NotADirectory { path: PathBuf },
+    NotADirectory {
+        /// The output directory.
+        path: PathBuf,
+    },
+    /// `--out` is a symbolic link.
     #[error("{} is a symbolic link; give the real directory", path.display())]
-    Symlink { path: PathBuf },
+    Symlink {
+        /// The output directory.
+        path: PathBuf,
+    },
+    /// `--out` holds files rootroll did not write.
     #[error("{} is not empty and was not written by rootroll (no {MANIFEST}); choose an empty or new directory", path.display())]
-    Foreign { path: PathBuf },
+    Foreign {
+        /// The output directory.
+        path: PathBuf,
+    },
+    /// The new tree could not be built; the old one is untouched.
     #[error("{} was left as it was: the new tree could not be written", path.display())]
     LeftAsItWas {
+        /// The output directory.
         path: PathBuf,
+        /// Why.
         #[source]
         source: Box<WriteError>,
     },
@@ -99,8 +116,11 @@ pub enum WriteError {
     /// A file system operation failed.
     #[error("cannot {action} {}", path.display())]
     Io {
+        /// What was being done.
         action: &'static str,
+        /// The path.
         path: PathBuf,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },
@@ -118,9 +138,13 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Change {
+    /// New in this render.
     Added,
+    /// Different bytes.
     Changed,
+    /// The same bytes.
     Unchanged,
+    /// No longer rendered (only files rootroll wrote).
     Removed,
 }
 
