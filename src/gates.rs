@@ -230,11 +230,11 @@ catalogue! {
         doc: "BoringSSL (Envoy) and OpenSSL pick a certificate's issuer by subject name, first match in bundle order. Two roots with one subject make paths through the other root fail when an intermediate carries no authority key identifier.",
     }
     Lockstep = "lockstep" {
-        title: "the clusters' phases may coexist",
+        title: "the clusters' phases may coexist (skew rule)",
         scope: Scope::Offline, phases: ALL_PHASES, planes: Planes::All, severity: Severity::Error,
-        proves: "no cluster is at phase 3 while another is below 2, nor at 4 while another is below 3",
-        hint: "promote every cluster to a phase before any cluster enters the next (3 only after all are at 2, 4 only after all are at 3)",
-        doc: "Clusters may differ by one phase only where every cross-cluster handshake still succeeds: phase 3 anywhere needs every cluster at ≥ 2 (all trust B), phase 4 anywhere needs every cluster at ≥ 3 (no leaf from A remains).",
+        proves: "the clusters' active phases are at most one apart: no cluster is at phase 3 while another is below 2, nor at 4 while another is below 3",
+        hint: "move the clusters behind first: phase 3 anywhere only once every cluster is at 2, phase 4 only once every cluster is at 3",
+        doc: "Clusters may differ by one phase, because then every cross-cluster handshake still succeeds: phase 3 anywhere needs every cluster at ≥ 2 (all trust B), phase 4 anywhere needs every cluster at ≥ 3 (no leaf from A remains). A canary cluster may therefore switch its issuer alone. The handshake matrix checks every pair of adjacent phases across clusters, which covers every mixed state this allows.",
     }
     NoPlaintextPrivateKey = "no-plaintext-private-key" {
         title: "no private key in plaintext",

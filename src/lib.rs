@@ -16,6 +16,7 @@
 //! passed in. ARCHITECTURE.md says where each kind of change goes.
 
 pub mod duration;
+pub mod fleet;
 pub mod gates;
 pub mod handshake;
 pub mod init;

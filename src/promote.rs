@@ -16,7 +16,7 @@ use crate::duration::Span;
 use crate::gates::Code;
 use crate::model::phase_dir;
 use crate::repo::{self, Repo, RepoError};
-use crate::verify::offline::{self, VerifyError, lockstep_problem};
+use crate::verify::offline::{self, VerifyError};
 use crate::verify::{Finding, Report, Severity};
 
 /// Why a promotion was refused or failed.
@@ -72,11 +72,40 @@ pub enum PromoteError {
     },
     /// The fleet would be in phases that cannot coexist.
     #[error(
-        "refused: lockstep would break ({problem}); promote the other clusters first, or all at once with --all-clusters"
+        "refused: {problem}; {} — move the clusters behind first (or together: --cluster A --cluster B, --all-clusters)",
+        crate::fleet::RULE
     )]
-    Lockstep {
+    Skew {
         /// Which clusters are where.
         problem: String,
+    },
+    /// A phase's minimum soak has not passed yet.
+    #[error(
+        "refused: {cluster} entered phase {phase} {since}; its minimum soak is {min_soak}: {left} left (or pass --force, recorded in the commit)"
+    )]
+    Soaking {
+        /// The cluster.
+        cluster: String,
+        /// The phase it is in.
+        phase: u8,
+        /// When it entered it.
+        since: String,
+        /// The phase's minimum soak.
+        min_soak: Span,
+        /// How long is left.
+        left: Span,
+    },
+    /// The soak cannot be proven: the pointer is not in Git history.
+    #[error(
+        "refused: {cluster}'s pointer is not in Git history, so its phase-{phase} soak ({min_soak}) cannot be proven; commit the tree, or pass --force (recorded in the commit)"
+    )]
+    SoakUnproven {
+        /// The cluster.
+        cluster: String,
+        /// The phase it is in.
+        phase: u8,
+        /// The phase's minimum soak.
+        min_soak: Span,
     },
     /// Offline gates fail for the target phase.
     #[error(
@@ -251,8 +280,9 @@ fn refuse_staged_pointers(repo: &Repo) -> Result<(), PromoteError> {
     })
 }
 
-/// The commit message for a promotion, with trailers a tool can parse.
-pub fn commit_message(plan: &str, moves: &[Move]) -> String {
+/// The commit message for a promotion, with trailers a tool can parse; `forced` names the
+/// checks `--force` overrode (`skew`, `soak`, `gates`), one `Rootroll-Forced` trailer each.
+pub fn commit_message(plan: &str, moves: &[Move], forced: &[&str]) -> String {
     let names: Vec<&str> = moves.iter().map(|m| m.cluster.as_str()).collect();
     let to = moves[0].to;
     let verb = if moves[0].to > moves[0].from {
@@ -266,7 +296,12 @@ pub fn commit_message(plan: &str, moves: &[Move]) -> String {
         phase_dir(to)
     );
     msg.push_str(&format!(
-        "Move the active cacerts phase of the root CA rotation \"{plan}\" one step.\nGates were checked with `rootroll verify offline` before this commit.\n\n"
+        "Move the active cacerts phase of the root CA rotation \"{plan}\" one step.\n{}\n\n",
+        if forced.contains(&"gates") {
+            "Forced: the gates were NOT checked before this commit."
+        } else {
+            "Gates were checked with `rootroll verify offline` before this commit."
+        }
     ));
     msg.push_str(&format!("Rootroll-Plan: {plan}\n"));
     for m in moves {
@@ -276,6 +311,9 @@ pub fn commit_message(plan: &str, moves: &[Move]) -> String {
             phase_dir(m.from),
             phase_dir(m.to)
         ));
+    }
+    for f in forced {
+        msg.push_str(&format!("Rootroll-Forced: {f}\n"));
     }
     msg
 }
@@ -305,16 +343,68 @@ pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
     for m in &moves {
         after.insert(m.cluster.clone(), m.to);
     }
-    if let Some(problem) = lockstep_problem(&after)
-        && !req.force
-    {
-        return Err(PromoteError::Lockstep { problem });
+    let mut forced = Vec::new();
+    if let Some(problem) = crate::fleet::skew_problem(&after) {
+        if !req.force {
+            return Err(PromoteError::Skew { problem });
+        }
+        forced.push("skew");
     }
-    if !req.force {
+    if let Err(e) = check_soak(&repo, &moves, req.now) {
+        if !req.force {
+            return Err(e);
+        }
+        forced.push("soak");
+    }
+    if req.force {
+        forced.push("gates");
+    } else {
         check_gates(&repo, req, &moves)?;
     }
-    apply(&repo, req, &moves)?;
+    apply(&repo, req, &moves, &forced)?;
     Ok(moves)
+}
+
+/// When a cluster's pointer last changed in Git, if it is in a repository's history.
+fn promoted_at(repo: &Repo, cluster: &str) -> Option<OffsetDateTime> {
+    let pointer = repo.path(&repo::pointer(cluster));
+    let out = git(
+        pointer.parent()?,
+        &["log", "-1", "--format=%cI", "--", "kustomization.yaml"],
+    )
+    .ok()?;
+    OffsetDateTime::parse(out.trim(), &time::format_description::well_known::Rfc3339).ok()
+}
+
+/// Every forward move leaves a phase whose minimum soak has passed since the pointer entered
+/// it (Git history, as `status` shows it). A rollback never waits.
+fn check_soak(repo: &Repo, moves: &[Move], now: OffsetDateTime) -> Result<(), PromoteError> {
+    for m in moves.iter().filter(|m| m.to > m.from) {
+        let min_soak = repo.rollout.min_soak(m.from);
+        if min_soak.as_secs() == 0 {
+            continue;
+        }
+        let Some(at) = promoted_at(repo, &m.cluster) else {
+            return Err(PromoteError::SoakUnproven {
+                cluster: m.cluster.clone(),
+                phase: m.from,
+                min_soak,
+            });
+        };
+        let elapsed = u64::try_from((now - at).whole_seconds()).unwrap_or(0);
+        if elapsed < min_soak.as_secs() {
+            return Err(PromoteError::Soaking {
+                cluster: m.cluster.clone(),
+                phase: m.from,
+                since: at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+                min_soak,
+                left: Span::from_secs(min_soak.as_secs() - elapsed),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The moves a request asks for, each one phase forward or back.
@@ -403,7 +493,12 @@ fn check_gates(repo: &Repo, req: &Request<'_>, moves: &[Move]) -> Result<(), Pro
 
 /// Rewrites the pointers (and commits them); on any failure every pointer is restored and
 /// nothing stays staged.
-fn apply(repo: &Repo, req: &Request<'_>, moves: &[Move]) -> Result<(), PromoteError> {
+fn apply(
+    repo: &Repo,
+    req: &Request<'_>,
+    moves: &[Move],
+    forced: &[&str],
+) -> Result<(), PromoteError> {
     let ctx = &repo.rollout;
     // Change the pointers; restore every one of them if anything after this fails.
     let mut originals = Vec::new();
@@ -444,7 +539,7 @@ fn apply(repo: &Repo, req: &Request<'_>, moves: &[Move]) -> Result<(), PromoteEr
             let mut add = vec!["add", "--"];
             add.extend(rel.iter().map(String::as_str));
             git(top, &add)?;
-            let msg = commit_message(&ctx.plan, moves);
+            let msg = commit_message(&ctx.plan, moves, forced);
             let mut commit = vec!["commit", "-m", msg.as_str(), "--"];
             commit.extend(rel.iter().map(String::as_str));
             git(top, &commit)?;
@@ -499,15 +594,7 @@ pub fn status(dir: &Path, now: OffsetDateTime) -> Result<Vec<ClusterStatus>, Pro
             Ok(n) => (Some(n), None),
             Err(e) => (None, Some(e)),
         };
-        let pointer = repo.path(&repo::pointer(c));
-        let promoted_at = git(
-            pointer.parent().unwrap_or(dir),
-            &["log", "-1", "--format=%cI", "--", "kustomization.yaml"],
-        )
-        .ok()
-        .and_then(|s| {
-            OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339).ok()
-        });
+        let promoted_at = promoted_at(&repo, c);
         let min_soak = active.map(|n| model.min_soak(n));
         let soak_left = match (promoted_at, min_soak) {
             (Some(at), Some(soak)) => {

@@ -73,11 +73,14 @@ Generated keys are kept in DIR/.rootroll so a second render reuses them and chan
     Verify(VerifyCommand),
     /// Move a cluster's active phase one step (forward, or back for a rollback).
     #[command(
-        long_about = "Move the active-phase pointer of a cluster (or every cluster) one step forward, or one \
-step back to roll back. Refused when it would skip a phase, break lockstep across clusters (no cluster enters \
-phase 3 before all are at 2, nor 4 before all are at 3), or when an offline gate fails for the target phase, \
-unless --force. With --commit the change is committed with `git` (your hooks and signing apply) and \
-Rootroll-Plan/-Cluster/-From-Phase/-To-Phase trailers."
+        long_about = "Move the active-phase pointer of a cluster (or several, or every cluster) one step \
+forward, or one step back to roll back. Refused when it would skip a phase; when it would break the skew rule \
+(clusters at most one phase apart: a canary cluster may enter phase 3 alone once every cluster is at 2, and \
+phase 4 once every cluster is at 3); when the current phase's minimum soak has not passed since its pointer \
+changed in Git (`rootroll status` shows what is left; an uncommitted pointer cannot prove it); or when an \
+offline gate fails for the target phase. --force overrides all three and records each override in the commit \
+(Rootroll-Forced: skew / soak / gates). With --commit the change is committed with `git` (your hooks and \
+signing apply) and Rootroll-Plan/-Cluster/-From-Phase/-To-Phase trailers."
     )]
     Promote(PromoteArgs),
     /// Where each cluster is: active phase, when it was promoted, soak time left, next gates.
@@ -233,7 +236,7 @@ pub(crate) struct PromoteArgs {
     /// Commit the pointer change with git.
     #[arg(long)]
     pub(crate) commit: bool,
-    /// Promote even though gates fail or lockstep breaks.
+    /// Promote even though the skew rule, the soak time or a gate says no (recorded in the commit).
     #[arg(long)]
     pub(crate) force: bool,
     /// age identity for the offline gates (SOPS MAC and Secret content).

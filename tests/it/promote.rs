@@ -109,17 +109,22 @@ fn refusals_leave_the_repo_untouched() {
         stderr(&o)
     );
     untouched(d.path(), &head);
-    // Lockstep: one cluster to 3 while others stay at 2.
+    // Skew rule (issue 14): a canary cluster may switch its issuer alone once every cluster is
+    // at 2; it may not drop A (phase 4) while the others are still at 2.
     assert!(
         promote(d.path(), &["--all-clusters", "--to", "2", "--commit"])
             .status
             .success()
     );
-    let head = git(d.path(), &["rev-parse", "HEAD"]);
     let o = promote(d.path(), &["--cluster", "us-east", "--to", "3", "--commit"]);
+    assert!(o.status.success(), "the canary to 3: {}", stderr(&o));
+    let head = git(d.path(), &["rev-parse", "HEAD"]);
+    let o = promote(d.path(), &["--cluster", "us-east", "--to", "4", "--commit"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("lockstep would break"),
+        stderr(&o).contains(
+            "refused: us-east at phase 4 while eu-central at phase 2, us-west at phase 2 (phase 4 anywhere needs every cluster at 3 or later)"
+        ),
         "{}",
         stderr(&o)
     );
@@ -164,4 +169,118 @@ fn a_failing_commit_hook_restores_the_pointer() {
         stderr(&o)
     );
     untouched(d.path(), &head);
+}
+
+/// A Git repo with the demo plan rendered under `gitops/`, committed at `at`.
+fn demo_repo_committed_at(at: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    git(d.path(), &["init", "-q"]);
+    git(d.path(), &["config", "user.email", "ci@example.com"]);
+    git(d.path(), &["config", "user.name", "CI"]);
+    git(d.path(), &["config", "commit.gpgsign", "false"]);
+    let out = d.path().join("gitops");
+    let o = rootroll(&["render", "plans/demo.yaml", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    git(d.path(), &["add", "-A"]);
+    let ok = std::process::Command::new("git")
+        .arg("-C")
+        .arg(d.path())
+        .args(["commit", "-qm", "render"])
+        .env("GIT_COMMITTER_DATE", at)
+        .env("GIT_AUTHOR_DATE", at)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    d
+}
+
+// See: issue 14 ("Nothing enforces the soak time").
+#[test]
+fn promote_refuses_to_leave_a_phase_before_its_soak_and_force_records_the_override() {
+    let d = demo_repo_committed_at("2027-01-01T00:00:00Z");
+    let out = d.path().join("gitops");
+    let head = git(d.path(), &["rev-parse", "HEAD"]);
+    // Phase 1's minimum soak is 17m (propagation 2m + margin 15m); 5 minutes have passed.
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "promote",
+            out.to_str().unwrap(),
+            "--cluster",
+            "demo",
+            "--to",
+            "2",
+            "--commit",
+            "--identity",
+            DEMO_KEY,
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(str::to_string).collect::<Vec<String>>()
+    };
+    let run = |at: &str, extra: &[&'static str]| {
+        let a = args(extra);
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        rootroll_at(at, &refs)
+    };
+    let o = run("2027-01-01T00:05:00Z", &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains(
+            "refused: demo entered phase 1 2027-01-01T00:00:00Z; its minimum soak is 17m: 12m left"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    untouched(d.path(), &head);
+    // Once the soak is over, the same promotion goes through and says nothing was forced.
+    let o = run("2027-01-01T00:17:00Z", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let msg = git(d.path(), &["log", "-1", "--format=%B"]);
+    assert!(!msg.contains("Rootroll-Forced"), "{msg}");
+    assert!(msg.contains("Gates were checked"), "{msg}");
+    // Early, with --force: the commit records what was overridden.
+    git(d.path(), &["reset", "-q", "--hard", head.trim()]);
+    let o = run("2027-01-01T00:05:00Z", &["--force"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let trailers = git(d.path(), &["log", "-1", "--format=%(trailers:only,unfold)"]);
+    assert!(trailers.contains("Rootroll-Forced: soak"), "{trailers}");
+    assert!(trailers.contains("Rootroll-Forced: gates"), "{trailers}");
+    assert!(!trailers.contains("Rootroll-Forced: skew"), "{trailers}");
+}
+
+#[test]
+fn promote_of_an_uncommitted_tree_says_the_soak_cannot_be_proven() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    let o = rootroll(&["render", "plans/demo.yaml", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = tree(&out);
+    let o = rootroll(&[
+        "promote",
+        out.to_str().unwrap(),
+        "--cluster",
+        "demo",
+        "--to",
+        "2",
+        "--identity",
+        DEMO_KEY,
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(
+            "demo's pointer is not in Git history, so its phase-1 soak (17m) cannot be proven"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(tree(&out), before);
+    let o = rootroll(&[
+        "promote",
+        out.to_str().unwrap(),
+        "--cluster",
+        "demo",
+        "--to",
+        "2",
+        "--force",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }
