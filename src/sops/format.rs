@@ -3,7 +3,7 @@
 //! the `sops:` metadata block.
 
 use super::SopsError;
-use super::regex::Regex;
+use super::re2::Regex;
 use super::yaml::{MapItem, Node, SeqItem, is_special_unicode};
 
 /// The type gopkg.in/yaml.v3 gives a plain scalar when decoding into `interface{}`.
@@ -572,6 +572,16 @@ const KEY_LISTS: [&str; 7] = [
     "kms", "gcp_kms", "hckms", "azure_kv", "hc_vault", "pgp", "age",
 ];
 
+/// Compiles a key rule's pattern the way sops matches it, or names the file, field and pattern.
+fn compile_rule(file: &str, field: &str, pattern: &str) -> Result<Regex, SopsError> {
+    Regex::new(pattern).map_err(|e| SopsError::RulePattern {
+        file: file.to_string(),
+        field: field.to_string(),
+        pattern: super::shown(pattern),
+        reason: e.reason,
+    })
+}
+
 impl Metadata {
     pub(crate) fn parse(file: &str, sops: &Node) -> Result<Metadata, SopsError> {
         let bad = |field: &str, problem: &str| SopsError::Metadata {
@@ -645,14 +655,8 @@ impl Metadata {
                 let rule = match make {
                     0 => Rule::UnencryptedSuffix(v),
                     1 => Rule::EncryptedSuffix(v),
-                    2 => Rule::UnencryptedRegex(
-                        Regex::new(&v)
-                            .map_err(|e| bad(field, &format!("is not supported: {e}")))?,
-                    ),
-                    _ => Rule::EncryptedRegex(
-                        Regex::new(&v)
-                            .map_err(|e| bad(field, &format!("is not supported: {e}")))?,
-                    ),
+                    2 => Rule::UnencryptedRegex(compile_rule(file, field, &v)?),
+                    _ => Rule::EncryptedRegex(compile_rule(file, field, &v)?),
                 };
                 rules.push(rule);
             }

@@ -15,7 +15,7 @@
 
 mod crypto;
 mod format;
-mod regex;
+mod re2;
 mod yaml;
 
 use std::collections::BTreeSet;
@@ -145,6 +145,22 @@ pub enum SopsError {
         field: String,
         /// What is wrong with it.
         problem: String,
+    },
+    /// A key rule (`encrypted_regex`, `unencrypted_regex`) is not a pattern that can be matched
+    /// the way sops matches it.
+    #[error(
+        "cannot use the key rule of {file}: `sops.{field}` is {pattern}: {reason} (rootroll \
+         accepts only patterns that Go's regexp, which sops uses, reads the same way)"
+    )]
+    RulePattern {
+        /// Display name of the file.
+        file: String,
+        /// `encrypted_regex` or `unencrypted_regex`.
+        field: String,
+        /// The pattern, quoted and shortened (see [`shown`]).
+        pattern: String,
+        /// Why it cannot be used.
+        reason: String,
     },
     /// The file uses a sops feature this implementation does not support.
     #[error("{file} uses an unsupported sops feature: {feature}")]
@@ -299,6 +315,26 @@ fn parse_yaml(file: &str, src: &str) -> Result<Vec<MapItem>, SopsError> {
     })
 }
 
+/// A metadata value quoted for an error message: control characters escaped, at most 60
+/// characters. Only for `sops` metadata (never secret); never for values of the document.
+pub(crate) fn shown(value: &str) -> String {
+    const MAX: usize = 60;
+    let mut out = String::from("`");
+    for (n, c) in value.chars().enumerate() {
+        if n == MAX {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('`');
+    out
+}
+
 fn join_path(path: &[String]) -> String {
     path.join(":")
 }
@@ -309,13 +345,12 @@ fn aad(path: &[String]) -> String {
     s
 }
 
-fn hex_upper(bytes: &[u8]) -> Zeroizing<String> {
-    let mut s = Zeroizing::new(String::with_capacity(bytes.len() * 2));
-    for b in bytes {
-        s.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
-        s.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
-    }
-    s
+/// Upper-case hex of a SHA-512 digest, as Go's `fmt.Sprintf("%X")` writes the MAC.
+fn hex_upper(digest: &[u8; 64]) -> Zeroizing<String> {
+    let mut buf = Zeroizing::new([0u8; 128]);
+    // 64 bytes always fit the 128-byte buffer.
+    let hex = base16ct::upper::encode_str(digest, &mut buf[..]).unwrap_or_default();
+    Zeroizing::new(hex.to_string())
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -350,7 +385,7 @@ pub fn encrypt_yaml(
     };
     let key = DataKey::generate().map_err(random_err)?;
     let rule = Rule::EncryptedRegex(
-        regex::Regex::new(ENCRYPTED_REGEX).expect("the built-in encrypted_regex is valid"),
+        re2::Regex::new(ENCRYPTED_REGEX).expect("the built-in encrypted_regex is valid"),
     );
     let mut walk = EncryptWalk {
         file,
@@ -360,7 +395,7 @@ pub fn encrypt_yaml(
     };
     let mut path = Vec::new();
     walk.map(&mut root, &mut path)?;
-    let digest = Zeroizing::new(walk.hasher.finalize().to_vec());
+    let digest = Zeroizing::new(<[u8; 64]>::from(walk.hasher.finalize()));
     let mac_plain = hex_upper(&digest);
     let mac = crypto::encrypt_value(&key, mac_plain.as_bytes(), lm.as_bytes(), "str").map_err(
         |e| match e {
@@ -623,7 +658,7 @@ pub fn decrypt_yaml(
     };
     let mut path = Vec::new();
     walk.map(&mut root, &mut path)?;
-    let digest = Zeroizing::new(walk.hasher.finalize().to_vec());
+    let digest = Zeroizing::new(<[u8; 64]>::from(walk.hasher.finalize()));
     let computed = hex_upper(&digest);
 
     let mac = meta.mac.as_deref().ok_or_else(|| SopsError::MacMissing {
