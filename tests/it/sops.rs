@@ -610,6 +610,89 @@ fn we_decrypt_sops_files_with_typed_values_other_rules_and_variants() {
     }
 }
 
+/// Key rules are matched the way sops (Go's RE2) matches them: for each pattern, real sops
+/// encrypts a file with `--encrypted-regex PATTERN`, and we decrypt it. A value we think is
+/// encrypted but sops left plain fails as "not in ENC[...] format"; the other way round the MAC
+/// fails, so a decryption proves both chose the same keys. The keys differ from their ASCII
+/// neighbours where Go and a Unicode-aware engine disagree (`\d` and U+0663, `\s` and U+000B or
+/// U+00A0, `\w` and `é`, `\b` next to `é`, case folding of U+212A).
+#[test]
+fn key_rules_select_the_same_keys_as_real_sops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = new_key(dir.path(), "key");
+    let keys = [
+        "data",
+        "stringData",
+        "a1",
+        r"\u0663",
+        "7",
+        "é",
+        "e",
+        "ſ",
+        "s",
+        r"\u212a",
+        "k",
+        "K",
+        "a b",
+        r"a\u00a0b",
+        r"a\vb",
+        r"a\fb",
+        "key",
+        "ékey",
+        "akey",
+        "_",
+        "x.y",
+        "DATA",
+    ];
+    // Double-quoted YAML keys: the escapes above are YAML's.
+    let mut plain = String::new();
+    for (n, k) in keys.iter().enumerate() {
+        plain.push_str(&format!("\"{k}\": value-{n}\n"));
+    }
+    let patterns = [
+        r"^(data|stringData)$",
+        r"\d",
+        r"^\D+$",
+        r"^\w+$",
+        r"\W",
+        r"\s",
+        r"^\S+$",
+        r"^.$",
+        r"^[^a-z]+$",
+        r"(?i)^k$",
+        r"(?i)^S$",
+        r"\bkey",
+        r"\Bkey",
+        r"^[[:alpha:]]+$",
+        r"^[\w.]+$",
+        r"^\pL+$",
+        r"^\p{Lu}",
+        r"^\x{e9}",
+    ];
+    let want = tree(&plain);
+    for pattern in patterns {
+        let enc = sops_encrypt(
+            dir.path(),
+            &key.recipient,
+            "rule.yaml",
+            &plain,
+            &["--encrypted-regex", pattern],
+        );
+        let encrypted = enc
+            .lines()
+            .filter(|l| l.contains(": ENC[AES256_GCM"))
+            .count();
+        assert!(
+            (1..keys.len()).contains(&encrypted),
+            "{pattern}: sops encrypted {encrypted} of {} values, so the case tells nothing",
+            keys.len()
+        );
+        let ours = sops::decrypt_yaml("rule.yaml", &enc, std::slice::from_ref(&key.identity))
+            .unwrap_or_else(|e| panic!("{pattern}: {e}\n{enc}"));
+        assert_eq!(without_sops(tree(&ours)), want, "{pattern}");
+    }
+}
+
 // ------------------------------------------------------------------------------------------------
 // 5. Round trip of tricky strings, ours and real sops.
 
