@@ -130,6 +130,40 @@ def main():
     cases["regex-backreference"] = base.replace(rule, "encrypted_regex: ^(data)\\1$")
     cases["regex-lookahead"] = base.replace(rule, "encrypted_regex: ^(?=data)")
     cases["regex-rust-only-syntax"] = base.replace(rule, "encrypted_regex: ^\\<data")
+    # Malformed metadata (issue 18): each named for what it is, not as "not a SOPS file".
+    version_line = "    version: 3.11.0\n"
+    age_block = base[age_start:age_end]
+    cases["mac-list"] = base.replace(mac_line, "    mac: [a, list]")
+    cases["mac-type-int"] = base.replace(mac_line, mac_line.replace("type:str]", "type:int]"))
+    cases["mac-garbage"] = base.replace(mac_line, "    mac: garbage")
+    cases["age-string"] = base[:age_start] + '    age: "string"\n' + base[age_end:]
+    cases["age-entry-string"] = base[:age_start] + "    age:\n        - age1x\n" + base[age_end:]
+    cases["age-enc-empty"] = base.replace(
+        age_block, age_block[: age_block.index("          enc: |")] + '          enc: ""\n')
+    cases["age-recipient-list"] = base.replace("- recipient: age1", "- recipient: [age1") .replace(
+        "\n          enc: |", "]\n          enc: |", 1)
+    cases["lastmodified-list"] = base.replace(lm_line, "    lastmodified: [2026]")
+    cases["lastmodified-missing"] = base.replace(lm_line + "\n", "")
+    cases["version-missing"] = base.replace(version_line, "")
+    cases["version-banana"] = base.replace(version_line, "    version: banana\n")
+    cases["version-not-semver"] = base.replace(version_line, "    version: 3.11\n")
+    cases["version-tagged"] = base.replace(version_line, "    version: !!str 3.11.0\n")
+    cases["sops-empty"] = base[: base.index("sops:\n")] + "sops:\n"
+    cases["sops-string"] = base[: base.index("sops:\n")] + "sops: encrypted\n"
+    cases["sops-list"] = base[: base.index("sops:\n")] + "sops: [a]\n"
+    cases["sops-not-yaml"] = base[: base.index("sops:\n")] + "sops: [\n"
+    cases["alias-in-sops-block"] = base.replace(version_line, "    version: &v 3.11.0\n    x: *v\n")
+    cases["deep-nesting-in-sops-block"] = base.replace(
+        version_line, version_line + "    x: " + "[" * 5000 + "]" * 5000 + "\n")
+    cases["duplicate-top-level-key"] = base.replace("type: Opaque\n", "type: Opaque\ntype: Opaque\n")
+    cases["duplicate-metadata-field"] = base.replace(version_line, version_line * 2)
+    cases["encrypted-regex-removed"] = base.replace("    " + rule + "\n", "")
+    cases["comment-rule"] = base.replace(rule, "encrypted_comment_regex: ^secret")
+    group = "        - age:\n" + "".join(
+        "        " + l + "\n" for l in age_block[len("    age:\n"):].splitlines())
+    cases["key-groups-shamir"] = base[:age_start] + "    key_groups:\n" + group * 2 + base[age_end:]
+    cases["pgp-created-at-garbage"] = base.replace(
+        version_line, version_line + "    pgp:\n        - fp: ABC\n          created_at: garbage\n          enc: x\n")
     other_file = HERE / "encrypted-to-another-key.sops.yaml"
     if fresh or not other_file.exists():
         other = subprocess.run(["age-keygen"], check=True, capture_output=True, text=True).stdout
