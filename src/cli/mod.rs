@@ -444,7 +444,7 @@ fn cmd_decrypt(a: &DecryptArgs) -> Result<ExitCode> {
     );
     let name = file.display().to_string();
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {name}"))?;
-    if !sops::is_encrypted(&text) {
+    if !sops::claims_sops(&text) {
         bail!("{name} is not a SOPS-encrypted file (no `sops` block with a MAC)");
     }
     let ids = identities(identity)?;

@@ -1,10 +1,11 @@
 //! The on-disk SOPS format: how Go's YAML library types plain scalars, how sops turns values
-//! into bytes (`ToBytes`), Go time formats, the `ENC[...]` value syntax, the encryption rules and
-//! the `sops:` metadata block.
+//! into bytes (`ToBytes`), Go time formats, the `ENC[...]` value syntax and the encryption rules.
+//!
+//! Times are parsed here rather than with the `time` crate's RFC 3339 parser because Go's rules
+//! differ from RFC 3339's: `T` and `Z` only in upper case, a `,` fraction accepted, no leap second.
 
-use super::SopsError;
-use super::regex::Regex;
-use super::yaml::{MapItem, Node, SeqItem, is_special_unicode};
+use super::re2::Regex;
+use super::yaml::is_special_unicode;
 
 /// The type gopkg.in/yaml.v3 gives a plain scalar when decoding into `interface{}`.
 #[derive(Clone, Copy, PartialEq)]
@@ -437,7 +438,8 @@ pub(crate) fn parse_yaml_timestamp(s: &str) -> Option<GoTime> {
     GoTime::new((year, month, day), (hour, minute, second), nanos, offset)
 }
 
-/// Go `time.Parse(time.RFC3339, s)` (strict two-digit fields; fractional seconds accepted).
+/// Go `time.Parse(time.RFC3339, s)`: two-digit fields (Go also takes a one-digit hour, which no
+/// sops writes and whose MAC could not verify), fractional seconds after `.` or `,`.
 pub(crate) fn parse_rfc3339(s: &str) -> Option<GoTime> {
     let b = s.as_bytes();
     let mut c = Cursor { b, i: 0 };
@@ -455,7 +457,7 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<GoTime> {
     if !ok {
         return None;
     }
-    let nanos = c.fraction(false);
+    let nanos = c.fraction(true);
     let offset = c.zone()?;
     if !c.done() {
         return None;
@@ -521,174 +523,6 @@ impl Rule {
     }
 }
 
-// ------------------------------------------------------------------------------------------------
-// Metadata
-
-/// One `sops.age[]` entry.
-pub(crate) struct AgeStanza {
-    pub(crate) recipient: String,
-    pub(crate) enc: String,
-}
-
-/// The parts of the `sops:` block that decryption needs.
-pub(crate) struct Metadata {
-    pub(crate) age: Vec<AgeStanza>,
-    /// Number of non-age master keys (pgp, kms...), for error messages.
-    pub(crate) other_keys: usize,
-    pub(crate) lastmodified: Option<String>,
-    pub(crate) mac: Option<String>,
-    pub(crate) rule: Rule,
-    pub(crate) mac_only_encrypted: bool,
-}
-
-pub(crate) fn map_get<'a>(items: &'a [MapItem], name: &str) -> Option<&'a Node> {
-    items.iter().find_map(|i| match i {
-        MapItem::Pair { key, value, .. } if key == name => Some(value),
-        _ => None,
-    })
-}
-
-fn scalar_text(n: &Node) -> Option<&str> {
-    match n {
-        Node::Scalar(s) => Some(&s.text),
-        _ => None,
-    }
-}
-
-fn seq_values(n: &Node) -> Vec<&Node> {
-    match n {
-        Node::Seq(items) => items
-            .iter()
-            .filter_map(|i| match i {
-                SeqItem::Value(v) => Some(v),
-                SeqItem::Comment { .. } => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-const KEY_LISTS: [&str; 7] = [
-    "kms", "gcp_kms", "hckms", "azure_kv", "hc_vault", "pgp", "age",
-];
-
-impl Metadata {
-    pub(crate) fn parse(file: &str, sops: &Node) -> Result<Metadata, SopsError> {
-        let bad = |field: &str, problem: &str| SopsError::Metadata {
-            file: file.to_string(),
-            field: field.to_string(),
-            problem: problem.to_string(),
-        };
-        let unsupported = |feature: &str| SopsError::Unsupported {
-            file: file.to_string(),
-            feature: feature.to_string(),
-        };
-        let Node::Map(items) = sops else {
-            return Err(bad("sops", "is not a mapping"));
-        };
-        let get = |name: &str| map_get(items, name);
-        let text = |name: &str| -> Result<Option<String>, SopsError> {
-            match get(name) {
-                None | Some(Node::Null) => Ok(None),
-                Some(n) => scalar_text(n)
-                    .map(|s| Some(s.to_string()))
-                    .ok_or_else(|| bad(name, "is not a string")),
-            }
-        };
-
-        // Key groups: one group is the same as the top-level lists; several mean Shamir shares.
-        let groups = get("key_groups").map(seq_values).unwrap_or_default();
-        let key_source: &[MapItem] = match groups.as_slice() {
-            [] => items,
-            [Node::Map(g)] => g,
-            [_] => return Err(bad("key_groups", "entry is not a mapping")),
-            _ => return Err(unsupported("several key_groups (Shamir secret sharing)")),
-        };
-        let mut age = Vec::new();
-        for entry in map_get(key_source, "age")
-            .map(seq_values)
-            .unwrap_or_default()
-        {
-            let Node::Map(e) = entry else {
-                return Err(bad("age", "entry is not a mapping"));
-            };
-            let recipient = map_get(e, "recipient").and_then(scalar_text).unwrap_or("");
-            let enc = map_get(e, "enc")
-                .and_then(scalar_text)
-                .ok_or_else(|| bad("age[].enc", "is missing"))?;
-            age.push(AgeStanza {
-                recipient: recipient.to_string(),
-                enc: enc.to_string(),
-            });
-        }
-        let other_keys = KEY_LISTS
-            .iter()
-            .filter(|k| **k != "age")
-            .map(|k| {
-                map_get(key_source, k)
-                    .map(|n| seq_values(n).len())
-                    .unwrap_or(0)
-            })
-            .sum();
-
-        let mut rules = Vec::new();
-        for (field, make) in [
-            ("unencrypted_suffix", 0u8),
-            ("encrypted_suffix", 1),
-            ("unencrypted_regex", 2),
-            ("encrypted_regex", 3),
-        ] {
-            if let Some(v) = text(field)? {
-                if v.is_empty() {
-                    continue;
-                }
-                let rule = match make {
-                    0 => Rule::UnencryptedSuffix(v),
-                    1 => Rule::EncryptedSuffix(v),
-                    2 => Rule::UnencryptedRegex(
-                        Regex::new(&v)
-                            .map_err(|e| bad(field, &format!("is not supported: {e}")))?,
-                    ),
-                    _ => Rule::EncryptedRegex(
-                        Regex::new(&v)
-                            .map_err(|e| bad(field, &format!("is not supported: {e}")))?,
-                    ),
-                };
-                rules.push(rule);
-            }
-        }
-        for field in ["unencrypted_comment_regex", "encrypted_comment_regex"] {
-            if text(field)?.is_some_and(|v| !v.is_empty()) {
-                return Err(unsupported(field));
-            }
-        }
-        if rules.len() > 1 {
-            return Err(bad(
-                "encryption rules",
-                "has more than one of unencrypted_suffix, encrypted_suffix, unencrypted_regex, encrypted_regex",
-            ));
-        }
-        let rule = rules
-            .pop()
-            .unwrap_or_else(|| Rule::UnencryptedSuffix("_unencrypted".to_string()));
-        let mac_only_encrypted = match get("mac_only_encrypted") {
-            None | Some(Node::Null) => false,
-            Some(n) => match scalar_text(n).and_then(go_parse_bool) {
-                Some(b) => b,
-                None => return Err(bad("mac_only_encrypted", "is not a boolean")),
-            },
-        };
-        Ok(Metadata {
-            age,
-            other_keys,
-            lastmodified: text("lastmodified")?,
-            mac: text("mac")?.filter(|m| !m.is_empty()),
-            rule,
-            mac_only_encrypted,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -729,6 +563,12 @@ mod tests {
         let t = parse_rfc3339("2026-11-22T12:49:13.123+00:00").and_then(|t| t.format(false));
         assert_eq!(t.as_deref(), Some("2026-11-22T12:49:13Z"));
         assert!(parse_rfc3339("2026-11-22 12:49:13Z").is_none());
+        assert!(parse_rfc3339("2026-11-22t12:49:13Z").is_none());
+        assert!(parse_rfc3339("2026-11-22T12:49:13z").is_none());
+        assert!(parse_rfc3339("2026-11-22T12:49:13+0000").is_none());
+        assert!(parse_rfc3339("2026-11-22T12:49:60Z").is_none());
+        let t = parse_rfc3339("2026-11-22T12:49:13,5Z").and_then(|t| t.format(false));
+        assert_eq!(t.as_deref(), Some("2026-11-22T12:49:13Z"));
         let t = parse_yaml_timestamp("2024-01-02").and_then(|t| t.format(true));
         assert_eq!(t.as_deref(), Some("2024-01-02T00:00:00Z"));
     }

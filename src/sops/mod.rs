@@ -7,15 +7,25 @@
 //! additional data; a SHA-512 MAC over all leaves in file order is encrypted with `lastmodified`
 //! as additional data; the data key is wrapped in one armored age file per recipient.
 //!
+//! The writer is hand-written: `rops`, the one SOPS crate (0.1.x), was considered and rejected.
+//! It writes no `version`, so sops 3.11 refuses its files ("Version string empty"), and it fails
+//! to read the legacy empty key lists (`kms: []`) that sops up to 3.9 writes (sops-format notes
+//! §7).
+//!
 //! Reading accepts files written by sops 3.x too (any one key rule, legacy empty key lists,
-//! metadata anywhere, typed values) and always verifies the MAC.
+//! metadata anywhere, typed values) and always verifies the MAC. It is at least as strict as
+//! sops 3.11: the `sops` block is decoded the way sops decodes it (`metadata.rs`), key rules are
+//! matched the way Go's regexp matches them (`re2.rs`), and what sops refuses is refused here too,
+//! naming the file, the field, what it holds and what it should hold. [`claims_sops`] tells a
+//! malformed SOPS file from a file that is not SOPS at all.
 //!
 //! Secrets: the data key and decrypted values live in zeroize-on-drop buffers, no type that holds
 //! key material implements `Debug`, and no error message contains a value or key.
 
 mod crypto;
 mod format;
-mod regex;
+mod metadata;
+mod re2;
 mod yaml;
 
 use std::collections::BTreeSet;
@@ -25,8 +35,9 @@ use sha2::{Digest, Sha512};
 use zeroize::Zeroizing;
 
 use crypto::{DataKey, EncryptValueError, ValueError};
-use format::{ENCRYPTED_REGEX, Metadata, Resolved, Rule};
-use yaml::{MapItem, Node, Scalar, SeqItem};
+use format::{ENCRYPTED_REGEX, Resolved, Rule};
+use metadata::Metadata;
+use yaml::{MapItem, Node, Scalar, SeqItem, map_get};
 
 /// The sops version written into new files.
 const SOPS_VERSION: &str = "3.11.0";
@@ -53,7 +64,7 @@ pub enum SopsError {
         file: String,
     },
     /// The YAML could not be read (or uses a feature this reader refuses).
-    #[error("failed to parse yaml in {file} at line {line}: {message}")]
+    #[error("cannot read the YAML of {file} at line {line}: {message}")]
     Yaml {
         /// Display name of the file.
         file: String,
@@ -136,8 +147,25 @@ pub enum SopsError {
         /// Display name of the file.
         file: String,
     },
+    /// A field of the `sops` block has the wrong type or an invalid value.
+    #[error(
+        "malformed sops metadata in {file}: `{field}`{} is {found}, expected {expected}",
+        line.map(|l| format!(" (line {l})")).unwrap_or_default()
+    )]
+    MetadataField {
+        /// Display name of the file.
+        file: String,
+        /// The field's path, e.g. `sops.age[0].enc`.
+        field: String,
+        /// 1-based line of the field, when it is there.
+        line: Option<usize>,
+        /// What the file has (`missing`, `a list`, a quoted value of a non-secret field...).
+        found: String,
+        /// What sops needs there.
+        expected: String,
+    },
     /// A field of the `sops` block is invalid.
-    #[error("invalid sops metadata in {file}: `{field}` {problem}")]
+    #[error("malformed sops metadata in {file}: `{field}` {problem}")]
     Metadata {
         /// Display name of the file.
         file: String,
@@ -145,6 +173,22 @@ pub enum SopsError {
         field: String,
         /// What is wrong with it.
         problem: String,
+    },
+    /// A key rule (`encrypted_regex`, `unencrypted_regex`) is not a pattern that can be matched
+    /// the way sops matches it.
+    #[error(
+        "cannot use the key rule of {file}: `sops.{field}` is {pattern}: {reason} (rootroll \
+         accepts only patterns that Go's regexp, which sops uses, reads the same way)"
+    )]
+    RulePattern {
+        /// Display name of the file.
+        file: String,
+        /// `encrypted_regex` or `unencrypted_regex`.
+        field: String,
+        /// The pattern, quoted and shortened (see `shown`).
+        pattern: String,
+        /// Why it cannot be used.
+        reason: String,
     },
     /// The file uses a sops feature this implementation does not support.
     #[error("{file} uses an unsupported sops feature: {feature}")]
@@ -156,8 +200,9 @@ pub enum SopsError {
     },
     /// None of the identities decrypts any `sops.age[].enc` stanza.
     #[error(
-        "cannot decrypt the data key of {file}: none of the {identities} age identities matches \
-         its {stanzas} age recipients"
+        "cannot decrypt the data key of {file}: it is encrypted to {recipients}, and none of the \
+         {identities} age identities given is one of them; give the identity (age secret key) of \
+         one of these recipients"
     )]
     NoMatchingIdentity {
         /// Display name of the file.
@@ -166,6 +211,8 @@ pub enum SopsError {
         identities: usize,
         /// Number of age stanzas in the file.
         stanzas: usize,
+        /// The recipients the file names (public keys), at most five, for the message.
+        recipients: String,
     },
     /// The stanza for a recipient whose identity was given does not open with it.
     #[error(
@@ -187,12 +234,17 @@ pub enum SopsError {
         len: usize,
     },
     /// A value the file's rule says is encrypted is not in `ENC[...]` form.
-    #[error("value at `{path}` in {file} should be encrypted but is not in sops' ENC[...] format")]
+    #[error(
+        "value at `{path}` in {file} should be encrypted ({why}) but is not in sops' ENC[...] \
+         format"
+    )]
     NotEncrypted {
         /// Display name of the file.
         file: String,
         /// Key path, components joined with `:`.
         path: String,
+        /// Which rule selects it.
+        why: String,
     },
     /// An `ENC[...]` value is malformed (bad base64, IV or tag length, type).
     #[error("value at `{path}` in {file} is malformed: {problem}")]
@@ -216,7 +268,10 @@ pub enum SopsError {
         path: String,
     },
     /// `sops.mac` is missing or empty.
-    #[error("{file} has no mac in its sops metadata; refusing to trust it")]
+    #[error(
+        "{file} has no mac (`sops.mac` is missing or empty), so nothing proves its values were \
+         not changed; refusing to trust it"
+    )]
     MacMissing {
         /// Display name of the file.
         file: String,
@@ -229,11 +284,14 @@ pub enum SopsError {
     },
     /// The MAC does not match the values: values were changed, reordered, added or removed.
     #[error(
-        "mac mismatch in {file}: values were modified, reordered, added or removed after encryption"
+        "mac mismatch in {file}: values were modified, reordered, added or removed after \
+         encryption{hint}"
     )]
     MacMismatch {
         /// Display name of the file.
         file: String,
+        /// What else the walk saw that explains the mismatch (empty, or `; ...`).
+        hint: String,
     },
     /// An identity file could not be read.
     #[error("failed to read age identities from '{path}'")]
@@ -299,6 +357,26 @@ fn parse_yaml(file: &str, src: &str) -> Result<Vec<MapItem>, SopsError> {
     })
 }
 
+/// A metadata value quoted for an error message: control characters escaped, at most 60
+/// characters. Only for `sops` metadata (never secret); never for values of the document.
+pub(crate) fn shown(value: &str) -> String {
+    const MAX: usize = 60;
+    let mut out = String::from("`");
+    for (n, c) in value.chars().enumerate() {
+        if n == MAX {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('`');
+    out
+}
+
 fn join_path(path: &[String]) -> String {
     path.join(":")
 }
@@ -309,13 +387,12 @@ fn aad(path: &[String]) -> String {
     s
 }
 
-fn hex_upper(bytes: &[u8]) -> Zeroizing<String> {
-    let mut s = Zeroizing::new(String::with_capacity(bytes.len() * 2));
-    for b in bytes {
-        s.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
-        s.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
-    }
-    s
+/// Upper-case hex of a SHA-512 digest, as Go's `fmt.Sprintf("%X")` writes the MAC.
+fn hex_upper(digest: &[u8; 64]) -> Zeroizing<String> {
+    let mut buf = Zeroizing::new([0u8; 128]);
+    // 64 bytes always fit the 128-byte buffer.
+    let hex = base16ct::upper::encode_str(digest, &mut buf[..]).unwrap_or_default();
+    Zeroizing::new(hex.to_string())
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -350,7 +427,7 @@ pub fn encrypt_yaml(
     };
     let key = DataKey::generate().map_err(random_err)?;
     let rule = Rule::EncryptedRegex(
-        regex::Regex::new(ENCRYPTED_REGEX).expect("the built-in encrypted_regex is valid"),
+        re2::Regex::new(ENCRYPTED_REGEX).expect("the built-in encrypted_regex is valid"),
     );
     let mut walk = EncryptWalk {
         file,
@@ -360,7 +437,7 @@ pub fn encrypt_yaml(
     };
     let mut path = Vec::new();
     walk.map(&mut root, &mut path)?;
-    let digest = Zeroizing::new(walk.hasher.finalize().to_vec());
+    let digest = Zeroizing::new(<[u8; 64]>::from(walk.hasher.finalize()));
     let mac_plain = hex_upper(&digest);
     let mac = crypto::encrypt_value(&key, mac_plain.as_bytes(), lm.as_bytes(), "str").map_err(
         |e| match e {
@@ -595,35 +672,33 @@ pub fn decrypt_yaml(
         .iter()
         .position(|i| matches!(i, MapItem::Pair { key, .. } if key == "sops"))
         .ok_or_else(missing)?;
-    let MapItem::Pair { value: sops, .. } = root.remove(idx) else {
+    let MapItem::Pair {
+        value: sops, line, ..
+    } = root.remove(idx)
+    else {
         return Err(missing());
     };
-    let meta = Metadata::parse(file, &sops)?;
-    let bad_lm = |problem: &str| SopsError::Metadata {
-        file: file.to_string(),
-        field: "lastmodified".to_string(),
-        problem: problem.to_string(),
-    };
-    // sops parses lastmodified as RFC3339 and formats it back for the MAC's additional data.
-    let lastmodified = meta
-        .lastmodified
-        .as_deref()
-        .ok_or_else(|| bad_lm("is missing"))?;
-    let lm_aad = format::parse_rfc3339(lastmodified)
-        .and_then(|t| t.format(false))
-        .ok_or_else(|| bad_lm("is not an RFC3339 timestamp"))?;
+    let meta = Metadata::parse(file, &sops, line)?;
 
+    let rule_note = match &meta.rule_source {
+        Some((name, value)) => format!("the key rule `sops.{name}` {} selects it", shown(value)),
+        None => "the file has no key rule, and sops' default encrypts every value whose key does \
+                 not end in _unencrypted"
+            .to_string(),
+    };
     let key = data_key(file, &meta, identities)?;
     let mut walk = DecryptWalk {
+        rule_note: &rule_note,
         file,
         key: &key,
         rule: &meta.rule,
         mac_only_encrypted: meta.mac_only_encrypted,
         hasher: Sha512::new(),
+        ciphertext_outside_rule: None,
     };
     let mut path = Vec::new();
     walk.map(&mut root, &mut path)?;
-    let digest = Zeroizing::new(walk.hasher.finalize().to_vec());
+    let digest = Zeroizing::new(<[u8; 64]>::from(walk.hasher.finalize()));
     let computed = hex_upper(&digest);
 
     let mac = meta.mac.as_deref().ok_or_else(|| SopsError::MacMissing {
@@ -633,11 +708,25 @@ pub fn decrypt_yaml(
         file: file.to_string(),
     };
     let parts = format::parse_enc(mac).ok_or_else(undecryptable)?;
-    let stored =
-        crypto::decrypt_value(&key, &parts, lm_aad.as_bytes()).map_err(|_| undecryptable())?;
+    let stored = crypto::decrypt_value(&key, &parts, meta.mac_aad.as_bytes())
+        .map_err(|_| undecryptable())?;
     if stored.as_slice() != computed.as_bytes() {
+        let hint = match (&walk.ciphertext_outside_rule, &meta.rule_source) {
+            (Some(p), Some((name, value))) => format!(
+                "; the value at `{p}` is sops ciphertext that the key rule `sops.{name}` {} \
+                 does not select: the rule was changed after encryption",
+                shown(value)
+            ),
+            (Some(p), None) => format!(
+                "; the value at `{p}` is sops ciphertext but the file has no key rule (sops' \
+                 default encrypts every value but those ending in _unencrypted): a rule was \
+                 removed after encryption"
+            ),
+            (None, _) => String::new(),
+        };
         return Err(SopsError::MacMismatch {
             file: file.to_string(),
+            hint,
         });
     }
     Ok(Zeroizing::new(yaml::emit_document(&root, INDENT)))
@@ -650,15 +739,12 @@ fn data_key(
     identities: &[age::x25519::Identity],
 ) -> Result<DataKey, SopsError> {
     if meta.age.is_empty() {
-        let problem = if meta.other_keys > 0 {
-            "has no entries: the file is encrypted only to non-age keys (pgp, kms...)"
-        } else {
-            "has no entries: the file is not encrypted to any age recipient"
-        };
+        // Metadata::parse refuses files without age entries; kept so this never reads as a
+        // wrong identity.
         return Err(SopsError::Metadata {
             file: file.to_string(),
-            field: "age".to_string(),
-            problem: problem.to_string(),
+            field: "sops.age".to_string(),
+            problem: "has no entries".to_string(),
         });
     }
     let mut broken = None;
@@ -684,10 +770,24 @@ fn data_key(
             recipient,
         });
     }
+    let mut named: Vec<String> = meta
+        .age
+        .iter()
+        .take(5)
+        .map(|s| match s.recipient.trim() {
+            "" => "a recipient the file does not name".to_string(),
+            r if r.len() <= 100 && r.bytes().all(|b| b.is_ascii_alphanumeric()) => r.to_string(),
+            r => shown(r),
+        })
+        .collect();
+    if meta.age.len() > 5 {
+        named.push(format!("{} more", meta.age.len() - 5));
+    }
     Err(SopsError::NoMatchingIdentity {
         file: file.to_string(),
         identities: identities.len(),
         stanzas: meta.age.len(),
+        recipients: named.join(", "),
     })
 }
 
@@ -697,6 +797,11 @@ struct DecryptWalk<'a> {
     rule: &'a Rule,
     mac_only_encrypted: bool,
     hasher: Sha512,
+    /// The first value the rule leaves plaintext that is nonetheless sops ciphertext: when the
+    /// MAC then fails, the rule was most likely changed.
+    ciphertext_outside_rule: Option<String>,
+    /// Which rule selects the values to encrypt, for errors.
+    rule_note: &'a str,
 }
 
 impl DecryptWalk<'_> {
@@ -772,6 +877,12 @@ impl DecryptWalk<'_> {
             return Ok(());
         }
         if !self.rule.encrypts(path) {
+            if self.ciphertext_outside_rule.is_none()
+                && typed == Resolved::Str
+                && format::parse_enc(&s.text).is_some()
+            {
+                self.ciphertext_outside_rule = Some(join_path(path));
+            }
             if self.mac_only_encrypted {
                 return Ok(());
             }
@@ -792,15 +903,16 @@ impl DecryptWalk<'_> {
             return Ok(());
         }
         let (file, p) = self.err_path(path);
+        let why = self.rule_note.to_string();
         if !matches!(typed, Resolved::Str) {
-            return Err(SopsError::NotEncrypted { file, path: p });
+            return Err(SopsError::NotEncrypted { file, path: p, why });
         }
         if s.text.is_empty() {
             // sops never encrypts empty strings.
             return Ok(());
         }
         let Some(parts) = format::parse_enc(&s.text) else {
-            return Err(SopsError::NotEncrypted { file, path: p });
+            return Err(SopsError::NotEncrypted { file, path: p, why });
         };
         let malformed = |problem: &str| SopsError::MalformedValue {
             file: self.file.to_string(),
@@ -866,14 +978,72 @@ impl DecryptWalk<'_> {
 // ------------------------------------------------------------------------------------------------
 // Inspection
 
-/// True when the document has a top-level `sops` mapping with a non-empty `mac`.
+/// Whether a text presents itself as a SOPS file: false only when it is readable YAML whose
+/// (first) document has no top-level `sops` key. Text that cannot be read as YAML may be a
+/// damaged SOPS file and counts: [`decrypt_yaml`] then names what is wrong with it.
+///
+/// This answers "is this SOPS at all?", so that a SOPS file with a malformed `sops` block is
+/// reported as malformed, not as "not SOPS". [`is_encrypted`] is Flux's stricter test, which such
+/// a file fails. Read from granit-parser's event stream, which builds nothing and does not
+/// recurse, so files this module's reader refuses (aliases, deep nesting) are still recognised.
+pub fn claims_sops(yaml: &str) -> bool {
+    use granit_parser::{Event, Parser};
+    // Open collections, and whether the next node of the root mapping is a key.
+    let mut depth = 0usize;
+    let mut key_next = false;
+    for event in Parser::new_from_str(yaml) {
+        let Ok((event, _)) = event else {
+            return true;
+        };
+        let node_at_root_level = match event {
+            Event::MappingStart(..) if depth == 0 => {
+                depth = 1;
+                key_next = true;
+                false
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) if depth > 0 => {
+                depth += 1;
+                false
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return false;
+                }
+                depth == 1
+            }
+            Event::Scalar(..) | Event::Alias(..) | Event::UnresolvedAlias(..) if depth == 1 => {
+                if key_next && matches!(&event, Event::Scalar(v, ..) if v == "sops") {
+                    return true;
+                }
+                true
+            }
+            Event::Scalar(..) | Event::Alias(..) | Event::UnresolvedAlias(..) => false,
+            // The root is not a mapping, or the first document ended.
+            Event::SequenceStart(..) | Event::DocumentEnd | Event::StreamEnd => return false,
+            Event::StreamStart
+            | Event::DocumentStart(..)
+            | Event::Comment(..)
+            | Event::Anchor(..) => false,
+            // An event this code does not know: it cannot tell, so the file counts.
+            _ => return true,
+        };
+        if node_at_root_level {
+            key_next = !key_next;
+        }
+    }
+    false
+}
+
+/// True when the document has a top-level `sops` mapping with a non-empty `mac` (Flux's
+/// `isSOPSEncryptedResource`).
 pub fn is_encrypted(yaml: &str) -> bool {
     let Ok(root) = yaml::parse_document(yaml) else {
         return false;
     };
-    match format::map_get(&root, "sops") {
+    match map_get(&root, "sops") {
         Some(Node::Map(meta)) => matches!(
-            format::map_get(meta, "mac"),
+            map_get(meta, "mac"),
             Some(Node::Scalar(s)) if !s.text.is_empty()
         ),
         _ => false,
@@ -910,16 +1080,16 @@ pub fn public_part(yaml: &str) -> Option<PublicPart> {
             "sops" => {
                 if let Node::Map(meta) = value {
                     encrypted = matches!(
-                        format::map_get(meta, "mac"),
+                        map_get(meta, "mac"),
                         Some(Node::Scalar(s)) if !s.text.is_empty()
                     );
                 }
                 if let Node::Map(meta) = value
-                    && let Some(Node::Seq(age)) = format::map_get(meta, "age")
+                    && let Some(Node::Seq(age)) = map_get(meta, "age")
                 {
                     for stanza in age {
                         if let SeqItem::Value(Node::Map(m)) = stanza
-                            && let Some(Node::Scalar(r)) = format::map_get(m, "recipient")
+                            && let Some(Node::Scalar(r)) = map_get(m, "recipient")
                         {
                             recipients.insert(r.text.to_string());
                         }
@@ -1151,6 +1321,33 @@ mod tests {
             encrypt_yaml("s", "a: b\n", &[], now()),
             Err(SopsError::NoRecipients { .. })
         ));
+    }
+
+    #[test]
+    fn claims_sops_is_about_the_top_level_sops_key() {
+        for (yaml, claims) in [
+            ("a: b\nsops:\n  mac: x\n", true),
+            ("sops: ~\n", true),
+            ("\"sops\": [1]\n", true),
+            ("a: &x b\nc: *x\nsops:\n  mac: [a, list]\n", true),
+            ("a: [[[[]]]]\nsops: {}\n", true),
+            ("a:\n  sops: x\n", false),
+            ("a: {sops: x}\nb: [sops]\n", false),
+            ("a: sops\nb: c\n", false),
+            ("- sops\n", false),
+            ("sops\n", false),
+            ("", false),
+            ("# only a comment\n", false),
+            ("a: b\n---\nsops: {}\n", false),
+            ("? [a, b]\n: c\nsops: {}\n", true),
+            // Not YAML: it may be a damaged SOPS file, decrypt_yaml says what is wrong.
+            ("a: [\n", true),
+            ("a: *missing\n", true),
+        ] {
+            assert_eq!(claims_sops(yaml), claims, "{yaml:?}");
+        }
+        let deep = format!("a: {}{}\nsops: {{}}\n", "[".repeat(5000), "]".repeat(5000));
+        assert!(claims_sops(&deep));
     }
 
     #[test]

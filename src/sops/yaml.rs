@@ -3,15 +3,15 @@
 //! Supported on input: one document (optional `---` / `...` markers), block mappings, block
 //! sequences (also at the same indentation as their key), flow collections, plain, single- and
 //! double-quoted scalars (multi-line too), literal and folded block scalars with chomping and
-//! indentation indicators, and comments. Anchors, aliases, tags, directives, complex keys and
-//! multiple documents are refused with an error.
+//! indentation indicators, and comments. Anchors, aliases, tags, directives, complex keys,
+//! duplicate keys and multiple documents are refused with an error.
 //!
 //! The tree keeps mapping order, comments (as items, where they appeared) and whether each scalar
 //! was written plain, because a plain scalar may mean a number, bool, null or timestamp to the Go
 //! YAML library that sops uses.
 //!
-//! Parse errors carry a line number and a description only; they never quote the input, because
-//! the input may be plaintext secrets.
+//! Parse errors carry a line number and a description only; they never quote a value, because
+//! values may be plaintext secrets (a duplicate key is named: sops never encrypts keys).
 
 use zeroize::Zeroizing;
 
@@ -69,6 +69,14 @@ pub(crate) enum SeqItem {
     Comment { text: String, line: usize },
 }
 
+/// The value of the first entry named `name`.
+pub(crate) fn map_get<'a>(items: &'a [MapItem], name: &str) -> Option<&'a Node> {
+    items.iter().find_map(|i| match i {
+        MapItem::Pair { key, value, .. } if key == name => Some(value),
+        _ => None,
+    })
+}
+
 /// A parse failure: line (1-based) and what was wrong. Never contains input text.
 pub(crate) struct ParseError {
     pub(crate) line: usize,
@@ -92,6 +100,28 @@ struct Parser<'a> {
     pending: Vec<Pending>,
     /// Nodes open around the current position (bounded by [`MAX_DEPTH`]).
     depth: usize,
+}
+
+/// The keys of one mapping so far. A key said twice is refused: readers disagree on which value
+/// wins (kubectl and Flux take the last, sops refuses it at the top level and hashes both
+/// elsewhere), so the file would mean different things to each.
+#[derive(Default)]
+struct Keys(std::collections::HashMap<String, usize>);
+
+impl Keys {
+    fn insert(&mut self, key: &str, line: usize) -> PResult<()> {
+        match self.0.insert(key.to_string(), line) {
+            None => Ok(()),
+            Some(first) => Err(ParseError {
+                line,
+                message: format!(
+                    "the mapping key {} is there twice (first at line {first}); each key must \
+                     be written once",
+                    super::shown(key)
+                ),
+            }),
+        }
+    }
 }
 
 /// Deepest nesting of mappings and sequences accepted. Real SOPS files nest a few levels;
@@ -336,7 +366,8 @@ impl<'a> Parser<'a> {
     fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> PResult<T>) -> PResult<T> {
         if self.depth >= MAX_DEPTH {
             return self.err(format!(
-                "mappings and sequences nested deeper than {MAX_DEPTH} levels are not supported"
+                "mappings and sequences nested deeper than {MAX_DEPTH} levels are refused \
+                 (a Kubernetes Secret nests a few)"
             ));
         }
         self.depth += 1;
@@ -382,9 +413,11 @@ impl<'a> Parser<'a> {
 
     fn unsupported_node_props<T>(&self) -> PResult<T> {
         match self.peek() {
-            Some(b'&') => self.err("yaml anchors are not supported"),
-            Some(b'*') => self.err("yaml aliases are not supported"),
-            _ => self.err("yaml tags are not supported"),
+            Some(b'&') | Some(b'*') => self.err(
+                "yaml anchors (&name) and aliases (*name) are refused in SOPS files: rootroll \
+                 never writes them, and an alias lets one value stand for many",
+            ),
+            _ => self.err("yaml tags (!tag) are refused in SOPS files: rootroll never writes them"),
         }
     }
 
@@ -428,6 +461,7 @@ impl<'a> Parser<'a> {
 
     fn block_map(&mut self, indent: usize) -> PResult<Node> {
         let mut items = Vec::new();
+        let mut keys = Keys::default();
         loop {
             // Comments seen since the previous entry come before this one.
             for c in self.pending.drain(..) {
@@ -485,6 +519,7 @@ impl<'a> Parser<'a> {
                     n
                 }
             };
+            keys.insert(&key, line)?;
             items.push(MapItem::Pair { key, value, line });
             if self.eof() || self.at_document_marker(b"...") || self.at_document_marker(b"---") {
                 break;
@@ -1059,6 +1094,7 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
                 let keep = self.pending.len();
                 let mut items = Vec::new();
+                let mut keys = Keys::default();
                 loop {
                     self.skip_flow_ws()?;
                     if self.peek() == Some(b'}') {
@@ -1083,6 +1119,7 @@ impl<'a> Parser<'a> {
                     } else {
                         Node::Null
                     };
+                    keys.insert(&key, line)?;
                     items.push(MapItem::Pair { key, value, line });
                     self.skip_flow_ws()?;
                     match self.peek() {

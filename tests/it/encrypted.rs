@@ -90,6 +90,88 @@ fn real_sops_decrypts_every_file_to_what_rootroll_meant() {
     }
 }
 
+/// Runs rootroll under coreutils' `timeout`, which kills it after 10 s: a hang fails the test
+/// (exit 137) instead of hanging it.
+fn rootroll_or_kill(args: &[&str]) -> std::process::Output {
+    let o = run(Command::new("timeout")
+        .current_dir(root())
+        .args(["--signal=KILL", "10"])
+        .arg(env!("CARGO_BIN_EXE_rootroll"))
+        .args(["--now", NOW])
+        .args(args));
+    assert_ne!(
+        o.status.code(),
+        Some(137),
+        "rootroll {args:?} still ran after 10 s and was killed"
+    );
+    o
+}
+
+/// Issue 16: a file's key rule (`encrypted_regex`, not covered by the MAC) is compiled before
+/// any key is opened. In a rendered Secret, a rule that keeps a backtracking matcher busy for
+/// ages on a 42-character key is answered at once by `decrypt` and by `verify offline`: both
+/// refuse the file (the changed rule breaks its MAC, as real sops also says).
+#[test]
+fn a_pathological_key_rule_in_a_rendered_secret_is_answered_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let o = render("plans/demo.yaml", &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let file = out.join("clusters/demo/istio-ca/phases/1-initial/cacerts.sops.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let hostile = text
+        .replace(
+            "encrypted_regex: ^(data|stringData)$",
+            "encrypted_regex: ^(a|a)*(a|a)*(a|a)*(a|a)*c$",
+        )
+        .replace(
+            "metadata:\n",
+            &format!("metadata:\n    {}b: x\n", "a".repeat(41)),
+        );
+    assert_eq!(
+        hostile
+            .matches("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab")
+            .count(),
+        1
+    );
+    assert!(hostile.contains("^(a|a)*(a|a)*(a|a)*(a|a)*c$"));
+    std::fs::write(&file, &hostile).unwrap();
+    let path = file.to_str().unwrap();
+
+    let o = rootroll_or_kill(&[
+        "decrypt",
+        path,
+        "--identity",
+        DEMO_KEY,
+        "--insecure-write-plaintext",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("mac mismatch"), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty());
+
+    let o = rootroll_or_kill(&[
+        "verify",
+        "offline",
+        out.to_str().unwrap(),
+        "--identity",
+        DEMO_KEY,
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    let failed = stdout(&o)
+        .lines()
+        .filter(|l| l.starts_with("FAIL sops-mac"))
+        .map(str::to_string)
+        .collect::<Vec<_>>();
+    assert!(
+        failed.len() == 1 && failed[0].contains("1-initial/cacerts.sops.yaml"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = sops().arg("decrypt").arg(&file).output().unwrap();
+    assert!(!o.status.success(), "real sops accepted the file");
+}
+
 #[test]
 fn kustomize_output_keeps_a_decryptable_sops_block() {
     for plan in ["plans/demo.yaml", "plans/fleet.yaml"] {

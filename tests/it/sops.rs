@@ -610,6 +610,89 @@ fn we_decrypt_sops_files_with_typed_values_other_rules_and_variants() {
     }
 }
 
+/// Key rules are matched the way sops (Go's RE2) matches them: for each pattern, real sops
+/// encrypts a file with `--encrypted-regex PATTERN`, and we decrypt it. A value we think is
+/// encrypted but sops left plain fails as "not in ENC[...] format"; the other way round the MAC
+/// fails, so a decryption proves both chose the same keys. The keys differ from their ASCII
+/// neighbours where Go and a Unicode-aware engine disagree (`\d` and U+0663, `\s` and U+000B or
+/// U+00A0, `\w` and `é`, `\b` next to `é`, case folding of U+212A).
+#[test]
+fn key_rules_select_the_same_keys_as_real_sops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = new_key(dir.path(), "key");
+    let keys = [
+        "data",
+        "stringData",
+        "a1",
+        r"\u0663",
+        "7",
+        "é",
+        "e",
+        "ſ",
+        "s",
+        r"\u212a",
+        "k",
+        "K",
+        "a b",
+        r"a\u00a0b",
+        r"a\vb",
+        r"a\fb",
+        "key",
+        "ékey",
+        "akey",
+        "_",
+        "x.y",
+        "DATA",
+    ];
+    // Double-quoted YAML keys: the escapes above are YAML's.
+    let mut plain = String::new();
+    for (n, k) in keys.iter().enumerate() {
+        plain.push_str(&format!("\"{k}\": value-{n}\n"));
+    }
+    let patterns = [
+        r"^(data|stringData)$",
+        r"\d",
+        r"^\D+$",
+        r"^\w+$",
+        r"\W",
+        r"\s",
+        r"^\S+$",
+        r"^.$",
+        r"^[^a-z]+$",
+        r"(?i)^k$",
+        r"(?i)^S$",
+        r"\bkey",
+        r"\Bkey",
+        r"^[[:alpha:]]+$",
+        r"^[\w.]+$",
+        r"^\pL+$",
+        r"^\p{Lu}",
+        r"^\x{e9}",
+    ];
+    let want = tree(&plain);
+    for pattern in patterns {
+        let enc = sops_encrypt(
+            dir.path(),
+            &key.recipient,
+            "rule.yaml",
+            &plain,
+            &["--encrypted-regex", pattern],
+        );
+        let encrypted = enc
+            .lines()
+            .filter(|l| l.contains(": ENC[AES256_GCM"))
+            .count();
+        assert!(
+            (1..keys.len()).contains(&encrypted),
+            "{pattern}: sops encrypted {encrypted} of {} values, so the case tells nothing",
+            keys.len()
+        );
+        let ours = sops::decrypt_yaml("rule.yaml", &enc, std::slice::from_ref(&key.identity))
+            .unwrap_or_else(|e| panic!("{pattern}: {e}\n{enc}"));
+        assert_eq!(without_sops(tree(&ours)), want, "{pattern}");
+    }
+}
+
 // ------------------------------------------------------------------------------------------------
 // 5. Round trip of tricky strings, ours and real sops.
 
@@ -967,4 +1050,508 @@ fn load_identities_follows_sops_precedence() {
         HashMap::from([("HOME", d.join("home").display().to_string())]);
     let ids = sops::load_identities(&[], &env(&only_home)).expect("load");
     assert!(sops::decrypt_yaml("x.yaml", &enc, &ids).is_ok());
+}
+
+// ------------------------------------------------------------------------------------------------
+// 7. The metadata, field by field: what real sops refuses, we refuse.
+
+/// The `sops:` block as a list of fields, each with the YAML text that follows `name:` (a
+/// leading space for an inline value, a newline for a block), so one field can be changed,
+/// removed or added while the document and every other field keep their bytes.
+#[derive(Clone)]
+struct Block(Vec<(String, String)>);
+
+impl Block {
+    fn set(&self, name: &str, value: &str) -> Block {
+        let mut b = self.clone();
+        match b.0.iter_mut().find(|(n, _)| n == name) {
+            Some(f) => f.1 = value.to_string(),
+            None => b.0.push((name.to_string(), value.to_string())),
+        }
+        b
+    }
+
+    fn without(&self, name: &str) -> Block {
+        Block(self.0.iter().filter(|(n, _)| n != name).cloned().collect())
+    }
+
+    fn text(&self) -> String {
+        let mut s = String::from("sops:\n");
+        for (name, value) in &self.0 {
+            s.push_str(&format!("    {name}:{value}\n"));
+        }
+        s
+    }
+}
+
+/// `enc: |` content at the indentation of an age entry's fields.
+fn enc_block(enc: &str) -> String {
+    let lines: Vec<String> = enc.lines().map(|l| format!("            {l}")).collect();
+    format!(" |\n{}", lines.join("\n"))
+}
+
+/// A list of age entries, each a list of (field, value text) pairs (or a bare scalar).
+fn age_list(entries: &[Vec<(&str, String)>]) -> String {
+    let mut out = String::new();
+    for entry in entries {
+        for (i, (k, v)) in entry.iter().enumerate() {
+            let lead = if i == 0 { "        - " } else { "          " };
+            if k.is_empty() {
+                out.push_str(&format!("\n{lead}{v}"));
+            } else {
+                out.push_str(&format!("\n{lead}{k}:{v}"));
+            }
+        }
+    }
+    out
+}
+
+/// Mutations that sops accepts and rootroll refuses on purpose, with the reason.
+const STRICTER: &[(&str, &str)] = &[
+    (
+        "version 1.banana",
+        "sops skips its semver check for versions starting with 1. (its 1.x days); no sops \
+         release that writes this format is 1.x",
+    ),
+    (
+        "second age entry with empty enc",
+        "the file is damaged for that recipient (a cluster's Flux could not open it), which a \
+         gate run with another key must not pass",
+    ),
+    (
+        "anchor and alias in the sops block",
+        "YAML anchors and aliases are refused everywhere: rootroll never writes them and an \
+         alias lets one value stand for many",
+    ),
+    (
+        "duplicate key in the data",
+        "a key said twice is refused everywhere (sops refuses it only in its own metadata and at \
+         the top level): readers disagree on which value wins",
+    ),
+];
+
+/// Issue 18: whatever sops refuses, we refuse. Each field of a rendered Secret's `sops` block is
+/// removed, emptied, given the wrong type or a garbage value, one at a time; each variant goes
+/// through the real `sops decrypt` and `rootroll decrypt` with the same identity. When sops
+/// refuses, rootroll must refuse (exit 2, naming the file); when both accept, both return the
+/// same plaintext; rootroll refuses what sops accepts only where [`STRICTER`] says why.
+/// rootroll's message for every variant is pinned by a snapshot.
+#[test]
+fn metadata_mutations_that_sops_refuses_are_refused() {
+    use crate::common::{NOW, root, rootroll};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let o = rootroll(&[
+        "render",
+        "plans/demo.yaml",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rendered = std::fs::read_to_string(
+        out.join("clusters/demo/istio-ca/phases/1-initial/cacerts.sops.yaml"),
+    )
+    .expect("rendered Secret");
+    let at = rendered.find("\nsops:\n").expect("sops block") + 1;
+    let (doc, _) = rendered.split_at(at);
+    let meta = &tree(&rendered)["sops"];
+    let s = |v: &Value| v.as_str().expect("string").to_string();
+    let recipient = s(&meta["age"][0]["recipient"]);
+    let enc = s(&meta["age"][0]["enc"]);
+    let lastmodified = s(&meta["lastmodified"]);
+    let mac = s(&meta["mac"]);
+    assert_eq!(meta["age"].as_array().map(Vec::len), Some(1));
+    let entry = |r: &str, e: &str| vec![("recipient", r.to_string()), ("enc", e.to_string())];
+    let good_entry = entry(&format!(" {recipient}"), &enc_block(&enc));
+    let base = Block(vec![
+        (
+            "age".to_string(),
+            age_list(std::slice::from_ref(&good_entry)),
+        ),
+        ("lastmodified".to_string(), format!(" \"{lastmodified}\"")),
+        ("mac".to_string(), format!(" {mac}")),
+        (
+            "encrypted_regex".to_string(),
+            " ^(data|stringData)$".to_string(),
+        ),
+        ("version".to_string(), " 3.11.0".to_string()),
+    ]);
+    assert_eq!(
+        format!("{doc}{}", base.text()),
+        rendered,
+        "the block is rebuilt byte for byte"
+    );
+
+    let mut cases: Vec<(String, Block)> = vec![("unchanged".to_string(), base.clone())];
+    let mut add = |name: &str, block: Block| cases.push((name.to_string(), block));
+    // Every field: removed, empty, null, a list, a mapping, garbage.
+    for field in ["age", "lastmodified", "mac", "encrypted_regex", "version"] {
+        add(&format!("{field} removed"), base.without(field));
+        add(&format!("{field} empty"), base.set(field, " \"\""));
+        add(&format!("{field} null"), base.set(field, " ~"));
+        add(&format!("{field} a list"), base.set(field, " [a]"));
+        add(&format!("{field} a mapping"), base.set(field, " {a: b}"));
+        add(&format!("{field} garbage"), base.set(field, " banana"));
+        add(&format!("{field} a number"), base.set(field, " 3"));
+    }
+    for (name, v) in [
+        ("version 3.11", " 3.11"),
+        ("version v3.11.0", " v3.11.0"),
+        ("version 3.11.0-rc.1", " 3.11.0-rc.1"),
+        ("version 3.11.0+build", " 3.11.0+build.7"),
+        ("version 03.11.0", " 03.11.0"),
+        ("version 3.11.0-01", " 3.11.0-01"),
+        (
+            "version 3.11.0-99999999999999999999",
+            " 3.11.0-99999999999999999999",
+        ),
+        ("version 3.11.0 with a space", " \"3.11.0 \""),
+        ("version 1.banana", " 1.banana"),
+        ("version quoted", " \"3.11.0\""),
+        ("lastmodified unquoted", &format!(" {lastmodified}")),
+        ("lastmodified yesterday", " yesterday"),
+        (
+            "lastmodified with a space",
+            &format!(" \"{}\"", lastmodified.replace('T', " ")),
+        ),
+        (
+            "lastmodified lower-case t",
+            &format!(" \"{}\"", lastmodified.replace('T', "t")),
+        ),
+        (
+            "lastmodified +01:00",
+            &format!(" \"{}+01:00\"", lastmodified.trim_end_matches('Z')),
+        ),
+        (
+            "lastmodified +00:00",
+            &format!(" \"{}+00:00\"", lastmodified.trim_end_matches('Z')),
+        ),
+        (
+            "lastmodified ,5 fraction",
+            &format!(" \"{},5Z\"", lastmodified.trim_end_matches('Z')),
+        ),
+        (
+            "lastmodified .5 fraction",
+            &format!(" \"{}.5Z\"", lastmodified.trim_end_matches('Z')),
+        ),
+        (
+            "lastmodified date only",
+            &format!(" \"{}\"", &lastmodified[..10]),
+        ),
+        (
+            "mac other format",
+            " ENC[AES256_GCM,data:x,iv:y,tag:z,type:str]",
+        ),
+        (
+            "mac type int",
+            &format!(" {}", mac.replace("type:str]", "type:int]")),
+        ),
+        (
+            "mac type bytes",
+            &format!(" {}", mac.replace("type:str]", "type:bytes]")),
+        ),
+        ("mac cut short", &format!(" {}", &mac[..mac.len() / 2])),
+        ("encrypted_regex ^nothing$", " ^nothing$"),
+        ("encrypted_regex backreference", " ^(data)\\1$"),
+        ("encrypted_regex look-ahead", " ^(?=data)"),
+        ("encrypted_regex \\<", " \\<data"),
+        (
+            "encrypted_regex pathological",
+            " ^(a|a)*(a|a)*(a|a)*(a|a)*c$",
+        ),
+        ("encrypted_regex quoted", " \"^(data|stringData)$\""),
+        ("encrypted_regex unanchored data", " data"),
+        ("encrypted_regex (?i)", " (?i)^(DATA|STRINGDATA)$"),
+    ] {
+        let field = name.split(' ').next().expect("field");
+        add(name, base.set(field, v));
+    }
+    // Fields sops knows that the file does not have.
+    for (field, values) in [
+        ("unencrypted_suffix", &[" _x", " \"\"", " [a]"][..]),
+        ("encrypted_suffix", &[" _x", " ~", " {a: b}"][..]),
+        ("unencrypted_regex", &[" x", " \"\"", " [a]"][..]),
+        ("encrypted_comment_regex", &[" x", " \"\"", " [a]"][..]),
+        ("unencrypted_comment_regex", &[" x", " ~"][..]),
+        (
+            "mac_only_encrypted",
+            &[
+                " true",
+                " false",
+                " True",
+                " \"true\"",
+                " yes",
+                " \"yes\"",
+                " off",
+                " 1",
+                " ~",
+                " [a]",
+                " banana",
+            ][..],
+        ),
+        (
+            "shamir_threshold",
+            &[
+                " 2", " 2.5", " -1", " 0x2", " \"2\"", " banana", " ~", " [a]",
+            ][..],
+        ),
+        (
+            "key_groups",
+            &[" x", " [x]", " [{}]", " [~]", " {a: b}"][..],
+        ),
+        ("kms", &[" []", " x", " [x]", " ~"][..]),
+        (
+            "pgp",
+            &[
+                " []",
+                " x",
+                "\n        - fp: ABC\n          created_at: \"2020-01-01T00:00:00Z\"\n          enc: x",
+                "\n        - fp: ABC\n          created_at: garbage\n          enc: x",
+                "\n        - fp: [a]\n          created_at: \"2020-01-01T00:00:00Z\"\n          enc: x",
+            ][..],
+        ),
+        (
+            "kms ",
+            &[
+                "\n        - arn: a\n          created_at: \"2020-01-01T00:00:00Z\"\n          enc: x\n          context: [a]",
+                "\n        - arn: a\n          created_at: \"2020-01-01T00:00:00Z\"\n          enc: x\n          context: {a: b, c: ~}",
+            ][..],
+        ),
+        (
+            "hckms",
+            &[
+                " x",
+                "\n        - key_id: region:uuid\n          created_at: \"2020-01-01T00:00:00Z\"\n          enc: x",
+                "\n        - key_id: no-colon\n          created_at: \"2020-01-01T00:00:00Z\"\n          enc: x",
+            ][..],
+        ),
+        (
+            "gcp_kms",
+            &["\n        - resource_id: r\n          enc: x"][..],
+        ),
+        ("azure_kv", &[" {a: b}"][..]),
+        ("hc_vault", &[" [[a]]"][..]),
+        ("banana", &[" 1", " [a]"][..]),
+    ] {
+        for v in values {
+            add(
+                &format!("{} set to{v}", field.trim()),
+                base.set(field.trim(), v),
+            );
+        }
+    }
+    // The age entry, field by field.
+    let with_entries = |entries: &[Vec<(&str, String)>]| base.set("age", &age_list(entries));
+    let good_enc = enc_block(&enc);
+    add(
+        "age entry without recipient",
+        with_entries(&[vec![("enc", good_enc.clone())]]),
+    );
+    for (name, v) in [
+        (" empty", " \"\""),
+        (" a list", " [a]"),
+        (" a mapping", " {a: b}"),
+        (" garbage", " banana"),
+        (" a number", " 12"),
+        (" null", " ~"),
+    ] {
+        add(
+            &format!("age recipient{name}"),
+            with_entries(&[entry(v, &good_enc)]),
+        );
+        add(
+            &format!("age enc{name}"),
+            with_entries(&[entry(&format!(" {recipient}"), v)]),
+        );
+    }
+    add(
+        "age entry without enc",
+        with_entries(&[vec![("recipient", format!(" {recipient}"))]]),
+    );
+    add(
+        "age entry a string",
+        with_entries(&[vec![("", "x".to_string())]]),
+    );
+    add(
+        "age entry null",
+        with_entries(&[vec![("", "~".to_string())]]),
+    );
+    add(
+        "age entry a list",
+        with_entries(&[vec![("", "[a]".to_string())]]),
+    );
+    add(
+        "age entry with an unknown field",
+        with_entries(&[{
+            let mut e = good_entry.clone();
+            e.push(("banana", " 1".to_string()));
+            e
+        }]),
+    );
+    add(
+        "duplicate key in an age entry",
+        with_entries(&[{
+            let mut e = good_entry.clone();
+            e.push(("recipient", format!(" {recipient}")));
+            e
+        }]),
+    );
+    let mut flipped = enc.clone();
+    let mid = flipped.len() / 2;
+    let c = if &flipped[mid..=mid] == "A" { "B" } else { "A" };
+    flipped.replace_range(mid..=mid, c);
+    add(
+        "age enc flipped",
+        with_entries(&[entry(&format!(" {recipient}"), &enc_block(&flipped))]),
+    );
+    add(
+        "second age entry with empty enc",
+        with_entries(&[good_entry.clone(), entry(" age1other", " \"\"")]),
+    );
+    add(
+        "second age entry with garbage enc",
+        with_entries(&[entry(" age1other", " banana"), good_entry.clone()]),
+    );
+    add(
+        "age entries in one key group",
+        base.without("age").set(
+            "key_groups",
+            &age_list(&[vec![(
+                "age",
+                age_list(std::slice::from_ref(&good_entry))
+                    .replace("\n        ", "\n                "),
+            )]]),
+        ),
+    );
+    add(
+        "age entries in two key groups",
+        base.without("age").set("key_groups", &{
+            let inner = age_list(std::slice::from_ref(&good_entry))
+                .replace("\n        ", "\n                ");
+            age_list(&[vec![("age", inner.clone())], vec![("age", inner)]])
+        }),
+    );
+    add(
+        "anchor and alias in the sops block",
+        base.set("version", " &v 3.11.0").set("banana", " *v"),
+    );
+    add(
+        "duplicate version",
+        Block({
+            let mut f = base.0.clone();
+            f.push(("version".to_string(), " 3.11.0".to_string()));
+            f
+        }),
+    );
+
+    let mut texts: Vec<(String, String)> = cases
+        .iter()
+        .map(|(name, block)| (name.clone(), format!("{doc}{}", block.text())))
+        .collect();
+    // A key said twice where sops does not look (its value is null, so not in the MAC).
+    texts.push((
+        "duplicate key in the data".to_string(),
+        format!(
+            "{}{}",
+            doc.replace(
+                "    name: cacerts\n",
+                "    name: cacerts\n    x: ~\n    x: ~\n"
+            ),
+            base.text()
+        ),
+    ));
+
+    // Both tools on every case, four cases at a time (most of the time is process start-up).
+    let identity = root().join("plans/demo.agekey");
+    let results: Vec<(Output, Output)> = std::thread::scope(|scope| {
+        let mut handles = Vec::new();
+        for chunk in texts.chunks(texts.len().div_ceil(4)) {
+            let (dir, identity) = (dir.path(), &identity);
+            let offset = texts
+                .iter()
+                .position(|t| std::ptr::eq(t, &chunk[0]))
+                .expect("chunk");
+            handles.push(scope.spawn(move || {
+                chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (_, text))| {
+                        let file = dir.join(format!("case-{}.sops.yaml", offset + i));
+                        std::fs::write(&file, text).expect("write case");
+                        let path = file.to_str().expect("utf-8");
+                        let theirs = run_sops(dir, Some(identity), &["decrypt", path]);
+                        let ours = crate::common::run(
+                            Command::new(env!("CARGO_BIN_EXE_rootroll"))
+                                .current_dir(root())
+                                .args(["--now", NOW, "decrypt", path, "--identity"])
+                                .arg(identity)
+                                .arg("--insecure-write-plaintext"),
+                        );
+                        (theirs, ours)
+                    })
+                    .collect::<Vec<_>>()
+            }));
+        }
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("worker"))
+            .collect()
+    });
+
+    let mut report = String::new();
+    for (n, ((name, text), (theirs, ours))) in texts.iter().zip(results).enumerate() {
+        let path = dir.path().join(format!("case-{n}.sops.yaml"));
+        let path = path.to_str().expect("utf-8");
+        let sops_ok = theirs.status.success();
+        let ours_ok = ours.status.success();
+        let err = String::from_utf8_lossy(&ours.stderr).replace(path, "[FILE]");
+        let stricter = STRICTER.iter().find(|(n, _)| n == name);
+        if !sops_ok {
+            assert!(
+                !ours_ok,
+                "{name}: sops refuses ({}) but rootroll decrypts:\n{text}",
+                String::from_utf8_lossy(&theirs.stderr)
+            );
+        }
+        if !ours_ok {
+            assert_eq!(ours.status.code(), Some(2), "{name}: {err}");
+            assert!(
+                err.contains("[FILE]"),
+                "{name}: the file is not named: {err}"
+            );
+            assert!(
+                !sops_ok || stricter.is_some(),
+                "{name}: rootroll refuses what sops accepts, and STRICTER does not say why:\n{err}\n{text}"
+            );
+        }
+        if let Some((_, why)) = stricter {
+            assert!(
+                sops_ok && !ours_ok,
+                "{name}: listed as stricter ({why}) but sops {} and rootroll {}",
+                if sops_ok { "accepts" } else { "refuses" },
+                if ours_ok { "accepts" } else { "refuses" }
+            );
+        }
+        if sops_ok && ours_ok {
+            assert_eq!(
+                tree(&String::from_utf8_lossy(&ours.stdout)),
+                tree(&String::from_utf8_lossy(&theirs.stdout)),
+                "{name}: the plaintexts differ"
+            );
+        }
+        let verdict = match (sops_ok, ours_ok) {
+            (true, true) => "both decrypt".to_string(),
+            (false, false) => format!(
+                "both refuse; rootroll: {}",
+                err.trim().trim_start_matches("error: ")
+            ),
+            (true, false) => format!(
+                "rootroll refuses (stricter): {}",
+                err.trim().trim_start_matches("error: ")
+            ),
+            (false, true) => unreachable!("asserted above"),
+        };
+        report.push_str(&format!("{name}\n    {verdict}\n"));
+    }
+    insta::assert_snapshot!(report);
 }

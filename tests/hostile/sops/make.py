@@ -6,13 +6,17 @@ by the real sops 3.11 to the published demo key plans/demo.agekey; every other f
 file with one thing changed. `rootroll decrypt FILE --identity plans/demo.agekey` must refuse
 each of them (exit 2) with an error naming the file and what was wrong.
 
-Usage: python3 tests/hostile/sops/make.py   (needs sops and age-keygen on PATH)
+Usage: python3 tests/hostile/sops/make.py [--fresh]   (needs sops and age-keygen on PATH)
+
+The existing base.sops.yaml and encrypted-to-another-key.sops.yaml are reused, so adding a case
+changes no other file; --fresh encrypts both anew (every case then changes).
 """
 
 import os
 import pathlib
 import re
 import subprocess
+import sys
 import tempfile
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -54,8 +58,10 @@ def flip(s, at):
 def main():
     recipient = subprocess.run(["age-keygen", "-y", str(DEMO_KEY)], check=True,
                                capture_output=True, text=True).stdout.strip()
-    base = encrypt(PLAIN, recipient)
-    (HERE / "base.sops.yaml").write_text(base)
+    fresh = "--fresh" in sys.argv[1:]
+    if fresh or not (HERE / "base.sops.yaml").exists():
+        (HERE / "base.sops.yaml").write_text(encrypt(PLAIN, recipient))
+    base = (HERE / "base.sops.yaml").read_text()
 
     key_line = line_of(base, "ca-key.pem: ENC[")
     mac_line = line_of(base, "mac: ENC[")
@@ -115,9 +121,54 @@ def main():
         " " * i + "-\n" for i in range(1, 301)) + base
     cases["anchor-alias"] = base.replace("name: cacerts", "name: &n cacerts").replace(
         "namespace: istio-system", "namespace: *n")
-    other = subprocess.run(["age-keygen"], check=True, capture_output=True, text=True).stdout
-    other_recipient = next(l.split(": ")[1] for l in other.splitlines() if "public key" in l)
-    cases["encrypted-to-another-key"] = encrypt(PLAIN, other_recipient)
+    # Key rules: a pattern that makes a backtracking matcher run for ages on a 42-character key
+    # (sops uses Go's linear-time RE2), and patterns Go's regexp cannot compile.
+    rule = "encrypted_regex: ^(data|stringData)$"
+    cases["regex-pathological"] = base.replace(
+        rule, "encrypted_regex: ^(a|a)*(a|a)*(a|a)*(a|a)*c$").replace(
+        "    name: cacerts\n", "    name: cacerts\n    " + "a" * 41 + "b: x\n")
+    cases["regex-backreference"] = base.replace(rule, "encrypted_regex: ^(data)\\1$")
+    cases["regex-lookahead"] = base.replace(rule, "encrypted_regex: ^(?=data)")
+    cases["regex-rust-only-syntax"] = base.replace(rule, "encrypted_regex: ^\\<data")
+    # Malformed metadata (issue 18): each named for what it is, not as "not a SOPS file".
+    version_line = "    version: 3.11.0\n"
+    age_block = base[age_start:age_end]
+    cases["mac-list"] = base.replace(mac_line, "    mac: [a, list]")
+    cases["mac-type-int"] = base.replace(mac_line, mac_line.replace("type:str]", "type:int]"))
+    cases["mac-garbage"] = base.replace(mac_line, "    mac: garbage")
+    cases["age-string"] = base[:age_start] + '    age: "string"\n' + base[age_end:]
+    cases["age-entry-string"] = base[:age_start] + "    age:\n        - age1x\n" + base[age_end:]
+    cases["age-enc-empty"] = base.replace(
+        age_block, age_block[: age_block.index("          enc: |")] + '          enc: ""\n')
+    cases["age-recipient-list"] = base.replace("- recipient: age1", "- recipient: [age1") .replace(
+        "\n          enc: |", "]\n          enc: |", 1)
+    cases["lastmodified-list"] = base.replace(lm_line, "    lastmodified: [2026]")
+    cases["lastmodified-missing"] = base.replace(lm_line + "\n", "")
+    cases["version-missing"] = base.replace(version_line, "")
+    cases["version-banana"] = base.replace(version_line, "    version: banana\n")
+    cases["version-not-semver"] = base.replace(version_line, "    version: 3.11\n")
+    cases["version-tagged"] = base.replace(version_line, "    version: !!str 3.11.0\n")
+    cases["sops-empty"] = base[: base.index("sops:\n")] + "sops:\n"
+    cases["sops-string"] = base[: base.index("sops:\n")] + "sops: encrypted\n"
+    cases["sops-list"] = base[: base.index("sops:\n")] + "sops: [a]\n"
+    cases["sops-not-yaml"] = base[: base.index("sops:\n")] + "sops: [\n"
+    cases["alias-in-sops-block"] = base.replace(version_line, "    version: &v 3.11.0\n    x: *v\n")
+    cases["deep-nesting-in-sops-block"] = base.replace(
+        version_line, version_line + "    x: " + "[" * 5000 + "]" * 5000 + "\n")
+    cases["duplicate-top-level-key"] = base.replace("type: Opaque\n", "type: Opaque\ntype: Opaque\n")
+    cases["duplicate-metadata-field"] = base.replace(version_line, version_line * 2)
+    cases["encrypted-regex-removed"] = base.replace("    " + rule + "\n", "")
+    cases["comment-rule"] = base.replace(rule, "encrypted_comment_regex: ^secret")
+    group = "        - age:\n" + "".join(
+        "        " + l + "\n" for l in age_block[len("    age:\n"):].splitlines())
+    cases["key-groups-shamir"] = base[:age_start] + "    key_groups:\n" + group * 2 + base[age_end:]
+    cases["pgp-created-at-garbage"] = base.replace(
+        version_line, version_line + "    pgp:\n        - fp: ABC\n          created_at: garbage\n          enc: x\n")
+    other_file = HERE / "encrypted-to-another-key.sops.yaml"
+    if fresh or not other_file.exists():
+        other = subprocess.run(["age-keygen"], check=True, capture_output=True, text=True).stdout
+        other_recipient = next(l.split(": ")[1] for l in other.splitlines() if "public key" in l)
+        cases["encrypted-to-another-key"] = encrypt(PLAIN, other_recipient)
     for name, text in cases.items():
         assert text != base, name
         (HERE / f"{name}.sops.yaml").write_text(text)
