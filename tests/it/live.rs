@@ -1395,3 +1395,58 @@ fn text_output_names_unreadable_proxies_up_to_five_and_counts_the_rest() {
         )]
     );
 }
+
+/// istiod's webhooks are found by the Service they call, not by name (istio-2026 §1): one
+/// named without "istio" whose caBundle lacks B fails, one named `istio-…` that calls another
+/// Service is not judged. A stale `tls.crt` next to the istiod files (istiod would prefer it)
+/// fails the Secret gate by name, without blocking the gates that depend on the phase.
+#[test]
+fn istiod_webhooks_are_found_by_service_and_a_stale_tls_crt_fails_the_secret() {
+    let r = render_now("plans/demo.yaml");
+    let mut c = healthy(&r.out, "demo", 2, 0);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let phase1 = secret_data(&phase_secret(&r.out, "demo", 1))["root-cert.pem"].clone();
+    let hooks = c
+        .objects
+        .get_mut("mutatingwebhookconfigurations.json")
+        .unwrap();
+    hooks["items"][0]["metadata"]["name"] = json!("sidecar-injector-custom");
+    hooks["items"][0]["webhooks"][0]["clientConfig"]["caBundle"] = json!(b64.encode(&phase1));
+    let validating = c
+        .objects
+        .get_mut("validatingwebhookconfigurations.json")
+        .unwrap();
+    let mut other = validating["items"][0].clone();
+    other["metadata"]["name"] = json!("istio-lookalike");
+    other["webhooks"][0]["clientConfig"] = json!({"caBundle": b64.encode(b"not a bundle"),
+        "service": {"name": "policy", "namespace": "tools", "path": "/validate"}});
+    validating["items"].as_array_mut().unwrap().push(other);
+    c.secret["data"]["tls.crt"] = json!(b64.encode(&phase1));
+    let d = tempfile::tempdir().unwrap();
+    write_dump(d.path(), &c, &BTreeMap::new());
+    let (code, failed, v) = verify_dump(&r.out, d.path(), 2);
+    assert_eq!(code, Some(1));
+    assert_eq!(failed, ["live-secret-phase", "webhook-ca-bundle"], "{v:#}");
+    let find = |code: &str| {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["code"] == code)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        find("live-secret-phase")["message"],
+        "istio-system/cacerts is phase 2-trust-both but also holds `tls.crt`"
+    );
+    let w = find("webhook-ca-bundle");
+    assert_eq!(
+        w["message"],
+        "1 of 2 istiod webhook caBundles lack a root of the phase: sidecar-injector-custom/namespace.sidecar-injector.istio.io"
+    );
+    assert_eq!(
+        w["details"],
+        json!(["sidecar-injector-custom/namespace.sidecar-injector.istio.io"])
+    );
+}
