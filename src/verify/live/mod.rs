@@ -7,7 +7,7 @@
 //!
 //! Each gate (or small family) is one function in a file named after what it checks. A source
 //! that could not be read is one failed finding with the reason; the gates that depend on it
-//! are *not checked, because …* ([`Blocked`]), never a pass and never the same failure again.
+//! are *not checked, because …* (see `Blocked`), never a pass and never the same failure again.
 
 mod admin;
 mod configmap;
