@@ -290,42 +290,35 @@ catalogue! {
         scope: Scope::Live, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
         proves: "the cluster's cacerts Secret carries this phase's public fingerprint (and its content matches it when read)",
         hint: "wait for Flux or Argo CD to apply the phase (flux reconcile / argocd app sync), then check again",
-        doc: "The GitOps engine applies the phase asynchronously. Until the live Secret is the phase's Secret, nothing else about the phase can be judged.",
+        doc: "The GitOps engine applies the phase asynchronously. Until the live Secret is the phase's Secret, nothing else about the phase can be judged: when it was read and is another phase (or missing), the gates that judge what istiod and the proxies made of the phase are shown as not checked, and the soak has not started. The Secret's public entries are fingerprinted and compared with the rendered phase; keys outside its format (istio-generated, a stale tls.crt, which istiod prefers) fail too.",
     }
     RootConfigmap = "root-configmap" {
         title: "istio-ca-root-cert holds the phase's bundle",
         scope: Scope::Live, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
         proves: "istio-ca-root-cert in every namespace holds exactly this phase's root-cert.pem bytes",
         hint: "istiod distributes root-cert.pem to every namespace: check istiod's logs for the reload",
-        doc: "istiod copies its root bundle into the istio-ca-root-cert ConfigMap of every namespace once it reloaded cacerts. A ConfigMap with other bytes means istiod did not reload (or fell back to a self-signed CA after a restart).",
+        doc: "istiod copies its root bundle into the istio-ca-root-cert ConfigMap of every namespace once it reloaded cacerts. A ConfigMap with other bytes means istiod did not reload, or fell back to a self-signed CA after a restart: in phase 1 this gate is the proof that taking ownership of cacerts changed nothing (the bytes are today's root-cert.pem, byte for byte).",
     }
     WebhookCaBundle = "webhook-ca-bundle" {
         title: "istiod's webhooks trust its roots",
         scope: Scope::Live, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
-        proves: "every Istio mutating and validating webhook's caBundle contains the phase's roots",
+        proves: "every mutating and validating webhook that calls istiod's Service has a caBundle containing the phase's roots",
         hint: "istiod patches its webhooks' caBundle; check istiod's webhook controller logs",
-        doc: "The API server calls istiod's injection and validation webhooks over TLS with the caBundle. Once istiod serves a certificate from B, a caBundle without B breaks injection and validation.",
+        doc: "The API server calls istiod's injection and validation webhooks over TLS with the caBundle. Once istiod serves a certificate from B, a caBundle without B breaks injection and validation. A webhook is istiod's by its clientConfig.service (istiod or istiod-<rev> in the Istio namespace), not by its name (istio-2026 §1, #60774); a remote cluster's URL webhook counts when its configuration is named istio….",
     }
     ProxyReadable = "proxy-readable" {
         title: "every Envoy's admin dump was read",
         scope: Scope::Live, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
         proves: "every sidecar, gateway and waypoint answered its admin config_dump through a port-forward",
-        hint: "grant pods/portforward to the verify ServiceAccount, or collect the dumps with --from-dump",
-        doc: "A proxy whose certificates cannot be read cannot be judged; it is never counted as passing.",
-    }
-    ProxyTrustsNewRoot = "proxy-trusts-new-root" {
-        title: "every Envoy trusts the phase's roots",
-        scope: Scope::Live, phases: &[2, 4], planes: Planes::All, severity: Severity::Error,
-        proves: "every Envoy's ROOTCA holds the phase's roots",
-        hint: "proxies without PCDS learn roots only at restart: check PROXY_CONFIG_XDS_AGENT",
-        doc: "Advertised by `plan` for phases 2 and 4 under this name while `verify live` emits proxy-trusts-roots for the same check.",
+        hint: "grant create on pods/portforward to the verify ServiceAccount and check that the listed pods run (admin port 15000), or collect the dumps with --from-dump",
+        doc: "A proxy whose certificates cannot be read cannot be judged; it is never counted as passing. When pods cannot be listed at all, this gate and the proxy gates after it are not checked (prereq-xds-agent-pods carries the failure).",
     }
     ProxyTrustsRoots = "proxy-trusts-roots" {
         title: "every Envoy trusts exactly the phase's roots",
         scope: Scope::Live, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
         proves: "every Envoy's ROOTCA holds exactly the roots of this phase's bundle",
-        hint: "proxies without PCDS learn roots only at restart: check PROXY_CONFIG_XDS_AGENT",
-        doc: "Read from each Envoy's admin config_dump (the ROOTCA SDS secret).",
+        hint: "proxies learn a new bundle through PCDS within seconds: check PROXY_CONFIG_XDS_AGENT on the listed pods, or restart them",
+        doc: "Read from each Envoy's admin config_dump (the ROOTCA SDS secret) and compared as a set of DER roots: in phases 1–3 a ROOTCA without B cannot accept leaves issued from B, and in phase 4 a ROOTCA still holding A means the proxy never received the B-only bundle.",
     }
     ProxyLeafNewIssuer = "proxy-leaf-new-issuer" {
         title: "every Envoy presents a leaf from B's intermediate",
@@ -338,13 +331,13 @@ catalogue! {
         title: "every ztunnel's certificates were read",
         scope: Scope::Live, phases: &[1, 2, 3, 4], planes: Planes::Ambient, severity: Severity::Error,
         proves: "every ztunnel answered its admin config_dump",
-        hint: "grant pods/portforward to the verify ServiceAccount, or collect the dumps with --from-dump",
-        doc: "A ztunnel whose certificates cannot be read cannot be judged; it is never counted as passing.",
+        hint: "grant create on pods/portforward for the ztunnel pods, or collect the dumps with --from-dump",
+        doc: "A ztunnel whose certificates cannot be read cannot be judged; it is never counted as passing. An ambient mesh without a ztunnel pod fails here.",
     }
     ZtunnelTrustsNewRoot = "ztunnel-trusts-new-root" {
-        title: "every ztunnel identity trusts B",
-        scope: Scope::Live, phases: &[2, 3, 4], planes: Planes::Ambient, severity: Severity::Error,
-        proves: "every ztunnel identity's rootCerts contains root B",
+        title: "every ztunnel identity trusts the phase's roots",
+        scope: Scope::Live, phases: &[1, 2, 3, 4], planes: Planes::Ambient, severity: Severity::Error,
+        proves: "every ztunnel identity's rootCerts contains the phase's roots (from phase 2 root B), and in phase 4 only B",
         hint: "ztunnel learns roots only when a certificate renews: restart the ztunnel DaemonSet or wait the soak",
         doc: "ztunnel has no PCDS: it learns roots only from each CA response and renews at half its TTL (istio-2026 §2).",
     }
@@ -361,13 +354,6 @@ catalogue! {
         proves: "at least the phase's minimum soak has passed since it was applied",
         hint: "wait: the soak covers propagation, re-signing and the safety margin",
         doc: "The minimum soak is computed by `plan` from the workload TTL, propagation delay and margin. Its clock starts when the live Secret (or the root ConfigMaps) changed.",
-    }
-    LiveRootUnchanged = "live-root-unchanged" {
-        title: "no istiod fell back to a self-signed CA",
-        scope: Scope::Live, phases: &[1], planes: Planes::All, severity: Severity::Error,
-        proves: "istio-ca-root-cert still holds A",
-        hint: "check istiod's logs for a fall-back to the self-signed CA",
-        doc: "Advertised by `plan` for phase 1; root-configmap already requires istio-ca-root-cert to hold the phase bundle.",
     }
 }
 

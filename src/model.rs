@@ -327,7 +327,11 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
         ),
         gate(
             Code::PrereqXdsAgent,
-            "PROXY_CONFIG_XDS_AGENT=true in meshConfig.defaultConfig.proxyMetadata and in the env of every running istio-proxy container (one rollout of every proxy)",
+            "PROXY_CONFIG_XDS_AGENT=true in meshConfig.defaultConfig.proxyMetadata",
+        ),
+        gate(
+            Code::PrereqXdsAgentPods,
+            "PROXY_CONFIG_XDS_AGENT=true in the env of every running istio-proxy container (one rollout of every proxy)",
         ),
         gate(
             Code::PrereqVersions,
@@ -357,14 +361,6 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
         notes: vec!["apply prerequisites/ to your Istio installation (Helm values or IstioOperator), then restart istiod and every proxy once".into()],
     });
 
-    let configmap_gate = |what: &str| {
-        gate(
-            Code::RootConfigmap,
-            format!(
-                "istio-ca-root-cert in every namespace holds exactly the {what} bundle bytes, and webhook caBundles contain its roots"
-            ),
-        )
-    };
     let secret_gate = gate(
         Code::LiveSecretPhase,
         format!(
@@ -378,6 +374,63 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
             format!("at least {s} since this phase was applied"),
         )
     };
+    // What `verify live` checks in phase `n` (src/verify/live), besides phase 0's
+    // prerequisites: exactly these codes. `bundle` names the bundle, `roots` its root set.
+    let live_gates = |n: u8, bundle: &str, roots: &str, soak: Span| {
+        let mut g = vec![
+            secret_gate.clone(),
+            gate(
+                Code::RootConfigmap,
+                format!(
+                    "istio-ca-root-cert in every namespace holds exactly the {bundle} bundle bytes"
+                ),
+            ),
+            gate(
+                Code::WebhookCaBundle,
+                format!("the caBundle of every webhook calling istiod contains {roots}"),
+            ),
+            gate(
+                Code::ProxyReadable,
+                "every Envoy (sidecar, gateway, waypoint) answers its admin config_dump",
+            ),
+            gate(
+                Code::ProxyTrustsRoots,
+                format!("every Envoy ROOTCA holds exactly {roots}"),
+            ),
+        ];
+        if n >= 3 {
+            g.push(gate(
+                Code::ProxyLeafNewIssuer,
+                "every Envoy default certificate is issued by the new intermediate (leaf AKID = new intermediate SKID)",
+            ));
+        }
+        if ambient {
+            g.push(gate(
+                Code::ZtunnelReadable,
+                "every ztunnel answers its admin config_dump",
+            ));
+            g.push(gate(
+                Code::ZtunnelTrustsNewRoot,
+                if n == 4 {
+                    "every ztunnel identity's rootCerts holds only B".to_string()
+                } else {
+                    format!("every ztunnel identity's rootCerts contains {roots}")
+                },
+            ));
+            if n >= 3 {
+                g.push(gate(
+                    Code::ZtunnelLeafNewIssuer,
+                    "every ztunnel identity's certChain[0] is issued by the new intermediate",
+                ));
+            }
+        }
+        g.push(gate(
+            Code::NoRestart,
+            "no proxy container restarted since this phase was applied (a warning)",
+        ));
+        g.push(soak_gate(soak));
+        g
+    };
 
     // Phase 1.
     let p2_soak = if ambient {
@@ -390,15 +443,7 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
     } else {
         fast
     };
-    let mut p1_gates = vec![
-        secret_gate.clone(),
-        configmap_gate("phase-1"),
-        soak_gate(fast),
-    ];
-    p1_gates.push(gate(
-        Code::LiveRootUnchanged,
-        "no istiod restart fell back to a self-signed CA: istio-ca-root-cert still holds A",
-    ));
+    let p1_gates = live_gates(1, "phase-1", "A", fast);
     phases.push(Phase {
         number: 1,
         name: PHASES[1].1.into(),
@@ -414,26 +459,14 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
     });
 
     // Phase 2.
-    let mut p2_gates = vec![
-        secret_gate.clone(),
-        configmap_gate("A+B"),
-        gate(
-            Code::ProxyTrustsNewRoot,
-            "every Envoy (sidecar, gateway, waypoint) ROOTCA contains A and B",
-        ),
-    ];
+    let p2_gates = live_gates(2, "A+B", "A and B", p2_soak);
     let mut p2_notes = Vec::new();
     if ambient {
-        p2_gates.push(gate(
-            Code::ZtunnelTrustsNewRoot,
-            "every ztunnel identity's rootCerts contains B",
-        ));
         p2_notes.push(format!(
             "ambient: ztunnel learns roots only when a certificate renews (~half of {}) — run `kubectl rollout restart daemonset/ztunnel -n {ns}` after this phase is applied, or wait the full soak",
             t.workload_cert_ttl
         ));
     }
-    p2_gates.push(soak_gate(p2_soak));
     phases.push(Phase {
         number: 2,
         name: PHASES[2].1.into(),
@@ -452,22 +485,11 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
     });
 
     // Phase 3.
-    let mut p3_gates = vec![
-        secret_gate.clone(),
-        configmap_gate("A+B+B"),
-        gate(
-            Code::ProxyLeafNewIssuer,
-            "every Envoy default certificate is issued by the new intermediate (leaf AKID = new intermediate SKID)",
-        ),
-    ];
+    let p3_gates = live_gates(3, "A+B+B", "A and B", p3_soak);
     let mut p3_notes = vec![
         "root-cert.pem becomes A+B+B: the same roots, new bytes, so istiod pushes the bundle and every connected proxy re-signs its leaf from B's intermediate at once".to_string(),
     ];
     if ambient {
-        p3_gates.push(gate(
-            Code::ZtunnelLeafNewIssuer,
-            "every ztunnel identity's certChain[0] is issued by the new intermediate",
-        ));
         p3_notes.push(format!(
             "ambient: ztunnel re-issues at half-life only — restart the ztunnel DaemonSet after this phase is applied, or wait {p3_soak}; ztunnel < 1.30 also needs the restart to trust istiod's new serving certificate"
         ));
@@ -475,7 +497,6 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
     if !immediate_resign {
         p3_notes.push("Istio < 1.21 does not re-sign on a bundle change: leaves move to B only at natural rotation".into());
     }
-    p3_gates.push(soak_gate(p3_soak));
     phases.push(Phase {
         number: 3,
         name: PHASES[3].1.into(),
@@ -507,11 +528,7 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
         why: "A is removed once no live leaf chains to it".into(),
         min_soak: fast,
         min_soak_secs: fast.as_secs(),
-        gates_before_next: vec![
-            secret_gate,
-            configmap_gate("B-only"),
-            gate(Code::ProxyTrustsNewRoot, "every Envoy ROOTCA holds only B"),
-        ],
+        gates_before_next: live_gates(4, "B-only", "B", fast),
         notes: vec![
             "established connections are not re-validated; only new handshakes need B".into(),
         ],

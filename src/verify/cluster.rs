@@ -380,7 +380,7 @@ pub async fn watch(
         let failing: Vec<crate::gates::Code> = report
             .findings
             .iter()
-            .filter(|f| !f.passed)
+            .filter(|f| f.is_failure())
             .map(|f| f.code)
             .collect();
         on_retry(&failing);

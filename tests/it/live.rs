@@ -341,7 +341,7 @@ pub(crate) fn failed_codes(v: &Value) -> Vec<String> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|f| f["passed"] == false && f["severity"] == "error")
+        .filter(|f| f["passed"] == false && f["severity"] == "error" && f["not_checked"].is_null())
         .map(|f| f["code"].as_str().unwrap().to_string())
         .collect()
 }
@@ -382,7 +382,7 @@ fn from_dump_passes_a_consistent_phase_and_fails_each_fault() {
         .unwrap();
     assert_eq!(
         f["message"],
-        "1 of 3 proxies still present leaves from intermediate A"
+        "1 of 3 proxies still present leaves from intermediate A: shop/web-0001 (sidecar)"
     );
     assert_eq!(f["details"], json!(["shop/web-0001 (sidecar)"]));
 
@@ -1128,4 +1128,325 @@ fn init_from_cluster_keeps_bytes_and_never_writes_the_key_in_plaintext() {
     let o = init(&["--force"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("is not empty"), "{}", stderr(&o));
+}
+
+/// (code, reason) of every finding that was not checked.
+fn not_checked(v: &Value) -> Vec<(String, String)> {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| !f["not_checked"].is_null())
+        .map(|f| {
+            assert_eq!(f["passed"], false, "a not-checked gate never passes: {f}");
+            let reason = f["not_checked"].as_str().unwrap().to_string();
+            (f["code"].as_str().unwrap().to_string(), reason)
+        })
+        .collect()
+}
+
+/// What `plan` advertises for a phase (phase 0's prerequisites are checked in every live
+/// run) is exactly what `verify live` emits for it, and the catalogue's phases and planes of
+/// every live gate say the same.
+#[test]
+fn every_live_gate_a_phase_advertises_is_emitted_and_nothing_else() {
+    use rootroll::gates::{Planes, Scope};
+    use std::collections::BTreeSet;
+    let mut advertised_in: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+    let mut sidecar_codes = BTreeSet::new();
+    for (plan, cluster) in [
+        ("plans/demo.yaml", "demo"),
+        ("plans/ambient.yaml", "ambient"),
+    ] {
+        let r = render_now(plan);
+        let o = rootroll(&["plan", plan, "--format", "json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let rollout: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let codes = |n: usize| -> BTreeSet<String> {
+            let gates = rollout["phases"][n]["gatesBeforeNext"].as_array().unwrap();
+            gates
+                .iter()
+                .map(|g| g["code"].as_str().unwrap().to_string())
+                .collect()
+        };
+        for n in 0..=4 {
+            for code in codes(n) {
+                if plan.contains("demo") {
+                    sidecar_codes.insert(code.clone());
+                }
+                advertised_in.entry(code).or_default().insert(n as u64);
+            }
+        }
+        for phase in 1..=4u8 {
+            let d = tempfile::tempdir().unwrap();
+            write_dump(
+                d.path(),
+                &healthy(&r.out, cluster, phase, 0),
+                &BTreeMap::new(),
+            );
+            let (_, _, v) = verify_dump_cluster(&r.out, d.path(), cluster, phase);
+            let emitted: BTreeSet<String> = v["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["code"].as_str().unwrap().to_string())
+                .collect();
+            let advertised: BTreeSet<String> =
+                codes(0).union(&codes(phase.into())).cloned().collect();
+            assert_eq!(emitted, advertised, "{plan} phase {phase}");
+        }
+    }
+    for g in rootroll::gates::all().filter(|g| g.scope == Scope::Live) {
+        let code = g.code.as_str();
+        let phases: BTreeSet<u64> = g.phases.iter().map(|p| u64::from(*p)).collect();
+        assert_eq!(
+            advertised_in.get(code),
+            Some(&phases),
+            "{code}: catalogue phases"
+        );
+        assert_eq!(
+            g.planes == Planes::Ambient,
+            !sidecar_codes.contains(code),
+            "{code}: catalogue planes"
+        );
+    }
+}
+
+/// The cluster still runs phase 2 while phase 3 is verified: one root cause (the Secret), a
+/// soak that has not started, and the gates that judge what istiod and the proxies made of
+/// phase 3 are not checked — before, three lagging proxies failed and the soak passed.
+#[test]
+fn a_live_secret_of_another_phase_is_one_failure_and_its_dependents_are_not_checked() {
+    let r = render_now("plans/demo.yaml");
+    let mut envoy = EnvoyPair::start();
+    let p2 = envoy_dump(&mut envoy, &r.out, "demo", 2);
+    let c = healthy(&r.out, "demo", 2, 3);
+    let dumps: BTreeMap<String, Value> = c
+        .sidecars
+        .iter()
+        .map(|(_, p)| (p.clone(), p2.clone()))
+        .collect();
+    let d = tempfile::tempdir().unwrap();
+    write_dump(d.path(), &c, &dumps);
+
+    // Verified as phase 2, the same cluster passes: the dumps are consistent.
+    let (code, failed, v) = verify_dump(&r.out, d.path(), 2);
+    assert_eq!((code, failed), (Some(0), vec![]), "{v:#}");
+
+    let (code, failed, v) = verify_dump(&r.out, d.path(), 3);
+    assert_eq!(code, Some(1));
+    assert_eq!(failed, ["live-secret-phase", "soak-time"], "{v:#}");
+    let message = |code: &str| {
+        let f = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["code"] == code)
+            .unwrap();
+        f["message"].as_str().unwrap().to_string()
+    };
+    assert_eq!(
+        message("live-secret-phase"),
+        "istio-system/cacerts is not phase 3-switch-issuer: its rootroll.dev/phase label is \"2\", not 3; its public-content annotation differs from the rendered phase's; its certificates differ from the rendered phase's"
+    );
+    assert_eq!(
+        message("soak-time"),
+        "phase 3-switch-issuer is not applied yet (live-secret-phase): its soak has not started"
+    );
+    let because = "because the live Secret is not phase 3-switch-issuer (live-secret-phase)";
+    let skipped = not_checked(&v);
+    let codes: Vec<&str> = skipped.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(
+        codes,
+        [
+            "root-configmap",
+            "webhook-ca-bundle",
+            "proxy-trusts-roots",
+            "proxy-leaf-new-issuer",
+            "no-restart"
+        ]
+    );
+    assert!(skipped.iter().all(|(_, why)| why == because), "{skipped:?}");
+    // The proxies themselves were read: that is not a dependent gate.
+    assert_eq!(
+        message("proxy-readable"),
+        "read the secrets of all 3 Envoy proxies"
+    );
+}
+
+/// Pods cannot be listed: one failure names the cause, and no proxy gate passes over zero
+/// proxies (before, proxy-readable and proxy-trusts-roots passed with "all 0").
+#[test]
+fn pods_that_cannot_be_listed_fail_once_and_proxy_gates_are_not_checked() {
+    let r = render_now("plans/demo.yaml");
+    let d = tempfile::tempdir().unwrap();
+    write_dump(d.path(), &healthy(&r.out, "demo", 3, 2), &BTreeMap::new());
+    std::fs::remove_file(d.path().join("pods.json")).unwrap();
+    let (code, failed, v) = verify_dump(&r.out, d.path(), 3);
+    assert_eq!(code, Some(1));
+    assert_eq!(failed, ["prereq-xds-agent-pods"], "{v:#}");
+    let f = &v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "prereq-xds-agent-pods")
+        .unwrap();
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("pods could not be listed: "),
+        "{f}"
+    );
+    assert!(f["message"].as_str().unwrap().contains("pods.json"), "{f}");
+    let skipped = not_checked(&v);
+    let codes: Vec<&str> = skipped.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(
+        codes,
+        [
+            "prereq-versions",
+            "proxy-readable",
+            "proxy-trusts-roots",
+            "proxy-leaf-new-issuer",
+            "no-restart"
+        ]
+    );
+    for (_, why) in &skipped {
+        assert_eq!(
+            why,
+            "because pods could not be listed (prereq-xds-agent-pods)"
+        );
+    }
+    let passed: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["passed"] == true)
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        !passed.iter().any(|c| c.starts_with("proxy-")),
+        "{passed:?}"
+    );
+}
+
+/// The text a person reads names the proxies that could not be read: up to five, then a
+/// count (#18); the full list with each reason stays in the JSON details.
+#[test]
+fn text_output_names_unreadable_proxies_up_to_five_and_counts_the_rest() {
+    let r = render_now("plans/demo.yaml");
+    let d = tempfile::tempdir().unwrap();
+    write_dump(d.path(), &healthy(&r.out, "demo", 2, 7), &BTreeMap::new());
+    let at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap();
+    let args = |format: &'static str| {
+        let mut a = vec![
+            "verify",
+            "live",
+            r.out.to_str().unwrap(),
+            "--cluster",
+            "demo",
+        ];
+        a.extend([
+            "--phase",
+            "2",
+            "--from-dump",
+            d.path().to_str().unwrap(),
+            "--format",
+            format,
+        ]);
+        a
+    };
+    let o = rootroll_at(&at, &args("text"));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let text = stdout(&o);
+    let names: Vec<String> = (0..5)
+        .map(|i| format!("shop/web-{i:04} (sidecar)"))
+        .collect();
+    let line = format!(
+        "7 of 7 proxies could not be read: {} and 2 more",
+        names.join(", ")
+    );
+    assert!(text.lines().any(|l| l.ends_with(&line)), "{text}");
+    assert!(!text.contains("web-0005"), "only five are named: {text}");
+
+    let o = rootroll_at(&at, &args("json"));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let f = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "proxy-readable")
+        .unwrap();
+    let details = f["details"].as_array().unwrap();
+    assert_eq!(details.len(), 7);
+    assert!(
+        details[6]
+            .as_str()
+            .unwrap()
+            .starts_with("shop/web-0006 (sidecar): "),
+        "{f}"
+    );
+    // With no proxy read, the trust gate is not checked rather than passed over none.
+    assert_eq!(
+        not_checked(&v),
+        [(
+            "proxy-trusts-roots".to_string(),
+            "because no Envoy's dump could be read (proxy-readable)".to_string()
+        )]
+    );
+}
+
+/// istiod's webhooks are found by the Service they call, not by name (istio-2026 §1): one
+/// named without "istio" whose caBundle lacks B fails, one named `istio-…` that calls another
+/// Service is not judged. A stale `tls.crt` next to the istiod files (istiod would prefer it)
+/// fails the Secret gate by name, without blocking the gates that depend on the phase.
+#[test]
+fn istiod_webhooks_are_found_by_service_and_a_stale_tls_crt_fails_the_secret() {
+    let r = render_now("plans/demo.yaml");
+    let mut c = healthy(&r.out, "demo", 2, 0);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let phase1 = secret_data(&phase_secret(&r.out, "demo", 1))["root-cert.pem"].clone();
+    let hooks = c
+        .objects
+        .get_mut("mutatingwebhookconfigurations.json")
+        .unwrap();
+    hooks["items"][0]["metadata"]["name"] = json!("sidecar-injector-custom");
+    hooks["items"][0]["webhooks"][0]["clientConfig"]["caBundle"] = json!(b64.encode(&phase1));
+    let validating = c
+        .objects
+        .get_mut("validatingwebhookconfigurations.json")
+        .unwrap();
+    let mut other = validating["items"][0].clone();
+    other["metadata"]["name"] = json!("istio-lookalike");
+    other["webhooks"][0]["clientConfig"] = json!({"caBundle": b64.encode(b"not a bundle"),
+        "service": {"name": "policy", "namespace": "tools", "path": "/validate"}});
+    validating["items"].as_array_mut().unwrap().push(other);
+    c.secret["data"]["tls.crt"] = json!(b64.encode(&phase1));
+    let d = tempfile::tempdir().unwrap();
+    write_dump(d.path(), &c, &BTreeMap::new());
+    let (code, failed, v) = verify_dump(&r.out, d.path(), 2);
+    assert_eq!(code, Some(1));
+    assert_eq!(failed, ["live-secret-phase", "webhook-ca-bundle"], "{v:#}");
+    let find = |code: &str| {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["code"] == code)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        find("live-secret-phase")["message"],
+        "istio-system/cacerts is phase 2-trust-both but also holds `tls.crt`"
+    );
+    let w = find("webhook-ca-bundle");
+    assert_eq!(
+        w["message"],
+        "1 of 2 istiod webhook caBundles lack a root of the phase: sidecar-injector-custom/namespace.sidecar-injector.istio.io"
+    );
+    assert_eq!(
+        w["details"],
+        json!(["sidecar-injector-custom/namespace.sidecar-injector.istio.io"])
+    );
 }

@@ -73,7 +73,7 @@ fn promote_commits_with_trailers_and_status_reports_it() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|g| g == "proxy-trusts-new-root")
+                .any(|g| g == "proxy-trusts-roots")
         );
         assert!(c["soakLeft"].as_str().is_some());
     }

@@ -1,0 +1,198 @@
+//! `verify live`: gates over what a cluster is really running.
+//!
+//! Gathering and judging are separate: a [`Snapshot`] is collected either from the Kubernetes
+//! API (with Envoy and ztunnel admin dumps read through port-forwards, see [`super::cluster`])
+//! or from files (`--from-dump`, see [`super::dump`]), and [`gates`] turns it into a
+//! [`Report`]. The same snapshot gives the same verdicts whichever way it was collected.
+//!
+//! Each gate (or small family) is one function in a file named after what it checks. A source
+//! that could not be read is one failed finding with the reason; the gates that depend on it
+//! are *not checked, because …* (see `Blocked`), never a pass and never the same failure again.
+
+mod admin;
+mod configmap;
+mod pods;
+mod prereq;
+mod proxy;
+mod secret;
+mod soak;
+mod webhook;
+mod ztunnel;
+
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use time::OffsetDateTime;
+
+pub use admin::{envoy_secrets, ztunnel_certs};
+pub use pods::proxy_kind;
+pub use prereq::{image_version, version_problem};
+
+use super::Report;
+use crate::duration::Span;
+use crate::plan::SecretFormat;
+use crate::repo::{Repo, keys};
+
+/// DER certificates.
+pub type Ders = Vec<Vec<u8>>;
+
+/// A source that could not be read: the reason is reported as a failed gate.
+pub type Fetched<T> = Result<T, String>;
+
+/// An Envoy (sidecar, gateway, waypoint) or ztunnel whose admin dump was read.
+#[derive(Debug, Clone)]
+pub struct ProxyDump {
+    pub namespace: String,
+    pub pod: String,
+    /// `sidecar`, `gateway`, `waypoint` or `ztunnel`.
+    pub kind: String,
+    pub dump: Fetched<serde_json::Value>,
+}
+
+/// Everything the live gates look at.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub istio_namespace: String,
+    pub deployments: Fetched<Vec<Deployment>>,
+    /// ConfigMaps in the Istio namespace (mesh config `istio`, `istio-<rev>`).
+    pub istio_configmaps: Fetched<Vec<ConfigMap>>,
+    pub pods: Fetched<Vec<Pod>>,
+    /// `None` when the Secret was deliberately not read (`--no-secret-read`).
+    pub secret: Option<Fetched<Option<Secret>>>,
+    pub root_configmaps: Fetched<Vec<ConfigMap>>,
+    pub mutating_webhooks: Fetched<Vec<MutatingWebhookConfiguration>>,
+    pub validating_webhooks: Fetched<Vec<ValidatingWebhookConfiguration>>,
+    pub proxies: Vec<ProxyDump>,
+}
+
+/// What the cluster should be running, from the rendered directory.
+#[derive(Debug, Clone)]
+pub struct Expectation {
+    pub cluster: String,
+    pub phase: u8,
+    pub ambient: bool,
+    pub secret_name: String,
+    /// The Secret's keys (istiod files or `kubernetes.io/tls`).
+    pub format: SecretFormat,
+    pub public_sha256: String,
+    pub bundle_sha256: String,
+    /// sha256 of every root of the phase's bundle (DER).
+    pub roots: BTreeSet<String>,
+    /// SKID of the new (phase 3–4) and current (phase 1–2) intermediates of this cluster.
+    pub new_skid: Option<String>,
+    pub current_skid: Option<String>,
+    pub min_soak: Span,
+}
+
+/// Errors that stop a live run (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// The rendered repository cannot be read.
+    #[error(transparent)]
+    Repo(#[from] crate::repo::RepoError),
+    /// The expectation cannot be built from it.
+    #[error("{0}")]
+    Expectation(String),
+}
+
+impl Expectation {
+    /// The expectation for `cluster` from a rendered repository; `phase` overrides the
+    /// cluster's active pointer.
+    pub fn load(repo: &Repo, cluster: &str, phase: Option<u8>) -> Result<Self, LiveError> {
+        let model = &repo.rollout;
+        let phase = match phase {
+            Some(p) => p,
+            None => repo.active(cluster).map_err(LiveError::Expectation)?,
+        };
+        if !(1..=4).contains(&phase) {
+            return Err(LiveError::Expectation(format!(
+                "phase {phase} does not exist (1–4)"
+            )));
+        }
+        let pdir = crate::repo::phase_path(cluster, phase);
+        let (_, text) = repo
+            .phase_secret(cluster, phase)
+            .map_err(LiveError::Expectation)?
+            .ok_or_else(|| LiveError::Expectation(format!("no cacerts file in {pdir}")))?;
+        let doc: serde_json::Value =
+            serde_saphyr::from_str(&text).map_err(|e| LiveError::Expectation(e.to_string()))?;
+        let ann = |k: &str| {
+            doc["metadata"]["annotations"][k]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| LiveError::Expectation(format!("{pdir} lacks {k}")))
+        };
+        let public_sha256 = ann(keys::PUBLIC_SHA256)?;
+        let bundle_sha256 = ann(keys::BUNDLE_SHA256)?;
+        let roots = model
+            .phase(phase)
+            .map(|p| {
+                p.bundle
+                    .iter()
+                    .filter_map(|e| match &e.cert {
+                        crate::model::CertView::Known(s) => Some(s.sha256.clone()),
+                        crate::model::CertView::Planned { .. } => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let skid = |v: Option<&crate::model::CertView>| match v {
+            Some(crate::model::CertView::Known(s)) => s.subject_key_id.clone(),
+            _ => None,
+        };
+        let cl = model.cluster(cluster);
+        Ok(Self {
+            cluster: cluster.to_string(),
+            phase,
+            ambient: model.mesh.data_plane == crate::plan::DataPlane::Ambient,
+            secret_name: model.mesh.secret_name.clone(),
+            format: model.mesh.secret_format,
+            public_sha256,
+            bundle_sha256,
+            roots,
+            new_skid: skid(cl.map(|c| &c.new_intermediate)),
+            current_skid: skid(cl.map(|c| &c.current_intermediate)),
+            min_soak: model.min_soak(phase),
+        })
+    }
+}
+
+/// Root causes found by earlier gates, for the gates that depend on them: each is the reason
+/// (`because …`) a dependent gate is not checked.
+#[derive(Debug, Default)]
+pub(crate) struct Blocked {
+    /// The live Secret was read and is not the expected phase (or does not exist).
+    pub secret: Option<String>,
+    /// Pods could not be listed, so no proxy was found or read.
+    pub pods: Option<String>,
+}
+
+/// Judges a snapshot against the expectation: one call per gate family, root causes first.
+pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
+    let mut r = Report::default();
+    r.findings.extend(prereq::istiod(s, e));
+    r.push(prereq::mesh_config(s, e));
+    r.findings.extend(prereq::data_plane(s, e));
+    let (secret, not_phase) = secret::phase(s, e);
+    r.push(secret);
+    let blocked = Blocked {
+        secret: not_phase,
+        pods: s
+            .pods
+            .as_ref()
+            .err()
+            .map(|_| "because pods could not be listed (prereq-xds-agent-pods)".to_string()),
+    };
+    r.push(configmap::root_configmap(s, e, &blocked));
+    r.push(webhook::ca_bundles(s, e, &blocked));
+    r.findings.extend(proxy::envoys(s, e, &blocked));
+    if e.ambient {
+        r.findings.extend(ztunnel::identities(s, e, &blocked));
+    }
+    r.findings.extend(soak::since_applied(s, e, now, &blocked));
+    r
+}

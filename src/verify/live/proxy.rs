@@ -1,0 +1,135 @@
+//! Envoy proxies (sidecars, gateways, waypoints): `proxy-readable`, `proxy-trusts-roots` (the
+//! ROOTCA holds exactly the phase's roots) and, from phase 3, `proxy-leaf-new-issuer`. The
+//! trust and leaf gates judge the proxies that could be read; they are not checked when pods
+//! could not be listed, when none could be read, or when the live Secret is another phase.
+
+use std::collections::BTreeSet;
+
+use super::super::common::{sha_set, some_names};
+use super::admin::{envoy_secrets, issued_by};
+use super::{Blocked, Ders, Expectation, Snapshot};
+use crate::gates::Code;
+use crate::verify::Finding;
+
+/// An Envoy whose secrets were read: `namespace/pod (kind)`, ROOTCA and `default` chain.
+struct Read {
+    id: String,
+    roots: Ders,
+    chain: Ders,
+}
+
+pub(super) fn envoys(s: &Snapshot, e: &Expectation, blocked: &Blocked) -> Vec<Finding> {
+    let c = e.cluster.as_str();
+    let mut judged = vec![Code::ProxyTrustsRoots];
+    if e.phase >= 3 {
+        judged.push(Code::ProxyLeafNewIssuer);
+    }
+    if let Some(why) = &blocked.pods {
+        let all = std::iter::once(Code::ProxyReadable).chain(judged);
+        return all.map(|code| Finding::not_checked(code, c, why)).collect();
+    }
+    let envoys: Vec<_> = s.proxies.iter().filter(|p| p.kind != "ztunnel").collect();
+    let mut read = Vec::new();
+    let mut unread = Vec::new();
+    for p in &envoys {
+        let id = format!("{}/{} ({})", p.namespace, p.pod, p.kind);
+        match p
+            .dump
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(envoy_secrets)
+        {
+            Ok((roots, chain)) => read.push(Read { id, roots, chain }),
+            Err(why) => unread.push((id, why)),
+        }
+    }
+    let n = envoys.len();
+    let mut out = vec![readable(c, n, &unread)];
+    let skip = match (&blocked.secret, n, read.len()) {
+        (Some(why), ..) => Some(why.clone()),
+        (None, 0, _) => Some("because no Envoy proxy runs in the cluster".to_string()),
+        (None, _, 0) => Some("because no Envoy's dump could be read (proxy-readable)".into()),
+        _ => None,
+    };
+    if let Some(why) = skip {
+        out.extend(
+            judged
+                .into_iter()
+                .map(|code| Finding::not_checked(code, c, &why)),
+        );
+        return out;
+    }
+    let rest = match unread.len() {
+        0 => String::new(),
+        u => format!("; {u} more could not be read (proxy-readable)"),
+    };
+    out.push(trusts(c, &e.roots, &read));
+    if e.phase >= 3 {
+        out.push(leaves(c, e.new_skid.as_deref(), &read));
+    }
+    for f in &mut out[1..] {
+        f.message.push_str(&rest);
+    }
+    out
+}
+
+fn readable(c: &str, n: usize, unread: &[(String, String)]) -> Finding {
+    let names: Vec<String> = unread.iter().map(|(id, _)| id.clone()).collect();
+    let message = match (n, unread.len()) {
+        (0, _) => "no Envoy proxy (sidecar, gateway, waypoint) runs in the cluster".to_string(),
+        (n, 0) => format!("read the secrets of all {n} Envoy proxies"),
+        (n, u) => format!(
+            "{u} of {n} proxies could not be read: {}",
+            some_names(&names)
+        ),
+    };
+    let details = unread.iter().map(|(id, why)| format!("{id}: {why}"));
+    Finding::new(Code::ProxyReadable, unread.is_empty(), c, message).details(details.collect())
+}
+
+fn trusts(c: &str, roots: &BTreeSet<String>, read: &[Read]) -> Finding {
+    let of = read.len();
+    let lag: Vec<(String, String)> = read
+        .iter()
+        .filter_map(|p| {
+            let held = sha_set(&p.roots);
+            let missing = roots.difference(&held).count();
+            let extra = held.difference(roots).count();
+            (missing + extra > 0).then(|| {
+                let why = format!("lacks {missing} root(s) of the phase, holds {extra} other(s)");
+                (p.id.clone(), why)
+            })
+        })
+        .collect();
+    let names: Vec<String> = lag.iter().map(|(id, _)| id.clone()).collect();
+    let message = if lag.is_empty() {
+        format!("all {of} Envoy ROOTCA hold exactly the phase's roots")
+    } else {
+        format!(
+            "{} of {of} proxies do not trust exactly the phase's roots: {}",
+            lag.len(),
+            some_names(&names)
+        )
+    };
+    let details = lag.iter().map(|(id, why)| format!("{id}: {why}"));
+    Finding::new(Code::ProxyTrustsRoots, lag.is_empty(), c, message).details(details.collect())
+}
+
+fn leaves(c: &str, new_skid: Option<&str>, read: &[Read]) -> Finding {
+    let of = read.len();
+    let lag: Vec<String> = read
+        .iter()
+        .filter(|p| !issued_by(&p.chain, new_skid))
+        .map(|p| p.id.clone())
+        .collect();
+    let message = if lag.is_empty() {
+        format!("all {of} proxies present leaves from the new intermediate")
+    } else {
+        format!(
+            "{} of {of} proxies still present leaves from intermediate A: {}",
+            lag.len(),
+            some_names(&lag)
+        )
+    };
+    Finding::new(Code::ProxyLeafNewIssuer, lag.is_empty(), c, message).details(lag)
+}
