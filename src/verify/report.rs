@@ -183,7 +183,7 @@ impl Report {
         let t = self.tally();
         let _ = writeln!(
             o,
-            "\n{} passed, {} failed, {} warnings, {} not checked; {}",
+            "\n{} passed, {} failed, {} warnings, {} not checked{}",
             t.passed,
             t.failed,
             t.warnings,
@@ -266,7 +266,7 @@ impl Report {
         let mut o = format!("### {} — {verdict}\n\n", md(title));
         let _ = writeln!(
             o,
-            "{} passed, {} failed, {} warnings, {} not checked; {}\n",
+            "{} passed, {} failed, {} warnings, {} not checked{}\n",
             t.passed,
             t.failed,
             t.warnings,
@@ -496,10 +496,14 @@ fn md_code(s: &str) -> String {
 // so the matrix's own rules (which cells exist, which count as checked) stay in one place.
 // ---------------------------------------------------------------------------------------
 
-/// "matrix 288 of 288 cells ok": the matrix part of the closing count.
+/// "; matrix 288 of 288 cells ok": the matrix part of the closing count (nothing for a run
+/// without a matrix, such as `verify live`).
 fn matrix_count(cells: &[MatrixCell]) -> String {
+    if cells.is_empty() {
+        return String::new();
+    }
     format!(
-        "matrix {} of {} cells ok",
+        "; matrix {} of {} cells ok",
         cells.iter().filter(|c| c.ok).count(),
         cells.len()
     )
@@ -727,7 +731,11 @@ mod tests {
         assert!(lines.contains(
             &"FAIL secret-shape             2 of 3 passed, 1 failed        each phase is a complete cacerts Secret"
         ), "{text}");
-        assert!(text.contains("SKIP chain-to-bundle          0 of 1 passed, 1 not checked   the signer"));
+        assert!(
+            text.contains(
+                "SKIP chain-to-bundle          0 of 1 passed, 1 not checked   the signer"
+            )
+        );
         assert!(text.contains("WARN root-subjects-distinct"));
         assert!(text.contains("pod \\u{1b}[31mred\\u{1b}[0m \\u{0} <b>&amp;"));
         assert!(text.contains("     file: clusters/demo/x|y.yaml"));
@@ -738,9 +746,7 @@ mod tests {
         ), "{text}");
         assert!(text.contains("  no age identity (1):\n    SKIP sops-mac"));
         assert!(
-            text.ends_with(
-                "\n2 passed, 1 failed, 1 warnings, 3 not checked; matrix 0 of 0 cells ok\n"
-            ),
+            text.ends_with("\n2 passed, 1 failed, 1 warnings, 3 not checked\n"),
             "{text}"
         );
         // Passing findings are counted, not listed.
@@ -852,6 +858,71 @@ for t in ('failure', 'skipped'):
                 && xml.contains("failures=\"1\"")
                 && xml.contains("skipped=\"4\""),
             "{xml}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod matrix_tests {
+    use super::*;
+
+    fn cell(cluster: &str, peer: &str, transition: u8, ok: bool) -> MatrixCell {
+        MatrixCell {
+            cluster: cluster.into(),
+            transition,
+            client_leaf_phase: transition,
+            client_trust_phase: transition + 1,
+            server_cluster: peer.into(),
+            server_leaf_phase: transition + 1,
+            server_trust_phase: transition,
+            ok,
+            rejected_by: (!ok).then(|| "server".into()),
+            reason: (!ok).then(|| "unknown issuer".into()),
+        }
+    }
+
+    #[test]
+    fn the_default_matrix_summary_is_per_transition_and_shows_every_failed_group() {
+        let cells = vec![
+            cell("a", "a", 1, true),
+            cell("a", "b", 1, true),
+            cell("b", "b", 1, true),
+            cell("a", "a", 2, true),
+            cell("b", "a", 2, false),
+        ];
+        let text = anstream::adapter::strip_str(&matrix_text(&cells, false)).to_string();
+        assert!(
+            text.contains("  phase 1→2      3 of 3     cells ok  (2 cluster(s))\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  phase 2→3      1 of 2     cells FAIL  (2 cluster(s))\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    b              phase 2→3  with a                     0/1   FAIL\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("within the cluster"),
+            "passing groups are not listed: {text}"
+        );
+        assert!(text.contains(
+            "      FAIL b: client leaf 2/trust 3 → a server leaf 3/trust 2: unknown issuer\n"
+        ));
+        let verbose = anstream::adapter::strip_str(&matrix_text(&cells, true)).to_string();
+        assert_eq!(
+            verbose.matches("within the cluster").count(),
+            3,
+            "{verbose}"
+        );
+        assert_eq!(matrix_count(&cells), "; matrix 4 of 5 cells ok");
+        assert_eq!(matrix_count(&[]), "");
+        let md = matrix_markdown(&cells);
+        assert!(md.contains("| phase 2→3 | ❌ fail | 1 of 2 |"), "{md}");
+        assert!(
+            md.contains("- b: client leaf 2/trust 3 → a server leaf 3/trust 2: unknown issuer"),
+            "{md}"
         );
     }
 }

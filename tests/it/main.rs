@@ -14,6 +14,7 @@ mod matrix;
 mod plans;
 mod promote;
 mod render;
+mod report;
 mod sops;
 mod validate;
 mod verify;
