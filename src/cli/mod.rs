@@ -508,7 +508,13 @@ fn show_report(
             "{}",
             serde_json::to_string_pretty(report)?
         )?,
-        ReportFormat::Junit => write!(std::io::stdout().lock(), "{}", report.to_junit(suite))?,
+        ReportFormat::Junit => write!(
+            std::io::stdout().lock(),
+            "{}",
+            report
+                .to_junit(suite)
+                .context("cannot write the JUnit report")?
+        )?,
         ReportFormat::Markdown => write!(
             std::io::stdout().lock(),
             "{}",

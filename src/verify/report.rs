@@ -343,88 +343,87 @@ impl Report {
     /// failed warning and a gate that could not run are `<skipped>` with the message (prefixed
     /// `warning:`) or the reason (prefixed `not checked:`). Details and the hint are the
     /// element's text; severity and file are properties of every case that did not pass.
-    pub fn to_junit(&self, suite: &str) -> String {
-        use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus, TestSuite};
-        let x = |s: &str| printable(s, true).into_owned();
-        let mut ts = TestSuite::new(x(suite));
-        for f in &self.findings {
-            let mut status = match outcome(f) {
-                Outcome::Passed => TestCaseStatus::success(),
-                Outcome::Failed => TestCaseStatus::non_success(NonSuccessKind::Failure),
-                Outcome::Warned | Outcome::NotChecked => TestCaseStatus::skipped(),
-            };
-            match outcome(f) {
-                Outcome::Passed => {}
-                Outcome::NotChecked => {
-                    let reason = f.not_checked.as_deref().unwrap_or_default();
-                    status.set_message(x(&format!("not checked: {reason}")));
-                }
-                Outcome::Failed | Outcome::Warned => {
-                    let prefix = if outcome(f) == Outcome::Warned {
-                        "warning: "
-                    } else {
-                        ""
-                    };
-                    status.set_message(x(&format!("{prefix}{}", f.message)));
-                    status.set_type(f.code.as_str());
-                    let mut text = String::new();
-                    for d in &f.details {
-                        let _ = writeln!(text, "{d}");
-                    }
-                    if !f.hint.is_empty() {
-                        let _ = writeln!(text, "hint: {}", f.hint);
-                    }
-                    if !text.is_empty() {
-                        status.set_description(x(&text));
-                    }
-                }
-            }
-            let mut tc = TestCase::new(f.code.as_str(), status);
-            tc.set_classname(x(&f.subject));
-            if outcome(f) != Outcome::Passed {
-                tc.add_property(Property::new("severity", severity_str(f.severity)));
-                if let Some(file) = &f.file {
-                    tc.add_property(Property::new("file", x(file)));
-                }
-            }
-            ts.add_test_case(tc);
-        }
-        for c in &self.matrix {
-            let status = if c.ok {
-                TestCaseStatus::success()
-            } else {
-                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                s.set_message(x(c.reason.as_deref().unwrap_or("handshake failed")));
-                s.set_type("handshake-matrix");
-                s
-            };
-            let mut tc = TestCase::new(
-                x(&format!(
-                    "client {}/{} to {} {}/{}",
-                    c.client_leaf_phase,
-                    c.client_trust_phase,
-                    c.server_cluster,
-                    c.server_leaf_phase,
-                    c.server_trust_phase
-                )),
-                status,
-            );
-            tc.set_classname(x(&format!("{}/handshake-matrix", c.cluster)));
-            ts.add_test_case(tc);
-        }
-        let mut report = quick_junit::Report::new(x(suite));
+    pub fn to_junit(&self, suite: &str) -> Result<String, quick_junit::SerializeError> {
+        let mut ts = quick_junit::TestSuite::new(xml(suite));
+        ts.add_test_cases(self.findings.iter().map(junit_finding));
+        ts.add_test_cases(self.matrix.iter().map(junit_cell));
+        let mut report = quick_junit::Report::new(xml(suite));
         report.add_test_suite(ts);
-        report.to_string().unwrap_or_else(|e| {
-            // Serializing into a String cannot fail on I/O; keep the document well-formed anyway.
-            format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites><testsuite name=\"rootroll\" tests=\"1\" failures=\"1\"><testcase name=\"junit-report\"><failure message=\"{}\"/></testcase></testsuite></testsuites>\n",
-                printable(&e.to_string(), false)
-                    .replace('&', "&amp;")
-                    .replace('<', "&lt;")
-                    .replace('"', "&quot;")
-            )
-        })
+        report.to_string()
     }
+}
+
+/// Text for quick-junit: control characters and non-characters as visible escapes.
+fn xml(s: &str) -> String {
+    printable(s, true).into_owned()
+}
+
+fn junit_finding(f: &Finding) -> quick_junit::TestCase {
+    use quick_junit::{NonSuccessKind, Property, TestCase, TestCaseStatus};
+    let oc = outcome(f);
+    let mut status = match oc {
+        Outcome::Passed => TestCaseStatus::success(),
+        Outcome::Failed => TestCaseStatus::non_success(NonSuccessKind::Failure),
+        Outcome::Warned | Outcome::NotChecked => TestCaseStatus::skipped(),
+    };
+    match oc {
+        Outcome::Passed => {}
+        Outcome::NotChecked => {
+            let reason = f.not_checked.as_deref().unwrap_or_default();
+            status.set_message(xml(&format!("not checked: {reason}")));
+        }
+        Outcome::Failed | Outcome::Warned => {
+            let prefix = if oc == Outcome::Warned {
+                "warning: "
+            } else {
+                ""
+            };
+            status.set_message(xml(&format!("{prefix}{}", f.message)));
+            status.set_type(f.code.as_str());
+            let mut text = String::new();
+            for d in &f.details {
+                let _ = writeln!(text, "{d}");
+            }
+            if !f.hint.is_empty() {
+                let _ = writeln!(text, "hint: {}", f.hint);
+            }
+            if !text.is_empty() {
+                status.set_description(xml(&text));
+            }
+        }
+    }
+    let mut tc = TestCase::new(f.code.as_str(), status);
+    tc.set_classname(xml(&f.subject));
+    if oc != Outcome::Passed {
+        tc.add_property(Property::new("severity", severity_str(f.severity)));
+        if let Some(file) = &f.file {
+            tc.add_property(Property::new("file", xml(file)));
+        }
+    }
+    tc
+}
+
+fn junit_cell(c: &MatrixCell) -> quick_junit::TestCase {
+    use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus};
+    let status = if c.ok {
+        TestCaseStatus::success()
+    } else {
+        let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        s.set_message(xml(c.reason.as_deref().unwrap_or("handshake failed")));
+        s.set_type("handshake-matrix");
+        s
+    };
+    let name = format!(
+        "client {}/{} to {} {}/{}",
+        c.client_leaf_phase,
+        c.client_trust_phase,
+        c.server_cluster,
+        c.server_leaf_phase,
+        c.server_trust_phase
+    );
+    let mut tc = TestCase::new(xml(&name), status);
+    tc.set_classname(xml(&format!("{}/handshake-matrix", c.cluster)));
+    tc
 }
 
 fn severity_str(s: Severity) -> &'static str {
@@ -811,7 +810,7 @@ mod tests {
     /// what CI test views read.
     #[test]
     fn junit_with_hostile_messages_is_valid_xml() {
-        let xml = report().to_junit("rootroll verify offline");
+        let xml = report().to_junit("rootroll verify offline").unwrap();
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("report.xml");
         std::fs::write(&file, &xml).unwrap();
