@@ -99,11 +99,17 @@ signing apply) and Rootroll-Plan/-Cluster/-From-Phase/-To-Phase trailers."
     Inspect(InspectArgs),
 }
 
+/// How `verify` prints its report.
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum ReportFormat {
+    /// One line per gate family, every failure and warning in full, the matrix summary.
     Text,
+    /// Every finding and matrix cell, as data.
     Json,
+    /// JUnit XML for CI test views: one test case per finding and per matrix cell.
     Junit,
+    /// A table for a pull-request comment or $GITHUB_STEP_SUMMARY.
+    Markdown,
 }
 
 #[derive(Subcommand)]
@@ -266,6 +272,9 @@ pub(crate) struct VerifyOfflineArgs {
     pub(crate) identity: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) format: ReportFormat,
+    /// Text: print every finding and every matrix group, not one line per gate family.
+    #[arg(short, long)]
+    pub(crate) verbose: bool,
     /// Fail on warnings too.
     #[arg(long)]
     pub(crate) strict: bool,
@@ -300,6 +309,9 @@ pub(crate) struct VerifyLiveArgs {
     pub(crate) from_dump: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) format: ReportFormat,
+    /// Text: print every finding and every matrix group, not one line per gate family.
+    #[arg(short, long)]
+    pub(crate) verbose: bool,
     /// Fail on warnings too.
     #[arg(long)]
     pub(crate) strict: bool,

@@ -210,7 +210,15 @@ fn cmd_verify_offline(a: &VerifyOfflineArgs, now: OffsetDateTime) -> Result<Exit
             }
         }
     })?;
-    show_report(&report, a.format, "rootroll verify offline", a.strict)
+    show_report(
+        &report,
+        a.format,
+        "rootroll verify offline",
+        ReportArgs {
+            verbose: a.verbose,
+            strict: a.strict,
+        },
+    )
 }
 
 fn cmd_verify_live(a: &VerifyLiveArgs, fixed_now: Option<OffsetDateTime>) -> Result<ExitCode> {
@@ -221,7 +229,15 @@ fn cmd_verify_live(a: &VerifyLiveArgs, fixed_now: Option<OffsetDateTime>) -> Res
     if let Some(dump) = &a.from_dump {
         let snap = verify::dump::snapshot(dump, &mesh.istio_namespace, &mesh.secret_name);
         let report = verify::live::gates(&snap, &expectation, clock());
-        return show_report(&report, a.format, "rootroll verify live", a.strict);
+        return show_report(
+            &report,
+            a.format,
+            "rootroll verify live",
+            ReportArgs {
+                verbose: a.verbose,
+                strict: a.strict,
+            },
+        );
     }
     let tty = std::io::stderr().is_terminal();
     let watch = verify::cluster::Watch {
@@ -258,7 +274,15 @@ fn cmd_verify_live(a: &VerifyLiveArgs, fixed_now: Option<OffsetDateTime>) -> Res
                 .await?,
         )
     })?;
-    show_report(&report, a.format, "rootroll verify live", a.strict)
+    show_report(
+        &report,
+        a.format,
+        "rootroll verify live",
+        ReportArgs {
+            verbose: a.verbose,
+            strict: a.strict,
+        },
+    )
 }
 
 /// The async runtime, for the commands that talk to a cluster.
@@ -478,27 +502,47 @@ fn cmd_decrypt(a: &DecryptArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Prints a verify report in `format` and maps it to the exit code: 1 when a gate failed
+/// (a warning only with `strict`; a gate that could not run never fails by itself), else 0.
 fn show_report(
     report: &Report,
     format: ReportFormat,
     suite: &str,
-    strict: bool,
+    a: ReportArgs,
 ) -> Result<ExitCode> {
-    let mut stdout = std::io::stdout().lock();
     match format {
-        ReportFormat::Text => write!(
-            stdout,
+        // anstream drops the styles for NO_COLOR, CLICOLOR=0 or a pipe (CLICOLOR_FORCE keeps them).
+        ReportFormat::Text => write!(anstream::stdout().lock(), "{}", report.to_text(a.verbose))?,
+        ReportFormat::Json => writeln!(
+            std::io::stdout().lock(),
             "{}",
-            report.to_text(std::io::stdout().is_terminal())
+            serde_json::to_string_pretty(report)?
         )?,
-        ReportFormat::Json => writeln!(stdout, "{}", serde_json::to_string_pretty(report)?)?,
-        ReportFormat::Junit => write!(stdout, "{}", report.to_junit(suite))?,
+        ReportFormat::Junit => write!(
+            std::io::stdout().lock(),
+            "{}",
+            report
+                .to_junit(suite)
+                .context("cannot write the JUnit report")?
+        )?,
+        ReportFormat::Markdown => write!(
+            std::io::stdout().lock(),
+            "{}",
+            report.to_markdown(suite, a.strict)
+        )?,
     }
-    Ok(if report.failed(strict) {
+    Ok(if report.failed(a.strict) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The report options both verify commands share.
+#[derive(Clone, Copy)]
+struct ReportArgs {
+    verbose: bool,
+    strict: bool,
 }
 
 fn cmd_status(dir: &Path, format: Format, now: OffsetDateTime) -> Result<ExitCode> {

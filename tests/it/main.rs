@@ -15,6 +15,7 @@ mod plans;
 mod promote;
 mod render;
 mod repo;
+mod report;
 mod sops;
 mod validate;
 mod verify;
