@@ -1,6 +1,7 @@
 //! Unsafe trees an operator can make (issue 11): each is built from a fresh render the way a
 //! person would, with the real `sops` (`sops set`, which re-encrypts and re-computes the MAC)
 //! or a text editor on a kustomization, and `verify offline` must exit 1 naming the gate.
+//! `render --check` must see the same tampering, and a re-render must replace it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -453,4 +454,82 @@ fn a_stale_fingerprint_annotation_fails_annotations_match() {
             && msg.contains("bundle-sha256 does not match"),
         "{msg}"
     );
+}
+
+/// `render --check` of the demo into `out`, with the demo identity or none at all.
+fn check(out: &Path, identity: bool) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rootroll"));
+    cmd.current_dir(root())
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env_remove("SOPS_AGE_KEY")
+        .env("HOME", out)
+        .env("XDG_CONFIG_HOME", out)
+        .args(["--now", NOW, "render", "plans/demo.yaml", "--out"])
+        .arg(out)
+        .arg("--check");
+    if identity {
+        cmd.args(["--identity", DEMO_KEY]);
+    }
+    run(&mut cmd)
+}
+
+#[test]
+fn render_check_sees_sops_edits_and_corrupted_ciphertext_and_a_re_render_replaces_them() {
+    let (_d, out) = render("plans/demo.yaml");
+    let o = check(&out, true);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("not compared"), "{}", stdout(&o));
+    let p4 = phase_file(&out, "4-finalize");
+    let ab = get_data(&phase_file(&out, "2-trust-both"), "root-cert.pem");
+    set_data(&p4, "root-cert.pem", &ab);
+    // Corrupted ciphertext in phase 1: one base64 character of a value changed.
+    let p1 = phase_file(&out, "1-initial");
+    let text = std::fs::read_to_string(&p1).unwrap();
+    let at = text.find("ca-key.pem: ENC[AES256_GCM,data:").unwrap() + 40;
+    let c = if &text[at..=at] == "A" { "B" } else { "A" };
+    std::fs::write(&p1, format!("{}{c}{}", &text[..at], &text[at + 1..])).unwrap();
+
+    let o = check(&out, true);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    for f in [
+        "phases/1-initial/cacerts.sops.yaml",
+        "phases/4-finalize/cacerts.sops.yaml",
+    ] {
+        assert!(
+            stdout(&o).contains(&format!("changed   clusters/demo/istio-ca/{f}")),
+            "{}",
+            stdout(&o)
+        );
+    }
+    assert!(stdout(&o).contains("2 file(s)"), "{}", stdout(&o));
+
+    // Without an identity the content cannot be compared: said plainly, file by file.
+    let o = check(&out, false);
+    assert!(
+        stdout(&o)
+            .contains("not compared clusters/demo/istio-ca/phases/4-finalize/cacerts.sops.yaml"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("5 encrypted file(s) could not be compared"),
+        "{}",
+        stdout(&o)
+    );
+
+    // A re-render with the identity replaces both tampered files; the tree then passes.
+    let o = rootroll(&[
+        "render",
+        "plans/demo.yaml",
+        "--out",
+        out.to_str().unwrap(),
+        "--identity",
+        DEMO_KEY,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("2 changed"), "{}", stdout(&o));
+    assert_ne!(get_data(&p4, "root-cert.pem"), ab, "phase 4 holds B again");
+    let (code, v) = verify(&out);
+    assert_eq!(code, Some(0), "{:?}", failures(&v));
+    assert_eq!(check(&out, true).status.code(), Some(0));
 }
