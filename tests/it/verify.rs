@@ -157,6 +157,16 @@ fn example_plans_pass_every_gate() {
             "no-plaintext-private-key",
             "sops-mac",
             "signer-sequence",
+            "bundle-roots",
+            "bundle-bytes",
+            "annotations-match",
+            "kustomize-applies-phase",
+            "validity-floor",
+            "validity-margin",
+            "root-subjects-distinct",
+            "secret-type-stable",
+            "pointer-valid",
+            "clusters-present",
         ] {
             assert!(codes.contains(want), "{plan}: gate {want} did not run");
         }
