@@ -187,6 +187,48 @@ catalogue! {
         hint: "use CAs valid from the planned apply time until well after the rollout ends",
         doc: "A CA that is not yet valid, or that expires during the rollout, breaks every handshake that depends on it. The window is from the check time to the shortest rotation plus the workload certificate TTL and the safety margin.",
     }
+    BundleRoots = "bundle-roots" {
+        title: "each bundle holds exactly the planned roots",
+        scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "the phase's root-cert.pem holds exactly the roots the rollout computed for it (A, A+B, A+B+B, B), in that order, each matched by its sha256",
+        hint: "a bundle edited by hand trusts other roots than the plan: re-render the phase (never sops edit root-cert.pem)",
+        doc: "The rollout file records, for every phase, the roots of its bundle in file order with their fingerprints. Every phase Secret's root-cert.pem (ca.crt) must be exactly that list: a phase 4 that still holds root A keeps trusting it after the rotation, and a reordered or extended bundle changes which issuer BoringSSL picks. Each block must be a clean, parseable CERTIFICATE: istiod 1.28+ silently drops a bad block (istio-2026 §1).",
+    }
+    BundleBytes = "bundle-bytes" {
+        title: "the bundle bytes are the planned bytes",
+        scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "the sha256 of the exact root-cert.pem bytes equals the digest the rollout recorded: in phase 1 always (today's bytes, byte for byte), in every phase under the 1.20–1.29 byte reload rule",
+        hint: "phase 1 must carry today's root-cert.pem byte for byte (same whitespace, headers, trailing newline): re-render from the exact live bytes",
+        doc: "istiod compares the raw bytes of root-cert.pem with the bundle it runs on (facts §1.5). Phase 1 hands cacerts to GitOps without changing anything, so its bundle must be the imported file byte for byte: equal certificates with other line breaks or a lost trailing newline are a change, and below 1.30 can break the containment rule for every later phase. Under the byte rule every phase's bytes are the ones the rollout proved the rule on.",
+    }
+    AnnotationsMatch = "annotations-match" {
+        title: "the fingerprint annotations match the content",
+        scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "rootroll.dev/public-sha256, signer-sha256 and bundle-sha256 on the phase Secret equal the values recomputed from its data",
+        hint: "the annotations are stale after a `sops edit`: re-render the phase instead of editing it",
+        doc: "verify live --no-secret-read and status tell which phase a cluster runs from these annotations alone. Each is recomputed from the decrypted content (public-sha256 as render::public_fingerprint defines it, signer-sha256 over the signing certificate's DER, bundle-sha256 over the exact bundle bytes); a missing or stale one fails.",
+    }
+    KustomizeAppliesPhase = "kustomize-applies-phase" {
+        title: "the phase directory applies exactly its Secret",
+        scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "building the phase directory as kustomize does (resources, KSOPS generators) yields exactly one document: this phase's Secret file, byte for byte",
+        hint: "the phase kustomization must list only its own cacerts Secret (or KSOPS generator): re-render",
+        doc: "Flux or Argo CD applies what the phase kustomization builds, not the Secret file the other gates read. A kustomization naming another phase's Secret, several documents, a remote base, a path leaving the repository or a field that rewrites resources (patches, name prefixes, other generators) would apply something no gate checked.",
+    }
+    ValidityFloor = "validity-floor" {
+        title: "the new CAs outlive the rollout by the floor",
+        scope: Scope::Offline, phases: &[3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "B's intermediate and root B stay valid at least validityFloor.fail (default 30 days) after the earliest possible end of the rollout",
+        hint: "issue the new intermediate (or root) with a longer validity: it must serve long after the rotation ends",
+        doc: "A rotation that ends on CA material about to expire has to be repeated at once, and istiod clamps every leaf to its signer's NotAfter (istio-2026 §1). New material expiring within the floor after the earliest end of the rollout (now plus every minimum soak) fails; the threshold is the rollout's validityFloor.fail.",
+    }
+    ValidityMargin = "validity-margin" {
+        title: "the new CAs outlive the rollout by the margin",
+        scope: Scope::Offline, phases: &[3, 4], planes: Planes::All, severity: Severity::Warning,
+        proves: "B's intermediate and root B stay valid at least validityFloor.warn (default 90 days) after the earliest possible end of the rollout",
+        hint: "plan the next rotation now, or issue the new CA material with a longer validity",
+        doc: "Between the floor and the margin the rollout is safe but the new material will need rotating soon after; a warning (an error with --strict). The threshold is the rollout's validityFloor.warn.",
+    }
     SecretTypeStable = "secret-type-stable" {
         title: "the Secret type never changes",
         scope: Scope::Offline, phases: ALL_PHASES, planes: Planes::All, severity: Severity::Error,
@@ -224,10 +266,10 @@ catalogue! {
     }
     RootSubjectsDistinct = "root-subjects-distinct" {
         title: "root A and root B have different subjects",
-        scope: Scope::Offline, phases: &[2], planes: Planes::All, severity: Severity::Warning,
-        proves: "no two roots of the A+B bundle share a subject name",
+        scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "no two different roots of any phase's bundle share a subject name (the rule `plan` applies as root-subject-reused)",
         hint: "give the new root a distinct subject: Envoy and OpenSSL look issuers up by name",
-        doc: "BoringSSL (Envoy) and OpenSSL pick a certificate's issuer by subject name, first match in bundle order. Two roots with one subject make paths through the other root fail when an intermediate carries no authority key identifier.",
+        doc: "BoringSSL (Envoy) and OpenSSL pick a certificate's issuer by subject name, first match in bundle order. Two roots with one subject make paths through the other root fail when an intermediate carries no authority key identifier: real Envoy rejects half of the cells while rustls, which tries every candidate, accepts them. `plan` refuses such a plan (root-subject-reused); verify applies the same rule to every phase bundle of every cluster, as an error.",
     }
     Lockstep = "lockstep" {
         title: "the clusters' phases may coexist (skew rule)",

@@ -169,6 +169,36 @@ pub struct Rollout {
     pub phases: Vec<Phase>,
     /// Sum of the minimum soak times of phases 1–3: the shortest possible rotation.
     pub min_total: Span,
+    /// How long new CA material must outlive the earliest end of the rollout. Written only
+    /// when it differs from the default, so renders made before it existed read the same.
+    #[serde(default, skip_serializing_if = "ValidityFloor::is_default")]
+    pub validity_floor: ValidityFloor,
+}
+
+/// How long the new root and intermediates must stay valid after the earliest possible end
+/// of the rollout: less than `fail` fails `validity-floor`, less than `warn` warns
+/// (`validity-margin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ValidityFloor {
+    pub fail: Span,
+    pub warn: Span,
+}
+
+impl Default for ValidityFloor {
+    fn default() -> Self {
+        Self {
+            fail: Span::from_days(30),
+            warn: Span::from_days(90),
+        }
+    }
+}
+
+impl ValidityFloor {
+    /// `true` for the default thresholds (30 and 90 days).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// The bytes of `root-cert.pem` in each phase 1–4 (index 0 = phase 1).
@@ -546,6 +576,7 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
         clusters,
         phases,
         min_total,
+        validity_floor: ValidityFloor::default(),
     }
 }
 

@@ -562,9 +562,15 @@ pub enum Outcome {
         generated: Vec<crate::state::StateId>,
         /// How many recipients the private keys were encrypted to (0: plaintext).
         recipients: usize,
+        /// Encrypted files kept without comparing their content (no identity opens them).
+        not_compared: Vec<String>,
     },
-    /// `check`: every file is up to date.
-    UpToDate,
+    /// `check`: every file is up to date; the encrypted files listed could be compared only
+    /// by their public part (no identity opens them).
+    UpToDate {
+        /// Encrypted files whose content could not be compared.
+        not_compared: Vec<String>,
+    },
     /// `check`: these files would change.
     Drift(Vec<(String, crate::repo::Change)>),
     /// `check`: a certificate must be re-signed, but its issuer is locked (no identity), so the
@@ -654,6 +660,7 @@ pub fn execute(
     }
     let state_yaml = materials.state.to_yaml(&plan.name);
     outputs.add(state_path.into(), state_yaml.as_bytes(), true);
+    let mut not_compared = Vec::new();
     if encrypted {
         outputs.add(
             repo::SOPS_CONFIG.into(),
@@ -661,14 +668,18 @@ pub fn execute(
             false,
         );
         let locked = outputs.locked.clone();
-        crate::seal::seal(
+        let sealed = crate::seal::seal(
             &mut outputs,
-            &previous.files,
-            &plan.gitops.age_recipients,
-            &locked,
-            req.now,
-            req.check,
+            &crate::seal::SealOptions {
+                existing: &previous.files,
+                recipients: &plan.gitops.age_recipients,
+                locked: &locked,
+                identities: req.identities.ids,
+                now: req.now,
+                dry_run: req.check,
+            },
         )?;
+        not_compared = sealed.not_compared;
     }
     if req.check {
         let drift: Vec<_> = repo::diff(req.out, &outputs)?
@@ -676,7 +687,7 @@ pub fn execute(
             .filter(|(_, c)| *c != crate::repo::Change::Unchanged)
             .collect();
         return Ok(if drift.is_empty() {
-            Outcome::UpToDate
+            Outcome::UpToDate { not_compared }
         } else {
             Outcome::Drift(drift)
         });
@@ -691,5 +702,6 @@ pub fn execute(
         } else {
             0
         },
+        not_compared,
     })
 }

@@ -1,12 +1,14 @@
 //! Sealing: every output file holding private material is SOPS-encrypted to the plan's age
 //! recipients, unless the file already on disk is an encryption of the same content.
 //!
-//! "The same content" is decided without any private key: the public projection of both
-//! documents (everything except `data` and the `sops` block) must be equal, including the
-//! `rootroll.dev/public-sha256` annotation that covers the public data; and the existing
-//! file must be encrypted to exactly the plan's recipients. Private keys are bound to their
-//! certificates, so equal public content means equal private content. Re-rendering an
-//! unchanged plan therefore rewrites no ciphertext and needs no identity.
+//! "The same content" is decided in two steps. Without any private key, the public
+//! projection of both documents (everything except `data` and the `sops` block) must be
+//! equal, including the `rootroll.dev/public-sha256` annotation, and the existing file must
+//! be encrypted to exactly the plan's recipients. That alone cannot see a value changed with
+//! `sops edit` (which leaves the annotation stale) nor corrupted ciphertext, so when an
+//! identity is available the existing file is also decrypted (its MAC verified) and its whole
+//! content compared with the fresh plaintext. Without one, the file is kept and reported as
+//! not compared ([`SealReport::not_compared`]), never silently.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,6 +35,61 @@ pub enum SealError {
 pub struct SealReport {
     pub encrypted: Vec<String>,
     pub kept: Vec<String>,
+    /// Kept files whose encrypted content could not be compared (no identity opens them, or
+    /// the key state is locked): only their public part is known to be up to date.
+    pub not_compared: Vec<String>,
+}
+
+/// How an existing encrypted file compares with fresh plaintext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Public part, recipients and decrypted content are equal.
+    Same,
+    /// The public part is equal; the encrypted content could not be compared.
+    NotCompared,
+    /// Something differs, or the file does not decrypt (MAC, corrupted ciphertext).
+    Differs,
+}
+
+/// Compares `old` (bytes on disk) with `new_plaintext`: the public part first, then, with an
+/// identity and unless `locked` (the plaintext lacks its key), the decrypted content.
+fn compare(
+    path: &str,
+    old: &[u8],
+    new_plaintext: &str,
+    recipients: &BTreeSet<String>,
+    identities: &[age::x25519::Identity],
+    locked: bool,
+) -> Verdict {
+    if !is_unchanged(old, new_plaintext, recipients) {
+        return Verdict::Differs;
+    }
+    let Ok(old) = std::str::from_utf8(old) else {
+        return Verdict::Differs;
+    };
+    if identities.is_empty() || locked {
+        return Verdict::NotCompared;
+    }
+    match sops::decrypt_yaml(path, old, identities) {
+        Ok(plain) if same_content(&plain, new_plaintext) => Verdict::Same,
+        Ok(_) => Verdict::Differs,
+        Err(SopsError::NoMatchingIdentity { .. }) => Verdict::NotCompared,
+        Err(_) => Verdict::Differs,
+    }
+}
+
+/// Equal YAML content (formatting aside), every string wiped afterwards.
+fn same_content(a: &str, b: &str) -> bool {
+    use crate::verify::offline::Wiped;
+    let parse = |t: &str| {
+        serde_saphyr::from_str::<serde_json::Value>(t)
+            .ok()
+            .map(Wiped)
+    };
+    match (parse(a), parse(b)) {
+        (Some(a), Some(b)) => a.0 == b.0,
+        _ => false,
+    }
 }
 
 /// What decides whether an encrypted file still stands for fresh plaintext: the document
@@ -126,18 +183,33 @@ pub fn is_unchanged(old: &[u8], new_plaintext: &str, recipients: &BTreeSet<Strin
     }
 }
 
-/// Encrypts the private files of `outputs` in place, on every core. `existing` holds the
-/// files of the previous render; `locked` the paths whose plaintext lacks a private key. With
-/// `dry_run` nothing is encrypted (files that would be are left as they are). The report
-/// lists paths in order.
-pub fn seal(
-    outputs: &mut Outputs,
-    existing: &BTreeMap<String, Vec<u8>>,
-    recipients: &[String],
-    locked: &BTreeSet<String>,
-    now: OffsetDateTime,
-    dry_run: bool,
-) -> Result<SealReport, SealError> {
+/// What [`seal`] needs besides the tree.
+pub struct SealOptions<'a> {
+    /// The files of the previous render.
+    pub existing: &'a BTreeMap<String, Vec<u8>>,
+    /// The plan's age recipients.
+    pub recipients: &'a [String],
+    /// The paths whose plaintext lacks a private key.
+    pub locked: &'a BTreeSet<String>,
+    /// Identities to open the existing files with, to compare their content.
+    pub identities: &'a [age::x25519::Identity],
+    /// The SOPS `lastmodified` time.
+    pub now: OffsetDateTime,
+    /// Encrypt nothing (files that would be are left as they are).
+    pub dry_run: bool,
+}
+
+/// Encrypts the private files of `outputs` in place, on every core. The report lists paths
+/// in order.
+pub fn seal(outputs: &mut Outputs, o: &SealOptions<'_>) -> Result<SealReport, SealError> {
+    let SealOptions {
+        existing,
+        recipients,
+        locked,
+        identities,
+        now,
+        dry_run,
+    } = *o;
     let parsed: Vec<age::x25519::Recipient> = recipients
         .iter()
         .map(|r| sops::parse_recipient(r))
@@ -153,16 +225,19 @@ pub fn seal(
         |(path, file)| -> Result<Sealed, SealError> {
             let plaintext =
                 zeroize::Zeroizing::new(String::from_utf8_lossy(&file.bytes).into_owned());
-            if let Some(old) = existing.get(*path)
-                && is_unchanged(old, &plaintext, &wanted)
-            {
-                return Ok(Sealed::Kept(old.clone()));
+            let is_locked = locked.contains(*path);
+            if let Some(old) = existing.get(*path) {
+                match compare(path, old, &plaintext, &wanted, identities, is_locked) {
+                    Verdict::Same => return Ok(Sealed::Kept(old.clone(), true)),
+                    Verdict::NotCompared => return Ok(Sealed::Kept(old.clone(), false)),
+                    Verdict::Differs => {}
+                }
             }
             if dry_run {
                 // `--check`: the file would be re-encrypted; its plaintext never equals the old bytes.
                 return Ok(Sealed::WouldEncrypt);
             }
-            if locked.contains(*path) {
+            if is_locked {
                 return Err(SealError::Locked {
                     path: (*path).clone(),
                 });
@@ -177,10 +252,13 @@ pub fn seal(
     for ((path, file), decision) in private.into_iter().zip(decisions) {
         use zeroize::Zeroize as _;
         match decision? {
-            Sealed::Kept(old) => {
+            Sealed::Kept(old, compared) => {
                 file.bytes.zeroize();
                 file.bytes = old;
                 report.kept.push(path.clone());
+                if !compared {
+                    report.not_compared.push(path.clone());
+                }
             }
             Sealed::WouldEncrypt => report.encrypted.push(path.clone()),
             Sealed::Encrypted(sealed) => {
@@ -195,8 +273,9 @@ pub fn seal(
 
 /// What sealing decided for one private file.
 enum Sealed {
-    /// The file on disk stands for it: keep those bytes.
-    Kept(Vec<u8>),
+    /// The file on disk stands for it: keep those bytes (`true` when its decrypted content
+    /// was compared, `false` when only its public part could be).
+    Kept(Vec<u8>, bool),
     /// `--check` only: it would be encrypted anew.
     WouldEncrypt,
     /// Its new ciphertext.

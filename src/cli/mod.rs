@@ -382,9 +382,25 @@ fn identities(explicit: &[PathBuf]) -> Result<Vec<age::x25519::Identity>> {
     }
 }
 
+/// Encrypted files that were kept after comparing only their public part.
+fn print_not_compared(files: &[String]) {
+    for f in files {
+        println!(
+            "not compared {f} (encrypted; no identity opens it: only its public part was compared)"
+        );
+    }
+    if !files.is_empty() {
+        println!(
+            "{} encrypted file(s) could not be compared; give --identity FILE (or SOPS_AGE_KEY_FILE) to compare their content",
+            files.len()
+        );
+    }
+}
+
 fn show_render(out: &Path, outcome: &Outcome) -> ExitCode {
     match outcome {
-        Outcome::UpToDate => {
+        Outcome::UpToDate { not_compared } => {
+            print_not_compared(not_compared);
             println!("{} is up to date", out.display());
             ExitCode::SUCCESS
         }
@@ -412,7 +428,9 @@ fn show_render(out: &Path, outcome: &Outcome) -> ExitCode {
             wrote,
             generated,
             recipients,
+            not_compared,
         } => {
+            print_not_compared(not_compared);
             let count = |k: Change| changes.values().filter(|c| **c == k).count();
             if !generated.is_empty() {
                 // A fleet generates thousands: name the first few.

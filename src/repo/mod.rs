@@ -107,23 +107,48 @@ pub fn engine_object(cluster: &str) -> String {
 
 /// Reads the active phase from a pointer kustomization written by rootroll.
 pub fn parse_active(pointer: &str) -> Option<u8> {
-    let mut found = None;
+    parse_pointer(pointer).ok()
+}
+
+/// Reads the active phase from a pointer kustomization, or says why it names no single
+/// phase: none, several, or a directory that is not a phase.
+pub fn parse_pointer(pointer: &str) -> Result<u8, String> {
+    let mut found: Vec<u8> = Vec::new();
     for line in pointer.lines() {
         let line = line.trim();
         if let Some(rest) = line.strip_prefix("- ") {
             let rest = rest.trim().trim_matches('"');
             if let Some(p) = rest.strip_prefix("phases/") {
                 let p = p.trim_end_matches('/');
-                let n: u8 = p.split('-').next()?.parse().ok()?;
+                let n = p.split('-').next().and_then(|n| n.parse::<u8>().ok());
                 // The whole directory name must match: `phases/2-bogus` is no phase 2.
-                if found.is_some() || !(1..=4).contains(&n) || p != phase_dir(n) {
-                    return None;
+                match n {
+                    Some(n) if (1..=4).contains(&n) && p == phase_dir(n) => found.push(n),
+                    _ => {
+                        return Err(format!(
+                            "names `phases/{p}`, a phase that does not exist (phases are {})",
+                            (1..=4)
+                                .map(|n| format!("phases/{}", phase_dir(n)))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
                 }
-                found = Some(n);
             }
         }
     }
-    found
+    match found.as_slice() {
+        [n] => Ok(*n),
+        [] => Err("names no phase (it must list exactly one `phases/<n>-<name>`)".to_string()),
+        several => Err(format!(
+            "names several phases ({}): exactly one must be active",
+            several
+                .iter()
+                .map(|n| phase_dir(*n))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
 }
 
 /// Errors reading a rendered repository.
@@ -280,8 +305,8 @@ impl Repo {
         let p = self.path(&pointer(cluster));
         let text =
             std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-        parse_active(&text)
-            .ok_or_else(|| format!("{} does not name exactly one phase", p.display()))
+        parse_pointer(&text)
+            .map_err(|why| format!("{} does not name exactly one phase: it {why}", p.display()))
     }
 
     /// The phase Secret of a cluster: its path relative to the repository and its text.
@@ -417,6 +442,14 @@ mod tests {
         ] {
             assert_eq!(parse_active(bad), None, "{bad}");
         }
+        let why = |p: &str| parse_pointer(p).unwrap_err();
+        assert!(why("resources:\n  - phases/5-after\n").contains("does not exist"));
+        assert!(why("resources:\n  - phases/2-bogus\n").contains("does not exist"));
+        assert!(
+            why("resources:\n  - phases/1-initial\n  - phases/2-trust-both\n")
+                .contains("several phases")
+        );
+        assert!(why("resources: []\n").contains("names no phase"));
     }
 
     #[test]

@@ -882,6 +882,14 @@ fn verify_json(out: &Path) -> (Option<i32>, Vec<(String, String, String)>) {
     (o.status.code(), failed)
 }
 
+/// Failed findings only: those that ran. Not-checked ones name their root cause instead.
+fn ran(failed: &[(String, String, String)]) -> Vec<&(String, String, String)> {
+    failed
+        .iter()
+        .filter(|(_, _, m)| !m.starts_with("not checked: because"))
+        .collect()
+}
+
 #[test]
 fn verify_fails_when_clusters_are_gone() {
     let (_d, out) = render_enc("plans/fleet.yaml");
@@ -933,12 +941,32 @@ fn verify_fails_on_a_missing_phase_secret_or_a_stripped_sops_block() {
             && m.contains("no mac")),
         "{failed:?}"
     );
-    // The transitions around the missing phase name their phases like every other subject.
+    // The transitions around the missing phase name their phases like every other subject,
+    // and are not checked, because of the one root cause; never a pass, never a pile of fails.
     assert!(
-        failed
-            .iter()
-            .any(|(c, s, _)| c == "reload-rule" && s == "demo/1-initial→2-trust-both"),
+        failed.iter().any(|(c, s, m)| c == "reload-rule"
+            && s == "demo/1-initial→2-trust-both"
+            && m == "not checked: because phase 2 has no Secret (no cacerts.sops.yaml or cacerts.yaml in clusters/demo/istio-ca/phases/2-trust-both)"),
         "{failed:?}"
+    );
+    assert!(
+        failed.iter().any(|(c, s, m)| c == "key-matches-cert"
+            && s == "demo/3-switch-issuer"
+            && m == "not checked: because phase 3 did not decrypt"),
+        "{failed:?}"
+    );
+    // One failure per unreadable phase: its root cause.
+    let phase_failures: Vec<(&str, &str)> = ran(&failed)
+        .iter()
+        .filter(|(c, _, _)| c != "handshake-matrix")
+        .map(|(c, s, _)| (c.as_str(), s.as_str()))
+        .collect();
+    assert_eq!(
+        phase_failures,
+        [
+            ("secret-shape", "demo/2-trust-both"),
+            ("sops-mac", "demo/3-switch-issuer")
+        ]
     );
 }
 

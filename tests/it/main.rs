@@ -8,6 +8,7 @@ mod envoy;
 mod fleet;
 mod handshake;
 mod hardening;
+mod holes;
 mod import;
 mod live;
 mod matrix;

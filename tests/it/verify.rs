@@ -45,13 +45,14 @@ fn verify(out: &Path, extra: &[&str]) -> (Option<i32>, serde_json::Value, String
     (o.status.code(), v, stderr(&o))
 }
 
-/// Codes of failed error-severity findings, with their subjects.
-fn failures(v: &serde_json::Value) -> Vec<(String, String)> {
+/// Codes of failed error-severity findings, with their subjects (not-checked ones are no
+/// failures: their root cause is).
+pub(crate) fn failures(v: &serde_json::Value) -> Vec<(String, String)> {
     v["findings"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|f| f["passed"] == false && f["severity"] == "error")
+        .filter(|f| f["passed"] == false && f["severity"] == "error" && f["not_checked"].is_null())
         .map(|f| {
             (
                 f["code"].as_str().unwrap().to_string(),
@@ -59,6 +60,19 @@ fn failures(v: &serde_json::Value) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// The message of the first failed finding with `code`.
+pub(crate) fn message(v: &serde_json::Value, code: &str) -> String {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == code && f["passed"] == false)
+        .unwrap_or_else(|| panic!("no failed {code}: {v}"))["message"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn phase_file(out: &Path, cluster: &str, phase: &str) -> PathBuf {
@@ -143,6 +157,16 @@ fn example_plans_pass_every_gate() {
             "no-plaintext-private-key",
             "sops-mac",
             "signer-sequence",
+            "bundle-roots",
+            "bundle-bytes",
+            "annotations-match",
+            "kustomize-applies-phase",
+            "validity-floor",
+            "validity-margin",
+            "root-subjects-distinct",
+            "secret-type-stable",
+            "pointer-valid",
+            "clusters-present",
         ] {
             assert!(codes.contains(want), "{plan}: gate {want} did not run");
         }
@@ -229,12 +253,32 @@ fn phase_3_bytes_equal_to_phase_2_fail() {
     });
     let (code, v, _) = verify(&out, &[]);
     assert_eq!(code, Some(1));
+    // Phase 3 then holds A+B instead of the planned A+B+B, and its annotations are stale.
     assert_eq!(
         failures(&v),
-        vec![(
-            "phase3-bytes-differ".to_string(),
-            "demo/2-trust-both→3-switch-issuer".to_string()
-        )]
+        vec![
+            (
+                "bundle-roots".to_string(),
+                "demo/3-switch-issuer".to_string()
+            ),
+            (
+                "bundle-bytes".to_string(),
+                "demo/3-switch-issuer".to_string()
+            ),
+            (
+                "annotations-match".to_string(),
+                "demo/3-switch-issuer".to_string()
+            ),
+            (
+                "phase3-bytes-differ".to_string(),
+                "demo/2-trust-both→3-switch-issuer".to_string()
+            )
+        ]
+    );
+    let msg = message(&v, "phase3-bytes-differ");
+    assert!(
+        msg.contains("phase 3 root-cert.pem is byte-identical to phase 2"),
+        "{msg}"
     );
 }
 

@@ -1,0 +1,124 @@
+//! Gates over the whole tree: `clusters-present`, each cluster's `pointer-valid`,
+//! `bundle-shared` (one root bundle per phase across the fleet) and `lockstep`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{PhaseSecret, Report};
+use crate::gates::Code;
+use crate::model::phase_dir;
+use crate::repo::Repo;
+use crate::verify::Finding;
+
+/// `clusters-present`: every cluster of the rollout has its directory.
+pub fn clusters_present(repo: &Repo, r: &mut Report) {
+    let have = &repo.clusters;
+    let missing: Vec<&str> = repo
+        .rollout
+        .clusters
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|c| !have.iter().any(|h| h == c))
+        .collect();
+    let msg = if have.is_empty() {
+        "no cluster directory (clusters/<name>/istio-ca) found: nothing could be checked"
+            .to_string()
+    } else if missing.is_empty() {
+        format!("{} cluster(s): {}", have.len(), have.join(", "))
+    } else {
+        format!(
+            "the rollout names cluster(s) missing from the tree: {}",
+            missing.join(", ")
+        )
+    };
+    r.push(Finding::new(
+        Code::ClustersPresent,
+        !have.is_empty() && missing.is_empty(),
+        "fleet",
+        msg,
+    ));
+}
+
+/// `pointer-valid`: the active phase, when the pointer names exactly one.
+pub fn pointer(repo: &Repo, c: &str, r: &mut Report) -> Option<u8> {
+    match repo
+        .active(c)
+        .and_then(|n| super::kustomize::pointer_resolves(repo, c, n).map(|()| n))
+    {
+        Ok(n) => {
+            r.push(Finding::new(
+                Code::PointerValid,
+                true,
+                c,
+                format!("active phase {}", phase_dir(n)),
+            ));
+            Some(n)
+        }
+        Err(why) => {
+            r.push(Finding::new(Code::PointerValid, false, c, why));
+            None
+        }
+    }
+}
+
+/// `bundle-shared`: in each phase, every cluster carries the same bundle bytes.
+pub fn bundle_shared(secrets: &[PhaseSecret], r: &mut Report) {
+    for n in 1..=4u8 {
+        let subject = format!("fleet/{}", phase_dir(n));
+        let per: BTreeMap<&str, &[u8]> = secrets
+            .iter()
+            .filter(|s| s.phase == n)
+            .map(|s| (s.cluster.as_str(), s.bundle.as_slice()))
+            .collect();
+        if per.is_empty() {
+            let why = format!("because no cluster's phase {n} Secret could be read");
+            r.push(Finding::not_checked(Code::BundleShared, &subject, why));
+            continue;
+        }
+        let distinct: BTreeSet<&[u8]> = per.values().copied().collect();
+        let msg = if distinct.len() == 1 {
+            format!("{} cluster(s) carry one root bundle", per.len())
+        } else {
+            format!(
+                "phase {n}: {} cluster(s) carry {} different root bundles",
+                per.len(),
+                distinct.len()
+            )
+        };
+        r.push(Finding::new(
+            Code::BundleShared,
+            distinct.len() == 1,
+            &subject,
+            msg,
+        ));
+    }
+}
+
+/// No cluster may enter phase 3 before all are at 2, nor 4 before all are at 3.
+pub fn lockstep_problem(active: &BTreeMap<String, u8>) -> Option<String> {
+    let min = active.values().min().copied()?;
+    let max = active.values().max().copied()?;
+    if max > min + 1 {
+        return Some(format!("clusters span phases {min} to {max}"));
+    }
+    if max >= 3 && min < max {
+        let behind: Vec<&str> = active
+            .iter()
+            .filter(|(_, p)| **p < max)
+            .map(|(c, _)| c.as_str())
+            .collect();
+        return Some(format!(
+            "{} still at phase {min} while others are at {max}",
+            behind.join(", ")
+        ));
+    }
+    None
+}
+
+/// `lockstep` over the clusters whose pointer could be read.
+pub fn lockstep(active: &BTreeMap<String, u8>, r: &mut Report) {
+    let problem = lockstep_problem(active);
+    let summary: Vec<String> = active.iter().map(|(c, p)| format!("{c}={p}")).collect();
+    let passed = problem.is_none();
+    let msg = problem.unwrap_or_else(|| format!("active phases {}", summary.join(", ")));
+    r.push(Finding::new(Code::Lockstep, passed, "fleet", msg));
+}
