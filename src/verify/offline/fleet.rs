@@ -93,30 +93,10 @@ pub fn bundle_shared(secrets: &[PhaseSecret], r: &mut Report) {
     }
 }
 
-/// No cluster may enter phase 3 before all are at 2, nor 4 before all are at 3.
-pub fn lockstep_problem(active: &BTreeMap<String, u8>) -> Option<String> {
-    let min = active.values().min().copied()?;
-    let max = active.values().max().copied()?;
-    if max > min + 1 {
-        return Some(format!("clusters span phases {min} to {max}"));
-    }
-    if max >= 3 && min < max {
-        let behind: Vec<&str> = active
-            .iter()
-            .filter(|(_, p)| **p < max)
-            .map(|(c, _)| c.as_str())
-            .collect();
-        return Some(format!(
-            "{} still at phase {min} while others are at {max}",
-            behind.join(", ")
-        ));
-    }
-    None
-}
-
 /// `lockstep` over the clusters whose pointer could be read.
 pub fn lockstep(active: &BTreeMap<String, u8>, r: &mut Report) {
-    let problem = lockstep_problem(active);
+    // The skew rule (crate::fleet), the same one promote enforces.
+    let problem = crate::fleet::skew_problem(active);
     let summary: Vec<String> = active.iter().map(|(c, p)| format!("{c}={p}")).collect();
     let passed = problem.is_none();
     let msg = problem.unwrap_or_else(|| format!("active phases {}", summary.join(", ")));

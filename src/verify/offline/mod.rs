@@ -31,7 +31,6 @@ pub mod reload;
 pub mod shape;
 pub mod validity;
 
-pub use fleet::lockstep_problem;
 pub use read::Wiped;
 
 /// Errors that stop verification altogether (exit 2).
