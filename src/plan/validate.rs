@@ -42,6 +42,14 @@ pub const CODES: &[(&str, &str)] = &[
     ),
     ("duration-invalid", "a duration cannot be parsed"),
     (
+        "duration-out-of-range",
+        "a timing duration is outside the range rootroll accepts",
+    ),
+    (
+        "validity-out-of-range",
+        "a generated CA's validity is shorter than the rollout or ends after X.509's last date (9999-12-31)",
+    ),
+    (
         "trust-domain-invalid",
         "the trust domain is not a valid SPIFFE trust domain",
     ),
@@ -80,7 +88,7 @@ pub const CODES: &[(&str, &str)] = &[
     ),
     (
         "import-expired",
-        "an imported certificate is expired or not yet valid",
+        "an imported certificate is expired, not yet valid, or expires before the rollout ends",
     ),
     (
         "import-not-signed-by-root",
@@ -113,7 +121,57 @@ struct Ctx<'a> {
     base: PathBuf,
     now: OffsetDateTime,
     _file: &'a Path,
+    /// How long every CA must stay valid from now; `None` while the timing is invalid.
+    rollout: Option<RolloutNeed>,
 }
+
+/// What the rollout asks of every CA: to stay valid through the shortest rotation
+/// (`model::soaks`, as `plan` prints it), then one workload TTL (the last leaves it signed)
+/// and the safety margin. `verify offline`'s validity-window gate checks the same span.
+#[derive(Clone, Copy)]
+struct RolloutNeed {
+    min_total: Span,
+    ttl: Span,
+    margin: Span,
+}
+
+impl RolloutNeed {
+    fn total(self) -> Span {
+        self.min_total + self.ttl + self.margin
+    }
+    fn explain(self) -> String {
+        format!(
+            "the shortest rotation {} + workloadCertTTL {} + safetyMargin {}",
+            self.min_total, self.ttl, self.margin
+        )
+    }
+}
+
+/// The last instant an X.509 certificate can name (GeneralizedTime ends with year 9999).
+const X509_END: OffsetDateTime = time::macros::datetime!(9999-12-31 23:59:59 UTC);
+
+/// The range a timing field accepts, and why.
+struct Bounds {
+    min: Span,
+    max: Span,
+    why: &'static str,
+}
+
+const TTL_BOUNDS: Bounds = Bounds {
+    min: Span::from_mins(1),
+    max: Span::from_days(90),
+    why: "istiod signs workload certificates for at most 90d (MAX_WORKLOAD_CERT_TTL)",
+};
+const DELAY_BOUNDS: Bounds = Bounds {
+    min: Span::from_secs(10),
+    max: Span::from_days(1),
+    why: "kubelet projects a changed Secret within a minute or two, istiod reloads in seconds",
+};
+const MARGIN_BOUNDS: Bounds = Bounds {
+    min: Span::from_mins(1),
+    max: Span::from_days(7),
+    why: "it is added to every phase's soak time",
+};
 
 fn loc<T>(s: &S<T>) -> Location {
     s.referenced
@@ -152,10 +210,52 @@ fn choice<T: Copy>(
     }
 }
 
-fn span(ctx: &mut Ctx<'_>, field: &str, value: &Option<S<String>>, default: Span) -> Span {
-    let Some(v) = value else { return default };
+/// A timing field: parsed, then held to `bounds`. `None` when it is unusable (reported).
+fn timing_span(
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    value: &Option<S<String>>,
+    default: Span,
+    bounds: &Bounds,
+) -> Option<Span> {
+    let Some(v) = value else {
+        return Some(default);
+    };
+    let parsed = span(ctx, field, value, default)?;
+    if parsed < bounds.min || parsed > bounds.max {
+        ctx.d.error(
+            "duration-out-of-range",
+            loc(v),
+            format!(
+                "{field} {parsed} is {} {}",
+                if parsed < bounds.min {
+                    "shorter than"
+                } else {
+                    "longer than"
+                },
+                if parsed < bounds.min {
+                    bounds.min
+                } else {
+                    bounds.max
+                }
+            ),
+            format!(
+                "set {field} between {} and {}: {}",
+                bounds.min, bounds.max, bounds.why
+            ),
+        );
+        return None;
+    }
+    Some(parsed)
+}
+
+/// Parses a duration field; `None` when it cannot be parsed (reported).
+fn span(ctx: &mut Ctx<'_>, field: &str, value: &Option<S<String>>, default: Span) -> Option<Span> {
+    let Some(v) = value else {
+        return Some(default);
+    };
     match Span::parse(&v.value) {
-        Ok(s) => s,
+        Ok(s) => Some(s),
         Err(why) => {
             ctx.d.error(
                 "duration-invalid",
@@ -163,7 +263,7 @@ fn span(ctx: &mut Ctx<'_>, field: &str, value: &Option<S<String>>, default: Span
                 format!("{field}: {why}"),
                 "write durations like 30s, 2m, 24h, 3650d or 1h30m",
             );
-            default
+            None
         }
     }
 }
@@ -175,6 +275,7 @@ pub fn validate(path: &Path, bytes: &[u8], now: OffsetDateTime) -> Result<Plan, 
         base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         now,
         _file: path,
+        rollout: None,
     };
     let raw: RawPlan = match parse(bytes) {
         Ok(raw) => raw,
@@ -359,20 +460,42 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
     let min_istio_version = check_version(ctx, m.min_istio_version.as_ref(), data_plane);
 
     let t = &spec.timing;
-    let timing = Timing {
-        workload_cert_ttl: span(
-            ctx,
-            "workloadCertTTL",
-            &t.workload_cert_ttl,
-            Span::from_hours(24),
-        ),
-        propagation_delay: span(
-            ctx,
-            "propagationDelay",
-            &t.propagation_delay,
-            Span::from_mins(2),
-        ),
-        safety_margin: span(ctx, "safetyMargin", &t.safety_margin, Span::from_mins(15)),
+    let ttl = timing_span(
+        ctx,
+        "workloadCertTTL",
+        &t.workload_cert_ttl,
+        Span::from_hours(24),
+        &TTL_BOUNDS,
+    );
+    let delay = timing_span(
+        ctx,
+        "propagationDelay",
+        &t.propagation_delay,
+        Span::from_mins(2),
+        &DELAY_BOUNDS,
+    );
+    let margin = timing_span(
+        ctx,
+        "safetyMargin",
+        &t.safety_margin,
+        Span::from_mins(15),
+        &MARGIN_BOUNDS,
+    );
+    let timing = match (ttl, delay, margin) {
+        (Some(ttl), Some(delay), Some(margin)) => {
+            let timing = Timing {
+                workload_cert_ttl: ttl,
+                propagation_delay: delay,
+                safety_margin: margin,
+            };
+            ctx.rollout = Some(RolloutNeed {
+                min_total: crate::model::soaks(&timing, data_plane, min_istio_version).min_total(),
+                ttl,
+                margin,
+            });
+            Some(timing)
+        }
+        _ => None,
     };
 
     let g = &spec.gitops;
@@ -514,7 +637,7 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
             data_plane,
             min_istio_version,
         },
-        timing,
+        timing: timing?,
         gitops: Gitops {
             engine,
             repo_path,
@@ -645,9 +768,48 @@ fn exactly_one<'a>(
     }
 }
 
+/// Why a generated CA's validity cannot be used: shorter than the rollout needs, or ending
+/// after the last date X.509 can express. `None` when it is fine.
+fn validity_problem(ctx: &Ctx<'_>, what: &str, validity: Span) -> Option<(String, String)> {
+    let min = ctx.rollout.map_or(Span::from_secs(1), RolloutNeed::total);
+    let max_days = (X509_END - ctx.now).whole_days().max(0);
+    let range = match ctx.rollout {
+        Some(_) => format!(
+            "set validity between {min} and {max_days}d (from now to 9999-12-31, the last date X.509 can express)"
+        ),
+        None => format!(
+            "set validity to at least the rollout's length and at most {max_days}d (from now to 9999-12-31, the last date X.509 can express)"
+        ),
+    };
+    let ends = validity.after(ctx.now).filter(|end| *end <= X509_END);
+    if ends.is_none() {
+        return Some((
+            format!(
+                "{what}: validity {validity} would end after 9999-12-31, the last date X.509 can express"
+            ),
+            range,
+        ));
+    }
+    if validity < min {
+        let message = match ctx.rollout {
+            Some(need) => format!(
+                "{what}: validity {validity} is shorter than the rollout, which needs {min} ({})",
+                need.explain()
+            ),
+            None => format!(
+                "{what}: validity {validity} is empty: a CA must stay valid through the rollout (fix the timing to see how long that is)"
+            ),
+        };
+        return Some((message, range));
+    }
+    None
+}
+
 fn generate_spec(
     ctx: &mut Ctx<'_>,
     g: &RawGenerate,
+    what: &str,
+    at: Location,
     default_validity: Span,
     default_subject: Subject,
 ) -> Option<GenerateSpec> {
@@ -677,7 +839,12 @@ fn generate_spec(
             }
         },
     };
-    let validity = span(ctx, "validity", &g.validity, default_validity);
+    let validity = span(ctx, "validity", &g.validity, default_validity)?;
+    if let Some((message, hint)) = validity_problem(ctx, what, validity) {
+        let at = g.validity.as_ref().map_or(at, loc);
+        ctx.d.error("validity-out-of-range", at, message, hint);
+        return None;
+    }
     let subject = match &g.subject {
         None => default_subject,
         Some(s) => merge_subject(&s.value, default_subject),
@@ -711,7 +878,8 @@ fn root_input(
                 common_name: Some(defaults.common_name),
                 ..Subject::default()
             };
-            generate_spec(ctx, g, Span::from_days(3650), subject).map(RootInput::Generate)
+            generate_spec(ctx, g, what, loc(src), Span::from_days(3650), subject)
+                .map(RootInput::Generate)
         }
         Err(i) => import_root(ctx, i, what).map(RootInput::Import),
     }
@@ -905,6 +1073,23 @@ fn check_ca_cert(ctx: &mut Ctx<'_>, i: &RawImport, der: &[u8], what: &str) -> bo
             "rotate with certificates that are valid now; an expired CA is rejected by istiod",
         );
         ok = false;
+    } else if let Some(need) = ctx.rollout {
+        let end = need.total().after(ctx.now);
+        if end.is_none_or(|end| end > s.not_after) {
+            ctx.d.error(
+                "import-expired",
+                loc(&i.dir),
+                format!(
+                    "{what}: `{}` expires {}, before the rollout ends: it must stay valid for {} ({})",
+                    s.subject,
+                    s.not_after.date(),
+                    need.total(),
+                    need.explain()
+                ),
+                "renew this CA before rotating, or shorten the timing so the rollout ends before it expires",
+            );
+            ok = false;
+        }
     }
     if s.ext_key_usage
         .iter()
@@ -985,7 +1170,7 @@ fn intermediate_input(
                 locality: Some(defaults.locality),
                 ..Subject::default()
             };
-            let spec = generate_spec(ctx, g, Span::from_days(1825), subject)?;
+            let spec = generate_spec(ctx, g, what, loc(src), Span::from_days(1825), subject)?;
             match root {
                 Some(RootInput::Import(r)) if r.signer.key.is_none() => {
                     ctx.d.error(
@@ -1006,7 +1191,11 @@ fn intermediate_input(
                 }
                 Some(RootInput::Import(r)) => {
                     let root_end = r.signer.summary().not_after;
-                    if ctx.now + spec.validity.to_time() > root_end {
+                    if spec
+                        .validity
+                        .after(ctx.now)
+                        .is_none_or(|end| end > root_end)
+                    {
                         ctx.d.error(
                             "intermediate-outlives-root",
                             g.validity.as_ref().map_or(loc(src), loc),

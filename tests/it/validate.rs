@@ -116,3 +116,33 @@ fn cli_exits_2_and_prints_file_line_code_and_hint() {
         "{err}"
     );
 }
+
+/// Issue 18: a CA must stay valid through the rollout (the shortest rotation, one workload TTL
+/// and the margin, as `verify offline`'s validity-window gate asks), not only today.
+#[test]
+fn imported_cas_expiring_during_the_rollout_are_refused() {
+    let path = std::path::Path::new("plans/import.yaml");
+    let bytes = std::fs::read(root().join(path)).unwrap();
+    // The fixtures expire 2036-11-19 ~13:58Z; the rollout needs 1d1h8m.
+    let at = |t: &str| OffsetDateTime::parse(t, &Rfc3339).unwrap();
+    assert!(plan::validate(path, &bytes, at("2036-11-18T12:00:00Z")).is_ok());
+    let Err(diags) = plan::validate(path, &bytes, at("2036-11-18T14:00:00Z")) else {
+        panic!("a root expiring before the rollout ends was accepted");
+    };
+    let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
+    let text = text.join("\n");
+    for what in [
+        "roots.current",
+        "cluster cluster1: intermediates.current",
+        "cluster cluster2: intermediates.current",
+    ] {
+        assert!(
+            text.contains(&format!("error[import-expired]: {what}: `")),
+            "{what}:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("expires 2036-11-19, before the rollout ends: it must stay valid for 1d1h8m (the shortest rotation 53m + workloadCertTTL 1d + safetyMargin 15m)"),
+        "{text}"
+    );
+}
