@@ -955,21 +955,18 @@ fn read_key(ctx: &mut Ctx<'_>, i: &RawImport, path: &Path, what: &str) -> Option
     });
     let key = text.ok().map(PrivateKeyPem::new);
     let problem = match &key {
-        None => Some("is not PEM text".to_string()),
-        Some(k) if k.expose().contains("ENCRYPTED") => {
-            Some("is an encrypted private key; istiod cannot use encrypted keys".to_string())
-        }
-        Some(k) if pem::parse(k.expose()).is_err() => {
-            Some("is not one complete PEM block (is it cut short?)".to_string())
-        }
-        Some(k) => k.key_pair().err().map(|e| e.to_string()),
+        None => Some("is not PEM text (it is not UTF-8)".to_string()),
+        Some(k) => pki::key_problem(k),
     };
     if let Some(problem) = problem {
         ctx.d.error(
             "import-unreadable",
             loc(&i.dir),
             format!("{what}: {} {problem}", path.display()),
-            "supply an unencrypted PKCS#1, SEC1 or PKCS#8 PEM key (decrypt it with `openssl pkey`)",
+            format!(
+                "supply {}; `openssl pkey -in KEY -out KEY.pem` decrypts a key and keeps only the key",
+                pki::WANTED_KEY
+            ),
         );
         return None;
     }
@@ -1119,6 +1116,11 @@ fn import_root(ctx: &mut Ctx<'_>, i: &RawImport, what: &str) -> Option<ImportedR
     let mut ok = true;
     for der in &certs {
         ok &= check_ca_cert(ctx, i, der, what);
+    }
+    // As for intermediates: the certificates' own problems (too small, expired) explain a
+    // key that cannot be used, so they are reported instead.
+    if !ok {
+        return None;
     }
     let key = match key_file {
         Some(k) if k.exists() => Some(read_key(ctx, i, &k, what)?),
