@@ -2,6 +2,7 @@
 //! rootroll works from. [`load`] reports every problem at once as [`Diagnostic`]s.
 
 mod diag;
+mod parse;
 pub mod raw;
 mod validate;
 

@@ -277,9 +277,9 @@ pub fn validate(path: &Path, bytes: &[u8], now: OffsetDateTime) -> Result<Plan, 
         _file: path,
         rollout: None,
     };
-    let raw: RawPlan = match parse(bytes) {
+    let raw: RawPlan = match super::parse::parse(bytes) {
         Ok(raw) => raw,
-        Err((at, message)) => {
+        Err(super::parse::YamlProblem { at, message }) => {
             ctx.d.error(
                 "yaml-invalid",
                 at,
@@ -296,68 +296,6 @@ pub fn validate(path: &Path, bytes: &[u8], now: OffsetDateTime) -> Result<Plan, 
     let mut plan = plan.expect("a plan is built whenever no error was recorded");
     plan.warnings = ctx.d.into_sorted();
     Ok(plan)
-}
-
-fn parse(bytes: &[u8]) -> Result<RawPlan, (Location, String)> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        (
-            Location::UNKNOWN,
-            format!(
-                "the file is not UTF-8 text (invalid byte at offset {})",
-                e.valid_up_to()
-            ),
-        )
-    })?;
-    if text
-        .lines()
-        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-    {
-        return Err((
-            Location::UNKNOWN,
-            "the file is empty (or only comments)".into(),
-        ));
-    }
-    serde_saphyr::from_str::<RawPlan>(text).map_err(|e| {
-        let at = e.location().unwrap_or(Location::UNKNOWN);
-        let inner = e.without_snippet();
-        let msg = inner.to_string();
-        // The parser prefixes "line L column C: "; the diagnostic carries the place itself.
-        let msg = match msg.find(": ") {
-            Some(i) if msg.starts_with("line ") => msg[i + 2..].to_string(),
-            _ => msg,
-        };
-        (
-            at,
-            tidy_parser_message(msg.lines().next().unwrap_or_default()),
-        )
-    })
-}
-
-/// Drops the parser's own "at line L, column C" (the diagnostic carries the place) and
-/// rewords messages that name parser internals.
-fn tidy_parser_message(msg: &str) -> String {
-    let mut msg = msg.trim().to_string();
-    if let Some(i) = msg.rfind(" at line ")
-        && msg[i..].contains(", column ")
-    {
-        msg.truncate(i);
-    }
-    if let Some(rest) = msg.strip_prefix("budget breached: ") {
-        let limit = rest.split([' ', '{', '(']).next().unwrap_or(rest);
-        return format!(
-            "the YAML expands past a safety limit ({limit}): anchors and aliases that repeat content, or very deep nesting, are refused"
-        );
-    }
-    if let Some(rest) = msg.strip_prefix("duplicate mapping key: ") {
-        let key = rest.split(',').next().unwrap_or(rest).trim();
-        return format!("`{key}` is given twice in the same mapping");
-    }
-    if msg.starts_with("multiple YAML documents") {
-        return "the file holds more than one YAML document (`---`); a plan is one document"
-            .to_string();
-    }
-    msg.replace("expected sequence start", "expected a list here")
-        .replace("expected mapping start", "expected a mapping here")
 }
 
 fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
