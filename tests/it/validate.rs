@@ -146,3 +146,29 @@ fn imported_cas_expiring_during_the_rollout_are_refused() {
         "{text}"
     );
 }
+
+/// Issue 16: recipients are checked by the age crate's parser (a 62-character `age1…` string
+/// with a bad checksum is refused), post-quantum ones are refused saying why, and a secret
+/// key given as a recipient is never echoed.
+#[test]
+fn age_recipients_are_parsed_by_the_age_crate_and_secrets_never_echoed() {
+    let diags = diagnostics("tests/invalid/recipient-invalid.yaml");
+    let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
+    let text = text.join("\n");
+    assert_eq!(
+        diags
+            .iter()
+            .filter(|d| d.code == "recipient-invalid")
+            .count(),
+        6,
+        "{text}"
+    );
+    assert!(
+        text.contains("age18wfpqaqejnsfp8ykhwxhhhgdruwrk2d8rlwfmp5tuf587npuaatsgu66eu` is not an age X25519 recipient (invalid Bech32 encoding)"),
+        "{text}"
+    );
+    assert!(text.contains("cannot encrypt to it yet"), "{text}");
+    assert!(!text.contains("AGE-SECRET-KEY-1QQQQ"), "{text}");
+    // The last, valid recipient is accepted: only the six bad ones are reported.
+    assert!(!text.contains("66et"), "{text}");
+}
