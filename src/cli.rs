@@ -300,7 +300,9 @@ fn parse_now(s: &str) -> Result<OffsetDateTime, String> {
 
 /// Prints an error and its causes; plan diagnostics are printed in full.
 pub fn print_error(err: &anyhow::Error) {
-    if let Some(PlanError::Invalid { diagnostics, path }) = err.downcast_ref::<PlanError>() {
+    if let Some(PlanError::Invalid { diagnostics, path }) =
+        err.chain().find_map(|e| e.downcast_ref::<PlanError>())
+    {
         for d in diagnostics {
             eprintln!("{d}");
         }
@@ -335,6 +337,7 @@ pub fn run() -> Result<ExitCode> {
             &name,
             cluster.as_deref(),
             force,
+            now,
         ),
         Command::Init {
             from_cluster: Some(context),
@@ -472,11 +475,12 @@ fn cmd_init(
     name: &str,
     cluster: Option<&str>,
     force: bool,
+    now: OffsetDateTime,
 ) -> Result<ExitCode> {
     let plan_dir = output
         .and_then(Path::parent)
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let s = init::scaffold(dir, &plan_dir, name, cluster)?;
+    let s = init::scaffold(dir, &plan_dir, name, cluster, now)?;
     match output {
         Some(path) => {
             if path.exists() && !force {
