@@ -235,5 +235,6 @@ pub async fn snapshot(
         mutating_webhooks,
         validating_webhooks,
         proxies: proxies.into_iter().map(|(_, p)| p).collect(),
+        unread_hints: std::collections::BTreeMap::new(),
     }
 }

@@ -54,6 +54,9 @@ pub struct Snapshot {
     pub mutating_webhooks: Fetched<Vec<MutatingWebhookConfiguration>>,
     pub validating_webhooks: Fetched<Vec<ValidatingWebhookConfiguration>>,
     pub proxies: Vec<ProxyDump>,
+    /// By gate code, how to fix a source that could not be read, replacing the live cluster's
+    /// RBAC hint (a dump names the file to collect); empty for a live cluster.
+    pub unread_hints: BTreeMap<&'static str, String>,
 }
 
 /// What the cluster should be running, from the rendered directory.
@@ -419,6 +422,10 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
     let mut r = Report::default();
     let c = e.cluster.as_str();
     let ns = s.istio_namespace.as_str();
+    let fix =
+        |code: &str, live: &'static str| s.unread_hints.get(code).map_or(live, String::as_str);
+    let unreadable =
+        |code, subject: &str, why: &str, hint| unreadable(code, subject, why, fix(code, hint));
 
     // Prerequisites: istiod.
     match &s.deployments {
@@ -856,7 +863,10 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
         } else {
             format!("{} of {n} proxies could not be read", unread.len())
         },
-        "grant create on pods/portforward, and check the pods are running (admin port 15000)",
+        fix(
+            "proxy-readable",
+            "grant create on pods/portforward, and check the pods are running (admin port 15000)",
+        ),
         unread,
     ));
     r.push(finding(
@@ -939,7 +949,10 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
                     zs.len()
                 )
             },
-            "grant create on pods/portforward for the ztunnel pods",
+            fix(
+                "ztunnel-readable",
+                "grant create on pods/portforward for the ztunnel pods",
+            ),
             unread,
         ));
         r.push(finding(
