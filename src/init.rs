@@ -207,7 +207,7 @@ fn check(
         Err(mut diagnostics) => {
             for d in &mut diagnostics {
                 d.file = dir.to_path_buf();
-                (d.line, d.column) = (0, 0);
+                (d.line, d.column, d.source) = (0, 0, None);
             }
             Err(InitError::Invalid {
                 dir: dir.to_path_buf(),

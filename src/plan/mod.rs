@@ -8,7 +8,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use diag::{Diagnostic, Diagnostics, Severity, SourceLine};
 pub use validate::{CODES, validate};
 
 use crate::duration::Span;

@@ -24,26 +24,55 @@ impl YamlProblem {
     }
 }
 
-/// Parses the plan's bytes.
-pub(super) fn parse(bytes: &[u8]) -> Result<RawPlan, YamlProblem> {
+/// Most problems reported from one plan: past them, fixing the first ones is the next step.
+const MAX_PROBLEMS: usize = 20;
+
+/// Parses the plan's bytes. Reports every unknown and repeated key (serde stops at the first:
+/// each is blanked out of a working copy, which keeps every other byte in place, and the copy
+/// parsed again), then the first other error. A YAML syntax error or a wrong type ends the
+/// parse: the parser recovers only at document boundaries, and a plan is one document.
+pub(super) fn parse(bytes: &[u8]) -> Result<RawPlan, Vec<YamlProblem>> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
-        YamlProblem::new(
+        vec![YamlProblem::new(
             Location::UNKNOWN,
             format!(
                 "the file is not UTF-8 text (invalid byte at offset {})",
                 e.valid_up_to()
             ),
-        )
+        )]
     })?;
     if text
         .lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
     {
-        return Err(YamlProblem::new(
+        return Err(vec![YamlProblem::new(
             Location::UNKNOWN,
             "the file is empty (or only comments)",
-        ));
+        )]);
     }
+    let mut work = text.to_string();
+    let mut problems = Vec::new();
+    loop {
+        match parse_once(&work) {
+            Ok(raw) if problems.is_empty() => return Ok(raw),
+            Ok(_) => return Err(problems),
+            Err((problem, key)) => {
+                let next = key
+                    .and_then(|at| entry_bytes(&work, at))
+                    .and_then(|range| blank(&work, range));
+                problems.push(problem);
+                match next {
+                    Some(next) if problems.len() < MAX_PROBLEMS => work = next,
+                    _ => return Err(problems),
+                }
+            }
+        }
+    }
+}
+
+/// One parse: the plan, or the first problem and, when it is about a key that can be left
+/// out (unknown, repeated), that key's place.
+fn parse_once(text: &str) -> Result<RawPlan, (YamlProblem, Option<Location>)> {
     let mut path = None;
     let parsed = serde_saphyr::with_deserializer_from_str(text, |de| {
         serde_path_to_error::deserialize::<_, RawPlan>(de).map_err(|e| {
@@ -54,8 +83,13 @@ pub(super) fn parse(bytes: &[u8]) -> Result<RawPlan, YamlProblem> {
     parsed.map_err(|e| {
         let at = e.location().unwrap_or(Location::UNKNOWN);
         let Some(field) = schema_error(&e, path.as_ref()) else {
-            return YamlProblem::new(at, parser_message(&e));
+            return (YamlProblem::new(at, parser_message(&e)), None);
         };
+        let key = matches!(
+            original(&e),
+            Error::SerdeUnknownField { .. } | Error::DuplicateMappingKey { .. }
+        )
+        .then_some(at);
         let message = match original(&e) {
             Error::Unexpected { expected, .. } => {
                 let what = match *expected {
@@ -73,8 +107,50 @@ pub(super) fn parse(bytes: &[u8]) -> Result<RawPlan, YamlProblem> {
             Error::NullIntoString { .. } => "expected a string here, found nothing (null)".into(),
             _ => parser_message(&e),
         };
-        YamlProblem::new(at, format!("{field}: {message}"))
+        (YamlProblem::new(at, format!("{field}: {message}")), key)
     })
+}
+
+/// The bytes of the mapping entry whose key starts at `at`: the key, through the end of its
+/// value.
+fn entry_bytes(text: &str, at: Location) -> Option<std::ops::Range<usize>> {
+    let mut events = Parser::new_from_str(text).map_while(Result::ok);
+    let (_, key) = events.by_ref().find(|(e, span)| {
+        matches!(e, Event::Scalar(..))
+            && (span.start.line() as u64, span.start.col() as u64 + 1) == (at.line(), at.column())
+    })?;
+    let mut depth = 0usize;
+    for (event, span) in events {
+        match event {
+            Event::MappingStart(..) | Event::SequenceStart(..) => depth += 1,
+            Event::MappingEnd | Event::SequenceEnd => depth = depth.checked_sub(1)?,
+            Event::Scalar(..) | Event::Alias(_) => {}
+            _ => continue,
+        }
+        if depth == 0 {
+            return Some(key.start.byte_offset()?..span.end.byte_offset()?);
+        }
+    }
+    None
+}
+
+/// `text` with `range` blanked byte for byte (line breaks kept), so every later place keeps
+/// its line and byte offset, and with it a comma that would be left dangling in a flow
+/// mapping. `None` if `range` does not fall on character boundaries.
+fn blank(text: &str, range: std::ops::Range<usize>) -> Option<String> {
+    let (start, end) = (range.start, range.end);
+    if start > end || !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+        return None;
+    }
+    let mut bytes = text.as_bytes().to_vec();
+    let after = end + text[end..].len() - text[end..].trim_start_matches([' ', '\t']).len();
+    let comma = (bytes.get(after) == Some(&b',')).then_some(after);
+    for i in (start..end).chain(comma) {
+        if bytes[i] != b'\n' && bytes[i] != b'\r' {
+            bytes[i] = b' ';
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// The error under alias and snippet wrappers.
@@ -207,4 +283,78 @@ fn node_at(text: &str, at: Location) -> Option<String> {
         };
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLAN: &str = "apiVersion: rootroll.dev/v1alpha1
+kind: RotationPlan
+metadata: {extra: 1, name: x, more: [1, 2]}
+spec:
+  mesh:
+    bogus:
+      a: 1
+      b: [2, 3]
+    dataPlane: sidecar
+    dataPlane: ambient
+  timing: {workloadCertTTL: 24h,
+           ttl: 3}
+  roots: {current: {generate: {}}, new: {generate: {}}}
+  clusters: []
+";
+
+    fn problems(text: &str) -> Vec<(u64, u64, String)> {
+        match parse(text.as_bytes()) {
+            Ok(_) => Vec::new(),
+            Err(p) => p
+                .into_iter()
+                .map(|p| (p.at.line(), p.at.column(), p.message))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn every_unknown_and_repeated_key_is_reported() {
+        let got = problems(PLAN);
+        let places: Vec<(u64, u64)> = got.iter().map(|(l, c, _)| (*l, *c)).collect();
+        assert_eq!(
+            places,
+            [(3, 12), (3, 31), (6, 5), (10, 5), (12, 12)],
+            "{got:#?}"
+        );
+        assert!(got[3].2.contains("`dataPlane` is given twice"), "{got:#?}");
+        // Without those keys the plan parses.
+        let fixed = PLAN
+            .replace("extra: 1, ", "")
+            .replace(", more: [1, 2]", "")
+            .replace("    bogus:\n      a: 1\n      b: [2, 3]\n", "")
+            .replace("    dataPlane: ambient\n", "")
+            .replace(",\n           ttl: 3", "");
+        assert_eq!(problems(&fixed), Vec::new());
+    }
+
+    #[test]
+    fn a_wrong_type_ends_the_list() {
+        let text = PLAN.replace("clusters: []", "clusters: {}");
+        let got = problems(&text);
+        assert_eq!(got.len(), 6, "{got:#?}");
+        assert_eq!(
+            got[5].2,
+            "spec.clusters: expected a list here, found a mapping"
+        );
+    }
+
+    #[test]
+    fn blanking_keeps_every_other_byte_in_place() {
+        let text = "m: {a: 1, b: é, c: 3}\n";
+        let start = text.find("b:").unwrap();
+        let end = text.find(", c").unwrap();
+        let out = blank(text, start..end).unwrap();
+        assert_eq!(out.len(), text.len());
+        // `b: é` (5 bytes) and the comma after it become spaces.
+        assert_eq!(out, format!("m: {{a: 1,{}c: 3}}\n", " ".repeat(8)));
+        assert_eq!(blank(text, start..start + 4), None, "mid-character");
+    }
 }

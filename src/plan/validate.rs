@@ -271,7 +271,10 @@ fn span(ctx: &mut Ctx<'_>, field: &str, value: &Option<S<String>>, default: Span
 /// Validates a parsed plan. `bytes` is the file content, `path` where it came from.
 pub fn validate(path: &Path, bytes: &[u8], now: OffsetDateTime) -> Result<Plan, Vec<Diagnostic>> {
     let mut ctx = Ctx {
-        d: Diagnostics::new(path),
+        d: match std::str::from_utf8(bytes) {
+            Ok(text) => Diagnostics::with_source(path, text),
+            Err(_) => Diagnostics::new(path),
+        },
         base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         now,
         _file: path,
@@ -279,13 +282,15 @@ pub fn validate(path: &Path, bytes: &[u8], now: OffsetDateTime) -> Result<Plan, 
     };
     let raw: RawPlan = match super::parse::parse(bytes) {
         Ok(raw) => raw,
-        Err(super::parse::YamlProblem { at, message }) => {
-            ctx.d.error(
-                "yaml-invalid",
-                at,
-                message,
-                "fix the YAML at this place; `rootroll init` writes a commented example plan",
-            );
+        Err(problems) => {
+            for super::parse::YamlProblem { at, message } in problems {
+                ctx.d.error(
+                    "yaml-invalid",
+                    at,
+                    message,
+                    "fix the YAML at this place; `rootroll init` writes a commented example plan",
+                );
+            }
             return Err(ctx.d.into_sorted());
         }
     };

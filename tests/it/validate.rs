@@ -172,3 +172,34 @@ fn age_recipients_are_parsed_by_the_age_crate_and_secrets_never_echoed() {
     // The last, valid recipient is accepted: only the six bad ones are reported.
     assert!(!text.contains("66et"), "{text}");
 }
+
+/// Issue 16.4: every unknown and repeated key is reported in one run, each at its own line
+/// with the plan's line and a caret under the key.
+#[test]
+fn every_unknown_and_repeated_key_is_reported_at_once_with_a_snippet() {
+    let diags = diagnostics("tests/invalid/yaml-many-keys.yaml");
+    let places: Vec<(u64, u64)> = diags.iter().map(|d| (d.line, d.column)).collect();
+    assert_eq!(
+        places,
+        [
+            (5, 12),
+            (8, 5),
+            (10, 5),
+            (13, 5),
+            (18, 9),
+            (22, 19),
+            (25, 7)
+        ]
+    );
+    assert!(diags.iter().all(|d| d.code == "yaml-invalid"));
+    let first = diags[1].to_string();
+    assert_eq!(
+        first,
+        "tests/invalid/yaml-many-keys.yaml:8:5: error[yaml-invalid]: spec.mesh: unknown field `trustDomian`, expected one of trustDomain, istioNamespace, secretName, secretFormat, dataPlane, minIstioVersion
+  |
+8 |     trustDomian: cluster.local
+  |     ^^^^^^^^^^^
+  |
+  = help: fix the YAML at this place; `rootroll init` writes a commented example plan"
+    );
+}
