@@ -1239,7 +1239,10 @@ fn from_dump_hints_name_the_missing_file_and_its_collect_command() {
         let f = finding(&v, code);
         let hint = f["hint"].as_str().unwrap();
         assert!(hint.contains(&want), "{code}: {hint}");
-        assert!(!hint.contains("grant"), "{code}: a live-cluster hint: {hint}");
+        assert!(
+            !hint.contains("grant"),
+            "{code}: a live-cluster hint: {hint}"
+        );
     }
     assert_eq!(
         finding(&v, "proxy-readable")["details"]
