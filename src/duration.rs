@@ -34,12 +34,18 @@ impl Span {
     pub const fn as_secs(self) -> u64 {
         self.0
     }
-    /// `self × num / den`, rounded up to the second.
-    pub const fn scaled(self, num: u64, den: u64) -> Self {
-        Self((self.0 * num).div_ceil(den))
+    /// `self × num / den`, rounded up to the second (saturating: a hostile plan's huge span
+    /// must not overflow).
+    pub fn scaled(self, num: u64, den: u64) -> Self {
+        let v = (u128::from(self.0) * u128::from(num)).div_ceil(u128::from(den));
+        Self(u64::try_from(v).unwrap_or(u64::MAX))
     }
     pub fn to_time(self) -> time::Duration {
         time::Duration::seconds(i64::try_from(self.0).unwrap_or(i64::MAX))
+    }
+    /// The instant `self` after `at`; `None` past the last date `time` represents (9999-12-31).
+    pub fn after(self, at: time::OffsetDateTime) -> Option<time::OffsetDateTime> {
+        at.checked_add(time::Duration::seconds(i64::try_from(self.0).ok()?))
     }
 
     /// Parses `30s`, `2m`, `24h`, `3650d`, or a sequence like `1h30m`.
@@ -137,6 +143,24 @@ mod tests {
             assert_eq!(span.as_secs(), secs, "{text}");
             assert_eq!(span.to_string(), back);
         }
+    }
+
+    #[test]
+    fn huge_spans_saturate_and_never_overflow_a_date() {
+        let huge = Span::from_secs(u64::MAX);
+        assert_eq!(
+            huge.scaled(51, 100).as_secs(),
+            (u128::from(u64::MAX) * 51).div_ceil(100) as u64
+        );
+        assert_eq!(huge.scaled(3, 2).as_secs(), u64::MAX);
+        assert_eq!(Span::from_secs(100).scaled(51, 100).as_secs(), 51);
+        let now = time::macros::datetime!(2027-01-01 0:00 UTC);
+        assert_eq!(huge.after(now), None);
+        assert_eq!(Span::from_days(4_000_000).after(now), None);
+        assert_eq!(
+            Span::from_days(1).after(now),
+            Some(time::macros::datetime!(2027-01-02 0:00 UTC))
+        );
     }
 
     #[test]

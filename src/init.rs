@@ -1,7 +1,10 @@
 //! `rootroll init --from-dir`: scaffold a commented plan that imports today's CA from Istio
 //! Makefile output or a `kubernetes.io/tls` set and generates the new root and intermediates.
+//! The scaffolded plan is validated as `plan` would validate it, before anything is written.
 
 use std::path::{Path, PathBuf};
+
+use crate::plan::PlanError;
 
 /// What was found in the directory.
 #[derive(Debug)]
@@ -22,6 +25,17 @@ pub enum InitError {
         dir: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    /// A path that a plan cannot hold exactly.
+    #[error("{path:?} {why}: a plan cannot name it exactly; rename or move the directory")]
+    UnsafePath { path: PathBuf, why: &'static str },
+    /// What was found does not make a valid plan; `source` holds every problem, each naming
+    /// the imported file, with the codes `plan` reports.
+    #[error("{} cannot be imported", dir.display())]
+    Invalid {
+        dir: PathBuf,
+        #[source]
+        source: PlanError,
     },
 }
 
@@ -52,7 +66,27 @@ pub fn dns_label(s: &str) -> String {
 }
 
 /// Relative path from `base` (a directory) to `target`, both absolute or both relative to cwd.
-fn relative(base: &Path, target: &Path) -> String {
+/// Refused when YAML could not carry it exactly: not UTF-8, or with a line break or another
+/// control character.
+fn relative(base: &Path, target: &Path) -> Result<String, InitError> {
+    let unsafe_path = |why| InitError::UnsafePath {
+        path: target.to_path_buf(),
+        why,
+    };
+    let Some(text) = target.to_str() else {
+        return Err(unsafe_path("is not UTF-8"));
+    };
+    if text.chars().any(char::is_control) {
+        return Err(unsafe_path(
+            "holds a line break or another control character",
+        ));
+    }
+    // A plan written to `plan.yaml` has the empty path as its directory: the current one.
+    let base = if base.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        base
+    };
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let (b, t) = (abs(base), abs(target));
     let bc: Vec<_> = b.components().collect();
@@ -64,20 +98,21 @@ fn relative(base: &Path, target: &Path) -> String {
             .iter()
             .map(|c| c.as_os_str().to_string_lossy().into_owned()),
     );
-    if parts.is_empty() {
+    Ok(if parts.is_empty() {
         ".".into()
     } else {
         parts.join("/")
-    }
+    })
 }
 
-/// Builds the plan text. `plan_dir` is where the plan will be written (import paths are
-/// relative to it); `name` the plan name.
+/// Builds the plan text and validates it at `now`. `plan_dir` is where the plan will be
+/// written (import paths are relative to it); `name` the plan name.
 pub fn scaffold(
     dir: &Path,
     plan_dir: &Path,
     name: &str,
     cluster: Option<&str>,
+    now: time::OffsetDateTime,
 ) -> Result<Scaffold, InitError> {
     let read_err = |source| InitError::Read {
         dir: dir.to_path_buf(),
@@ -141,18 +176,48 @@ pub fn scaffold(
         name,
         format: secret_format(layout),
         recipients: &[],
-        root_dir: relative(plan_dir, &root_dir),
+        root_dir: relative(plan_dir, &root_dir)?,
         clusters: clusters
             .iter()
-            .map(|(cname, cdir, _)| (cname.clone(), relative(plan_dir, cdir), false))
-            .collect(),
+            .map(|(cname, cdir, _)| Ok((cname.clone(), relative(plan_dir, cdir)?, false)))
+            .collect::<Result<_, InitError>>()?,
     });
+    check(&y, dir, plan_dir, now)?;
     Ok(Scaffold {
         yaml: y,
         clusters: clusters.into_iter().map(|c| c.0).collect(),
         layout,
         root_key_found,
     })
+}
+
+/// Validates the scaffolded plan as `plan` will, so that `init` never writes a plan `plan`
+/// refuses. The problems are those of the imported files: they name `dir` (there is no plan
+/// file yet to point into).
+fn check(
+    yaml: &str,
+    dir: &Path,
+    plan_dir: &Path,
+    now: time::OffsetDateTime,
+) -> Result<(), InitError> {
+    // Imports resolve against the plan's directory; the file name itself is never read.
+    let plan_path = plan_dir.join("plan.yaml");
+    match crate::plan::validate(&plan_path, yaml.as_bytes(), now) {
+        Ok(_) => Ok(()),
+        Err(mut diagnostics) => {
+            for d in &mut diagnostics {
+                d.file = dir.to_path_buf();
+                (d.line, d.column, d.source) = (0, 0, None);
+            }
+            Err(InitError::Invalid {
+                dir: dir.to_path_buf(),
+                source: PlanError::Invalid {
+                    path: dir.to_path_buf(),
+                    diagnostics,
+                },
+            })
+        }
+    }
 }
 
 /// The `secretFormat` of a directory or Secret layout.
@@ -178,80 +243,52 @@ struct PlanText<'a> {
     clusters: Vec<(String, String, bool)>,
 }
 
-/// The commented plan text: today's root and intermediates imported, new ones generated.
+/// The commented plan text (templates/plan.yaml.j2): today's root and intermediates imported,
+/// new ones generated. Every value goes through `|tojson`, so a directory named
+/// `my certs: prod #1` is one quoted YAML string, as render writes its values.
 fn plan_yaml(p: &PlanText<'_>) -> String {
-    let PlanText {
-        header,
-        name,
-        format,
-        recipients,
-        root_dir,
-        clusters,
-    } = p;
-    let recipients = if recipients.is_empty() {
-        " []".to_string()
-    } else {
-        recipients
-            .iter()
-            .map(|r| format!("\n      - {r}"))
-            .collect()
-    };
-    let mut y = format!(
-        "{header}\
-         apiVersion: rootroll.dev/v1alpha1\n\
-         kind: RotationPlan\n\
-         metadata:\n  name: {name}\n\
-         spec:\n\
-         \x20 mesh:\n\
-         \x20   trustDomain: cluster.local\n\
-         \x20   istioNamespace: istio-system\n\
-         \x20   secretName: cacerts\n\
-         \x20   # Must match the live Secret: its type cannot change in place.\n\
-         \x20   secretFormat: {format}\n\
-         \x20   dataPlane: sidecar            # or ambient (adds ztunnel restart/wait gates)\n\
-         \x20   minIstioVersion: \"1.22\"       # the oldest istiod/proxy version running\n\
-         \x20 timing:\n\
-         \x20   workloadCertTTL: 24h          # SECRET_TTL of your proxies\n\
-         \x20   propagationDelay: 2m          # kubelet sync + istiod reload\n\
-         \x20   safetyMargin: 15m\n\
-         \x20 gitops:\n\
-         \x20   engine: flux                  # or argocd\n\
-         \x20   repoPath: .                   # where the rendered directory sits in your Git repo\n\
-         \x20   # age recipients the rendered Secrets are encrypted to (Flux's key, each operator's).\n\
-         \x20   ageRecipients:{recipients}\n\
-         \x20 roots:\n\
-         \x20   current:\n\
-         \x20     # Today's root-cert.pem, kept byte for byte.\n\
-         \x20     import:\n\
-         \x20       dir: {root_dir}\n\
-         \x20   new:\n\
-         \x20     generate:\n\
-         \x20       algorithm: ecdsa-p256       # rsa-2048|rsa-3072|rsa-4096|ecdsa-p256|ecdsa-p384\n\
-         \x20       validity: 3650d\n\
-         \x20       subject:\n\
-         \x20         organization: Istio\n\
-         \x20         commonName: Root CA ({name})   # must differ from the current root's subject\n\
-         \x20 clusters:\n"
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .keep_trailing_newline(true)
+            .build()
+            .expect("the default syntax with keep_trailing_newline is valid"),
     );
-    for (cname, cdir, key_in_state) in clusters {
-        y.push_str(&format!(
-            "    - name: {cname}\n\
-             \x20     intermediates:\n\
-             \x20       current:\n\
-             \x20         import:\n\
-             \x20           dir: {cdir}\n{}\
-             \x20       new:\n\
-             \x20         generate:\n\
-             \x20           algorithm: ecdsa-p256\n\
-             \x20           validity: 1825d\n",
-            if *key_in_state {
-                "            key: state\n"
-            } else {
-                ""
-            }
-        ));
-    }
-    y
+    env.add_template("plan.yaml.j2", include_str!("../templates/plan.yaml.j2"))
+        .expect("the embedded plan template parses");
+    // Comment lines cannot carry a line break (it would end the comment): shown as `?`.
+    let header: Vec<String> = p
+        .header
+        .lines()
+        .map(|l| {
+            l.trim_start_matches('#')
+                .trim_start()
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect()
+        })
+        .collect();
+    let clusters: Vec<_> = p
+        .clusters
+        .iter()
+        .map(|(name, dir, key_in_state)| {
+            minijinja::context! { name, dir, key_in_state }
+        })
+        .collect();
+    env.get_template("plan.yaml.j2")
+        .and_then(|t| {
+            t.render(minijinja::context! {
+                header,
+                name => p.name,
+                format => p.format,
+                recipients => p.recipients.to_vec(),
+                root_dir => &p.root_dir,
+                clusters,
+            })
+        })
+        .expect("the embedded plan template renders strings only")
 }
 
 /// What `init --from-cluster` makes of a live `cacerts` Secret.
@@ -338,11 +375,12 @@ pub fn from_dir(
     name: &str,
     cluster: Option<&str>,
     force: bool,
+    now: time::OffsetDateTime,
 ) -> Result<Scaffold, FromClusterError> {
     let plan_dir = output
         .and_then(Path::parent)
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let s = scaffold(dir, &plan_dir, name, cluster)?;
+    let s = scaffold(dir, &plan_dir, name, cluster, now)?;
     if let Some(path) = output {
         if path.exists() && !force {
             return Err(FromClusterError::Exists {

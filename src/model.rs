@@ -254,20 +254,71 @@ fn gate(code: Code, description: impl Into<String>) -> PhaseGate {
     }
 }
 
-/// Computes the rollout. With `materials`, certificates are inspected and bundle relations
-/// computed from the real bytes; without, generated certificates are shown as planned.
-pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
-    let t = &plan.timing;
-    let ambient = plan.mesh.data_plane == DataPlane::Ambient;
+/// The minimum soak times of the phases, from the timing alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Soaks {
+    /// Phases 1 and 4: propagation delay plus safety margin.
+    pub fast: Span,
+    /// Phase 2 (every workload learns B).
+    pub trust_both: Span,
+    /// Phase 3 (every leaf re-signed by B's intermediate).
+    pub switch_issuer: Span,
+    /// Istio 1.21+ re-signs every leaf as soon as the bundle changes.
+    pub immediate_resign: bool,
+}
+
+impl Soaks {
+    /// The shortest possible rotation: the soaks of phases 1–3 (the `min_total` of a rollout).
+    pub fn min_total(self) -> Span {
+        self.fast + self.trust_both + self.switch_issuer
+    }
+}
+
+/// How long each phase must soak. Plan validation uses it too: every CA must stay valid
+/// through the shortest rotation plus a workload TTL and the margin.
+pub fn soaks(
+    t: &crate::plan::Timing,
+    data_plane: DataPlane,
+    min_istio_version: crate::plan::IstioVersion,
+) -> Soaks {
+    let ambient = data_plane == DataPlane::Ambient;
     let fast = t.propagation_delay + t.safety_margin;
     // Leaves renew at 50% ± 1% of their lifetime (facts §4.2).
     let natural = t.workload_cert_ttl.scaled(51, 100) + t.propagation_delay + t.safety_margin;
-    let immediate_resign = plan.mesh.min_istio_version
+    let immediate_resign = min_istio_version
         >= crate::plan::IstioVersion {
             major: 1,
             minor: 21,
             patch: None,
         };
+    Soaks {
+        fast,
+        trust_both: if ambient {
+            natural
+        } else {
+            fast + Span::from_mins(2)
+        },
+        switch_issuer: if ambient || !immediate_resign {
+            natural
+        } else {
+            fast
+        },
+        immediate_resign,
+    }
+}
+
+/// Computes the rollout. With `materials`, certificates are inspected and bundle relations
+/// computed from the real bytes; without, generated certificates are shown as planned.
+pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
+    let t = &plan.timing;
+    let ambient = plan.mesh.data_plane == DataPlane::Ambient;
+    let soak = soaks(t, plan.mesh.data_plane, plan.mesh.min_istio_version);
+    let Soaks {
+        fast,
+        trust_both: p2_soak,
+        switch_issuer: p3_soak,
+        ..
+    } = soak;
 
     let current_roots: Vec<CertView> = match (materials, &plan.current_root) {
         (Some(m), _) => m
@@ -463,16 +514,6 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
     };
 
     // Phase 1.
-    let p2_soak = if ambient {
-        natural
-    } else {
-        fast + Span::from_mins(2)
-    };
-    let p3_soak = if ambient || !immediate_resign {
-        natural
-    } else {
-        fast
-    };
     let p1_gates = live_gates(1, "phase-1", "A", fast);
     phases.push(Phase {
         number: 1,
@@ -524,7 +565,7 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
             "ambient: ztunnel re-issues at half-life only — restart the ztunnel DaemonSet after this phase is applied, or wait {p3_soak}; ztunnel < 1.30 also needs the restart to trust istiod's new serving certificate"
         ));
     }
-    if !immediate_resign {
+    if !soak.immediate_resign {
         p3_notes.push("Istio < 1.21 does not re-sign on a bundle change: leaves move to B only at natural rotation".into());
     }
     phases.push(Phase {
@@ -564,7 +605,7 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
         ],
     });
 
-    let min_total = phases[1].min_soak + phases[2].min_soak + phases[3].min_soak;
+    let min_total = soak.min_total();
     Rollout {
         format_version: ROLLOUT_FORMAT_VERSION,
         plan: plan.name.clone(),

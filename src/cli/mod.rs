@@ -29,7 +29,9 @@ use args::{
 
 /// Prints an error and its causes; plan diagnostics are printed in full.
 pub fn print_error(err: &anyhow::Error) {
-    if let Some(PlanError::Invalid { diagnostics, path }) = err.downcast_ref::<PlanError>() {
+    if let Some(PlanError::Invalid { diagnostics, path }) =
+        err.chain().find_map(|e| e.downcast_ref::<PlanError>())
+    {
         for d in diagnostics {
             eprintln!("{d}");
         }
@@ -52,7 +54,7 @@ pub fn run() -> Result<ExitCode> {
     let cli = Cli::parse();
     let now = cli.now.unwrap_or_else(OffsetDateTime::now_utc);
     match cli.command {
-        Command::Init(a) if a.from_dir.is_some() => cmd_init(&a),
+        Command::Init(a) if a.from_dir.is_some() => cmd_init(&a, now),
         Command::Init(a) if a.from_cluster.is_some() => cmd_init_from_cluster(&a, now),
         Command::Init(_) => bail!("give --from-dir DIR or --from-cluster CONTEXT"),
         Command::Plan(a) => cmd_plan(&a.plan, a.format, a.out.as_deref(), now),
@@ -299,10 +301,10 @@ fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn cmd_init(a: &InitArgs) -> Result<ExitCode> {
+fn cmd_init(a: &InitArgs, now: OffsetDateTime) -> Result<ExitCode> {
     let dir = a.from_dir.as_deref().unwrap_or(Path::new("."));
     let output = a.output.as_deref();
-    let s = init::from_dir(dir, output, &a.name, a.cluster.as_deref(), a.force)?;
+    let s = init::from_dir(dir, output, &a.name, a.cluster.as_deref(), a.force, now)?;
     match output {
         Some(path) => {
             eprintln!(

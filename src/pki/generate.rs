@@ -119,8 +119,20 @@ fn generate_err(e: rcgen::Error) -> PkiError {
 fn ca_params(spec: &GenerateSpec, now: OffsetDateTime) -> Result<CertificateParams, PkiError> {
     let mut params = CertificateParams::default();
     params.distinguished_name = spec.subject.to_dn();
-    params.not_before = now - BACKDATE.to_time();
-    params.not_after = now + spec.validity.to_time();
+    params.not_before = now
+        .checked_sub(BACKDATE.to_time())
+        .ok_or_else(|| PkiError::Generate {
+            reason: format!("{} is too early for a certificate's NotBefore", now.date()),
+        })?;
+    // Plan validation keeps validities inside X.509's dates; a date past them is an error
+    // here too, never an overflow.
+    params.not_after = spec.validity.after(now).ok_or_else(|| PkiError::Generate {
+        reason: format!(
+            "a validity of {} from {} ends after 9999-12-31, the last date X.509 can express",
+            spec.validity,
+            now.date()
+        ),
+    })?;
     params.serial_number = Some(random_serial()?);
     params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
@@ -166,4 +178,37 @@ pub fn sign_intermediate(
         .signed_by(key, &issuer.issuer)
         .map_err(generate_err)?;
     material(&cert, key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plan validation refuses such validities; generation refuses them too, never panics.
+    #[test]
+    fn a_validity_past_the_end_of_x509_time_is_an_error() {
+        let spec = GenerateSpec {
+            algorithm: Algorithm::EcdsaP256,
+            validity: Span::from_days(4_000_000),
+            subject: Subject::default(),
+        };
+        let key = generate_key(spec.algorithm).unwrap();
+        let now = time::macros::datetime!(2027-01-01 0:00 UTC);
+        let Err(e) = sign_root(&spec, &key, now) else {
+            panic!("a root valid past 9999-12-31 was signed");
+        };
+        assert!(e.to_string().contains("ends after 9999-12-31"), "{e}");
+        let early = time::macros::datetime!(-9999-01-01 0:00 UTC);
+        assert!(
+            sign_root(
+                &GenerateSpec {
+                    validity: Span::from_days(1),
+                    ..spec
+                },
+                &key,
+                early
+            )
+            .is_err()
+        );
+    }
 }

@@ -95,7 +95,19 @@ impl CertSummary {
     }
 }
 
-fn rsa_bits(modulus: &[u8]) -> usize {
+/// The name of an elliptic curve, from its OID (dotted).
+pub(super) fn curve_name(oid: &str) -> String {
+    match oid {
+        "1.2.840.10045.3.1.7" => "P-256".into(),
+        "1.3.132.0.34" => "P-384".into(),
+        "1.3.132.0.35" => "P-521".into(),
+        "1.3.132.0.10" => "secp256k1".into(),
+        "" => "unnamed curve".into(),
+        other => format!("curve {other}"),
+    }
+}
+
+pub(super) fn rsa_bits(modulus: &[u8]) -> usize {
     let trimmed: &[u8] = match modulus.iter().position(|b| *b != 0) {
         Some(i) => &modulus[i..],
         None => return 0,
@@ -124,14 +136,7 @@ pub fn inspect_der(der: &[u8]) -> Result<CertSummary, PkiError> {
                 .map(|o| o.to_id_string())
                 .unwrap_or_default();
             KeyKind::Ec {
-                curve: match oid.as_str() {
-                    "1.2.840.10045.3.1.7" => "P-256".into(),
-                    "1.3.132.0.34" => "P-384".into(),
-                    "1.3.132.0.35" => "P-521".into(),
-                    "1.3.132.0.10" => "secp256k1".into(),
-                    "" => "unnamed curve".into(),
-                    other => format!("curve {other}"),
-                },
+                curve: curve_name(&oid),
             }
         }
         _ => KeyKind::Other {

@@ -6,11 +6,13 @@
 
 mod generate;
 mod inspect;
+mod key;
 
 pub use generate::{
     BACKDATE, CaIssuer, GenerateSpec, Subject, generate_key, sign_intermediate, sign_root,
 };
 pub use inspect::{CertSummary, KeyKind, inspect_der, inspect_pem};
+pub use key::{WANTED_KEY, key_problem};
 
 use sha2::{Digest, Sha256};
 use x509_parser::prelude::{FromDer, X509Certificate};

@@ -1,6 +1,11 @@
 //! Plan diagnostics: every problem found in a plan, with a stable code, a place and a fix.
+//!
+//! Printed as rustc and cargo do: a `file:line:col: error[code]: message` first line (editors
+//! and CI annotations jump to it), then the plan's line with a caret under the place, drawn by
+//! annotate-snippets, then the help line.
 
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -26,6 +31,63 @@ pub struct Diagnostic {
     pub column: u64,
     /// How to fix it.
     pub hint: String,
+    /// The plan's line at the place, for the snippet; `None` when the place is unknown, is not
+    /// in a plan file, or the line holds a secret.
+    #[serde(skip)]
+    pub source: Option<SourceLine>,
+}
+
+/// Bytes of a long line kept on either side of the place (and of the place itself).
+const CONTEXT: usize = 120;
+
+/// One line of the plan and the part of it a diagnostic points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLine {
+    pub text: String,
+    /// Byte range within `text` (may be empty: one caret).
+    pub span: Range<usize>,
+}
+
+impl SourceLine {
+    /// The line of `text` holding byte `offset`, marking up to `len` bytes of it.
+    fn at(text: &str, offset: usize, len: usize) -> Option<Self> {
+        if offset > text.len() || !text.is_char_boundary(offset) {
+            return None;
+        }
+        let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+        let line = text[start..end].trim_end_matches('\r');
+        // Never shown: a line that holds a secret (an age identity given as a recipient, a
+        // PEM private key pasted into the plan).
+        let upper = line.to_ascii_uppercase();
+        if upper.contains("AGE-SECRET-KEY-") || upper.contains("PRIVATE KEY") {
+            return None;
+        }
+        let from = offset - start;
+        let mut to = from.saturating_add(len).min(line.len()).max(from);
+        while !line.is_char_boundary(to) {
+            to += 1;
+        }
+        // A hostile plan can hold one 4 MB line: keep only a window around the place.
+        let mut keep_from = from.saturating_sub(CONTEXT);
+        while !line.is_char_boundary(keep_from) {
+            keep_from -= 1;
+        }
+        let to = to.min(from + CONTEXT);
+        let mut keep_to = (to + CONTEXT).min(line.len());
+        while !line.is_char_boundary(keep_to) {
+            keep_to += 1;
+        }
+        let to = if line.is_char_boundary(to) { to } else { from };
+        let (pre, post) = (
+            if keep_from > 0 { "…" } else { "" },
+            if keep_to < line.len() { "…" } else { "" },
+        );
+        Some(Self {
+            text: format!("{pre}{}{post}", &line[keep_from..keep_to]),
+            span: from - keep_from + pre.len()..to - keep_from + pre.len(),
+        })
+    }
 }
 
 impl Diagnostic {
@@ -45,10 +107,26 @@ impl fmt::Display for Diagnostic {
             write!(f, ":{}:{}", self.line, self.column)?;
         }
         write!(f, ": {sev}[{}]: {}", self.code, self.message)?;
+        let Some(src) = self.source.as_ref().filter(|_| self.line > 0) else {
+            if !self.hint.is_empty() {
+                write!(f, "\n  = help: {}", self.hint)?;
+            }
+            return Ok(());
+        };
+        use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
+        let level = match self.severity {
+            Severity::Error => Level::ERROR,
+            Severity::Warning => Level::WARNING,
+        };
+        let mut group = Group::with_level(level).element(
+            Snippet::source(src.text.as_str())
+                .line_start(usize::try_from(self.line).unwrap_or(usize::MAX))
+                .annotation(AnnotationKind::Primary.span(src.span.clone())),
+        );
         if !self.hint.is_empty() {
-            write!(f, "\n  = help: {}", self.hint)?;
+            group = group.element(Level::HELP.message(self.hint.as_str()));
         }
-        Ok(())
+        write!(f, "\n{}", Renderer::plain().render(&[group]))
     }
 }
 
@@ -56,6 +134,8 @@ impl fmt::Display for Diagnostic {
 #[derive(Debug)]
 pub struct Diagnostics {
     file: PathBuf,
+    /// The plan's text, for snippets.
+    text: Option<String>,
     pub items: Vec<Diagnostic>,
 }
 
@@ -63,7 +143,16 @@ impl Diagnostics {
     pub fn new(file: &Path) -> Self {
         Self {
             file: file.to_path_buf(),
+            text: None,
             items: Vec::new(),
+        }
+    }
+
+    /// Diagnostics that show `text` (the plan) at their place.
+    pub fn with_source(file: &Path, text: &str) -> Self {
+        Self {
+            text: Some(text.to_string()),
+            ..Self::new(file)
         }
     }
 
@@ -75,6 +164,15 @@ impl Diagnostics {
         message: impl Into<String>,
         hint: impl Into<String>,
     ) {
+        let span = at.span();
+        let source = match (&self.text, span.byte_offset(), span.byte_len()) {
+            (Some(text), Some(offset), Some(len)) if at.line() > 0 => SourceLine::at(
+                text,
+                usize::try_from(offset).unwrap_or(usize::MAX),
+                usize::try_from(len).unwrap_or(usize::MAX),
+            ),
+            _ => None,
+        };
         self.items.push(Diagnostic {
             code,
             severity,
@@ -83,6 +181,7 @@ impl Diagnostics {
             line: at.line(),
             column: at.column(),
             hint: hint.into(),
+            source,
         });
     }
 
@@ -115,5 +214,41 @@ impl Diagnostics {
         self.items
             .sort_by(|a, b| (a.line, a.column, a.code).cmp(&(b.line, b.column, b.code)));
         self.items
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SourceLine;
+
+    #[test]
+    fn a_source_line_marks_its_span_and_keeps_a_window_of_a_long_line() {
+        let text = "a: 1\nkey: välue\nz: 2\n";
+        let at = text.find("välue").unwrap();
+        let l = SourceLine::at(text, at, "välue".len()).unwrap();
+        assert_eq!(l.text, "key: välue");
+        assert_eq!(&l.text[l.span.clone()], "välue");
+        // A span past the line's end stops at it; one starting mid-character has no snippet.
+        let l = SourceLine::at(text, at, 1000).unwrap();
+        assert_eq!(&l.text[l.span.clone()], "välue");
+        assert!(SourceLine::at(text, at + 2, 1).is_none());
+        assert!(SourceLine::at(text, usize::MAX, usize::MAX).is_none());
+        let long = format!("k: [{}x]", "é, ".repeat(100_000));
+        let at = long.find('x').unwrap();
+        let l = SourceLine::at(&long, at, usize::MAX).unwrap();
+        assert!(l.text.len() < 400, "{}", l.text.len());
+        assert!(l.text.starts_with('…') && l.text.ends_with(']'));
+        assert_eq!(&l.text[l.span.clone()], "x]");
+    }
+
+    #[test]
+    fn a_line_holding_a_secret_is_never_shown() {
+        for line in [
+            "ageRecipients: [AGE-SECRET-KEY-1QQQQ]",
+            "    - age-secret-key-1qqqq",
+            "x: -----BEGIN PRIVATE KEY-----",
+        ] {
+            assert!(SourceLine::at(line, 3, 2).is_none(), "{line}");
+        }
     }
 }

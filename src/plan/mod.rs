@@ -2,12 +2,13 @@
 //! rootroll works from. [`load`] reports every problem at once as [`Diagnostic`]s.
 
 mod diag;
+mod parse;
 pub mod raw;
 mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use diag::{Diagnostic, Diagnostics, Severity};
+pub use diag::{Diagnostic, Diagnostics, Severity, SourceLine};
 pub use validate::{CODES, validate};
 
 use crate::duration::Span;

@@ -42,6 +42,14 @@ pub const CODES: &[(&str, &str)] = &[
     ),
     ("duration-invalid", "a duration cannot be parsed"),
     (
+        "duration-out-of-range",
+        "a timing duration is outside the range rootroll accepts",
+    ),
+    (
+        "validity-out-of-range",
+        "a generated CA's validity is shorter than the rollout or ends after X.509's last date (9999-12-31)",
+    ),
+    (
         "trust-domain-invalid",
         "the trust domain is not a valid SPIFFE trust domain",
     ),
@@ -80,7 +88,7 @@ pub const CODES: &[(&str, &str)] = &[
     ),
     (
         "import-expired",
-        "an imported certificate is expired or not yet valid",
+        "an imported certificate is expired, not yet valid, or expires before the rollout ends",
     ),
     (
         "import-not-signed-by-root",
@@ -113,7 +121,57 @@ struct Ctx<'a> {
     base: PathBuf,
     now: OffsetDateTime,
     _file: &'a Path,
+    /// How long every CA must stay valid from now; `None` while the timing is invalid.
+    rollout: Option<RolloutNeed>,
 }
+
+/// What the rollout asks of every CA: to stay valid through the shortest rotation
+/// (`model::soaks`, as `plan` prints it), then one workload TTL (the last leaves it signed)
+/// and the safety margin. `verify offline`'s validity-window gate checks the same span.
+#[derive(Clone, Copy)]
+struct RolloutNeed {
+    min_total: Span,
+    ttl: Span,
+    margin: Span,
+}
+
+impl RolloutNeed {
+    fn total(self) -> Span {
+        self.min_total + self.ttl + self.margin
+    }
+    fn explain(self) -> String {
+        format!(
+            "the shortest rotation {} + workloadCertTTL {} + safetyMargin {}",
+            self.min_total, self.ttl, self.margin
+        )
+    }
+}
+
+/// The last instant an X.509 certificate can name (GeneralizedTime ends with year 9999).
+const X509_END: OffsetDateTime = time::macros::datetime!(9999-12-31 23:59:59 UTC);
+
+/// The range a timing field accepts, and why.
+struct Bounds {
+    min: Span,
+    max: Span,
+    why: &'static str,
+}
+
+const TTL_BOUNDS: Bounds = Bounds {
+    min: Span::from_mins(1),
+    max: Span::from_days(90),
+    why: "istiod signs workload certificates for at most 90d (MAX_WORKLOAD_CERT_TTL)",
+};
+const DELAY_BOUNDS: Bounds = Bounds {
+    min: Span::from_secs(10),
+    max: Span::from_days(1),
+    why: "kubelet projects a changed Secret within a minute or two, istiod reloads in seconds",
+};
+const MARGIN_BOUNDS: Bounds = Bounds {
+    min: Span::from_mins(1),
+    max: Span::from_days(7),
+    why: "it is added to every phase's soak time",
+};
 
 fn loc<T>(s: &S<T>) -> Location {
     s.referenced
@@ -152,10 +210,52 @@ fn choice<T: Copy>(
     }
 }
 
-fn span(ctx: &mut Ctx<'_>, field: &str, value: &Option<S<String>>, default: Span) -> Span {
-    let Some(v) = value else { return default };
+/// A timing field: parsed, then held to `bounds`. `None` when it is unusable (reported).
+fn timing_span(
+    ctx: &mut Ctx<'_>,
+    field: &str,
+    value: &Option<S<String>>,
+    default: Span,
+    bounds: &Bounds,
+) -> Option<Span> {
+    let Some(v) = value else {
+        return Some(default);
+    };
+    let parsed = span(ctx, field, value, default)?;
+    if parsed < bounds.min || parsed > bounds.max {
+        ctx.d.error(
+            "duration-out-of-range",
+            loc(v),
+            format!(
+                "{field} {parsed} is {} {}",
+                if parsed < bounds.min {
+                    "shorter than"
+                } else {
+                    "longer than"
+                },
+                if parsed < bounds.min {
+                    bounds.min
+                } else {
+                    bounds.max
+                }
+            ),
+            format!(
+                "set {field} between {} and {}: {}",
+                bounds.min, bounds.max, bounds.why
+            ),
+        );
+        return None;
+    }
+    Some(parsed)
+}
+
+/// Parses a duration field; `None` when it cannot be parsed (reported).
+fn span(ctx: &mut Ctx<'_>, field: &str, value: &Option<S<String>>, default: Span) -> Option<Span> {
+    let Some(v) = value else {
+        return Some(default);
+    };
     match Span::parse(&v.value) {
-        Ok(s) => s,
+        Ok(s) => Some(s),
         Err(why) => {
             ctx.d.error(
                 "duration-invalid",
@@ -163,7 +263,7 @@ fn span(ctx: &mut Ctx<'_>, field: &str, value: &Option<S<String>>, default: Span
                 format!("{field}: {why}"),
                 "write durations like 30s, 2m, 24h, 3650d or 1h30m",
             );
-            default
+            None
         }
     }
 }
@@ -171,20 +271,26 @@ fn span(ctx: &mut Ctx<'_>, field: &str, value: &Option<S<String>>, default: Span
 /// Validates a parsed plan. `bytes` is the file content, `path` where it came from.
 pub fn validate(path: &Path, bytes: &[u8], now: OffsetDateTime) -> Result<Plan, Vec<Diagnostic>> {
     let mut ctx = Ctx {
-        d: Diagnostics::new(path),
+        d: match std::str::from_utf8(bytes) {
+            Ok(text) => Diagnostics::with_source(path, text),
+            Err(_) => Diagnostics::new(path),
+        },
         base: path.parent().map(Path::to_path_buf).unwrap_or_default(),
         now,
         _file: path,
+        rollout: None,
     };
-    let raw: RawPlan = match parse(bytes) {
+    let raw: RawPlan = match super::parse::parse(bytes) {
         Ok(raw) => raw,
-        Err((at, message)) => {
-            ctx.d.error(
-                "yaml-invalid",
-                at,
-                message,
-                "fix the YAML at this place; `rootroll init` writes a commented example plan",
-            );
+        Err(problems) => {
+            for super::parse::YamlProblem { at, message } in problems {
+                ctx.d.error(
+                    "yaml-invalid",
+                    at,
+                    message,
+                    "fix the YAML at this place; `rootroll init` writes a commented example plan",
+                );
+            }
             return Err(ctx.d.into_sorted());
         }
     };
@@ -195,68 +301,6 @@ pub fn validate(path: &Path, bytes: &[u8], now: OffsetDateTime) -> Result<Plan, 
     let mut plan = plan.expect("a plan is built whenever no error was recorded");
     plan.warnings = ctx.d.into_sorted();
     Ok(plan)
-}
-
-fn parse(bytes: &[u8]) -> Result<RawPlan, (Location, String)> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        (
-            Location::UNKNOWN,
-            format!(
-                "the file is not UTF-8 text (invalid byte at offset {})",
-                e.valid_up_to()
-            ),
-        )
-    })?;
-    if text
-        .lines()
-        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
-    {
-        return Err((
-            Location::UNKNOWN,
-            "the file is empty (or only comments)".into(),
-        ));
-    }
-    serde_saphyr::from_str::<RawPlan>(text).map_err(|e| {
-        let at = e.location().unwrap_or(Location::UNKNOWN);
-        let inner = e.without_snippet();
-        let msg = inner.to_string();
-        // The parser prefixes "line L column C: "; the diagnostic carries the place itself.
-        let msg = match msg.find(": ") {
-            Some(i) if msg.starts_with("line ") => msg[i + 2..].to_string(),
-            _ => msg,
-        };
-        (
-            at,
-            tidy_parser_message(msg.lines().next().unwrap_or_default()),
-        )
-    })
-}
-
-/// Drops the parser's own "at line L, column C" (the diagnostic carries the place) and
-/// rewords messages that name parser internals.
-fn tidy_parser_message(msg: &str) -> String {
-    let mut msg = msg.trim().to_string();
-    if let Some(i) = msg.rfind(" at line ")
-        && msg[i..].contains(", column ")
-    {
-        msg.truncate(i);
-    }
-    if let Some(rest) = msg.strip_prefix("budget breached: ") {
-        let limit = rest.split([' ', '{', '(']).next().unwrap_or(rest);
-        return format!(
-            "the YAML expands past a safety limit ({limit}): anchors and aliases that repeat content, or very deep nesting, are refused"
-        );
-    }
-    if let Some(rest) = msg.strip_prefix("duplicate mapping key: ") {
-        let key = rest.split(',').next().unwrap_or(rest).trim();
-        return format!("`{key}` is given twice in the same mapping");
-    }
-    if msg.starts_with("multiple YAML documents") {
-        return "the file holds more than one YAML document (`---`); a plan is one document"
-            .to_string();
-    }
-    msg.replace("expected sequence start", "expected a list here")
-        .replace("expected mapping start", "expected a mapping here")
 }
 
 fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
@@ -359,20 +403,42 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
     let min_istio_version = check_version(ctx, m.min_istio_version.as_ref(), data_plane);
 
     let t = &spec.timing;
-    let timing = Timing {
-        workload_cert_ttl: span(
-            ctx,
-            "workloadCertTTL",
-            &t.workload_cert_ttl,
-            Span::from_hours(24),
-        ),
-        propagation_delay: span(
-            ctx,
-            "propagationDelay",
-            &t.propagation_delay,
-            Span::from_mins(2),
-        ),
-        safety_margin: span(ctx, "safetyMargin", &t.safety_margin, Span::from_mins(15)),
+    let ttl = timing_span(
+        ctx,
+        "workloadCertTTL",
+        &t.workload_cert_ttl,
+        Span::from_hours(24),
+        &TTL_BOUNDS,
+    );
+    let delay = timing_span(
+        ctx,
+        "propagationDelay",
+        &t.propagation_delay,
+        Span::from_mins(2),
+        &DELAY_BOUNDS,
+    );
+    let margin = timing_span(
+        ctx,
+        "safetyMargin",
+        &t.safety_margin,
+        Span::from_mins(15),
+        &MARGIN_BOUNDS,
+    );
+    let timing = match (ttl, delay, margin) {
+        (Some(ttl), Some(delay), Some(margin)) => {
+            let timing = Timing {
+                workload_cert_ttl: ttl,
+                propagation_delay: delay,
+                safety_margin: margin,
+            };
+            ctx.rollout = Some(RolloutNeed {
+                min_total: crate::model::soaks(&timing, data_plane, min_istio_version).min_total(),
+                ttl,
+                margin,
+            });
+            Some(timing)
+        }
+        _ => None,
     };
 
     let g = &spec.gitops;
@@ -401,19 +467,9 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
     }
     let mut age_recipients = Vec::new();
     for r in &g.age_recipients {
-        let v = r.value.trim();
-        let ok = v.starts_with("age1")
-            && v.len() == 62
-            && v[4..].bytes().all(|b| b.is_ascii_alphanumeric());
-        if ok {
-            age_recipients.push(v.to_string());
-        } else {
-            ctx.d.error(
-                "recipient-invalid",
-                loc(r),
-                format!("`{}` is not an age X25519 recipient", v.escape_debug()),
-                "use the public key printed by `age-keygen -y KEYFILE` (it starts with age1)",
-            );
+        match recipient(&r.value) {
+            Ok(v) => age_recipients.push(v),
+            Err((message, hint)) => ctx.d.error("recipient-invalid", loc(r), message, hint),
         }
     }
 
@@ -514,7 +570,7 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
             data_plane,
             min_istio_version,
         },
-        timing,
+        timing: timing?,
         gitops: Gitops {
             engine,
             repo_path,
@@ -525,6 +581,60 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
         clusters,
         warnings: Vec::new(),
     })
+}
+
+/// An age recipient as the age crate parses it (the crate rootroll encrypts with), or why it
+/// cannot be one: message and hint.
+fn recipient(text: &str) -> Result<String, (String, String)> {
+    let v = text.trim();
+    let keygen = "use the X25519 public key `age-keygen -y KEYFILE` prints (age1…, 62 characters)";
+    if v.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-") {
+        // Never echo it: the plan is not the place for a secret, and errors are logged.
+        return Err((
+            "an age secret key (not shown) is listed as a recipient".into(),
+            format!(
+                "{keygen}; the secret key is now in the plan file: treat it as leaked and replace it"
+            ),
+        ));
+    }
+    let shown = || {
+        let mut s: String = v.chars().take(70).collect();
+        if s.len() < v.len() {
+            s.push('…');
+        }
+        s.escape_debug().to_string()
+    };
+    if v.starts_with("age1pq1") {
+        return Err((
+            format!(
+                "`{}` is a post-quantum (ML-KEM hybrid) age recipient: the age crate rootroll encrypts with (0.12) cannot encrypt to it yet (str4d/rage#621)",
+                shown()
+            ),
+            format!("{keygen}; sops and Flux read X25519 recipients too"),
+        ));
+    }
+    match v.parse::<age::x25519::Recipient>() {
+        Ok(parsed) => Ok(parsed.to_string()),
+        Err(why) => {
+            let plugin = why == "incorrect HRP"
+                && v.rsplit_once('1')
+                    .is_some_and(|(hrp, _)| hrp.to_ascii_lowercase().starts_with("age1"));
+            let message = if v.starts_with("ssh-") {
+                format!(
+                    "`{}` is an SSH public key; rootroll and sops encrypt to age X25519 recipients",
+                    shown()
+                )
+            } else if plugin {
+                format!(
+                    "`{}` is an age plugin recipient; rootroll encrypts only to X25519 recipients",
+                    shown()
+                )
+            } else {
+                format!("`{}` is not an age X25519 recipient ({why})", shown())
+            };
+            Err((message, keygen.to_string()))
+        }
+    }
 }
 
 fn check_version(ctx: &mut Ctx<'_>, v: Option<&S<String>>, data_plane: DataPlane) -> IstioVersion {
@@ -645,9 +755,48 @@ fn exactly_one<'a>(
     }
 }
 
+/// Why a generated CA's validity cannot be used: shorter than the rollout needs, or ending
+/// after the last date X.509 can express. `None` when it is fine.
+fn validity_problem(ctx: &Ctx<'_>, what: &str, validity: Span) -> Option<(String, String)> {
+    let min = ctx.rollout.map_or(Span::from_secs(1), RolloutNeed::total);
+    let max_days = (X509_END - ctx.now).whole_days().max(0);
+    let range = match ctx.rollout {
+        Some(_) => format!(
+            "set validity between {min} and {max_days}d (from now to 9999-12-31, the last date X.509 can express)"
+        ),
+        None => format!(
+            "set validity to at least the rollout's length and at most {max_days}d (from now to 9999-12-31, the last date X.509 can express)"
+        ),
+    };
+    let ends = validity.after(ctx.now).filter(|end| *end <= X509_END);
+    if ends.is_none() {
+        return Some((
+            format!(
+                "{what}: validity {validity} would end after 9999-12-31, the last date X.509 can express"
+            ),
+            range,
+        ));
+    }
+    if validity < min {
+        let message = match ctx.rollout {
+            Some(need) => format!(
+                "{what}: validity {validity} is shorter than the rollout, which needs {min} ({})",
+                need.explain()
+            ),
+            None => format!(
+                "{what}: validity {validity} is empty: a CA must stay valid through the rollout (fix the timing to see how long that is)"
+            ),
+        };
+        return Some((message, range));
+    }
+    None
+}
+
 fn generate_spec(
     ctx: &mut Ctx<'_>,
     g: &RawGenerate,
+    what: &str,
+    at: Location,
     default_validity: Span,
     default_subject: Subject,
 ) -> Option<GenerateSpec> {
@@ -677,7 +826,12 @@ fn generate_spec(
             }
         },
     };
-    let validity = span(ctx, "validity", &g.validity, default_validity);
+    let validity = span(ctx, "validity", &g.validity, default_validity)?;
+    if let Some((message, hint)) = validity_problem(ctx, what, validity) {
+        let at = g.validity.as_ref().map_or(at, loc);
+        ctx.d.error("validity-out-of-range", at, message, hint);
+        return None;
+    }
     let subject = match &g.subject {
         None => default_subject,
         Some(s) => merge_subject(&s.value, default_subject),
@@ -711,7 +865,8 @@ fn root_input(
                 common_name: Some(defaults.common_name),
                 ..Subject::default()
             };
-            generate_spec(ctx, g, Span::from_days(3650), subject).map(RootInput::Generate)
+            generate_spec(ctx, g, what, loc(src), Span::from_days(3650), subject)
+                .map(RootInput::Generate)
         }
         Err(i) => import_root(ctx, i, what).map(RootInput::Import),
     }
@@ -787,21 +942,18 @@ fn read_key(ctx: &mut Ctx<'_>, i: &RawImport, path: &Path, what: &str) -> Option
     });
     let key = text.ok().map(PrivateKeyPem::new);
     let problem = match &key {
-        None => Some("is not PEM text".to_string()),
-        Some(k) if k.expose().contains("ENCRYPTED") => {
-            Some("is an encrypted private key; istiod cannot use encrypted keys".to_string())
-        }
-        Some(k) if pem::parse(k.expose()).is_err() => {
-            Some("is not one complete PEM block (is it cut short?)".to_string())
-        }
-        Some(k) => k.key_pair().err().map(|e| e.to_string()),
+        None => Some("is not PEM text (it is not UTF-8)".to_string()),
+        Some(k) => pki::key_problem(k),
     };
     if let Some(problem) = problem {
         ctx.d.error(
             "import-unreadable",
             loc(&i.dir),
             format!("{what}: {} {problem}", path.display()),
-            "supply an unencrypted PKCS#1, SEC1 or PKCS#8 PEM key (decrypt it with `openssl pkey`)",
+            format!(
+                "supply {}; `openssl pkey -in KEY -out KEY.pem` decrypts a key and keeps only the key",
+                pki::WANTED_KEY
+            ),
         );
         return None;
     }
@@ -905,6 +1057,23 @@ fn check_ca_cert(ctx: &mut Ctx<'_>, i: &RawImport, der: &[u8], what: &str) -> bo
             "rotate with certificates that are valid now; an expired CA is rejected by istiod",
         );
         ok = false;
+    } else if let Some(need) = ctx.rollout {
+        let end = need.total().after(ctx.now);
+        if end.is_none_or(|end| end > s.not_after) {
+            ctx.d.error(
+                "import-expired",
+                loc(&i.dir),
+                format!(
+                    "{what}: `{}` expires {}, before the rollout ends: it must stay valid for {} ({})",
+                    s.subject,
+                    s.not_after.date(),
+                    need.total(),
+                    need.explain()
+                ),
+                "renew this CA before rotating, or shorten the timing so the rollout ends before it expires",
+            );
+            ok = false;
+        }
     }
     if s.ext_key_usage
         .iter()
@@ -934,6 +1103,11 @@ fn import_root(ctx: &mut Ctx<'_>, i: &RawImport, what: &str) -> Option<ImportedR
     let mut ok = true;
     for der in &certs {
         ok &= check_ca_cert(ctx, i, der, what);
+    }
+    // As for intermediates: the certificates' own problems (too small, expired) explain a
+    // key that cannot be used, so they are reported instead.
+    if !ok {
+        return None;
     }
     let key = match key_file {
         Some(k) if k.exists() => Some(read_key(ctx, i, &k, what)?),
@@ -985,7 +1159,7 @@ fn intermediate_input(
                 locality: Some(defaults.locality),
                 ..Subject::default()
             };
-            let spec = generate_spec(ctx, g, Span::from_days(1825), subject)?;
+            let spec = generate_spec(ctx, g, what, loc(src), Span::from_days(1825), subject)?;
             match root {
                 Some(RootInput::Import(r)) if r.signer.key.is_none() => {
                     ctx.d.error(
@@ -1006,7 +1180,11 @@ fn intermediate_input(
                 }
                 Some(RootInput::Import(r)) => {
                     let root_end = r.signer.summary().not_after;
-                    if ctx.now + spec.validity.to_time() > root_end {
+                    if spec
+                        .validity
+                        .after(ctx.now)
+                        .is_none_or(|end| end > root_end)
+                    {
                         ctx.d.error(
                             "intermediate-outlives-root",
                             g.validity.as_ref().map_or(loc(src), loc),

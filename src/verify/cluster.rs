@@ -189,6 +189,7 @@ pub async fn snapshot(
         mutating_webhooks,
         validating_webhooks,
         proxies,
+        unread_hints: std::collections::BTreeMap::new(),
     }
 }
 

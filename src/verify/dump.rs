@@ -12,8 +12,14 @@
 //! DIR/proxy-config/<namespace>/<pod>.json istioctl proxy-config secret <pod>.<namespace> -o json
 //! DIR/ztunnel-config/<pod>.json           istioctl ztunnel-config certificates <pod>.<namespace> -o json
 //! ```
-//! A missing file is a failed gate for what it would have shown, never a pass.
+//! A missing file is a failed gate for what it would have shown, never a pass, and its hint
+//! names the file and the command that collects it (not the RBAC a live run needs).
+//!
+//! Pod and namespace names come from the data (`pods.json`): they become file names only
+//! when they are Kubernetes names (DNS-1123), so a pod named `../../../planted` or `/etc/x`
+//! is a proxy that could not be read, with the reason, and nothing outside the dump is read.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -31,6 +37,104 @@ fn list<T: DeserializeOwned>(dir: &Path, file: &str) -> Fetched<Vec<T>> {
         .cloned()
         .unwrap_or(serde_json::Value::Array(Vec::new()));
     serde_json::from_value(items).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// A DNS-1123 label: what Kubernetes allows as a namespace name (and a safe path segment).
+fn is_dns_label(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A DNS-1123 subdomain: what Kubernetes allows as a pod name. Its dots never make `.` or
+/// `..`, since every label is non-empty and alphanumeric at both ends.
+fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// Why a pod's dump cannot be looked up by its names, if it cannot.
+fn unsafe_names(namespace: &str, pod: &str) -> Option<String> {
+    let bad = |what: &str, name: &str| {
+        format!(
+            "its {what} `{}` is not a Kubernetes name, so it is not used as a path in the dump (is pods.json edited?)",
+            name.escape_debug()
+        )
+    };
+    if !is_dns_label(namespace) {
+        Some(bad("namespace", namespace))
+    } else if !is_dns_subdomain(pod) {
+        Some(bad("pod name", pod))
+    } else {
+        None
+    }
+}
+
+/// How to collect what a gate could not read from the dump, by gate code.
+fn collect_hints(
+    dir: &Path,
+    istio_namespace: &str,
+    secret_name: &str,
+) -> BTreeMap<&'static str, String> {
+    let d = dir.display();
+    let kubectl = |file: &str, what: &str| {
+        format!("collect {d}/{file}: kubectl get {what} -o json > {d}/{file}")
+    };
+    let mut hints = BTreeMap::new();
+    hints.insert(
+        "prereq-multiroot",
+        kubectl(
+            "deployments.json",
+            &format!("deployments -n {istio_namespace}"),
+        ),
+    );
+    hints.insert(
+        "prereq-xds-agent",
+        kubectl("configmaps.json", "configmaps -A"),
+    );
+    hints.insert(
+        "root-configmap",
+        kubectl("configmaps.json", "configmaps -A"),
+    );
+    hints.insert("prereq-xds-agent-pods", kubectl("pods.json", "pods -A"));
+    hints.insert(
+        "live-secret-phase",
+        format!(
+            "{}, or remove it to skip the Secret",
+            kubectl(
+                "secret.json",
+                &format!("secret {secret_name} -n {istio_namespace}")
+            )
+        ),
+    );
+    hints.insert(
+        "webhook-ca-bundle",
+        format!(
+            "{}; {}",
+            kubectl(
+                "mutatingwebhookconfigurations.json",
+                "mutatingwebhookconfigurations"
+            ),
+            kubectl(
+                "validatingwebhookconfigurations.json",
+                "validatingwebhookconfigurations"
+            )
+        ),
+    );
+    hints.insert(
+        "proxy-readable",
+        format!(
+            "collect {d}/proxy-config/NAMESPACE/POD.json for each proxy listed: istioctl proxy-config secret POD.NAMESPACE -o json > {d}/proxy-config/NAMESPACE/POD.json"
+        ),
+    );
+    hints.insert(
+        "ztunnel-readable",
+        format!(
+            "collect {d}/ztunnel-config/POD.json for each ztunnel listed: istioctl ztunnel-config certificates POD.{istio_namespace} -o json > {d}/ztunnel-config/POD.json"
+        ),
+    );
+    hints
 }
 
 /// Builds a snapshot from a dump directory.
@@ -64,6 +168,15 @@ pub fn snapshot(dir: &Path, istio_namespace: &str, secret_name: &str) -> Snapsho
             let Some(kind) = proxy_kind(p) else { continue };
             let ns = p.metadata.namespace.clone().unwrap_or_default();
             let name = p.metadata.name.clone().unwrap_or_default();
+            if let Some(why) = unsafe_names(&ns, &name) {
+                proxies.push(ProxyDump {
+                    namespace: ns,
+                    pod: name,
+                    kind: kind.to_string(),
+                    dump: Err(why),
+                });
+                continue;
+            }
             let file = if kind == "ztunnel" {
                 dir.join("ztunnel-config").join(format!("{name}.json"))
             } else {
@@ -95,5 +208,44 @@ pub fn snapshot(dir: &Path, istio_namespace: &str, secret_name: &str) -> Snapsho
         mutating_webhooks: list(dir, "mutatingwebhookconfigurations.json"),
         validating_webhooks: list(dir, "validatingwebhookconfigurations.json"),
         proxies,
+        unread_hints: collect_hints(dir, istio_namespace, secret_name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_kubernetes_names_become_paths() {
+        for (ns, pod) in [
+            ("shop", "web-0001"),
+            ("istio-system", "ztunnel-abcde"),
+            ("a", "pod.with.dots"),
+        ] {
+            assert_eq!(unsafe_names(ns, pod), None, "{ns}/{pod}");
+        }
+        for (ns, pod) in [
+            ("shop", "../../../planted"),
+            ("shop", ".."),
+            ("shop", "."),
+            ("shop", "a/b"),
+            ("shop", "/etc/passwd"),
+            ("shop", ""),
+            ("shop", "Web"),
+            ("shop", "a..b"),
+            ("shop", "-web"),
+            ("..", "web"),
+            ("/tmp", "web"),
+            ("sh.op", "web"),
+            ("", "web"),
+            ("shop", "web\u{0}"),
+        ] {
+            assert!(
+                unsafe_names(ns, pod).is_some(),
+                "{ns:?}/{pod:?} was accepted"
+            );
+        }
+        assert!(unsafe_names("shop", &"a".repeat(254)).is_some());
     }
 }

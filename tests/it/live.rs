@@ -1450,3 +1450,126 @@ fn istiod_webhooks_are_found_by_service_and_a_stale_tls_crt_fails_the_secret() {
         json!(["sidecar-injector-custom/namespace.sidecar-injector.istio.io"])
     );
 }
+
+fn finding<'a>(v: &'a Value, code: &str) -> &'a Value {
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == code)
+        .unwrap_or_else(|| panic!("no {code} finding: {v:#}"))
+}
+
+/// Issue 18: pod and namespace names come from the dump's data and never become paths. A
+/// proxy whose names would lead outside the dump, to a planted passing Envoy dump, is a proxy
+/// that could not be read, named with the reason: never a pass.
+#[test]
+fn from_dump_never_reads_outside_the_dump_for_names_from_the_data() {
+    let r = render_now("plans/demo.yaml");
+    let mut envoy = EnvoyPair::start();
+    let p3 = envoy_dump(&mut envoy, &r.out, "demo", 3);
+    let healthy3 = healthy(&r.out, "demo", 3, 3);
+    let all3: BTreeMap<String, Value> = healthy3
+        .sidecars
+        .iter()
+        .map(|(_, p)| (p.clone(), p3.clone()))
+        .collect();
+    let top = tempfile::tempdir().unwrap();
+    let planted_dir = top.path().join("elsewhere");
+    std::fs::create_dir(&planted_dir).unwrap();
+    // What a path from the hostile names below resolves to, outside the dump: a passing dump.
+    let planted = serde_json::to_vec(&p3).unwrap();
+    std::fs::write(top.path().join("planted.json"), &planted).unwrap();
+    std::fs::write(planted_dir.join("web.json"), &planted).unwrap();
+    let dump = top.path().join("dump");
+    for (namespace, pod) in [
+        // dump/proxy-config/shop/../../../planted.json is top/planted.json.
+        ("shop", "../../../planted"),
+        // An absolute namespace replaces the dump directory in a join.
+        (planted_dir.to_str().unwrap(), "web"),
+    ] {
+        let _ = std::fs::remove_dir_all(&dump);
+        std::fs::create_dir(&dump).unwrap();
+        let mut c = healthy(&r.out, "demo", 3, 3);
+        // items[0] is istiod; items[1] is the first sidecar.
+        let meta = &mut c.objects.get_mut("pods.json").unwrap()["items"][1]["metadata"];
+        meta["name"] = json!(pod);
+        meta["namespace"] = json!(namespace);
+        write_dump(&dump, &c, &all3);
+        let (code, failed, v) = verify_dump(&r.out, &dump, 3);
+        assert_eq!(code, Some(1), "{pod}: {v:#}");
+        assert_eq!(failed, ["proxy-readable"], "{pod}: {v:#}");
+        let f = finding(&v, "proxy-readable");
+        assert_eq!(f["message"], "1 of 3 proxies could not be read");
+        let detail = f["details"][0].as_str().unwrap();
+        assert!(
+            detail.starts_with(&format!("{namespace}/{pod} (sidecar): its "))
+                && detail.contains("is not a Kubernetes name, so it is not used as a path"),
+            "{detail}"
+        );
+    }
+}
+
+/// Issue 18: with `--from-dump`, a source that cannot be read gets a hint naming the file to
+/// collect and the command that collects it, not the RBAC a live cluster would need.
+#[test]
+fn from_dump_hints_name_the_missing_file_and_its_collect_command() {
+    let r = render_now("plans/demo.yaml");
+    let mut envoy = EnvoyPair::start();
+    let p3 = envoy_dump(&mut envoy, &r.out, "demo", 3);
+    let healthy3 = healthy(&r.out, "demo", 3, 3);
+    let mut some: BTreeMap<String, Value> = healthy3
+        .sidecars
+        .iter()
+        .map(|(_, p)| (p.clone(), p3.clone()))
+        .collect();
+    some.remove("web-0002");
+    let d = tempfile::tempdir().unwrap();
+    write_dump(d.path(), &healthy3, &some);
+    std::fs::remove_file(d.path().join("deployments.json")).unwrap();
+    std::fs::remove_file(d.path().join("mutatingwebhookconfigurations.json")).unwrap();
+    std::fs::write(d.path().join("secret.json"), "{not json").unwrap();
+    let (code, failed, v) = verify_dump(&r.out, d.path(), 3);
+    assert_eq!(code, Some(1));
+    let dir = d.path().display();
+    for (code, want) in [
+        (
+            "prereq-multiroot",
+            format!(
+                "collect {dir}/deployments.json: kubectl get deployments -n istio-system -o json > {dir}/deployments.json"
+            ),
+        ),
+        (
+            "webhook-ca-bundle",
+            format!(
+                "kubectl get mutatingwebhookconfigurations -o json > {dir}/mutatingwebhookconfigurations.json"
+            ),
+        ),
+        (
+            "live-secret-phase",
+            format!("kubectl get secret cacerts -n istio-system -o json > {dir}/secret.json"),
+        ),
+        (
+            "proxy-readable",
+            format!(
+                "istioctl proxy-config secret POD.NAMESPACE -o json > {dir}/proxy-config/NAMESPACE/POD.json"
+            ),
+        ),
+    ] {
+        assert!(failed.contains(&code.to_string()), "{code}: {failed:?}");
+        let f = finding(&v, code);
+        let hint = f["hint"].as_str().unwrap();
+        assert!(hint.contains(&want), "{code}: {hint}");
+        assert!(
+            !hint.contains("grant"),
+            "{code}: a live-cluster hint: {hint}"
+        );
+    }
+    assert_eq!(
+        finding(&v, "proxy-readable")["details"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -116,3 +116,90 @@ fn cli_exits_2_and_prints_file_line_code_and_hint() {
         "{err}"
     );
 }
+
+/// Issue 18: a CA must stay valid through the rollout (the shortest rotation, one workload TTL
+/// and the margin, as `verify offline`'s validity-window gate asks), not only today.
+#[test]
+fn imported_cas_expiring_during_the_rollout_are_refused() {
+    let path = std::path::Path::new("plans/import.yaml");
+    let bytes = std::fs::read(root().join(path)).unwrap();
+    // The fixtures expire 2036-11-19 ~13:58Z; the rollout needs 1d1h8m.
+    let at = |t: &str| OffsetDateTime::parse(t, &Rfc3339).unwrap();
+    assert!(plan::validate(path, &bytes, at("2036-11-18T12:00:00Z")).is_ok());
+    let Err(diags) = plan::validate(path, &bytes, at("2036-11-18T14:00:00Z")) else {
+        panic!("a root expiring before the rollout ends was accepted");
+    };
+    let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
+    let text = text.join("\n");
+    for what in [
+        "roots.current",
+        "cluster cluster1: intermediates.current",
+        "cluster cluster2: intermediates.current",
+    ] {
+        assert!(
+            text.contains(&format!("error[import-expired]: {what}: `")),
+            "{what}:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("expires 2036-11-19, before the rollout ends: it must stay valid for 1d1h8m (the shortest rotation 53m + workloadCertTTL 1d + safetyMargin 15m)"),
+        "{text}"
+    );
+}
+
+/// Issue 16: recipients are checked by the age crate's parser (a 62-character `age1…` string
+/// with a bad checksum is refused), post-quantum ones are refused saying why, and a secret
+/// key given as a recipient is never echoed.
+#[test]
+fn age_recipients_are_parsed_by_the_age_crate_and_secrets_never_echoed() {
+    let diags = diagnostics("tests/invalid/recipient-invalid.yaml");
+    let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
+    let text = text.join("\n");
+    assert_eq!(
+        diags
+            .iter()
+            .filter(|d| d.code == "recipient-invalid")
+            .count(),
+        6,
+        "{text}"
+    );
+    assert!(
+        text.contains("age18wfpqaqejnsfp8ykhwxhhhgdruwrk2d8rlwfmp5tuf587npuaatsgu66eu` is not an age X25519 recipient (invalid Bech32 encoding)"),
+        "{text}"
+    );
+    assert!(text.contains("cannot encrypt to it yet"), "{text}");
+    assert!(!text.contains("AGE-SECRET-KEY-1QQQQ"), "{text}");
+    // The last, valid recipient is accepted: only the six bad ones are reported.
+    assert!(!text.contains("66et"), "{text}");
+}
+
+/// Issue 16.4: every unknown and repeated key is reported in one run, each at its own line
+/// with the plan's line and a caret under the key.
+#[test]
+fn every_unknown_and_repeated_key_is_reported_at_once_with_a_snippet() {
+    let diags = diagnostics("tests/invalid/yaml-many-keys.yaml");
+    let places: Vec<(u64, u64)> = diags.iter().map(|d| (d.line, d.column)).collect();
+    assert_eq!(
+        places,
+        [
+            (5, 12),
+            (8, 5),
+            (10, 5),
+            (13, 5),
+            (18, 9),
+            (22, 19),
+            (25, 7)
+        ]
+    );
+    assert!(diags.iter().all(|d| d.code == "yaml-invalid"));
+    let first = diags[1].to_string();
+    assert_eq!(
+        first,
+        "tests/invalid/yaml-many-keys.yaml:8:5: error[yaml-invalid]: spec.mesh: unknown field `trustDomian`, expected one of trustDomain, istioNamespace, secretName, secretFormat, dataPlane, minIstioVersion
+  |
+8 |     trustDomian: cluster.local
+  |     ^^^^^^^^^^^
+  |
+  = help: fix the YAML at this place; `rootroll init` writes a commented example plan"
+    );
+}

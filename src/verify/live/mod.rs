@@ -67,6 +67,9 @@ pub struct Snapshot {
     pub mutating_webhooks: Fetched<Vec<MutatingWebhookConfiguration>>,
     pub validating_webhooks: Fetched<Vec<ValidatingWebhookConfiguration>>,
     pub proxies: Vec<ProxyDump>,
+    /// By gate code, how to fix a source that could not be read, replacing the live cluster's
+    /// RBAC hint (a dump names the file to collect); empty for a live cluster.
+    pub unread_hints: std::collections::BTreeMap<&'static str, String>,
 }
 
 /// What the cluster should be running, from the rendered directory.
@@ -194,5 +197,13 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
         r.findings.extend(ztunnel::identities(s, e, &blocked));
     }
     r.findings.extend(soak::since_applied(s, e, now, &blocked));
+    // A dump names the file to collect where a live cluster would need more RBAC.
+    for f in r.findings.iter_mut().filter(|f| f.is_failure()) {
+        if let Some(hint) = s.unread_hints.get(f.code.as_str())
+            && f.message.contains("could not be read")
+        {
+            f.hint.clone_from(hint);
+        }
+    }
     r
 }
