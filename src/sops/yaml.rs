@@ -1,10 +1,12 @@
-//! A small YAML reader and writer for the subset that SOPS-encrypted Kubernetes manifests use.
+//! The YAML tree of a SOPS file, read from granit-parser's events, and a small writer.
 //!
-//! Supported on input: one document (optional `---` / `...` markers), block mappings, block
-//! sequences (also at the same indentation as their key), flow collections, plain, single- and
-//! double-quoted scalars (multi-line too), literal and folded block scalars with chomping and
-//! indentation indicators, and comments. Anchors, aliases, tags, directives, complex keys,
-//! duplicate keys and multiple documents are refused with an error.
+//! The reader builds the tree from granit-parser (the YAML 1.2 parser serde-saphyr uses), which
+//! reports each scalar's style and every comment with its position. On top of it: one document
+//! whose root is a mapping; anchors, aliases, tags, directives, non-scalar keys, duplicate keys,
+//! several documents and nesting deeper than [`MAX_DEPTH`] are refused with an error. Comments
+//! are placed as the hand-written parser this replaced placed them (see the test
+//! `comments_land_where_they_were`). Measured in a debug build, a 7 KB rendered Secret parses in
+//! about 1.2 ms here against 0.45 ms with that parser.
 //!
 //! The tree keeps mapping order, comments (as items, where they appeared) and whether each scalar
 //! was written plain, because a plain scalar may mean a number, bool, null or timestamp to the Go
@@ -77,30 +79,13 @@ pub(crate) fn map_get<'a>(items: &'a [MapItem], name: &str) -> Option<&'a Node> 
     })
 }
 
-/// A parse failure: line (1-based) and what was wrong. Never contains input text.
+/// A parse failure: line (1-based) and what was wrong. Never contains a value.
 pub(crate) struct ParseError {
     pub(crate) line: usize,
     pub(crate) message: String,
 }
 
 type PResult<T> = Result<T, ParseError>;
-
-struct Pending {
-    col: usize,
-    text: String,
-    line: usize,
-}
-
-struct Parser<'a> {
-    src: &'a str,
-    b: &'a [u8],
-    pos: usize,
-    line: usize,
-    line_start: usize,
-    pending: Vec<Pending>,
-    /// Nodes open around the current position (bounded by [`MAX_DEPTH`]).
-    depth: usize,
-}
 
 /// The keys of one mapping so far. A key said twice is refused: readers disagree on which value
 /// wins (kubectl and Flux take the last, sops refuses it at the top level and hashes both
@@ -125,1091 +110,300 @@ impl Keys {
 }
 
 /// Deepest nesting of mappings and sequences accepted. Real SOPS files nest a few levels;
-/// the bound keeps the recursive parser, walker and emitter far from the stack's end.
+/// the bound keeps the recursive walker and emitter far from the stack's end.
 pub(crate) const MAX_DEPTH: usize = 128;
 
-#[derive(Clone, Copy)]
-struct Mark {
-    pos: usize,
+fn too_deep(line: usize) -> ParseError {
+    ParseError {
+        line,
+        message: format!(
+            "mappings and sequences nested deeper than {MAX_DEPTH} levels are refused (a \
+             Kubernetes Secret nests a few)"
+        ),
+    }
+}
+
+/// A comment not yet placed: it goes before the next entry of the block it is in, or, when that
+/// block ends first, to the end of the innermost block it is indented into.
+struct Pending {
+    col: usize,
+    text: String,
     line: usize,
-    line_start: usize,
 }
 
-/// Parse a single YAML document whose root is a mapping.
-pub(crate) fn parse_document(src: &str) -> PResult<Vec<MapItem>> {
-    let src = src.strip_prefix('\u{feff}').unwrap_or(src);
-    let mut p = Parser {
-        src,
-        b: src.as_bytes(),
-        pos: 0,
-        line: 1,
-        line_start: 0,
-        pending: Vec::new(),
-        depth: 0,
-    };
-    p.document()
-}
-
-fn is_blank(c: u8) -> bool {
-    c == b' ' || c == b'\t'
-}
-
-fn is_break(c: Option<u8>) -> bool {
-    matches!(c, None | Some(b'\n') | Some(b'\r'))
-}
-
-fn is_sep(c: Option<u8>) -> bool {
-    matches!(
-        c,
-        None | Some(b' ') | Some(b'\t') | Some(b'\n') | Some(b'\r')
-    )
-}
-
-impl<'a> Parser<'a> {
-    fn err<T>(&self, message: impl Into<String>) -> PResult<T> {
-        Err(ParseError {
-            line: self.line,
-            message: message.into(),
-        })
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.pos).copied()
-    }
-
-    fn peek_at(&self, n: usize) -> Option<u8> {
-        self.b.get(self.pos + n).copied()
-    }
-
-    fn col(&self) -> usize {
-        self.pos - self.line_start
-    }
-
-    fn eof(&self) -> bool {
-        self.pos >= self.b.len()
-    }
-
-    fn mark(&self) -> Mark {
-        Mark {
-            pos: self.pos,
-            line: self.line,
-            line_start: self.line_start,
-        }
-    }
-
-    fn reset(&mut self, m: Mark) {
-        self.pos = m.pos;
-        self.line = m.line;
-        self.line_start = m.line_start;
-    }
-
-    fn skip_blanks(&mut self) {
-        while let Some(c) = self.peek() {
-            if is_blank(c) {
-                self.pos += 1;
-            } else {
-                break;
-            }
-        }
-    }
-
-    /// Consume one line break (`\n` or `\r\n`); returns false if not at a break.
-    fn eat_break(&mut self) -> bool {
-        match self.peek() {
-            Some(b'\n') => {
-                self.pos += 1;
-            }
-            Some(b'\r') if self.peek_at(1) == Some(b'\n') => {
-                self.pos += 2;
-            }
-            Some(b'\r') => {
-                self.pos += 1;
-            }
-            _ => return false,
-        }
-        self.line += 1;
-        self.line_start = self.pos;
-        true
-    }
-
-    /// The rest of the current line, from pos, without the line break.
-    fn rest_of_line(&self) -> &'a str {
-        let start = self.pos;
-        let mut end = start;
-        while end < self.b.len() && self.b[end] != b'\n' && self.b[end] != b'\r' {
-            end += 1;
-        }
-        &self.src[start..end]
-    }
-
-    /// At a `#`: record the comment as pending and move to the end of the line.
-    fn take_comment(&mut self) {
-        let col = self.col();
-        let rest = self.rest_of_line();
-        self.pending.push(Pending {
-            col,
-            text: rest[1..].to_string(),
-            line: self.line,
-        });
-        self.pos += rest.len();
-    }
-
-    /// After a value on a line: allow blanks and a comment, then require a line break or EOF.
-    fn end_line(&mut self) -> PResult<()> {
-        self.skip_blanks();
-        if self.peek() == Some(b'#') {
-            self.take_comment();
-        }
-        if self.eof() || self.eat_break() {
-            Ok(())
-        } else {
-            self.err("unexpected text after a value")
-        }
-    }
-
-    /// From the start of a line: skip blank and comment-only lines (recording comments) and stop
-    /// at the first content character of the next content line, or EOF.
-    fn skip_to_content(&mut self) -> PResult<()> {
-        loop {
-            if self.eof() {
-                return Ok(());
-            }
-            let mut i = self.pos;
-            while i < self.b.len() && self.b[i] == b' ' {
-                i += 1;
-            }
-            // Tabs after the indentation are allowed only on blank or comment lines.
-            let mut j = i;
-            while j < self.b.len() && is_blank(self.b[j]) {
-                j += 1;
-            }
-            match self.b.get(j).copied() {
-                None => {
-                    self.pos = j;
-                    return Ok(());
-                }
-                Some(b'\n') | Some(b'\r') => {
-                    self.pos = j;
-                    self.eat_break();
-                }
-                Some(b'#') => {
-                    self.pos = j;
-                    self.take_comment();
-                    if !self.eat_break() {
-                        return Ok(());
-                    }
-                }
-                Some(_) => {
-                    if j != i {
-                        return self.err("tab characters are not allowed in indentation");
-                    }
-                    self.pos = i;
-                    return Ok(());
-                }
-            }
-        }
-    }
-
-    fn at_document_marker(&self, marker: &[u8]) -> bool {
-        self.col() == 0
-            && self.b[self.pos..].starts_with(marker)
-            && is_sep(self.b.get(self.pos + 3).copied())
-    }
-
-    fn document(&mut self) -> PResult<Vec<MapItem>> {
-        self.skip_to_content()?;
-        if self.peek() == Some(b'%') && self.col() == 0 {
-            return self.err("yaml directives are not supported");
-        }
-        if !self.eof() && self.at_document_marker(b"---") {
-            self.pos += 3;
-            self.skip_blanks();
-            if self.peek() == Some(b'#') {
-                self.take_comment();
-            }
-            if !self.eof() && !self.eat_break() {
-                return self.err("content on the `---` line is not supported");
-            }
-            self.skip_to_content()?;
-        }
-        if self.eof() || self.at_document_marker(b"...") {
-            return self.err("the document is empty; expected a mapping");
-        }
-        let root = self.block_node(-1)?;
-        let mut items = match root {
-            Node::Map(items) => items,
-            _ => return self.err("the document root is not a mapping"),
-        };
-        if !self.eof() && self.at_document_marker(b"...") {
-            self.pos += 3;
-            self.end_line()?;
-            self.skip_to_content()?;
-        }
-        if !self.eof() {
-            if self.at_document_marker(b"---") {
-                return self.err("multiple yaml documents are not supported");
-            }
-            return self.err("unexpected content after the document");
-        }
-        for c in self.pending.drain(..) {
-            items.push(MapItem::Comment {
-                text: c.text,
-                line: c.line,
-            });
-        }
-        Ok(items)
-    }
-
-    /// Parse a block node at the current content position, which is inside a parent whose
-    /// indentation is `parent` (-1 for the document root).
-    /// Counts one more open node; refuses nesting deeper than [`MAX_DEPTH`].
-    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> PResult<T>) -> PResult<T> {
-        if self.depth >= MAX_DEPTH {
-            return self.err(format!(
-                "mappings and sequences nested deeper than {MAX_DEPTH} levels are refused \
-                 (a Kubernetes Secret nests a few)"
-            ));
-        }
-        self.depth += 1;
-        let r = f(self);
-        self.depth -= 1;
-        r
-    }
-
-    fn block_node(&mut self, parent: isize) -> PResult<Node> {
-        self.nested(|p| p.block_node_inner(parent))
-    }
-
-    fn block_node_inner(&mut self, parent: isize) -> PResult<Node> {
-        let col = self.col();
-        match self.peek() {
-            Some(b'-') if is_sep(self.peek_at(1)) => self.block_seq(col),
-            Some(b'[') | Some(b'{') => {
-                let node = self.flow_node()?;
-                self.end_line()?;
-                self.skip_to_content()?;
-                Ok(node)
-            }
-            Some(b'|') | Some(b'>') => {
-                let s = self.block_scalar(parent)?;
-                self.skip_to_content()?;
-                Ok(Node::Scalar(Scalar::string(s)))
-            }
-            Some(b'&') | Some(b'*') | Some(b'!') => self.unsupported_node_props(),
-            Some(b'?') if is_sep(self.peek_at(1)) => {
-                self.err("complex mapping keys are not supported")
-            }
-            _ => {
-                if self.line_has_key()? {
-                    self.block_map(col)
-                } else {
-                    let node = self.inline_scalar(parent)?;
-                    self.skip_to_content()?;
-                    Ok(node)
-                }
-            }
-        }
-    }
-
-    fn unsupported_node_props<T>(&self) -> PResult<T> {
-        match self.peek() {
-            Some(b'&') | Some(b'*') => self.err(
-                "yaml anchors (&name) and aliases (*name) are refused in SOPS files: rootroll \
-                 never writes them, and an alias lets one value stand for many",
-            ),
-            _ => self.err("yaml tags (!tag) are refused in SOPS files: rootroll never writes them"),
-        }
-    }
-
-    /// Does the current line start with a mapping key (`key:` followed by a separator)?
-    fn line_has_key(&mut self) -> PResult<bool> {
-        let m = self.mark();
-        let result = match self.peek() {
-            Some(b'"') | Some(b'\'') => {
-                let r = self.quoted();
-                match r {
-                    Ok(_) => {
-                        let same_line = self.line == m.line;
-                        self.skip_blanks();
-                        same_line && self.peek() == Some(b':') && is_sep(self.peek_at(1))
-                    }
-                    Err(e) => {
-                        self.reset(m);
-                        return Err(e);
-                    }
-                }
-            }
-            _ => self.find_plain_key_colon().is_some(),
-        };
-        self.reset(m);
-        Ok(result)
-    }
-
-    /// For a plain key starting at pos: the byte index of its `:` on this line, if any.
-    fn find_plain_key_colon(&self) -> Option<usize> {
-        let mut i = self.pos;
-        while i < self.b.len() {
-            match self.b[i] {
-                b'\n' | b'\r' => return None,
-                b'#' if i > self.pos && is_blank(self.b[i - 1]) => return None,
-                b':' if is_sep(self.b.get(i + 1).copied()) => return Some(i),
-                _ => i += 1,
-            }
-        }
-        None
-    }
-
-    fn block_map(&mut self, indent: usize) -> PResult<Node> {
-        let mut items = Vec::new();
-        let mut keys = Keys::default();
-        loop {
-            // Comments seen since the previous entry come before this one.
-            for c in self.pending.drain(..) {
-                items.push(MapItem::Comment {
-                    text: c.text,
-                    line: c.line,
-                });
-            }
-            let line = self.line;
-            let key = self.map_key()?;
-            // At the `:`.
-            self.pos += 1;
-            self.skip_blanks();
-            let value = match self.peek() {
-                None | Some(b'\n') | Some(b'\r') | Some(b'#') => {
-                    if self.peek() == Some(b'#') {
-                        self.take_comment();
-                    }
-                    self.eat_break();
-                    self.skip_to_content()?;
-                    if self.eof() {
-                        Node::Null
-                    } else {
-                        let c = self.col();
-                        if c > indent {
-                            self.block_node(indent as isize)?
-                        } else if c == indent
-                            && self.peek() == Some(b'-')
-                            && is_sep(self.peek_at(1))
-                        {
-                            self.block_seq(c)?
-                        } else {
-                            Node::Null
-                        }
-                    }
-                }
-                Some(b'|') | Some(b'>') => {
-                    let s = self.block_scalar(indent as isize)?;
-                    self.skip_to_content()?;
-                    Node::Scalar(Scalar::string(s))
-                }
-                Some(b'[') | Some(b'{') => {
-                    let n = self.flow_node()?;
-                    self.end_line()?;
-                    self.skip_to_content()?;
-                    n
-                }
-                Some(b'&') | Some(b'*') | Some(b'!') => return self.unsupported_node_props(),
-                Some(b'-') if is_sep(self.peek_at(1)) => {
-                    return self.err("a block sequence cannot start on the same line as its key");
-                }
-                _ => {
-                    let n = self.inline_scalar(indent as isize)?;
-                    self.skip_to_content()?;
-                    n
-                }
-            };
-            keys.insert(&key, line)?;
-            items.push(MapItem::Pair { key, value, line });
-            if self.eof() || self.at_document_marker(b"...") || self.at_document_marker(b"---") {
-                break;
-            }
-            let c = self.col();
-            if c < indent {
-                break;
-            }
-            if c > indent {
-                return self.err("unexpected indentation");
-            }
-            if self.peek() == Some(b'-') && is_sep(self.peek_at(1)) {
-                return self.err("a sequence item where a mapping key was expected");
-            }
-        }
-        self.close_block(
-            indent,
-            |text, line| MapItem::Comment { text, line },
-            &mut items,
-        );
-        Ok(Node::Map(items))
-    }
-
-    /// At the end of a block at `indent`: pending comments indented at least as much belong to it.
-    fn close_block<T>(
-        &mut self,
+/// A collection being built.
+enum Frame {
+    Map {
+        items: Vec<MapItem>,
+        keys: Keys,
+        /// The key whose value comes next, with its line.
+        key: Option<(String, usize)>,
+        /// Column of the first key (block mappings).
         indent: usize,
-        mk: impl Fn(String, usize) -> T,
-        items: &mut Vec<T>,
-    ) {
-        let n = self.pending.iter().take_while(|c| c.col >= indent).count();
-        for c in self.pending.drain(..n) {
-            items.push(mk(c.text, c.line));
+        flow: bool,
+    },
+    Seq {
+        items: Vec<SeqItem>,
+        /// Column of the first `-` (block sequences).
+        indent: usize,
+        flow: bool,
+    },
+}
+
+impl Frame {
+    fn flow(&self) -> bool {
+        match self {
+            Frame::Map { flow, .. } | Frame::Seq { flow, .. } => *flow,
         }
     }
+}
 
-    fn map_key(&mut self) -> PResult<String> {
-        match self.peek() {
-            Some(b'"') | Some(b'\'') => {
-                let start_line = self.line;
-                let k = self.quoted()?;
-                if self.line != start_line {
-                    return self.err("multi-line mapping keys are not supported");
-                }
-                self.skip_blanks();
-                if self.peek() != Some(b':') || !is_sep(self.peek_at(1)) {
-                    return self.err("expected `:` after a mapping key");
-                }
-                Ok(k.to_string())
-            }
-            Some(c) if b"[]{}&*!|>%@`".contains(&c) => {
-                self.err("mapping keys starting with a yaml indicator are not supported")
-            }
-            Some(b'?') if is_sep(self.peek_at(1)) => {
-                self.err("complex mapping keys are not supported")
-            }
-            _ => match self.find_plain_key_colon() {
-                Some(i) => {
-                    let k = self.src[self.pos..i]
-                        .trim_end_matches([' ', '\t'])
-                        .to_string();
-                    self.pos = i;
-                    Ok(k)
-                }
-                None => self.err("expected a mapping key followed by `:`"),
-            },
-        }
-    }
+struct Builder {
+    stack: Vec<Frame>,
+    pending: Vec<Pending>,
+    root: Option<Vec<MapItem>>,
+}
 
-    fn block_seq(&mut self, indent: usize) -> PResult<Node> {
-        let mut items = Vec::new();
-        loop {
-            for c in self.pending.drain(..) {
-                items.push(SeqItem::Comment {
+impl Builder {
+    /// Comments seen since the last entry become items of the block about to get one.
+    fn flush_pending(&mut self) {
+        match self.stack.last_mut() {
+            Some(Frame::Map { items, .. }) => {
+                items.extend(self.pending.drain(..).map(|c| MapItem::Comment {
                     text: c.text,
                     line: c.line,
-                });
+                }));
             }
-            // At the `-`.
-            self.pos += 1;
-            self.skip_blanks();
-            let value = match self.peek() {
-                None | Some(b'\n') | Some(b'\r') | Some(b'#') => {
-                    if self.peek() == Some(b'#') {
-                        self.take_comment();
-                    }
-                    self.eat_break();
-                    self.skip_to_content()?;
-                    if !self.eof() && self.col() > indent {
-                        self.block_node(indent as isize)?
-                    } else {
-                        Node::Null
-                    }
-                }
-                _ => self.block_node(indent as isize)?,
-            };
-            items.push(SeqItem::Value(value));
-            if self.eof() || self.at_document_marker(b"...") || self.at_document_marker(b"---") {
-                break;
+            Some(Frame::Seq { items, .. }) => {
+                items.extend(self.pending.drain(..).map(|c| SeqItem::Comment {
+                    text: c.text,
+                    line: c.line,
+                }));
             }
-            let c = self.col();
-            if c < indent {
-                break;
-            }
-            if c == indent && self.peek() == Some(b'-') && is_sep(self.peek_at(1)) {
-                continue;
-            }
-            if c == indent {
-                // A mapping key at the same indentation ends a sequence used as a mapping value.
-                break;
-            }
-            return self.err("unexpected indentation in a sequence");
-        }
-        self.close_block(
-            indent,
-            |text, line| SeqItem::Comment { text, line },
-            &mut items,
-        );
-        Ok(Node::Seq(items))
-    }
-
-    /// A scalar that starts on the current line (plain or quoted), ending its line.
-    fn inline_scalar(&mut self, parent: isize) -> PResult<Node> {
-        match self.peek() {
-            Some(b'"') | Some(b'\'') => {
-                let s = self.quoted()?;
-                self.end_line()?;
-                Ok(Node::Scalar(Scalar {
-                    text: s,
-                    plain: false,
-                }))
-            }
-            _ => {
-                let s = self.plain_multiline(parent)?;
-                if s.is_empty() {
-                    Ok(Node::Null)
-                } else {
-                    Ok(Node::Scalar(Scalar {
-                        text: s,
-                        plain: true,
-                    }))
-                }
-            }
+            None => {}
         }
     }
 
-    /// One line segment of a plain scalar in block context. Stops at a line break or a comment.
-    /// Returns the segment and whether a comment ended it.
-    fn plain_segment(&mut self) -> PResult<(&'a str, bool)> {
-        let start = self.pos;
-        let mut i = start;
-        let mut comment = false;
-        while i < self.b.len() {
-            match self.b[i] {
-                b'\n' | b'\r' => break,
-                b'#' if i > start && is_blank(self.b[i - 1]) => {
-                    comment = true;
-                    break;
-                }
-                b':' if is_sep(self.b.get(i + 1).copied()) => {
-                    return self
-                        .err("unexpected `:` in a plain scalar (nested mapping on one line?)");
-                }
-                _ => i += 1,
-            }
-        }
-        let seg = self.src[start..i].trim_end_matches([' ', '\t']);
-        self.pos = i;
-        Ok((seg, comment))
-    }
-
-    /// A plain scalar in block context, possibly continued on more-indented lines. Leaves the
-    /// position at the start of the line after it (its comment, if any, recorded).
-    fn plain_multiline(&mut self, parent: isize) -> PResult<Zeroizing<String>> {
-        let mut out = Zeroizing::new(String::new());
-        let (seg, comment) = self.plain_segment()?;
-        out.push_str(seg);
-        if comment {
-            self.end_line()?;
-            return Ok(out);
-        }
-        self.eat_break();
-        loop {
-            // Look ahead for a continuation line.
-            let m = self.mark();
-            let mut blank_lines = 0usize;
-            let cont = loop {
-                if self.eof() {
-                    break false;
-                }
-                let mut i = self.pos;
-                while i < self.b.len() && is_blank(self.b[i]) {
-                    i += 1;
-                }
-                let spaces = self.b[self.pos..i]
-                    .iter()
-                    .take_while(|c| **c == b' ')
-                    .count();
-                match self.b.get(i).copied() {
-                    None => break false,
-                    Some(b'\n') | Some(b'\r') => {
-                        self.pos = i;
-                        self.eat_break();
-                        blank_lines += 1;
-                    }
-                    Some(b'#') => break false,
-                    Some(_) => {
-                        if (spaces as isize) > parent && !(spaces == 0 && self.doc_marker_at(i)) {
-                            self.pos = i;
-                            break true;
-                        }
-                        break false;
-                    }
-                }
-            };
-            if !cont {
-                self.reset(m);
-                return Ok(out);
-            }
-            let (seg, comment) = self.plain_segment()?;
-            if blank_lines == 0 {
-                out.push(' ');
-            } else {
-                for _ in 0..blank_lines {
-                    out.push('\n');
-                }
-            }
-            out.push_str(seg);
-            if comment {
-                self.end_line()?;
-                return Ok(out);
-            }
-            self.eat_break();
-        }
-    }
-
-    fn doc_marker_at(&self, i: usize) -> bool {
-        let rest = &self.b[i..];
-        (rest.starts_with(b"---") || rest.starts_with(b"...")) && is_sep(rest.get(3).copied())
-    }
-
-    /// A single- or double-quoted scalar starting at pos; leaves pos after the closing quote.
-    fn quoted(&mut self) -> PResult<Zeroizing<String>> {
-        let double = self.peek() == Some(b'"');
-        self.pos += 1;
-        let mut out = Zeroizing::new(String::new());
-        // Length of `out` up to the last character that is not unescaped trailing whitespace.
-        let mut keep = 0usize;
-        loop {
-            let Some(c) = self.peek() else {
-                return self.err("unterminated quoted scalar");
-            };
-            match c {
-                b'"' if double => {
-                    self.pos += 1;
-                    return Ok(out);
-                }
-                b'\'' if !double => {
-                    if self.peek_at(1) == Some(b'\'') {
-                        out.push('\'');
-                        self.pos += 2;
-                        keep = out.len();
-                    } else {
-                        self.pos += 1;
-                        return Ok(out);
-                    }
-                }
-                b'\\' if double => {
-                    self.pos += 1;
-                    if is_break(self.peek()) && !self.eof() {
-                        // Escaped line break: join without a space.
-                        self.eat_break();
-                        self.skip_blanks();
-                        continue;
-                    }
-                    self.escape(&mut out)?;
-                    keep = out.len();
-                }
-                b'\n' | b'\r' => {
-                    out.truncate(keep);
-                    self.eat_break();
-                    let mut breaks = 0usize;
-                    loop {
-                        self.skip_blanks();
-                        if is_break(self.peek()) && !self.eof() {
-                            self.eat_break();
-                            breaks += 1;
-                        } else {
-                            break;
-                        }
-                    }
-                    if self.col() == 0 && self.doc_marker_at(self.pos) {
-                        return self.err("document marker inside a quoted scalar");
-                    }
-                    if breaks == 0 {
-                        out.push(' ');
-                    } else {
-                        for _ in 0..breaks {
-                            out.push('\n');
-                        }
-                    }
-                    keep = out.len();
-                }
-                b' ' | b'\t' => {
-                    out.push(c as char);
-                    self.pos += 1;
-                }
-                _ => {
-                    let ch = self.src[self.pos..]
-                        .chars()
-                        .next()
-                        .expect("pos is on a character boundary inside the input");
-                    out.push(ch);
-                    self.pos += ch.len_utf8();
-                    keep = out.len();
-                }
-            }
-        }
-    }
-
-    fn escape(&mut self, out: &mut String) -> PResult<()> {
-        let Some(c) = self.peek() else {
-            return self.err("unterminated escape in a double-quoted scalar");
+    /// A node event at `line`: a key or a value of the open mapping, or an item of the open
+    /// sequence. `node` is `None` for a collection start (its frame is pushed by the caller).
+    fn node(&mut self, node: Option<Node>, line: usize) -> PResult<()> {
+        let complex = || ParseError {
+            line,
+            message: "complex mapping keys (a mapping or list as a key) are not supported"
+                .to_string(),
         };
-        self.pos += 1;
-        let ch = match c {
-            b'0' => '\0',
-            b'a' => '\u{7}',
-            b'b' => '\u{8}',
-            b't' | b'\t' => '\t',
-            b'n' => '\n',
-            b'v' => '\u{b}',
-            b'f' => '\u{c}',
-            b'r' => '\r',
-            b'e' => '\u{1b}',
-            b' ' => ' ',
-            b'"' => '"',
-            b'/' => '/',
-            b'\\' => '\\',
-            b'N' => '\u{85}',
-            b'_' => '\u{a0}',
-            b'L' => '\u{2028}',
-            b'P' => '\u{2029}',
-            b'x' | b'u' | b'U' => {
-                let n = match c {
-                    b'x' => 2,
-                    b'u' => 4,
-                    _ => 8,
+        match self.stack.last_mut() {
+            Some(Frame::Map {
+                key: key @ None, ..
+            }) => {
+                let text = match node {
+                    Some(Node::Scalar(s)) => s.text.to_string(),
+                    Some(Node::Null) => String::new(),
+                    _ => return Err(complex()),
                 };
-                let Some(hex) = self.src.get(self.pos..self.pos + n) else {
-                    return self.err("truncated escape in a double-quoted scalar");
-                };
-                let Ok(v) = u32::from_str_radix(hex, 16) else {
-                    return self.err("invalid hex escape in a double-quoted scalar");
-                };
-                let Some(ch) = char::from_u32(v) else {
-                    return self.err("invalid unicode escape in a double-quoted scalar");
-                };
-                self.pos += n;
-                ch
+                *key = Some((text, line));
+                self.flush_pending();
             }
-            _ => return self.err("unknown escape in a double-quoted scalar"),
-        };
-        out.push(ch);
+            Some(Frame::Map { .. }) => {
+                if let Some(n) = node {
+                    self.attach(n)?;
+                }
+            }
+            Some(Frame::Seq { .. }) => {
+                self.flush_pending();
+                if let Some(n) = node {
+                    self.attach(n)?;
+                }
+            }
+            None => {}
+        }
         Ok(())
     }
 
-    /// A literal (`|`) or folded (`>`) block scalar. `parent` is the indentation of the node that
-    /// owns it. Leaves pos at the start of the first line after the scalar.
-    fn block_scalar(&mut self, parent: isize) -> PResult<String> {
-        let folded = self.peek() == Some(b'>');
-        self.pos += 1;
-        let mut chomp = 0i8; // -1 strip, 0 clip, 1 keep
-        let mut explicit: Option<usize> = None;
-        for _ in 0..2 {
-            match self.peek() {
-                Some(b'-') if chomp == 0 => {
-                    chomp = -1;
-                    self.pos += 1;
-                }
-                Some(b'+') if chomp == 0 => {
-                    chomp = 1;
-                    self.pos += 1;
-                }
-                Some(d @ b'1'..=b'9') if explicit.is_none() => {
-                    explicit = Some((d - b'0') as usize);
-                    self.pos += 1;
-                }
-                _ => break,
+    /// Puts a finished node where it belongs: the value of the open mapping's key, or the next
+    /// item of the open sequence.
+    fn attach(&mut self, node: Node) -> PResult<()> {
+        match self.stack.last_mut() {
+            Some(Frame::Map {
+                items, keys, key, ..
+            }) => {
+                let (k, line) = key.take().unwrap_or_default();
+                keys.insert(&k, line)?;
+                items.push(MapItem::Pair {
+                    key: k,
+                    value: node,
+                    line,
+                });
             }
+            Some(Frame::Seq { items, .. }) => items.push(SeqItem::Value(node)),
+            None => {}
         }
-        if !is_sep(self.peek()) {
-            return self.err("invalid block scalar header");
-        }
-        self.end_line()?;
-        let base = if parent < 0 { 0 } else { parent as usize };
-        // Find the content indentation.
-        let indent = match explicit {
-            Some(d) => {
-                if parent < 0 {
-                    d
-                } else {
-                    base + d
-                }
-            }
-            None => {
-                let mut i = self.pos;
-                let mut found = None;
-                while i < self.b.len() {
-                    let mut j = i;
-                    while j < self.b.len() && self.b[j] == b' ' {
-                        j += 1;
-                    }
-                    match self.b.get(j).copied() {
-                        None => break,
-                        Some(b'\n') | Some(b'\r') => {
-                            i = j + 1;
-                            if self.b.get(j) == Some(&b'\r') && self.b.get(j + 1) == Some(&b'\n') {
-                                i += 1;
-                            }
-                        }
-                        Some(_) => {
-                            found = Some(j - i);
-                            break;
-                        }
-                    }
-                }
-                match found {
-                    Some(n) if (n as isize) > parent => n,
-                    // No content: everything after is outside the scalar.
-                    _ => usize::MAX,
-                }
-            }
+        Ok(())
+    }
+
+    /// The open collection ends: comments indented into it stay in it, and it becomes a node
+    /// of its parent (or the document's root mapping).
+    fn end(&mut self) -> PResult<()> {
+        let Some(mut frame) = self.stack.pop() else {
+            return Ok(());
         };
-        // Collect the content lines.
-        let mut lines: Vec<&'a str> = Vec::new();
-        loop {
-            if self.eof() {
-                break;
+        if !frame.flow() {
+            let indent = match &frame {
+                Frame::Map { indent, .. } | Frame::Seq { indent, .. } => *indent,
+            };
+            let n = self.pending.iter().take_while(|c| c.col >= indent).count();
+            let closing = self.pending.drain(..n);
+            match &mut frame {
+                Frame::Map { items, .. } => items.extend(closing.map(|c| MapItem::Comment {
+                    text: c.text,
+                    line: c.line,
+                })),
+                Frame::Seq { items, .. } => items.extend(closing.map(|c| SeqItem::Comment {
+                    text: c.text,
+                    line: c.line,
+                })),
             }
-            let line = self.rest_of_line();
-            let spaces = line.bytes().take_while(|c| *c == b' ').count();
-            let blank = spaces == line.len();
-            if blank {
-                if indent != usize::MAX && spaces > indent {
-                    lines.push(&line[indent..]);
-                } else {
-                    lines.push("");
-                }
-            } else if indent != usize::MAX && spaces >= indent {
-                lines.push(&line[indent..]);
+        }
+        let node = match frame {
+            Frame::Map { items, .. } => Node::Map(items),
+            Frame::Seq { items, .. } => Node::Seq(items),
+        };
+        if self.stack.is_empty() {
+            let Node::Map(mut items) = node else {
+                return Ok(());
+            };
+            items.extend(self.pending.drain(..).map(|c| MapItem::Comment {
+                text: c.text,
+                line: c.line,
+            }));
+            self.root = Some(items);
+            return Ok(());
+        }
+        self.attach(node)
+    }
+}
+
+/// Parse a single YAML document whose root is a mapping, from granit-parser's events.
+pub(crate) fn parse_document(src: &str) -> PResult<Vec<MapItem>> {
+    use granit_parser::{ErrorKind, Event, ScalarStyle, StructureStyle};
+
+    let src = src.strip_prefix('\u{feff}').unwrap_or(src);
+    let options = granit_parser::options! {
+        flow_nesting_limit: MAX_DEPTH,
+        block_nesting_limit: MAX_DEPTH,
+    };
+    let mut b = Builder {
+        stack: Vec::new(),
+        pending: Vec::new(),
+        root: None,
+    };
+    let mut documents = 0;
+    let mut last_line = 1;
+    for event in granit_parser::Parser::new_from_str_with_options(src, options) {
+        let (event, span) = event.map_err(|e| {
+            if matches!(e.kind(), ErrorKind::RecursionLimitExceeded) {
+                too_deep(e.marker().line())
             } else {
-                break;
-            }
-            self.pos += line.len();
-            if !self.eat_break() {
-                break;
-            }
-        }
-        // Trailing empty lines belong to chomping, and a block that ended at EOF without a
-        // final break still counts its last line as terminated.
-        let content_end = lines
-            .iter()
-            .rposition(|l| !l.is_empty())
-            .map_or(0, |p| p + 1);
-        let trailing = lines.len() - content_end;
-        let body = &lines[..content_end];
-        let mut out = String::new();
-        if folded {
-            let mut prev_normal: Option<bool> = None;
-            let mut blanks = 0usize;
-            for l in body {
-                if l.is_empty() {
-                    blanks += 1;
-                    continue;
+                ParseError {
+                    line: e.marker().line(),
+                    message: e.kind().to_string(),
                 }
-                let normal = !l.starts_with([' ', '\t']);
-                match prev_normal {
-                    None => out.extend(std::iter::repeat_n('\n', blanks)),
-                    Some(p) => {
-                        if p && normal {
-                            if blanks == 0 {
-                                out.push(' ');
-                            } else {
-                                out.extend(std::iter::repeat_n('\n', blanks));
-                            }
-                        } else {
-                            out.extend(std::iter::repeat_n('\n', blanks + 1));
-                        }
+            }
+        })?;
+        let line = span.start.line();
+        last_line = line;
+        let err = |message: &str| ParseError {
+            line,
+            message: message.to_string(),
+        };
+        let anchors = || {
+            err(
+                "yaml anchors (&name) and aliases (*name) are refused in SOPS files: rootroll \
+                 never writes them, and an alias lets one value stand for many",
+            )
+        };
+        let props = |anchor: usize, tagged: bool| -> PResult<()> {
+            if anchor != 0 {
+                return Err(anchors());
+            }
+            if tagged {
+                return Err(err(
+                    "yaml tags (!tag) are refused in SOPS files: rootroll never writes them",
+                ));
+            }
+            Ok(())
+        };
+        match event {
+            Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => {}
+            Event::DocumentStart(_, version) => {
+                if version.is_some() {
+                    return Err(err("yaml directives are not supported"));
+                }
+                documents += 1;
+                if documents > 1 {
+                    return Err(err("multiple yaml documents are not supported"));
+                }
+            }
+            Event::Comment(text, _) => {
+                if !b.stack.iter().any(Frame::flow) {
+                    b.pending.push(Pending {
+                        col: span.start.col(),
+                        text: text.into_owned(),
+                        line,
+                    });
+                }
+            }
+            Event::Alias(_) | Event::UnresolvedAlias(_) => return Err(anchors()),
+            Event::Scalar(value, style, anchor, tag) => {
+                props(anchor, tag.is_some())?;
+                if b.stack.is_empty() {
+                    return Err(err("the document root is not a mapping"));
+                }
+                let node = match style {
+                    ScalarStyle::Plain if span.start.index() == span.end.index() => Node::Null,
+                    ScalarStyle::Plain => Node::Scalar(Scalar::plain(value.into_owned())),
+                    _ => Node::Scalar(Scalar::string(value.into_owned())),
+                };
+                b.node(Some(node), line)?;
+            }
+            Event::MappingStart(style, anchor, ref tag)
+            | Event::SequenceStart(style, anchor, ref tag) => {
+                props(anchor, tag.is_some())?;
+                let is_map = matches!(event, Event::MappingStart(..));
+                if b.stack.is_empty() && (!is_map || b.root.is_some()) {
+                    return Err(err("the document root is not a mapping"));
+                }
+                if b.stack.len() >= MAX_DEPTH {
+                    return Err(too_deep(line));
+                }
+                b.node(None, line)?;
+                let flow = style == StructureStyle::Flow;
+                let indent = span.start.col();
+                b.stack.push(if is_map {
+                    Frame::Map {
+                        items: Vec::new(),
+                        keys: Keys::default(),
+                        key: None,
+                        indent,
+                        flow,
                     }
-                }
-                out.push_str(l);
-                prev_normal = Some(normal);
-                blanks = 0;
-            }
-        } else {
-            for (i, l) in body.iter().enumerate() {
-                if i > 0 {
-                    out.push('\n');
-                }
-                out.push_str(l);
-            }
-        }
-        match chomp {
-            -1 => {}
-            0 => {
-                if !body.is_empty() {
-                    out.push('\n');
-                }
-            }
-            _ => {
-                if !body.is_empty() {
-                    out.push('\n');
-                }
-                out.extend(std::iter::repeat_n('\n', trailing));
-            }
-        }
-        Ok(out)
-    }
-
-    fn skip_flow_ws(&mut self) -> PResult<()> {
-        loop {
-            match self.peek() {
-                Some(b' ') | Some(b'\t') => self.pos += 1,
-                Some(b'\n') | Some(b'\r') => {
-                    self.eat_break();
-                }
-                Some(b'#') => {
-                    if self.pos > 0 && !is_sep(self.b.get(self.pos - 1).copied()) {
-                        return self.err("a comment must be separated by whitespace");
-                    }
-                    self.take_comment();
-                }
-                _ => return Ok(()),
-            }
-        }
-    }
-
-    fn flow_node(&mut self) -> PResult<Node> {
-        self.nested(Self::flow_node_inner)
-    }
-
-    fn flow_node_inner(&mut self) -> PResult<Node> {
-        self.skip_flow_ws()?;
-        match self.peek() {
-            Some(b'[') => {
-                self.pos += 1;
-                let keep = self.pending.len();
-                let mut items = Vec::new();
-                loop {
-                    self.skip_flow_ws()?;
-                    if self.peek() == Some(b']') {
-                        self.pos += 1;
-                        break;
-                    }
-                    let n = self.flow_node()?;
-                    items.push(SeqItem::Value(n));
-                    self.skip_flow_ws()?;
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b']') => {
-                            self.pos += 1;
-                            break;
-                        }
-                        _ => return self.err("expected `,` or `]` in a flow sequence"),
-                    }
-                }
-                self.pending.truncate(keep);
-                Ok(Node::Seq(items))
-            }
-            Some(b'{') => {
-                self.pos += 1;
-                let keep = self.pending.len();
-                let mut items = Vec::new();
-                let mut keys = Keys::default();
-                loop {
-                    self.skip_flow_ws()?;
-                    if self.peek() == Some(b'}') {
-                        self.pos += 1;
-                        break;
-                    }
-                    let line = self.line;
-                    let key = match self.flow_scalar(true)? {
-                        Node::Scalar(s) => s.text.to_string(),
-                        Node::Null => String::new(),
-                        _ => return self.err("flow mapping keys must be scalars"),
-                    };
-                    self.skip_flow_ws()?;
-                    let value = if self.peek() == Some(b':') {
-                        self.pos += 1;
-                        self.skip_flow_ws()?;
-                        if matches!(self.peek(), Some(b',') | Some(b'}')) {
-                            Node::Null
-                        } else {
-                            self.flow_node()?
-                        }
-                    } else {
-                        Node::Null
-                    };
-                    keys.insert(&key, line)?;
-                    items.push(MapItem::Pair { key, value, line });
-                    self.skip_flow_ws()?;
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b'}') => {
-                            self.pos += 1;
-                            break;
-                        }
-                        _ => return self.err("expected `,` or `}` in a flow mapping"),
-                    }
-                }
-                self.pending.truncate(keep);
-                Ok(Node::Map(items))
-            }
-            _ => self.flow_scalar(false),
-        }
-    }
-
-    fn flow_scalar(&mut self, is_key: bool) -> PResult<Node> {
-        match self.peek() {
-            Some(b'"') | Some(b'\'') => {
-                let s = self.quoted()?;
-                Ok(Node::Scalar(Scalar {
-                    text: s,
-                    plain: false,
-                }))
-            }
-            Some(b'&') | Some(b'*') | Some(b'!') => self.unsupported_node_props(),
-            Some(b'[') | Some(b'{') if is_key => {
-                self.err("flow collections as keys are not supported")
-            }
-            None => self.err("unterminated flow collection"),
-            _ => {
-                let mut out = Zeroizing::new(String::new());
-                loop {
-                    let start = self.pos;
-                    while let Some(c) = self.peek() {
-                        let stop = match c {
-                            b',' | b'[' | b']' | b'{' | b'}' | b'\n' | b'\r' => true,
-                            b':' => {
-                                let n = self.peek_at(1);
-                                is_sep(n)
-                                    || matches!(
-                                        n,
-                                        Some(b',')
-                                            | Some(b'[')
-                                            | Some(b']')
-                                            | Some(b'{')
-                                            | Some(b'}')
-                                    )
-                            }
-                            b'#' => self.pos > start && is_blank(self.b[self.pos - 1]),
-                            _ => false,
-                        };
-                        if stop {
-                            break;
-                        }
-                        self.pos += 1;
-                    }
-                    let seg = self.src[start..self.pos].trim_matches([' ', '\t']);
-                    if !seg.is_empty() {
-                        if !out.is_empty() {
-                            out.push(' ');
-                        }
-                        out.push_str(seg);
-                    }
-                    // Multi-line plain scalars in flow context fold into one line.
-                    if matches!(self.peek(), Some(b'\n') | Some(b'\r')) && !out.is_empty() {
-                        self.skip_flow_ws()?;
-                        if matches!(
-                            self.peek(),
-                            Some(b',') | Some(b']') | Some(b'}') | Some(b':') | None
-                        ) {
-                            break;
-                        }
-                        continue;
-                    }
-                    break;
-                }
-                if out.is_empty() {
-                    Ok(Node::Null)
                 } else {
-                    Ok(Node::Scalar(Scalar {
-                        text: out,
-                        plain: true,
-                    }))
-                }
+                    Frame::Seq {
+                        items: Vec::new(),
+                        indent,
+                        flow,
+                    }
+                });
             }
+            Event::MappingEnd | Event::SequenceEnd => b.end()?,
+            Event::Anchor(..) => {}
+            _ => return Err(err("unexpected yaml event")),
         }
     }
+    b.root.ok_or(ParseError {
+        line: last_line,
+        message: "the document is empty; expected a mapping".to_string(),
+    })
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1522,9 +716,48 @@ mod tests {
             "a: !!str 1\n",
             "a: 1\n---\nb: 2\n",
             "- a\n",
-            "? a\n: b\n",
+            "? [a, b]\n: c\n",
+            "a: b\na: c\n",
+            "a: {b: 1, b: 2}\n",
+            "",
+            "# only a comment\n",
         ] {
             assert!(parse_document(src).is_err(), "{src:?} should fail");
+        }
+        // An explicit key that is a scalar is an ordinary key (yaml.v3 reads it so too).
+        assert_eq!(text(get(&parse("? a\n: b\n"), "a")), "b");
+    }
+
+    /// Where comments land (the decrypt walk decrypts encrypted comments in place, with their
+    /// enclosing mapping's path): before the next entry of the block they are in, or at the end
+    /// of the innermost block they are indented into; none inside flow collections. The same
+    /// placement as the hand-written parser this replaced.
+    #[test]
+    fn comments_land_where_they_were() {
+        let src = "# top\nkind: Secret # k\ndata:\n  # in data\n  a: x # after a\n  b:\n    - 1\n    # in seq\n    - 2\n      # deeper\n  # end of data\n# root level\nc: [1, # in flow\n  2]\nd: |\n  # not a comment\ne:\nf: {g: h} # after flow\n# last\n";
+        let want = "# top\nkind: Secret\n# k\ndata:\n  # in data\n  a: x\n  # after a\n  b:\n    - 1\n    # in seq\n    - 2\n    # deeper\n  # end of data\n# root level\nc:\n  - 1\n  - 2\nd: |\n  # not a comment\ne:\nf:\n  g: h\n# after flow\n# last\n";
+        assert_eq!(emit_document(&parse(src), 2), want);
+    }
+
+    #[test]
+    fn nesting_is_bounded_with_a_clear_error() {
+        for src in [
+            format!("a: {}{}\n", "[".repeat(5000), "]".repeat(5000)),
+            format!(
+                "a:\n{}",
+                (1..300)
+                    .map(|i| format!("{}-\n", " ".repeat(i)))
+                    .collect::<String>()
+            ),
+        ] {
+            match parse_document(&src) {
+                Ok(_) => panic!("deep nesting accepted"),
+                Err(e) => assert!(
+                    e.message.contains("nested deeper than 128"),
+                    "{}",
+                    e.message
+                ),
+            }
         }
     }
 

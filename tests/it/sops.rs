@@ -1553,5 +1553,9 @@ fn metadata_mutations_that_sops_refuses_are_refused() {
         };
         report.push_str(&format!("{name}\n    {verdict}\n"));
     }
-    insta::assert_snapshot!(report);
+    // The armored age stanza has a random number of lines (age adds a random "grease" stanza),
+    // so line numbers after it change from render to render; the hostile catalog pins them.
+    insta::with_settings!({filters => vec![(r"line \d+", "line [N]")]}, {
+        insta::assert_snapshot!(report);
+    });
 }
