@@ -312,6 +312,7 @@ pub fn soaks(
 pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
     let t = &plan.timing;
     let ambient = plan.mesh.data_plane == DataPlane::Ambient;
+    let ns = &plan.mesh.istio_namespace;
     let soak = soaks(t, plan.mesh.data_plane, plan.mesh.min_istio_version);
     let Soaks {
         fast,
@@ -320,64 +321,9 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
         ..
     } = soak;
 
-    let current_roots: Vec<CertView> = match (materials, &plan.current_root) {
-        (Some(m), _) => m
-            .current_roots
-            .iter()
-            .filter_map(|d| pki::inspect_der(d).ok())
-            .map(|s| CertView::Known(Box::new(s)))
-            .collect(),
-        (None, RootInput::Import(r)) => r
-            .certs
-            .iter()
-            .filter_map(|d| pki::inspect_der(d).ok())
-            .map(|s| CertView::Known(Box::new(s)))
-            .collect(),
-        (None, RootInput::Generate(spec)) => vec![CertView::planned(spec)],
-    };
-    let new_root = match (materials, &plan.new_root) {
-        (Some(m), _) => CertView::Known(Box::new(m.new_root.summary())),
-        (None, RootInput::Import(r)) => CertView::Known(Box::new(r.signer.summary())),
-        (None, RootInput::Generate(spec)) => CertView::planned(spec),
-    };
-    let clusters = plan
-        .clusters
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let view = |input: &IntermediateInput, known: Option<&Signer>| match (known, input) {
-                (Some(s), _) => CertView::Known(Box::new(s.cert.summary())),
-                (None, IntermediateInput::Import(imp)) => {
-                    CertView::Known(Box::new(imp.cert.summary()))
-                }
-                (None, IntermediateInput::Generate(spec)) => CertView::planned(spec),
-            };
-            let cm = materials.map(|m| &m.clusters[i]);
-            ClusterView {
-                name: c.name.clone(),
-                current_intermediate: view(&c.current, cm.map(|m| &m.current)),
-                new_intermediate: view(&c.new, cm.map(|m| &m.new)),
-            }
-        })
-        .collect();
+    let (current_roots, new_root, clusters) = cert_views(plan, materials);
 
-    let a_entries: Vec<BundleEntry> = current_roots
-        .iter()
-        .map(|c| BundleEntry {
-            root: RootName::A,
-            cert: c.clone(),
-        })
-        .collect();
-    let b_entry = BundleEntry {
-        root: RootName::B,
-        cert: new_root.clone(),
-    };
-    let bundle_views = [
-        a_entries.clone(),
-        [a_entries.clone(), vec![b_entry.clone()]].concat(),
-        [a_entries.clone(), vec![b_entry.clone(), b_entry.clone()]].concat(),
-        vec![b_entry.clone()],
-    ];
+    let bundle_views = bundle_views(&current_roots, &new_root);
     let bytes = materials.map(bundles);
 
     let relation = |n: usize, description: &str| -> Relation {
@@ -397,121 +343,10 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
         }
     };
 
-    let ns = &plan.mesh.istio_namespace;
-    let mut phases = Vec::new();
-    let mut prereq_gates = vec![
-        gate(
-            Code::PrereqMultiroot,
-            format!(
-                "ISTIO_MULTIROOT_MESH=true on every istiod Deployment in {ns} (one istiod rollout)"
-            ),
-        ),
-        gate(
-            Code::PrereqXdsAgent,
-            "PROXY_CONFIG_XDS_AGENT=true in meshConfig.defaultConfig.proxyMetadata",
-        ),
-        gate(
-            Code::PrereqXdsAgentPods,
-            "PROXY_CONFIG_XDS_AGENT=true in the env of every running istio-proxy container (one rollout of every proxy)",
-        ),
-        gate(
-            Code::PrereqVersions,
-            format!(
-                "istiod and proxies ≥ {} and not 1.24.4 or 1.25.1",
-                String::from(plan.mesh.min_istio_version)
-            ),
-        ),
-    ];
-    if ambient {
-        prereq_gates.push(gate(
-            Code::PrereqVersions,
-            "ztunnel ≥ 1.26.0 (or 1.25.3 / 1.24.6): older ztunnel trusts only the first root",
-        ));
-    }
-    phases.push(Phase {
-        number: 0,
-        name: PHASES[0].1.into(),
-        signer: None,
-        bundle: Vec::new(),
-        bundle_sha256: None,
-        relation_to_previous: None,
-        why: "istiod must hot-reload a new root and proxies must receive bundle pushes (PCDS) before anything changes".into(),
-        min_soak: Span::default(),
-        min_soak_secs: Span::default().as_secs(),
-        gates_before_next: prereq_gates,
-        notes: vec!["apply prerequisites/ to your Istio installation (Helm values or IstioOperator), then restart istiod and every proxy once".into()],
-    });
+    let mut phases = vec![prereq_phase(plan)];
 
-    let secret_gate = gate(
-        Code::LiveSecretPhase,
-        format!(
-            "the live {}/{} Secret carries this phase's public fingerprint",
-            ns, plan.mesh.secret_name
-        ),
-    );
-    let soak_gate = |s: Span| {
-        gate(
-            Code::SoakTime,
-            format!("at least {s} since this phase was applied"),
-        )
-    };
-    // What `verify live` checks in phase `n` (src/verify/live), besides phase 0's
-    // prerequisites: exactly these codes. `bundle` names the bundle, `roots` its root set.
-    let live_gates = |n: u8, bundle: &str, roots: &str, soak: Span| {
-        let mut g = vec![
-            secret_gate.clone(),
-            gate(
-                Code::RootConfigmap,
-                format!(
-                    "istio-ca-root-cert in every namespace holds exactly the {bundle} bundle bytes"
-                ),
-            ),
-            gate(
-                Code::WebhookCaBundle,
-                format!("the caBundle of every webhook calling istiod contains {roots}"),
-            ),
-            gate(
-                Code::ProxyReadable,
-                "every Envoy (sidecar, gateway, waypoint) answers its admin config_dump",
-            ),
-            gate(
-                Code::ProxyTrustsRoots,
-                format!("every Envoy ROOTCA holds exactly {roots}"),
-            ),
-        ];
-        if n >= 3 {
-            g.push(gate(
-                Code::ProxyLeafNewIssuer,
-                "every Envoy default certificate is issued by the new intermediate (leaf AKID = new intermediate SKID)",
-            ));
-        }
-        if ambient {
-            g.push(gate(
-                Code::ZtunnelReadable,
-                "every ztunnel answers its admin config_dump",
-            ));
-            g.push(gate(
-                Code::ZtunnelTrustsNewRoot,
-                if n == 4 {
-                    "every ztunnel identity's rootCerts holds only B".to_string()
-                } else {
-                    format!("every ztunnel identity's rootCerts contains {roots}")
-                },
-            ));
-            if n >= 3 {
-                g.push(gate(
-                    Code::ZtunnelLeafNewIssuer,
-                    "every ztunnel identity's certChain[0] is issued by the new intermediate",
-                ));
-            }
-        }
-        g.push(gate(
-            Code::NoRestart,
-            "no proxy container restarted since this phase was applied (a warning)",
-        ));
-        g.push(soak_gate(soak));
-        g
-    };
+    let live_gates =
+        |n: u8, bundle: &str, roots: &str, soak: Span| live_gates(plan, n, bundle, roots, soak);
 
     // Phase 1.
     let p1_gates = live_gates(1, "phase-1", "A", fast);
@@ -619,6 +454,198 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
         min_total,
         validity_floor: ValidityFloor::default(),
     }
+}
+
+/// How the plan's roots and intermediates are shown: inspected when they exist, planned when
+/// they will be generated.
+fn cert_views(
+    plan: &Plan,
+    materials: Option<&Materials>,
+) -> (Vec<CertView>, CertView, Vec<ClusterView>) {
+    let current_roots: Vec<CertView> = match (materials, &plan.current_root) {
+        (Some(m), _) => m
+            .current_roots
+            .iter()
+            .filter_map(|d| pki::inspect_der(d).ok())
+            .map(|s| CertView::Known(Box::new(s)))
+            .collect(),
+        (None, RootInput::Import(r)) => r
+            .certs
+            .iter()
+            .filter_map(|d| pki::inspect_der(d).ok())
+            .map(|s| CertView::Known(Box::new(s)))
+            .collect(),
+        (None, RootInput::Generate(spec)) => vec![CertView::planned(spec)],
+    };
+    let new_root = match (materials, &plan.new_root) {
+        (Some(m), _) => CertView::Known(Box::new(m.new_root.summary())),
+        (None, RootInput::Import(r)) => CertView::Known(Box::new(r.signer.summary())),
+        (None, RootInput::Generate(spec)) => CertView::planned(spec),
+    };
+    let clusters: Vec<ClusterView> = plan
+        .clusters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let view = |input: &IntermediateInput, known: Option<&Signer>| match (known, input) {
+                (Some(s), _) => CertView::Known(Box::new(s.cert.summary())),
+                (None, IntermediateInput::Import(imp)) => {
+                    CertView::Known(Box::new(imp.cert.summary()))
+                }
+                (None, IntermediateInput::Generate(spec)) => CertView::planned(spec),
+            };
+            let cm = materials.map(|m| &m.clusters[i]);
+            ClusterView {
+                name: c.name.clone(),
+                current_intermediate: view(&c.current, cm.map(|m| &m.current)),
+                new_intermediate: view(&c.new, cm.map(|m| &m.new)),
+            }
+        })
+        .collect();
+    (current_roots, new_root, clusters)
+}
+
+/// The bundles of phases 1–4 as entries: A, A+B, A+B+B, B.
+fn bundle_views(current_roots: &[CertView], new_root: &CertView) -> [Vec<BundleEntry>; 4] {
+    let a_entries: Vec<BundleEntry> = current_roots
+        .iter()
+        .map(|c| BundleEntry {
+            root: RootName::A,
+            cert: c.clone(),
+        })
+        .collect();
+    let b_entry = BundleEntry {
+        root: RootName::B,
+        cert: new_root.clone(),
+    };
+    [
+        a_entries.clone(),
+        [a_entries.clone(), vec![b_entry.clone()]].concat(),
+        [a_entries.clone(), vec![b_entry.clone(), b_entry.clone()]].concat(),
+        vec![b_entry.clone()],
+    ]
+}
+
+/// Phase 0: the prerequisites and their live gates.
+fn prereq_phase(plan: &Plan) -> Phase {
+    let ns = &plan.mesh.istio_namespace;
+    let ambient = plan.mesh.data_plane == DataPlane::Ambient;
+    let mut prereq_gates = vec![
+        gate(
+            Code::PrereqMultiroot,
+            format!(
+                "ISTIO_MULTIROOT_MESH=true on every istiod Deployment in {ns} (one istiod rollout)"
+            ),
+        ),
+        gate(
+            Code::PrereqXdsAgent,
+            "PROXY_CONFIG_XDS_AGENT=true in meshConfig.defaultConfig.proxyMetadata",
+        ),
+        gate(
+            Code::PrereqXdsAgentPods,
+            "PROXY_CONFIG_XDS_AGENT=true in the env of every running istio-proxy container (one rollout of every proxy)",
+        ),
+        gate(
+            Code::PrereqVersions,
+            format!(
+                "istiod and proxies ≥ {} and not 1.24.4 or 1.25.1",
+                String::from(plan.mesh.min_istio_version)
+            ),
+        ),
+    ];
+    if ambient {
+        prereq_gates.push(gate(
+            Code::PrereqVersions,
+            "ztunnel ≥ 1.26.0 (or 1.25.3 / 1.24.6): older ztunnel trusts only the first root",
+        ));
+    }
+    Phase {
+        number: 0,
+        name: PHASES[0].1.into(),
+        signer: None,
+        bundle: Vec::new(),
+        bundle_sha256: None,
+        relation_to_previous: None,
+        why: "istiod must hot-reload a new root and proxies must receive bundle pushes (PCDS) before anything changes".into(),
+        min_soak: Span::default(),
+        min_soak_secs: Span::default().as_secs(),
+        gates_before_next: prereq_gates,
+        notes: vec!["apply prerequisites/ to your Istio installation (Helm values or IstioOperator), then restart istiod and every proxy once".into()],
+    }
+}
+
+/// What `verify live` checks in phase `n` (src/verify/live), besides phase 0's
+/// prerequisites: exactly these codes. `bundle` names the bundle, `roots` its root set.
+fn live_gates(plan: &Plan, n: u8, bundle: &str, roots: &str, soak: Span) -> Vec<PhaseGate> {
+    let ns = &plan.mesh.istio_namespace;
+    let ambient = plan.mesh.data_plane == DataPlane::Ambient;
+    let secret_gate = gate(
+        Code::LiveSecretPhase,
+        format!(
+            "the live {}/{} Secret carries this phase's public fingerprint",
+            ns, plan.mesh.secret_name
+        ),
+    );
+    let soak_gate = |s: Span| {
+        gate(
+            Code::SoakTime,
+            format!("at least {s} since this phase was applied"),
+        )
+    };
+
+    let mut g = vec![
+        secret_gate.clone(),
+        gate(
+            Code::RootConfigmap,
+            format!(
+                "istio-ca-root-cert in every namespace holds exactly the {bundle} bundle bytes"
+            ),
+        ),
+        gate(
+            Code::WebhookCaBundle,
+            format!("the caBundle of every webhook calling istiod contains {roots}"),
+        ),
+        gate(
+            Code::ProxyReadable,
+            "every Envoy (sidecar, gateway, waypoint) answers its admin config_dump",
+        ),
+        gate(
+            Code::ProxyTrustsRoots,
+            format!("every Envoy ROOTCA holds exactly {roots}"),
+        ),
+    ];
+    if n >= 3 {
+        g.push(gate(
+            Code::ProxyLeafNewIssuer,
+            "every Envoy default certificate is issued by the new intermediate (leaf AKID = new intermediate SKID)",
+        ));
+    }
+    if ambient {
+        g.push(gate(
+            Code::ZtunnelReadable,
+            "every ztunnel answers its admin config_dump",
+        ));
+        g.push(gate(
+            Code::ZtunnelTrustsNewRoot,
+            if n == 4 {
+                "every ztunnel identity's rootCerts holds only B".to_string()
+            } else {
+                format!("every ztunnel identity's rootCerts contains {roots}")
+            },
+        ));
+        if n >= 3 {
+            g.push(gate(
+                Code::ZtunnelLeafNewIssuer,
+                "every ztunnel identity's certChain[0] is issued by the new intermediate",
+            ));
+        }
+    }
+    g.push(gate(
+        Code::NoRestart,
+        "no proxy container restarted since this phase was applied (a warning)",
+    ));
+    g.push(soak_gate(soak));
+    g
 }
 
 impl Rollout {

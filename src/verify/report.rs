@@ -658,7 +658,7 @@ mod tests {
                 .details(vec![format!("detail {HOSTILE}")]),
         );
         r.push(Finding::new(
-            Code::RootSubjectsDistinct,
+            Code::NoRestart,
             false,
             "fleet",
             "root B has root A's subject",
@@ -710,7 +710,7 @@ mod tests {
         assert_eq!(f[&Code::ChainToBundle].passed, 0);
         assert_eq!(f[&Code::ChainToBundle].outcome(), Outcome::NotChecked);
         assert_eq!(f[&Code::SecretShape].outcome(), Outcome::Failed);
-        assert_eq!(f[&Code::RootSubjectsDistinct].outcome(), Outcome::Warned);
+        assert_eq!(f[&Code::NoRestart].outcome(), Outcome::Warned);
     }
 
     #[test]
@@ -735,7 +735,7 @@ mod tests {
                 "SKIP chain-to-bundle          0 of 1 passed, 1 not checked   the signer"
             )
         );
-        assert!(text.contains("WARN root-subjects-distinct"));
+        assert!(text.contains("WARN no-restart"));
         assert!(text.contains("pod \\u{1b}[31mred\\u{1b}[0m \\u{0} <b>&amp;"));
         assert!(text.contains("     file: clusters/demo/x|y.yaml"));
         // A newline in a message continues on an indented line.
@@ -787,12 +787,7 @@ mod tests {
         let strict = report().to_markdown("t", true);
         assert!(strict.starts_with("### t — ❌ failed"));
         let mut warn_only = Report::default();
-        warn_only.push(Finding::new(
-            Code::RootSubjectsDistinct,
-            false,
-            "fleet",
-            "same",
-        ));
+        warn_only.push(Finding::new(Code::NoRestart, false, "fleet", "same"));
         assert!(
             warn_only
                 .to_markdown("t", false)
@@ -843,9 +838,7 @@ for t in ('failure', 'skipped'):
             "the parser gives the text back: {parsed}"
         );
         assert!(
-            lines.contains(
-                &"skipped root-subjects-distinct \"warning: root B has root A's subject\""
-            ),
+            lines.contains(&"skipped no-restart \"warning: root B has root A's subject\""),
             "{parsed}"
         );
         assert!(
