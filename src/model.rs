@@ -311,8 +311,6 @@ pub fn soaks(
 /// computed from the real bytes; without, generated certificates are shown as planned.
 pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
     let t = &plan.timing;
-    let ambient = plan.mesh.data_plane == DataPlane::Ambient;
-    let ns = &plan.mesh.istio_namespace;
     let soak = soaks(t, plan.mesh.data_plane, plan.mesh.min_istio_version);
     let Soaks {
         fast,
@@ -348,97 +346,58 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
     let live_gates =
         |n: u8, bundle: &str, roots: &str, soak: Span| live_gates(plan, n, bundle, roots, soak);
 
-    // Phase 1.
-    let p1_gates = live_gates(1, "phase-1", "A", fast);
-    phases.push(Phase {
-        number: 1,
-        name: PHASES[1].1.into(),
-        signer: Some(Issuer::Current),
-        bundle: bundle_views[0].clone(),
-        bundle_sha256: bytes.as_ref().map(|b| pki::sha256_hex(&b[0])),
-        relation_to_previous: None,
-        why: "GitOps takes ownership of cacerts with today's exact bytes: nothing changes in the mesh".into(),
-        min_soak: fast,
-        min_soak_secs: fast.as_secs(),
-        gates_before_next: p1_gates,
-        notes: Vec::new(),
-    });
-
-    // Phase 2.
-    let p2_gates = live_gates(2, "A+B", "A and B", p2_soak);
-    let mut p2_notes = Vec::new();
-    if ambient {
-        p2_notes.push(format!(
-            "ambient: ztunnel learns roots only when a certificate renews (~half of {}) — run `kubectl rollout restart daemonset/ztunnel -n {ns}` after this phase is applied, or wait the full soak",
-            t.workload_cert_ttl
-        ));
-    }
-    phases.push(Phase {
-        number: 2,
-        name: PHASES[2].1.into(),
-        signer: Some(Issuer::Current),
-        bundle: bundle_views[1].clone(),
-        bundle_sha256: bytes.as_ref().map(|b| pki::sha256_hex(&b[1])),
-        relation_to_previous: Some(relation(
-            1,
-            "root B appended after A's exact bytes (A is a prefix)",
-        )),
-        why: "every workload learns B while leaves still come from A's intermediate".into(),
-        min_soak: p2_soak,
-        min_soak_secs: p2_soak.as_secs(),
-        gates_before_next: p2_gates,
-        notes: p2_notes,
-    });
-
-    // Phase 3.
-    let p3_gates = live_gates(3, "A+B+B", "A and B", p3_soak);
-    let mut p3_notes = vec![
-        "root-cert.pem becomes A+B+B: the same roots, new bytes, so istiod pushes the bundle and every connected proxy re-signs its leaf from B's intermediate at once".to_string(),
+    // Phases 1–4: who signs, why, how the bundle relates to the previous one, the soak.
+    let steps = [
+        (
+            Issuer::Current,
+            "GitOps takes ownership of cacerts with today's exact bytes: nothing changes in the mesh",
+            None,
+            "phase-1",
+            "A",
+            fast,
+        ),
+        (
+            Issuer::Current,
+            "every workload learns B while leaves still come from A's intermediate",
+            Some("root B appended after A's exact bytes (A is a prefix)"),
+            "A+B",
+            "A and B",
+            p2_soak,
+        ),
+        (
+            Issuer::New,
+            "istiod signs with B's intermediate and every workload re-signs now",
+            Some("B appended again: same root set, different bytes (A+B is a prefix)"),
+            "A+B+B",
+            "A and B",
+            p3_soak,
+        ),
+        (
+            Issuer::New,
+            "A is removed once no live leaf chains to it",
+            Some("only B remains; its bytes appear verbatim in the previous bundle"),
+            "B-only",
+            "B",
+            fast,
+        ),
     ];
-    if ambient {
-        p3_notes.push(format!(
-            "ambient: ztunnel re-issues at half-life only — restart the ztunnel DaemonSet after this phase is applied, or wait {p3_soak}; ztunnel < 1.30 also needs the restart to trust istiod's new serving certificate"
-        ));
+    for (i, (signer, why, relation_text, bundle, roots, min_soak)) in steps.into_iter().enumerate()
+    {
+        let n = u8::try_from(i + 1).expect("four phases");
+        phases.push(Phase {
+            number: n,
+            name: PHASES[usize::from(n)].1.into(),
+            signer: Some(signer),
+            bundle: bundle_views[i].clone(),
+            bundle_sha256: bytes.as_ref().map(|b| pki::sha256_hex(&b[i])),
+            relation_to_previous: relation_text.map(|d| relation(i, d)),
+            why: why.into(),
+            min_soak,
+            min_soak_secs: min_soak.as_secs(),
+            gates_before_next: live_gates(n, bundle, roots, min_soak),
+            notes: phase_notes(plan, n, &soak),
+        });
     }
-    if !soak.immediate_resign {
-        p3_notes.push("Istio < 1.21 does not re-sign on a bundle change: leaves move to B only at natural rotation".into());
-    }
-    phases.push(Phase {
-        number: 3,
-        name: PHASES[3].1.into(),
-        signer: Some(Issuer::New),
-        bundle: bundle_views[2].clone(),
-        bundle_sha256: bytes.as_ref().map(|b| pki::sha256_hex(&b[2])),
-        relation_to_previous: Some(relation(
-            2,
-            "B appended again: same root set, different bytes (A+B is a prefix)",
-        )),
-        why: "istiod signs with B's intermediate and every workload re-signs now".into(),
-        min_soak: p3_soak,
-        min_soak_secs: p3_soak.as_secs(),
-        gates_before_next: p3_gates,
-        notes: p3_notes,
-    });
-
-    // Phase 4.
-    phases.push(Phase {
-        number: 4,
-        name: PHASES[4].1.into(),
-        signer: Some(Issuer::New),
-        bundle: bundle_views[3].clone(),
-        bundle_sha256: bytes.as_ref().map(|b| pki::sha256_hex(&b[3])),
-        relation_to_previous: Some(relation(
-            3,
-            "only B remains; its bytes appear verbatim in the previous bundle",
-        )),
-        why: "A is removed once no live leaf chains to it".into(),
-        min_soak: fast,
-        min_soak_secs: fast.as_secs(),
-        gates_before_next: live_gates(4, "B-only", "B", fast),
-        notes: vec![
-            "established connections are not re-validated; only new handshakes need B".into(),
-        ],
-    });
 
     let min_total = soak.min_total();
     Rollout {
@@ -454,6 +413,36 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
         min_total,
         validity_floor: ValidityFloor::default(),
     }
+}
+
+/// What an operator must know about phase `n` beyond its gates.
+fn phase_notes(plan: &Plan, n: u8, soak: &Soaks) -> Vec<String> {
+    let ambient = plan.mesh.data_plane == DataPlane::Ambient;
+    let ns = &plan.mesh.istio_namespace;
+    let mut notes = Vec::new();
+    match n {
+        2 if ambient => notes.push(format!(
+            "ambient: ztunnel learns roots only when a certificate renews (~half of {}) — run `kubectl rollout restart daemonset/ztunnel -n {ns}` after this phase is applied, or wait the full soak",
+            plan.timing.workload_cert_ttl
+        )),
+        3 => {
+            notes.push("root-cert.pem becomes A+B+B: the same roots, new bytes, so istiod pushes the bundle and every connected proxy re-signs its leaf from B's intermediate at once".to_string());
+            if ambient {
+                notes.push(format!(
+                    "ambient: ztunnel re-issues at half-life only — restart the ztunnel DaemonSet after this phase is applied, or wait {}; ztunnel < 1.30 also needs the restart to trust istiod's new serving certificate",
+                    soak.switch_issuer
+                ));
+            }
+            if !soak.immediate_resign {
+                notes.push("Istio < 1.21 does not re-sign on a bundle change: leaves move to B only at natural rotation".into());
+            }
+        }
+        4 => notes.push(
+            "established connections are not re-validated; only new handshakes need B".into(),
+        ),
+        _ => {}
+    }
+    notes
 }
 
 /// How the plan's roots and intermediates are shown: inspected when they exist, planned when

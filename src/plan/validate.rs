@@ -304,6 +304,34 @@ pub fn validate(path: &Path, bytes: &[u8], now: OffsetDateTime) -> Result<Plan, 
 }
 
 fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
+    let name = check_header(ctx, &raw);
+    let spec = raw.spec;
+    let mesh = check_mesh(ctx, &spec.mesh);
+    let timing = check_timing(ctx, &spec.timing, mesh.data_plane, mesh.min_istio_version);
+    let gitops = check_gitops(ctx, &spec.gitops);
+    let (current_root, new_root) = check_roots(ctx, &spec.roots, &name);
+    let clusters = check_clusters(
+        ctx,
+        &spec.clusters,
+        &name,
+        (current_root.as_ref(), new_root.as_ref()),
+        mesh.secret_format,
+    );
+    Some(Plan {
+        file: path.to_path_buf(),
+        name,
+        mesh,
+        timing: timing?,
+        gitops,
+        current_root: current_root?,
+        new_root: new_root?,
+        clusters,
+        warnings: Vec::new(),
+    })
+}
+
+/// apiVersion, kind and the plan's name (returned even when it is unsafe, to go on checking).
+fn check_header(ctx: &mut Ctx<'_>, raw: &RawPlan) -> String {
     if raw.api_version.value != API_VERSION {
         ctx.d.error(
             "api-version-unsupported",
@@ -329,9 +357,11 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
             "use lowercase letters, digits and `-`, at most 63 characters (it becomes a label value)",
         );
     }
+    name
+}
 
-    let spec = raw.spec;
-    let m = &spec.mesh;
+/// spec.mesh.
+fn check_mesh(ctx: &mut Ctx<'_>, m: &super::raw::RawMesh) -> Mesh {
     let trust_domain = m
         .trust_domain
         .as_ref()
@@ -401,8 +431,23 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
         ],
     );
     let min_istio_version = check_version(ctx, m.min_istio_version.as_ref(), data_plane);
+    Mesh {
+        trust_domain,
+        istio_namespace,
+        secret_name,
+        secret_format,
+        data_plane,
+        min_istio_version,
+    }
+}
 
-    let t = &spec.timing;
+/// spec.timing, with the span the rollout needs recorded for the validity checks after it.
+fn check_timing(
+    ctx: &mut Ctx<'_>,
+    t: &super::raw::RawTiming,
+    data_plane: DataPlane,
+    min_istio_version: IstioVersion,
+) -> Option<Timing> {
     let ttl = timing_span(
         ctx,
         "workloadCertTTL",
@@ -424,7 +469,7 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
         Span::from_mins(15),
         &MARGIN_BOUNDS,
     );
-    let timing = match (ttl, delay, margin) {
+    match (ttl, delay, margin) {
         (Some(ttl), Some(delay), Some(margin)) => {
             let timing = Timing {
                 workload_cert_ttl: ttl,
@@ -439,9 +484,11 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
             Some(timing)
         }
         _ => None,
-    };
+    }
+}
 
-    let g = &spec.gitops;
+/// spec.gitops.
+fn check_gitops(ctx: &mut Ctx<'_>, g: &super::raw::RawGitops) -> Gitops {
     let engine = choice(
         ctx,
         "engine",
@@ -472,40 +519,60 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
             Err((message, hint)) => ctx.d.error("recipient-invalid", loc(r), message, hint),
         }
     }
+    Gitops {
+        engine,
+        repo_path,
+        age_recipients,
+    }
+}
 
-    // Roots.
+/// spec.roots: the current and the new root, which must not share a subject.
+fn check_roots(
+    ctx: &mut Ctx<'_>,
+    roots: &super::raw::RawRoots,
+    name: &str,
+) -> (Option<RootInput>, Option<RootInput>) {
     let current_root = root_input(
         ctx,
-        &spec.roots.current,
+        &roots.current,
         "roots.current",
         RootDefaults::current(),
     );
-    let new_root = root_input(ctx, &spec.roots.new, "roots.new", RootDefaults::new(&name));
+    let new_root = root_input(ctx, &roots.new, "roots.new", RootDefaults::new(name));
     if let (Some(a), Some(b)) = (&current_root, &new_root) {
         let subj_a = root_subject(a);
         let subj_b = root_subject(b);
         if subj_a == subj_b {
             ctx.d.error(
                 "root-subject-reused",
-                loc(&spec.roots.new),
+                loc(&roots.new),
                 format!("the new root's subject `{subj_b}` equals the current root's"),
                 "give the new root a distinct subject (e.g. add a generation to its commonName): Envoy looks issuers up by name",
             );
         }
     }
+    (current_root, new_root)
+}
 
-    // Clusters.
-    if spec.clusters.value.is_empty() {
+/// spec.clusters: unique DNS-label names, each with its current and new intermediate.
+fn check_clusters(
+    ctx: &mut Ctx<'_>,
+    list: &S<Vec<super::raw::RawCluster>>,
+    name: &str,
+    (current_root, new_root): (Option<&RootInput>, Option<&RootInput>),
+    secret_format: SecretFormat,
+) -> Vec<ClusterPlan> {
+    if list.value.is_empty() {
         ctx.d.error(
             "clusters-empty",
-            loc(&spec.clusters),
+            loc(list),
             "the plan names no cluster",
-            "add at least one entry under spec.clusters",
+            "add at least one entry under list",
         );
     }
     let mut seen: BTreeMap<String, Location> = BTreeMap::new();
     let mut clusters = Vec::new();
-    for c in &spec.clusters.value {
+    for c in &list.value {
         let cname = c.name.value.clone();
         if !is_dns_label(&cname) {
             ctx.d.error(
@@ -536,7 +603,7 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
                 common_name: "Intermediate CA".into(),
                 locality: cname.clone(),
             },
-            current_root.as_ref(),
+            current_root,
             secret_format,
         );
         let new = intermediate_input(
@@ -547,7 +614,7 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
                 common_name: format!("Intermediate CA ({name})"),
                 locality: cname.clone(),
             },
-            new_root.as_ref(),
+            new_root,
             secret_format,
         );
         if let (Some(current), Some(new)) = (cur, new) {
@@ -558,29 +625,7 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
             });
         }
     }
-
-    Some(Plan {
-        file: path.to_path_buf(),
-        name,
-        mesh: Mesh {
-            trust_domain,
-            istio_namespace,
-            secret_name,
-            secret_format,
-            data_plane,
-            min_istio_version,
-        },
-        timing: timing?,
-        gitops: Gitops {
-            engine,
-            repo_path,
-            age_recipients,
-        },
-        current_root: current_root?,
-        new_root: new_root?,
-        clusters,
-        warnings: Vec::new(),
-    })
+    clusters
 }
 
 /// An age recipient as the age crate parses it (the crate rootroll encrypts with), or why it

@@ -452,11 +452,22 @@ fn finding_text(o: &mut String, f: &Finding) {
         if !f.hint.is_empty() {
             let _ = writeln!(o, "     hint: {}", printable(&f.hint, false));
         }
-        for d in &f.details {
+        // A fleet can have thousands: the first few, then a count (JSON lists every one).
+        for d in f.details.iter().take(TEXT_DETAILS) {
             let _ = writeln!(o, "     - {}", printable(d, false));
+        }
+        if f.details.len() > TEXT_DETAILS {
+            let _ = writeln!(
+                o,
+                "     - … and {} more (--format json lists every one)",
+                f.details.len() - TEXT_DETAILS
+            );
         }
     }
 }
+
+/// How many details of a finding the text output names.
+const TEXT_DETAILS: usize = 5;
 
 fn markdown_result(o: Outcome) -> &'static str {
     match o {
