@@ -52,7 +52,7 @@ pub fn mutual_tls(
 
 /// Many handshakes between the same workloads and bundles, at one time and expecting one
 /// server identity: each TLS configuration (parsed chain, key and trust anchors) is built
-/// once per (workload, bundle) and chain verdicts are shared (see [`Verdicts`]). Session
+/// once per (workload, bundle) and chain verdicts are shared (see `Verdicts`). Session
 /// resumption is off in every configuration, so each handshake is a full one: fresh key
 /// exchange, both CertificateVerify signatures, Finished and data both ways. Usable from any
 /// number of threads.

@@ -1,7 +1,7 @@
 //! The plan file as written: serde structs that mirror the YAML exactly.
 //!
 //! Every field that a semantic check may point at is wrapped in [`Spanned`], so
-//! [`super::validate`] can report file, line and column. Unknown fields are rejected by
+//! [`super::validate()`] can report file, line and column. Unknown fields are rejected by
 //! serde (`deny_unknown_fields`); nothing here checks meaning.
 
 use serde::Deserialize;
