@@ -20,6 +20,7 @@
 //! provider, never the process defaults.
 
 mod issue;
+mod issuer;
 mod session;
 mod verify;
 
@@ -61,7 +62,7 @@ pub struct Workload {
 }
 
 /// Which end of a handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
     Client,
     Server,
@@ -182,7 +183,7 @@ pub enum Rejection {
 }
 
 /// Errors from issuing workloads and running handshakes.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HandshakeError {
     /// An input is not PEM.
     #[error("cannot read {input}: {reason}")]
