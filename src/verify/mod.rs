@@ -34,6 +34,19 @@ pub struct Finding {
     pub details: Vec<String>,
 }
 
+/// What became of one matrix cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CellStatus {
+    /// The handshake completed.
+    Ok,
+    /// One side refused the other, or the handshake failed.
+    Failed,
+    /// A phase the cell needs could not be read, or no leaf could be issued from it: nothing
+    /// was judged (never counted as ok).
+    NotChecked,
+}
+
 /// One cell of the transition handshake matrix.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -48,9 +61,12 @@ pub struct MatrixCell {
     pub server_cluster: String,
     pub server_leaf_phase: u8,
     pub server_trust_phase: u8,
+    pub status: CellStatus,
+    /// `status` is `ok` (kept for readers of earlier reports).
     pub ok: bool,
     /// `client` or `server`: who refused the other's certificate.
     pub rejected_by: Option<String>,
+    /// Why the handshake failed, or why the cell was not checked (`not checked, because …`).
     pub reason: Option<String>,
 }
 
@@ -106,23 +122,27 @@ impl Report {
         }
         if !self.matrix.is_empty() {
             o.push_str("\ntransition handshake matrix (leaf from phase N or N+1 × trusting phase N or N+1, client × server)\n");
-            let mut groups: std::collections::BTreeMap<(String, u8, String), (usize, usize)> =
+            let mut groups: std::collections::BTreeMap<(String, u8, String), MatrixTally> =
                 Default::default();
             for c in &self.matrix {
-                let n = c.transition;
-                let e = groups
-                    .entry((c.cluster.clone(), n, c.server_cluster.clone()))
-                    .or_default();
-                e.1 += 1;
-                if c.ok {
-                    e.0 += 1;
-                }
+                groups
+                    .entry((c.cluster.clone(), c.transition, c.server_cluster.clone()))
+                    .or_default()
+                    .add(c);
             }
-            for ((cluster, n, peer), (ok, total)) in &groups {
-                let verdict = if ok == total {
+            for ((cluster, n, peer), t) in &groups {
+                let verdict = if t.ok == t.total {
                     paint("ok", "32")
                 } else {
-                    paint("FAIL", "31")
+                    let mut why = Vec::new();
+                    if t.failed > 0 {
+                        why.push(format!("{} failed", t.failed));
+                    }
+                    if t.not_checked > 0 {
+                        why.push(format!("{} not checked", t.not_checked));
+                    }
+                    let label = if t.failed > 0 { "FAIL" } else { "NOT CHECKED" };
+                    format!("{} ({})", paint(label, "31"), why.join(", "))
                 };
                 let with = if peer == cluster {
                     "within the cluster".to_string()
@@ -130,11 +150,18 @@ impl Report {
                     format!("with {peer}")
                 };
                 o.push_str(&format!(
-                    "  {cluster:<14} phase {n}→{}  {with:<24} {ok:>3}/{total:<3} {verdict}\n",
-                    n + 1
+                    "  {cluster:<14} phase {n}→{}  {with:<24} {:>3}/{:<3} {verdict}\n",
+                    n + 1,
+                    t.ok,
+                    t.total
                 ));
             }
-            for c in self.matrix.iter().filter(|c| !c.ok).take(20) {
+            for c in self
+                .matrix
+                .iter()
+                .filter(|c| c.status == CellStatus::Failed)
+                .take(20)
+            {
                 o.push_str(&format!(
                     "    FAIL {}: client leaf {}/trust {} → {} server leaf {}/trust {}: {}\n",
                     c.cluster,
@@ -158,12 +185,44 @@ impl Report {
             .filter(|f| !f.passed && f.severity == Severity::Warning)
             .count();
         o.push_str(&format!(
-            "\n{} passed, {failed} failed, {warned} warnings; matrix {} of {} cells ok\n",
+            "\n{} passed, {failed} failed, {warned} warnings; {}\n",
             self.count(true),
-            self.matrix.iter().filter(|c| c.ok).count(),
-            self.matrix.len()
+            self.matrix_summary()
         ));
         o
+    }
+
+    /// `matrix N cells: N ok, M failed, K not checked (K because …)`: cells that were not
+    /// checked are counted apart, with their causes, never as ok.
+    pub fn matrix_summary(&self) -> String {
+        let mut t = MatrixTally::default();
+        let mut causes: std::collections::BTreeMap<&str, usize> = Default::default();
+        for c in &self.matrix {
+            t.add(c);
+            if c.status == CellStatus::NotChecked {
+                let reason = c.reason.as_deref().unwrap_or_default();
+                let cause = reason.strip_prefix(matrix::NOT_CHECKED).unwrap_or(reason);
+                *causes.entry(cause).or_default() += 1;
+            }
+        }
+        let mut out = format!(
+            "matrix {} cells: {} ok, {} failed, {} not checked",
+            t.total, t.ok, t.failed, t.not_checked
+        );
+        if !causes.is_empty() {
+            let mut causes: Vec<(&str, usize)> = causes.into_iter().collect();
+            causes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            let mut shown: Vec<String> = causes
+                .iter()
+                .take(3)
+                .map(|(cause, n)| format!("{n} because {cause}"))
+                .collect();
+            if causes.len() > 3 {
+                shown.push(format!("{} more cause(s)", causes.len() - 3));
+            }
+            out.push_str(&format!(" ({})", shown.join("; ")));
+        }
+        out
     }
 
     /// JUnit XML: one test case per finding and per matrix cell.
@@ -179,7 +238,11 @@ impl Report {
             .iter()
             .filter(|f| !f.passed && f.severity == Severity::Error)
             .count()
-            + self.matrix.iter().filter(|c| !c.ok).count();
+            + self
+                .matrix
+                .iter()
+                .filter(|c| c.status == CellStatus::Failed)
+                .count();
         let tests = self.findings.len() + self.matrix.len();
         let mut o = format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\">\n",
@@ -215,15 +278,40 @@ impl Report {
                 c.server_leaf_phase,
                 c.server_trust_phase
             ));
-            if !c.ok {
-                o.push_str(&format!(
+            match c.status {
+                CellStatus::Ok => {}
+                CellStatus::Failed => o.push_str(&format!(
                     "<failure message=\"{}\"/>",
                     esc(c.reason.as_deref().unwrap_or("handshake failed"))
-                ));
+                )),
+                CellStatus::NotChecked => o.push_str(&format!(
+                    "<skipped message=\"{}\"/>",
+                    esc(c.reason.as_deref().unwrap_or("not checked"))
+                )),
             }
             o.push_str("</testcase>\n");
         }
         o.push_str("  </testsuite>\n</testsuites>\n");
         o
+    }
+}
+
+/// Counts of one group of matrix cells.
+#[derive(Debug, Default)]
+struct MatrixTally {
+    total: usize,
+    ok: usize,
+    failed: usize,
+    not_checked: usize,
+}
+
+impl MatrixTally {
+    fn add(&mut self, c: &MatrixCell) {
+        self.total += 1;
+        match c.status {
+            CellStatus::Ok => self.ok += 1,
+            CellStatus::Failed => self.failed += 1,
+            CellStatus::NotChecked => self.not_checked += 1,
+        }
     }
 }
