@@ -205,21 +205,29 @@ pub fn build(
     // Per (cluster, phase, role): the workload, or why a cell using it is not checked.
     let mut leaves: BTreeMap<(&str, u8, &str), Result<Arc<Workload>, String>> = BTreeMap::new();
     for ((c, n), s) in by {
+        let tail = handshake::ChainTail::new(&s.chain, &s.bundle).map_err(|e| e.to_string());
         for sa in ["client", "server"] {
-            let workload = match &by_signer[&(signer(c, s), sa)] {
-                Ok(leaf) => leaf
-                    .present(&s.chain, &s.bundle)
-                    .map(Arc::new)
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.clone()),
-            }
-            .map_err(|e| format!("no leaf could be issued from {c}/{}: {e}", phase_dir(*n)));
+            let workload = match (&by_signer[&(signer(c, s), sa)], &tail) {
+                (Ok(leaf), Ok(tail)) => Ok(Arc::new(leaf.present_with(tail))),
+                (Err(e), _) | (_, Err(e)) => Err(format!(
+                    "no leaf could be issued from {c}/{}: {e}",
+                    phase_dir(*n)
+                )),
+            };
             leaves.insert((c.as_str(), *n, sa), workload);
         }
     }
+    // Equal bundles are one value, so the cache builds one verifier for each (clusters share
+    // their bundles).
+    let mut interned: BTreeMap<&[u8], Arc<[u8]>> = BTreeMap::new();
     let bundles: BTreeMap<(&str, u8), Arc<[u8]>> = by
         .iter()
-        .map(|((c, n), s)| ((c.as_str(), *n), Arc::from(s.bundle.as_slice())))
+        .map(|((c, n), s)| {
+            let shared = interned
+                .entry(s.bundle.as_slice())
+                .or_insert_with(|| Arc::from(s.bundle.as_slice()));
+            ((c.as_str(), *n), shared.clone())
+        })
         .collect();
     let bundle = |c, n| bundles.get(&(c, n)).ok_or_else(|| phases.missing(c, n));
     // Every cell, in report order, grouped by (cluster, transition).
