@@ -62,13 +62,14 @@ pub(super) fn trust(
 
 /// Chain verdicts shared by many handshakes.
 ///
-/// Path validation is a pure function of the presented chain, the trust anchors, the time and
-/// the peer's role, so when a matrix presents the same chain to the same bundle again the
-/// first verdict is reused; and a signature check is a pure function of the algorithm, the
-/// public key, the signed bytes and the signature, so the certificate signatures a new path
-/// shares with earlier ones (the same leaf under the same intermediate) are checked once.
-/// Everything else in each handshake (key exchange, both CertificateVerify signatures over the
-/// transcript, Finished, application data) still runs.
+/// Path validation is a pure function of the presented chain, the trust bundle (its bytes,
+/// order included: BoringSSL's issuer choice depends on it), the time and the peer's role, so
+/// when a matrix presents the same chain to the same bundle again the first verdict is reused;
+/// and a signature check is a pure function of the algorithm, the public key, the signed bytes
+/// and the signature, so the certificate signatures a new path shares with earlier ones (the
+/// same leaf under the same intermediate) are checked once. Everything else in a real
+/// handshake (key exchange, both CertificateVerify signatures over the transcript, Finished,
+/// application data) still runs.
 #[derive(Debug, Default)]
 pub struct Verdicts {
     chains: Mutex<HashMap<[u8; 32], Result<(), rustls::Error>>>,
