@@ -117,7 +117,7 @@ done
 for ((i = 1; i <= REPS; i++)); do
   run verify_100 "$bin" verify offline "$work/e100-1" --identity "$identity"
 done
-cells_100=$(grep -o 'matrix [0-9]* of [0-9]* cells ok' "$work/last.out")
+cells_100=$(grep -o 'matrix [0-9]* cells: [0-9]* ok, [0-9]* failed, [0-9]* not checked' "$work/last.out")
 
 for n in 10 1000; do
   plan_var=plan_$n
@@ -126,7 +126,7 @@ for n in 10 1000; do
     run "render_$n" "$bin" render "${!plan_var}" --out "$work/s$n-$i"
     run "verify_$n" "$bin" verify offline "$work/s$n-$i" --identity "$identity"
   done
-  declare "cells_$n=$(grep -o 'matrix [0-9]* of [0-9]* cells ok' "$work/last.out")"
+  declare "cells_$n=$(grep -o 'matrix [0-9]* cells: [0-9]* ok, [0-9]* failed, [0-9]* not checked' "$work/last.out")"
 done
 echo "  verify live: 2,000 proxies through the in-test API server" >&2
 ROOTROLL_BENCH_REPS=$REPS cargo test --release --locked --quiet --test it -- \

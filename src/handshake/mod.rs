@@ -4,14 +4,18 @@
 //! still completes a handshake". This module checks it with real crypto rather than by
 //! reasoning about bundles: [`issue_workload`] issues a leaf the way istiod does and builds the
 //! chain the way istio-agent hands it to Envoy, and [`mutual_tls`] runs a TLS 1.3 handshake
-//! between two such workloads through in-memory buffers (no sockets).
+//! between two such workloads through in-memory buffers (no sockets). For a matrix of many
+//! cells, [`HandshakeCache::judge`] reaches the same verdicts with the same verifiers and far
+//! fewer connections.
 //!
 //! Facts the design follows (`istio-ca-facts.md` §4.1, §4.4, §9.6):
 //! - Leaves are ECDSA P-256, empty subject, one URI SAN `spiffe://<td>/ns/<ns>/sa/<sa>`,
 //!   EKU serverAuth+clientAuth, NotBefore backdated two minutes.
 //! - Envoy's `default` chain is leaf, then every cert of `cert-chain.pem`, then every cert of
-//!   `root-cert.pem`, duplicates included, and Envoy sends all of it. So every non-leaf cert on
-//!   the wire is offered to path building as a possible intermediate.
+//!   `root-cert.pem`, duplicates included, and Envoy sends all of it.
+//! - The peer's Envoy builds one path through what was sent, choosing each issuer the way
+//!   BoringSSL does (trust bundle first, first match by name and key identifier, no
+//!   backtracking); the verifiers judge that path and no other (`issuer`).
 //! - Peers check the SPIFFE URI SAN, not a DNS name, which rustls' stock `WebPkiServerVerifier`
 //!   cannot do; both sides therefore use verifiers written here on top of `rustls-webpki`,
 //!   verifying at the injected `now` so a matrix can be rendered for any clock.
@@ -20,10 +24,11 @@
 //! provider, never the process defaults.
 
 mod issue;
+mod issuer;
 mod session;
 mod verify;
 
-pub use issue::{Leaf, issue_leaf, issue_workload};
+pub use issue::{ChainTail, Leaf, issue_leaf, issue_workload};
 pub use session::{HandshakeCache, mutual_tls};
 
 use rustls::pki_types::CertificateDer;
@@ -61,7 +66,7 @@ pub struct Workload {
 }
 
 /// Which end of a handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
     Client,
     Server,
@@ -147,9 +152,10 @@ pub enum Rejection {
         not_before: Option<OffsetDateTime>,
         at: Option<OffsetDateTime>,
     },
-    /// A certificate's named issuer is trusted or presented, but its key did not sign it.
-    /// Roots sharing one subject DN (Istio's Makefile default `O=Istio, CN=Root CA`) show
-    /// an untrusted root this way instead of as an unknown issuer.
+    /// The issuer chosen for a certificate did not sign it. With roots sharing one subject DN
+    /// (Istio's Makefile default `O=Istio, CN=Root CA`) and an intermediate without authority
+    /// key identifier, this is BoringSSL taking the first same-named root of the bundle
+    /// (OpenSSL's `error 7 … certificate signature failure`).
     #[error("bad signature (the certificate's named issuer did not sign it)")]
     BadSignature,
     /// The chain verified, but the leaf's URI SAN is not the expected SPIFFE ID.
@@ -182,7 +188,7 @@ pub enum Rejection {
 }
 
 /// Errors from issuing workloads and running handshakes.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HandshakeError {
     /// An input is not PEM.
     #[error("cannot read {input}: {reason}")]

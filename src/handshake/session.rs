@@ -1,24 +1,27 @@
 //! One in-memory TLS 1.3 mutual handshake: a rustls `ClientConnection` and `ServerConnection`
 //! pumped into each other through byte buffers until both finish and a byte of application
-//! data has crossed each way.
+//! data has crossed each way; and [`HandshakeCache::judge`], which decides many such
+//! handshakes with the same verifier objects and far fewer connections.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 use std::io::{Read, Write};
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
 use rustls::client::Resumption;
+use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{
-    CertificateDer, PrivateKeyDer, ServerName, TrustAnchor, UnixTime, pem::PemObject,
-};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime, pem::PemObject};
 use rustls::server::NoServerSessionStorage;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::time_provider::TimeProvider;
 use rustls::{AlertDescription, ClientConfig, ClientConnection, ServerConfig, ServerConnection};
 use time::OffsetDateTime;
 
 use super::verify::{
-    Memo, MeshClientVerifier, SpiffeServerVerifier, Verdicts, anchors, digest, rejection_from,
+    Memo, MeshClientVerifier, SpiffeServerVerifier, Verdicts, digest, rejection_from, trust,
     unix_time,
 };
 use super::{HandshakeError, Input, Rejection, Side, Workload, parse_certs};
@@ -26,12 +29,17 @@ use super::{HandshakeError, Input, Rejection, Side, Workload, parse_certs};
 /// Flights a TLS 1.3 mutual handshake needs are few; this only guards against a stall.
 const MAX_ROUNDS: usize = 32;
 
+/// The name the client connects to. Never checked (the verifier matches the SPIFFE URI SAN)
+/// and not sent.
+const SERVER_NAME: &str = "workload.mesh.invalid";
+
 /// Runs one mutual TLS handshake, TLS 1.3 only, in memory.
 ///
-/// The client sends `client`'s whole chain and trusts every cert of `client_trust_pem`
-/// (duplicates fine); it accepts the server only if the server leaf's URI SAN equals
-/// `expect_server_id`. The server requires a client certificate chaining to
-/// `server_trust_pem`. Both sides verify at `now`, and both use `now` as their clock.
+/// The client sends `client`'s whole chain and trusts `client_trust_pem` (duplicates fine);
+/// it accepts the server only if the server leaf's URI SAN equals `expect_server_id`. The
+/// server requires a client certificate chaining to `server_trust_pem`. Both sides verify at
+/// `now`, and both use `now` as their clock. Chains are judged along the path Envoy's BoringSSL
+/// would build (see `issuer`).
 ///
 /// A failure says which side refused which and why: see [`HandshakeError::Rejected`].
 pub fn mutual_tls(
@@ -51,63 +59,236 @@ pub fn mutual_tls(
 }
 
 /// Many handshakes between the same workloads and bundles, at one time and expecting one
-/// server identity: each TLS configuration (parsed chain, key and trust anchors) is built
-/// once per (workload, bundle) and chain verdicts are shared (see `Verdicts`). Session
-/// resumption is off in every configuration, so each handshake is a full one: fresh key
-/// exchange, both CertificateVerify signatures, Finished and data both ways. Usable from any
-/// number of threads.
+/// server identity. Each workload's chain and key are parsed once per side, each bundle's
+/// verifier is built once per side, and chain verdicts are shared (see `Verdicts`). Session
+/// resumption is off in every configuration, so each handshake that runs is a full one: fresh
+/// key exchange, both CertificateVerify signatures, Finished and data both ways. Usable from
+/// any number of threads.
 ///
-/// Configurations are keyed by the address of the borrowed inputs, which the `'a` borrow
-/// keeps alive and unchanged for as long as the cache exists.
+/// Inputs are keyed by the address of the borrowed values, which the `'a` borrow keeps alive
+/// and unchanged for as long as the cache exists.
 pub struct HandshakeCache<'a> {
     expect_server_id: String,
-    now: OffsetDateTime,
-    clients: Mutex<HashMap<InputKey, Arc<ClientConfig>>>,
-    servers: Mutex<HashMap<InputKey, Arc<ServerConfig>>>,
+    provider: Arc<CryptoProvider>,
+    clock: Arc<FixedClock>,
+    presented: Table<(usize, Side), Result<Arc<Presented>, HandshakeError>>,
+    client_verifiers: Table<TrustKey, Result<Arc<SpiffeServerVerifier>, HandshakeError>>,
+    server_verifiers: Table<TrustKey, Result<Arc<MeshClientVerifier>, HandshakeError>>,
+    /// Real handshakes between two presented workloads (client, server), run when a pair
+    /// both verifiers accept has an end that has not completed one yet.
+    handshakes: Table<(usize, usize), Result<(), HandshakeError>>,
+    /// Workloads (address, side) that have completed a real handshake on that side.
+    proven: Mutex<HashSet<(usize, Side)>>,
     verdicts: Arc<Verdicts>,
     inputs: PhantomData<&'a [u8]>,
 }
 
-/// (workload address, trust bundle address, trust bundle length).
-type InputKey = (usize, usize, usize);
+/// (trust bundle address, length).
+type TrustKey = (usize, usize);
 
-fn input_key(w: &Workload, trust: &[u8]) -> InputKey {
-    (
-        std::ptr::from_ref(w) as usize,
-        trust.as_ptr() as usize,
-        trust.len(),
-    )
+fn trust_key(trust: &[u8]) -> TrustKey {
+    (trust.as_ptr() as usize, trust.len())
 }
 
-/// The configuration kept under `key`, else `build`'s, kept (a failed build is not).
-fn cached_or<T>(
-    map: &Mutex<HashMap<InputKey, Arc<T>>>,
-    key: InputKey,
-    build: impl FnOnce() -> Result<T, HandshakeError>,
-) -> Result<Arc<T>, HandshakeError> {
-    let lock = || {
-        map.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    };
-    if let Some(v) = lock().get(&key) {
-        return Ok(v.clone());
+fn workload_key(w: &Workload) -> usize {
+    std::ptr::from_ref(w) as usize
+}
+
+/// A map filled on first use from any thread; a value is computed outside the lock (two
+/// threads may both compute one, and get equal results).
+struct Table<K, V>(Mutex<HashMap<K, V>>);
+
+impl<K: Hash + Eq, V: Clone> Table<K, V> {
+    fn new() -> Self {
+        Self(Mutex::default())
     }
-    let v = Arc::new(build()?);
-    lock().insert(key, v.clone());
-    Ok(v)
+
+    fn get_or(&self, key: K, make: impl FnOnce() -> V) -> V {
+        let lock = || {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(v) = lock().get(&key) {
+            return v.clone();
+        }
+        let v = make();
+        lock().insert(key, v.clone());
+        v
+    }
+}
+
+/// What one end sends and signs with: its chain, parsed, and its key loaded against the leaf
+/// (the error, if the key cannot be used or does not match, is reported after the end's
+/// trust bundle is read, as building its configuration would).
+struct Presented {
+    chain: Vec<CertificateDer<'static>>,
+    certified: Result<Arc<CertifiedKey>, HandshakeError>,
+}
+
+/// One end ready to connect: its chain and key, and the verifier it judges its peer with.
+struct End<V: ?Sized> {
+    presented: Arc<Presented>,
+    certified: Arc<CertifiedKey>,
+    verifier: Arc<V>,
 }
 
 impl<'a> HandshakeCache<'a> {
     /// Handshakes at `now` where the client expects the server to be `expect_server_id`.
     pub fn new(expect_server_id: &str, now: OffsetDateTime) -> Self {
+        // aws-lc-rs with TLS_AES_128_GCM_SHA256 preferred, as Envoy's BoringSSL does for
+        // TLS 1.3 (rustls' default puts TLS_AES_256_GCM_SHA384 first).
+        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        provider
+            .cipher_suites
+            .sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
         Self {
             expect_server_id: expect_server_id.to_owned(),
-            now,
-            clients: Mutex::default(),
-            servers: Mutex::default(),
+            provider: Arc::new(provider),
+            clock: Arc::new(FixedClock(unix_time(now))),
+            presented: Table::new(),
+            client_verifiers: Table::new(),
+            server_verifiers: Table::new(),
+            handshakes: Table::new(),
+            proven: Mutex::default(),
             verdicts: Arc::default(),
             inputs: PhantomData,
         }
+    }
+
+    /// [`mutual_tls`] with this cache's identity and time: same inputs, same verdict. Runs a
+    /// real handshake on every call.
+    pub fn mutual_tls(
+        &self,
+        client: &'a Workload,
+        client_trust_pem: &'a [u8],
+        server: &'a Workload,
+        server_trust_pem: &'a [u8],
+    ) -> Result<(), HandshakeError> {
+        let (c, s) = self.ends(client, client_trust_pem, server, server_trust_pem)?;
+        self.run(&c, &s)
+    }
+
+    /// The verdict [`HandshakeCache::mutual_tls`] gives for the same inputs, with far fewer
+    /// real handshakes.
+    ///
+    /// Both ends' certificate checks are made by calling the very verifier objects the two
+    /// configurations install, with the chains the peers send, in the order a TLS 1.3
+    /// handshake makes them (the client judges the server's Certificate first). Whether a
+    /// handshake then completes depends on nothing else the trust bundles touch: those
+    /// verdicts are the only way a bundle enters a handshake (no CA hints are sent). The rest
+    /// splits into what each end does on its own (its configuration loads, its key signs its
+    /// CertificateVerify, which the peer checks against its leaf with the algorithms every
+    /// configuration here shares) and what any two ends do alike (key exchange, Finished,
+    /// data both ways). So a real handshake runs whenever a pair both verifiers accept has an
+    /// end that has not yet completed one on its side; once both ends have, the pair is known
+    /// to complete. A failed real handshake is kept for its pair and proves nothing.
+    pub fn judge(
+        &self,
+        client: &'a Workload,
+        client_trust_pem: &'a [u8],
+        server: &'a Workload,
+        server_trust_pem: &'a [u8],
+    ) -> Result<(), HandshakeError> {
+        let (c, s) = self.ends(client, client_trust_pem, server, server_trust_pem)?;
+        let name = ServerName::try_from(SERVER_NAME).map_err(|e| config_err(Side::Client, e))?;
+        let (peer_leaf, peer_rest) = split(&s.presented.chain);
+        c.verifier
+            .verify_server_cert(peer_leaf, peer_rest, &name, &[], self.clock.0)
+            .map_err(|e| classify(Side::Client, e))?;
+        let (peer_leaf, peer_rest) = split(&c.presented.chain);
+        s.verifier
+            .verify_client_cert(peer_leaf, peer_rest, self.clock.0)
+            .map_err(|e| classify(Side::Server, e))?;
+        let ends = [
+            (workload_key(client), Side::Client),
+            (workload_key(server), Side::Server),
+        ];
+        let proven = || {
+            self.proven
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if ends.iter().all(|end| proven().contains(end)) {
+            return Ok(());
+        }
+        let outcome = self
+            .handshakes
+            .get_or((ends[0].0, ends[1].0), || self.run(&c, &s));
+        if outcome.is_ok() {
+            proven().extend(ends);
+        }
+        outcome
+    }
+
+    /// Both ends, parsed in the order [`mutual_tls`] names bad inputs: the client's chain,
+    /// key, trust bundle and key match, then the same for the server.
+    #[allow(clippy::type_complexity)]
+    fn ends(
+        &self,
+        client: &'a Workload,
+        client_trust_pem: &'a [u8],
+        server: &'a Workload,
+        server_trust_pem: &'a [u8],
+    ) -> Result<(End<SpiffeServerVerifier>, End<MeshClientVerifier>), HandshakeError> {
+        let presented = self.presented(client, Side::Client)?;
+        let verifier = self
+            .client_verifiers
+            .get_or(trust_key(client_trust_pem), || {
+                let trust = trust(
+                    &parse_certs(client_trust_pem, Input::ClientTrust)?,
+                    Input::ClientTrust,
+                )?;
+                Ok(Arc::new(SpiffeServerVerifier::new(
+                    trust,
+                    self.clock.0,
+                    self.provider.signature_verification_algorithms,
+                    &self.expect_server_id,
+                    self.memo(client_trust_pem),
+                )))
+            })?;
+        let client = End {
+            certified: presented.certified.clone()?,
+            presented,
+            verifier,
+        };
+        let presented = self.presented(server, Side::Server)?;
+        let verifier = self
+            .server_verifiers
+            .get_or(trust_key(server_trust_pem), || {
+                let trust = trust(
+                    &parse_certs(server_trust_pem, Input::ServerTrust)?,
+                    Input::ServerTrust,
+                )?;
+                Ok(Arc::new(MeshClientVerifier::new(
+                    trust,
+                    self.clock.0,
+                    self.provider.signature_verification_algorithms,
+                    self.memo(server_trust_pem),
+                )))
+            })?;
+        let server = End {
+            certified: presented.certified.clone()?,
+            presented,
+            verifier,
+        };
+        Ok((client, server))
+    }
+
+    /// `w`'s chain and key as `side` presents them, parsed once.
+    fn presented(&self, w: &'a Workload, side: Side) -> Result<Arc<Presented>, HandshakeError> {
+        self.presented.get_or((workload_key(w), side), || {
+            let (chain_input, key_input) = match side {
+                Side::Client => (Input::ClientChain, Input::ClientKey),
+                Side::Server => (Input::ServerChain, Input::ServerKey),
+            };
+            let chain = parse_certs(w.chain_pem.as_bytes(), chain_input)?;
+            let key = parse_key(&w.key_pem, key_input)?;
+            let certified = CertifiedKey::from_der(chain.clone(), key, &self.provider)
+                .map(Arc::new)
+                .map_err(|e| key_err(key_input, e));
+            Ok(Arc::new(Presented { chain, certified }))
+        })
     }
 
     fn memo(&self, trust_pem: &[u8]) -> Memo {
@@ -117,116 +298,57 @@ impl<'a> HandshakeCache<'a> {
         }
     }
 
-    /// [`mutual_tls`] with this cache's identity and time: same inputs, same verdict.
-    pub fn mutual_tls(
+    /// A real handshake between fresh connections of the two ends' configurations.
+    fn run(
         &self,
-        client: &'a Workload,
-        client_trust_pem: &'a [u8],
-        server: &'a Workload,
-        server_trust_pem: &'a [u8],
+        c: &End<SpiffeServerVerifier>,
+        s: &End<MeshClientVerifier>,
     ) -> Result<(), HandshakeError> {
-        // A side not seen before is parsed, the client first, so of several bad inputs the
-        // client's is named.
-        let client_config = cached_or(&self.clients, input_key(client, client_trust_pem), || {
-            client_config(
-                parse_side(client, client_trust_pem, Side::Client)?,
-                &self.expect_server_id,
-                self.now,
-                self.memo(client_trust_pem),
-            )
-        })?;
-        let server_config = cached_or(&self.servers, input_key(server, server_trust_pem), || {
-            server_config(
-                parse_side(server, server_trust_pem, Side::Server)?,
-                self.now,
-                self.memo(server_trust_pem),
-            )
-        })?;
-        run(client_config, server_config)
+        let client = client_config(&self.provider, &self.clock, c)?;
+        let server = server_config(&self.provider, &self.clock, s)?;
+        run(Arc::new(client), Arc::new(server))
     }
 }
 
-/// One end's inputs, parsed: the chain it presents, its key, and the anchors it trusts.
-struct SideParts {
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-    anchors: Vec<TrustAnchor<'static>>,
-}
-
-/// Parses `side`'s workload and trust bundle, in that order, naming the bad input.
-fn parse_side(w: &Workload, trust_pem: &[u8], side: Side) -> Result<SideParts, HandshakeError> {
-    let (chain, key, trust) = match side {
-        Side::Client => (Input::ClientChain, Input::ClientKey, Input::ClientTrust),
-        Side::Server => (Input::ServerChain, Input::ServerKey, Input::ServerTrust),
-    };
-    Ok(SideParts {
-        chain: parse_certs(w.chain_pem.as_bytes(), chain)?,
-        key: parse_key(&w.key_pem, key)?,
-        anchors: anchors(&parse_certs(trust_pem, trust)?, trust)?,
-    })
-}
-
-/// aws-lc-rs with TLS_AES_128_GCM_SHA256 preferred, as Envoy's BoringSSL does for TLS 1.3
-/// (rustls' default puts TLS_AES_256_GCM_SHA384 first), and the injected clock.
-fn provider_and_clock(now: OffsetDateTime) -> (Arc<CryptoProvider>, Arc<FixedClock>) {
-    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
-    provider
-        .cipher_suites
-        .sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
-    (Arc::new(provider), Arc::new(FixedClock(unix_time(now))))
+/// A presented chain as a verifier receives it: the leaf, and the rest.
+fn split<'c>(
+    chain: &'c [CertificateDer<'static>],
+) -> (&'c CertificateDer<'static>, &'c [CertificateDer<'static>]) {
+    let (leaf, rest) = chain
+        .split_first()
+        .expect("parse_certs returns at least one certificate");
+    (leaf, rest)
 }
 
 fn client_config(
-    SideParts {
-        chain,
-        key,
-        anchors,
-    }: SideParts,
-    expect_server_id: &str,
-    now: OffsetDateTime,
-    memo: Memo,
+    provider: &Arc<CryptoProvider>,
+    clock: &Arc<FixedClock>,
+    end: &End<SpiffeServerVerifier>,
 ) -> Result<ClientConfig, HandshakeError> {
-    let (provider, clock) = provider_and_clock(now);
-    let algs = provider.signature_verification_algorithms;
     let mut config = ClientConfig::builder_with_details(provider.clone(), clock.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| config_err(Side::Client, e))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(SpiffeServerVerifier::new(
-            anchors,
-            clock.0,
-            algs,
-            expect_server_id,
-            memo,
-        )))
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| key_err(Input::ClientKey, e))?;
-    // The name is never checked (the verifier matches the SPIFFE URI SAN) and not sent.
+        .with_custom_certificate_verifier(end.verifier.clone())
+        // What `with_client_auth_cert` builds, from the key loaded once.
+        .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(end.certified.clone())));
     config.enable_sni = false;
-    // Every handshake is a full one, even through a shared configuration.
+    // Every handshake is a full one.
     config.resumption = Resumption::disabled();
     Ok(config)
 }
 
 fn server_config(
-    SideParts {
-        chain,
-        key,
-        anchors,
-    }: SideParts,
-    now: OffsetDateTime,
-    memo: Memo,
+    provider: &Arc<CryptoProvider>,
+    clock: &Arc<FixedClock>,
+    end: &End<MeshClientVerifier>,
 ) -> Result<ServerConfig, HandshakeError> {
-    let (provider, clock) = provider_and_clock(now);
-    let algs = provider.signature_verification_algorithms;
     let mut config = ServerConfig::builder_with_details(provider.clone(), clock.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| config_err(Side::Server, e))?
-        .with_client_cert_verifier(Arc::new(MeshClientVerifier::new(
-            anchors, clock.0, algs, memo,
-        )))
-        .with_single_cert(chain, key)
-        .map_err(|e| key_err(Input::ServerKey, e))?;
+        .with_client_cert_verifier(end.verifier.clone())
+        // What `with_single_cert` builds, from the key loaded once.
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(end.certified.clone())));
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     Ok(config)
@@ -237,8 +359,7 @@ fn run(
     client_config: Arc<ClientConfig>,
     server_config: Arc<ServerConfig>,
 ) -> Result<(), HandshakeError> {
-    let name =
-        ServerName::try_from("workload.mesh.invalid").map_err(|e| config_err(Side::Client, e))?;
+    let name = ServerName::try_from(SERVER_NAME).map_err(|e| config_err(Side::Client, e))?;
     let mut client_conn =
         ClientConnection::new(client_config, name).map_err(|e| config_err(Side::Client, e))?;
     let mut server_conn =

@@ -1,9 +1,11 @@
 //! Certificate verifiers for both ends, verifying at an injected time.
 //!
-//! Chains are verified with `rustls-webpki` against every cert of a trust bundle as an anchor,
-//! offering every non-leaf cert the peer sent as a possible intermediate (Envoy sends roots
-//! too, duplicates included). The client additionally requires the server leaf's URI SAN to be
-//! the expected SPIFFE ID; the server takes any URI-only client leaf that chains.
+//! Chains are verified with `rustls-webpki` along the path Envoy's BoringSSL would build
+//! ([`super::issuer`]): the intermediates it picks from what the peer sent (Envoy sends roots
+//! too, duplicates included) and the one trust-bundle certificate it reaches, as the only
+//! anchor. webpki alone would try every same-named candidate and accept paths BoringSSL never
+//! takes. The client additionally requires the server leaf's URI SAN to be the expected SPIFFE
+//! ID; the server takes any URI-only client leaf that chains.
 //!
 //! Verdicts leave here as rustls errors, so rustls sends the matching alert. Cases rustls has
 //! no variant for travel as `CertificateError::Other` carrying a [`Rejection`], which
@@ -23,14 +25,23 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, OtherEr
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
+use super::issuer::{self, Store};
 use super::{HandshakeError, Input, Rejection, Side};
 
-/// Trust anchors from a bundle: every `CERTIFICATE` block, duplicates kept (harmless).
-pub(super) fn anchors(
+/// A trust bundle: every `CERTIFICATE` block as a webpki anchor (index for index), and the
+/// trust store BoringSSL would build from the same blocks.
+#[derive(Debug)]
+pub(super) struct Trust {
+    anchors: Vec<TrustAnchor<'static>>,
+    store: Store,
+}
+
+/// The trust of a bundle's certificates, in bundle order.
+pub(super) fn trust(
     certs: &[CertificateDer<'static>],
     input: Input,
-) -> Result<Vec<TrustAnchor<'static>>, HandshakeError> {
-    certs
+) -> Result<Trust, HandshakeError> {
+    let anchors = certs
         .iter()
         .enumerate()
         .map(|(index, der)| {
@@ -42,18 +53,23 @@ pub(super) fn anchors(
                     reason: e.to_string(),
                 })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok(Trust {
+        anchors,
+        store: Store::new(certs),
+    })
 }
 
 /// Chain verdicts shared by many handshakes.
 ///
-/// Path validation is a pure function of the presented chain, the trust anchors, the time and
-/// the peer's role, so when a matrix presents the same chain to the same bundle again the
-/// first verdict is reused; and a signature check is a pure function of the algorithm, the
-/// public key, the signed bytes and the signature, so the certificate signatures a new path
-/// shares with earlier ones (the same leaf under the same intermediate) are checked once.
-/// Everything else in each handshake (key exchange, both CertificateVerify signatures over the
-/// transcript, Finished, application data) still runs.
+/// Path validation is a pure function of the presented chain, the trust bundle (its bytes,
+/// order included: BoringSSL's issuer choice depends on it), the time and the peer's role, so
+/// when a matrix presents the same chain to the same bundle again the first verdict is reused;
+/// and a signature check is a pure function of the algorithm, the public key, the signed bytes
+/// and the signature, so the certificate signatures a new path shares with earlier ones (the
+/// same leaf under the same intermediate) are checked once. Everything else in a real
+/// handshake (key exchange, both CertificateVerify signatures over the transcript, Finished,
+/// application data) still runs.
 #[derive(Debug, Default)]
 pub struct Verdicts {
     chains: Mutex<HashMap<[u8; 32], Result<(), rustls::Error>>>,
@@ -140,11 +156,11 @@ pub(super) struct Memo {
     pub(super) anchors_id: [u8; 32],
 }
 
-/// Shared chain check: `end_entity` through any of `intermediates` to any anchor, at `now`,
-/// for the TLS role `role` (the peer's role, whose EKU is required).
+/// Shared chain check: `end_entity` along BoringSSL's path through `intermediates` to the
+/// trust bundle, at `now`, for the TLS role `role` (the peer's role, whose EKU is required).
 #[derive(Debug)]
 struct Chain {
-    anchors: Vec<TrustAnchor<'static>>,
+    trust: Trust,
     now: UnixTime,
     algs: WebPkiSupportedAlgorithms,
     /// `algs` with remembered verdicts, for path building.
@@ -153,12 +169,7 @@ struct Chain {
 }
 
 impl Chain {
-    fn new(
-        anchors: Vec<TrustAnchor<'static>>,
-        now: UnixTime,
-        algs: WebPkiSupportedAlgorithms,
-        memo: Memo,
-    ) -> Self {
+    fn new(trust: Trust, now: UnixTime, algs: WebPkiSupportedAlgorithms, memo: Memo) -> Self {
         let remembered = algs
             .all
             .iter()
@@ -168,7 +179,7 @@ impl Chain {
             })
             .collect();
         Self {
-            anchors,
+            trust,
             now,
             algs,
             remembered,
@@ -216,24 +227,28 @@ impl Chain {
             .iter()
             .map(|a| a as &dyn SignatureVerificationAlgorithm)
             .collect();
-        cert.verify_for_usage(
-            &algs,
-            &self.anchors,
-            intermediates,
-            self.now,
-            usage,
-            None,
-            None,
-        )
-        .map(|_| ())
-        .map_err(|e| match e {
-            webpki::Error::RequiredEkuNotFoundContext(_) => {
-                rejected(Rejection::WrongPurpose { role })
-            }
-            #[allow(deprecated)]
-            webpki::Error::RequiredEkuNotFound => rejected(Rejection::WrongPurpose { role }),
-            other => pki_error(other),
-        })
+        // Only the path BoringSSL builds is offered: its intermediates, and as the one anchor
+        // the bundle certificate it reached (none: no path, an unknown issuer).
+        let path = issuer::choose(end_entity, intermediates, &self.trust.store);
+        let chosen: Vec<CertificateDer<'_>> = path
+            .intermediates
+            .iter()
+            .map(|&i| CertificateDer::from(intermediates[i].as_ref()))
+            .collect();
+        let anchors = match path.anchor {
+            Some(i) => std::slice::from_ref(&self.trust.anchors[i]),
+            None => &[],
+        };
+        cert.verify_for_usage(&algs, anchors, &chosen, self.now, usage, None, None)
+            .map(|_| ())
+            .map_err(|e| match e {
+                webpki::Error::RequiredEkuNotFoundContext(_) => {
+                    rejected(Rejection::WrongPurpose { role })
+                }
+                #[allow(deprecated)]
+                webpki::Error::RequiredEkuNotFound => rejected(Rejection::WrongPurpose { role }),
+                other => pki_error(other),
+            })
     }
 }
 
@@ -246,14 +261,14 @@ pub(super) struct SpiffeServerVerifier {
 
 impl SpiffeServerVerifier {
     pub(super) fn new(
-        anchors: Vec<TrustAnchor<'static>>,
+        trust: Trust,
         now: UnixTime,
         algs: WebPkiSupportedAlgorithms,
         expected_id: &str,
         memo: Memo,
     ) -> Self {
         Self {
-            chain: Chain::new(anchors, now, algs, memo),
+            chain: Chain::new(trust, now, algs, memo),
             expected_id: expected_id.to_owned(),
         }
     }
@@ -312,13 +327,13 @@ pub(super) struct MeshClientVerifier {
 
 impl MeshClientVerifier {
     pub(super) fn new(
-        anchors: Vec<TrustAnchor<'static>>,
+        trust: Trust,
         now: UnixTime,
         algs: WebPkiSupportedAlgorithms,
         memo: Memo,
     ) -> Self {
         Self {
-            chain: Chain::new(anchors, now, algs, memo),
+            chain: Chain::new(trust, now, algs, memo),
         }
     }
 }

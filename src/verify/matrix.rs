@@ -1,11 +1,15 @@
 //! The transition handshake matrix: for each cluster and each pair of phases that coexist
 //! while a promotion propagates (N and N+1), every combination of "leaf issued by phase X's
 //! intermediate" and "trusting phase Y's bundle" on the client and on the server must complete
-//! real mutual TLS (rustls, in memory). Each cluster is also checked against the next cluster
-//! of the fleet (a ring), since clusters share the root.
+//! mutual TLS (rustls, in memory, judging chains along the path Envoy's BoringSSL builds).
+//! Each cluster is also checked against the next cluster of the fleet (a ring), since clusters
+//! share the root.
 //!
-//! Leaves are issued once per intermediate and reused across cells; the handshakes run on
-//! every core.
+//! Leaves are issued once per intermediate and reused across cells. Every cell is judged by
+//! [`HandshakeCache::judge`]: the two verifiers of that cell's configurations decide trust, and
+//! a real handshake runs once per pair of presented workloads. A cell whose phase Secret could
+//! not be read, or from which no leaf could be issued, is reported as not checked, with the
+//! reason, and never counted as ok.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,20 +17,114 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::offline::PhaseSecret;
-use super::{Code, Finding, MatrixCell, Report, Severity};
+use super::{CellStatus, Code, Finding, MatrixCell, Report};
 use crate::handshake::{self, HandshakeCache, LeafSpec, Workload};
 use crate::model::phase_dir;
 use crate::parallel;
 
-/// A cell with the exact material it was judged on (so other verifiers can judge the same).
-/// Leaves and bundles are shared between the cells that use them.
+/// A judged cell with the exact material it was judged on (so other verifiers can judge the
+/// same). Leaves and bundles are shared between the cells that use them; a cell that was not
+/// checked has none.
 pub struct CellInput {
     pub cell: MatrixCell,
+    pub material: Option<Material>,
+}
+
+/// What one cell's client and server present and trust.
+pub struct Material {
     pub client: Arc<Workload>,
     pub client_trust: Arc<[u8]>,
     pub server: Arc<Workload>,
     pub server_trust: Arc<[u8]>,
     pub server_id: String,
+}
+
+/// What the matrix knows of each cluster's phases: the readable Secrets and, for a phase
+/// whose Secret could not be read, the root cause the other gates reported.
+pub struct Phases<'s> {
+    clusters: Vec<String>,
+    secrets: BTreeMap<(String, u8), &'s PhaseSecret>,
+    unreadable: BTreeMap<(String, u8), String>,
+}
+
+impl<'s> Phases<'s> {
+    /// The phases of `secrets` (the readable Secrets of `verify offline`) and, for every other
+    /// phase of a cluster the report covers, why it is missing: the first failed error finding
+    /// about that phase (`cluster/<n>-<name>`), which is the root cause.
+    pub fn from_report(report: &Report, secrets: &'s [PhaseSecret]) -> Self {
+        let mut clusters: Vec<String> = secrets.iter().map(|s| s.cluster.clone()).collect();
+        for f in &report.findings {
+            if let Some((c, _)) = phase_subject(&f.subject) {
+                clusters.push(c.to_string());
+            }
+        }
+        clusters.sort();
+        clusters.dedup();
+        let secrets: BTreeMap<(String, u8), &PhaseSecret> = secrets
+            .iter()
+            .map(|s| ((s.cluster.clone(), s.phase), s))
+            .collect();
+        let mut unreadable = BTreeMap::new();
+        for c in &clusters {
+            for n in 1..=4u8 {
+                let key = (c.clone(), n);
+                if secrets.contains_key(&key) {
+                    continue;
+                }
+                let subject = format!("{c}/{}", phase_dir(n));
+                let cause = report
+                    .findings
+                    .iter()
+                    .find(|f| {
+                        f.is_failure()
+                            && f.severity == super::Severity::Error
+                            && f.subject == subject
+                    })
+                    .map_or_else(
+                        || format!("{subject} could not be read"),
+                        |f| format!("{subject} could not be read ({}: {})", f.code, f.message),
+                    );
+                unreadable.insert(key, cause);
+            }
+        }
+        Self {
+            clusters,
+            secrets,
+            unreadable,
+        }
+    }
+}
+
+impl Phases<'_> {
+    /// Why `c`'s phase `n` is not there.
+    fn missing(&self, c: &str, n: u8) -> String {
+        self.unreadable
+            .get(&(c.to_string(), n))
+            .cloned()
+            .unwrap_or_else(|| format!("{c}/{} could not be read", phase_dir(n)))
+    }
+}
+
+/// The workload of `(cluster, phase, role)`, or why a cell using it is not checked.
+fn lookup<'m, 'k>(
+    leaves: &'m BTreeMap<(&'k str, u8, &'k str), Result<Arc<Workload>, String>>,
+    key: (&'k str, u8, &'k str),
+    phases: &Phases<'_>,
+) -> Result<&'m Arc<Workload>, String> {
+    match leaves.get(&key) {
+        Some(Ok(w)) => Ok(w),
+        Some(Err(e)) => Err(e.clone()),
+        None => Err(phases.missing(key.0, key.1)),
+    }
+}
+
+/// `(cluster, phase)` of a `cluster/<n>-<name>` subject.
+fn phase_subject(subject: &str) -> Option<(&str, u8)> {
+    let (cluster, phase) = subject.rsplit_once('/')?;
+    (1..=4u8)
+        .find(|&n| phase == phase_dir(n))
+        .filter(|_| !cluster.is_empty() && cluster != "fleet")
+        .map(|n| (cluster, n))
 }
 
 fn spec(trust_domain: &str, sa: &str) -> LeafSpec {
@@ -44,7 +142,7 @@ fn signer<'a>(cluster: &'a str, s: &'a PhaseSecret) -> Signer<'a> {
     (cluster, s.signer_pem.as_str(), s.key.expose())
 }
 
-/// One handshake to run: a client leaf and bundle meeting a server leaf and bundle.
+/// One cell to judge: a client leaf and bundle meeting a server leaf and bundle.
 struct Planned<'a> {
     /// Index of the (cluster, transition) finding it counts towards.
     group: usize,
@@ -52,38 +150,43 @@ struct Planned<'a> {
     peer: &'a str,
     transition: u8,
     combo: (u8, u8, u8, u8),
+    /// Everything the cell needs, or the first reason it cannot be checked.
+    inputs: Result<Inputs<'a>, String>,
+}
+
+impl Planned<'_> {
+    /// One phase of one cluster on both sides, trusting that phase.
+    fn is_diagonal(&self) -> bool {
+        let (cl, ct, sl, st) = self.combo;
+        self.cluster == self.peer && cl == ct && ct == sl && sl == st
+    }
+}
+
+struct Inputs<'a> {
     client: &'a Arc<Workload>,
     client_trust: &'a Arc<[u8]>,
     server: &'a Arc<Workload>,
     server_trust: &'a Arc<[u8]>,
 }
 
-/// Builds and judges every cell. `secrets` are the readable phase Secrets of `verify offline`.
+/// Builds and judges every cell.
 ///
-/// Leaves are issued once per intermediate, and the handshakes run on every core
-/// through one [`HandshakeCache`]; cells and findings come out in the same order whatever
-/// the thread timing. Only the transitions `wanted(cluster, n)` (n → n+1) are checked.
-/// `progress(done, total)` is called on the calling thread as handshakes finish.
+/// Leaves are issued once per intermediate, and cells are judged on every core through one
+/// [`HandshakeCache`]; cells and findings come out in the same order whatever the thread
+/// timing. Only the transitions `wanted(cluster, n)` (n → n+1) are checked.
+/// `progress(done, total)` is called on the calling thread as cells are judged.
 pub fn build(
-    secrets: &[PhaseSecret],
+    phases: &Phases<'_>,
     trust_domain: &str,
     now: OffsetDateTime,
     wanted: &dyn Fn(&str, u8) -> bool,
     progress: &mut dyn FnMut(usize, usize),
 ) -> (Vec<CellInput>, Vec<Finding>) {
-    let mut by: BTreeMap<(String, u8), &PhaseSecret> = BTreeMap::new();
-    for s in secrets {
-        by.insert((s.cluster.clone(), s.phase), s);
-    }
-    let clusters: Vec<String> = {
-        let mut v: Vec<String> = by.keys().map(|(c, _)| c.clone()).collect();
-        v.dedup();
-        v
-    };
+    let by = &phases.secrets;
     // One client and one server leaf per intermediate (phases signed by the same certificate
     // and key share them), each presented with its phase's cert-chain.pem and bundle.
     let mut signers: BTreeMap<Signer<'_>, &PhaseSecret> = BTreeMap::new();
-    for ((c, _), s) in &by {
+    for ((c, _), s) in by {
         signers.entry(signer(c, s)).or_insert(s);
     }
     let jobs: Vec<(Signer<'_>, &PhaseSecret, &str)> = signers
@@ -103,27 +206,37 @@ pub fn build(
         .zip(issued)
         .map(|((k, _, sa), leaf)| ((*k, *sa), leaf))
         .collect();
-    let leaves: BTreeMap<(&str, u8, &str), Result<Arc<Workload>, String>> = by
-        .iter()
-        .flat_map(|((c, n), s)| ["client", "server"].map(|sa| (c.as_str(), *n, *s, sa)))
-        .map(|(c, n, s, sa)| {
-            let workload = match &by_signer[&(signer(c, s), sa)] {
-                Ok(leaf) => leaf
-                    .present(&s.chain, &s.bundle)
-                    .map(Arc::new)
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.clone()),
+    // Per (cluster, phase, role): the workload, or why a cell using it is not checked.
+    let mut leaves: BTreeMap<(&str, u8, &str), Result<Arc<Workload>, String>> = BTreeMap::new();
+    for ((c, n), s) in by {
+        let tail = handshake::ChainTail::new(&s.chain, &s.bundle).map_err(|e| e.to_string());
+        for sa in ["client", "server"] {
+            let workload = match (&by_signer[&(signer(c, s), sa)], &tail) {
+                (Ok(leaf), Ok(tail)) => Ok(Arc::new(leaf.present_with(tail))),
+                (Err(e), _) | (_, Err(e)) => Err(format!(
+                    "no leaf could be issued from {c}/{}: {e}",
+                    phase_dir(*n)
+                )),
             };
-            ((c, n, sa), workload)
-        })
-        .collect();
+            leaves.insert((c.as_str(), *n, sa), workload);
+        }
+    }
+    // Equal bundles are one value, so the cache builds one verifier for each (clusters share
+    // their bundles).
+    let mut interned: BTreeMap<&[u8], Arc<[u8]>> = BTreeMap::new();
     let bundles: BTreeMap<(&str, u8), Arc<[u8]>> = by
         .iter()
-        .map(|((c, n), s)| ((c.as_str(), *n), Arc::from(s.bundle.as_slice())))
+        .map(|((c, n), s)| {
+            let shared = interned
+                .entry(s.bundle.as_slice())
+                .or_insert_with(|| Arc::from(s.bundle.as_slice()));
+            ((c.as_str(), *n), shared.clone())
+        })
         .collect();
-
+    let bundle = |c, n| bundles.get(&(c, n)).ok_or_else(|| phases.missing(c, n));
     // Every cell, in report order, grouped by (cluster, transition).
-    let mut groups: Vec<(String, bool)> = Vec::new();
+    let clusters = &phases.clusters;
+    let mut groups: Vec<String> = Vec::new();
     let mut planned: Vec<Planned<'_>> = Vec::new();
     for (i, c) in clusters.iter().enumerate() {
         let peers: Vec<&String> = if clusters.len() > 1 {
@@ -133,41 +246,28 @@ pub fn build(
         };
         for n in (1..4u8).filter(|&n| wanted(c, n)) {
             let group = groups.len();
-            let mut missing = false;
             for peer in &peers {
                 for combo in combos(n) {
                     let (cl, ct, sl, st) = combo;
-                    let (Some(client_trust), Some(server_trust)) = (
-                        bundles.get(&(c.as_str(), ct)),
-                        bundles.get(&(peer.as_str(), st)),
-                    ) else {
-                        missing = true;
-                        continue;
-                    };
-                    let (Some(Ok(client)), Some(Ok(server))) = (
-                        leaves.get(&(c.as_str(), cl, "client")),
-                        leaves.get(&(peer.as_str(), sl, "server")),
-                    ) else {
-                        missing = true;
-                        continue;
-                    };
+                    let inputs = (|| {
+                        Ok(Inputs {
+                            client: lookup(&leaves, (c, cl, "client"), phases)?,
+                            client_trust: bundle(c.as_str(), ct)?,
+                            server: lookup(&leaves, (peer, sl, "server"), phases)?,
+                            server_trust: bundle(peer.as_str(), st)?,
+                        })
+                    })();
                     planned.push(Planned {
                         group,
                         cluster: c,
                         peer,
                         transition: n,
                         combo,
-                        client,
-                        client_trust,
-                        server,
-                        server_trust,
+                        inputs,
                     });
                 }
             }
-            groups.push((
-                format!("{c}/{}→{}", phase_dir(n), phase_dir(n + 1)),
-                missing,
-            ));
+            groups.push(format!("{c}/{}→{}", phase_dir(n), phase_dir(n + 1)));
         }
     }
 
@@ -175,21 +275,46 @@ pub fn build(
     let cache = HandshakeCache::new(&server_id, now);
     let total = planned.len();
     let mut done = 0;
-    let results = parallel::map(
-        &planned,
-        |p| cache.mutual_tls(p.client, p.client_trust, p.server, p.server_trust),
+    // Cells where one phase of a cluster meets itself go first: each real handshake they run
+    // proves both its ends, so most other cells need none (see `HandshakeCache::judge`).
+    let mut order: Vec<usize> = (0..total).collect();
+    order.sort_by_key(|&i| !planned[i].is_diagonal());
+    let judged = parallel::map(
+        &order,
+        |&i| {
+            planned[i]
+                .inputs
+                .as_ref()
+                .map(|i| cache.judge(i.client, i.client_trust, i.server, i.server_trust))
+                .map_err(String::clone)
+        },
         |_, _| {
             done += 1;
             progress(done, total);
         },
     );
+    // Back into report order.
+    let mut results: Vec<(usize, _)> = order.into_iter().zip(judged).collect();
+    results.sort_by_key(|(i, _)| *i);
+    let results = results.into_iter().map(|(_, r)| r);
 
     let mut cells = Vec::with_capacity(planned.len());
-    let mut totals = vec![0usize; groups.len()];
-    let mut failed: Vec<Vec<String>> = vec![Vec::new(); groups.len()];
+    let mut tallies = vec![Tally::default(); groups.len()];
     for (p, result) in planned.iter().zip(results) {
         let (cl, ct, sl, st) = p.combo;
-        totals[p.group] += 1;
+        let (status, rejected_by, reason) = match result {
+            Ok(Ok(())) => (CellStatus::Ok, None, None),
+            Ok(Err(e)) => (
+                CellStatus::Failed,
+                e.rejected_by().map(|s| s.to_string()),
+                Some(e.to_string()),
+            ),
+            Err(why) => (
+                CellStatus::NotChecked,
+                None,
+                Some(format!("{NOT_CHECKED}{why}")),
+            ),
+        };
         let cell = MatrixCell {
             cluster: p.cluster.to_string(),
             transition: p.transition,
@@ -198,65 +323,93 @@ pub fn build(
             server_cluster: p.peer.to_string(),
             server_leaf_phase: sl,
             server_trust_phase: st,
-            ok: result.is_ok(),
-            rejected_by: result
-                .as_ref()
-                .err()
-                .and_then(|e| e.rejected_by())
-                .map(|s| s.to_string()),
-            reason: result.err().map(|e| e.to_string()),
+            status,
+            ok: status == CellStatus::Ok,
+            rejected_by,
+            reason,
         };
-        if !cell.ok {
-            failed[p.group].push(format!(
-                "client leaf {cl}/trust {ct} → {}server leaf {sl}/trust {st}: {}",
-                if p.peer == p.cluster {
-                    String::new()
-                } else {
-                    format!("{} ", p.peer)
-                },
-                cell.reason.clone().unwrap_or_default()
-            ));
-        }
-        cells.push(CellInput {
-            cell,
-            client: p.client.clone(),
-            client_trust: p.client_trust.clone(),
-            server: p.server.clone(),
-            server_trust: p.server_trust.clone(),
+        tallies[p.group].add(&cell, p.peer != p.cluster);
+        let material = p.inputs.as_ref().ok().map(|i| Material {
+            client: i.client.clone(),
+            client_trust: i.client_trust.clone(),
+            server: i.server.clone(),
+            server_trust: i.server_trust.clone(),
             server_id: server_id.clone(),
         });
+        cells.push(CellInput { cell, material });
     }
     let findings = groups
         .into_iter()
-        .zip(totals.into_iter().zip(failed))
-        .map(|((subject, missing), (total, failed))| {
-            let ok = failed.is_empty() && !missing;
-            let message = if missing {
-                "not checked: a phase Secret could not be read or a leaf could not be issued"
-                    .to_string()
-            } else if ok {
-                format!("{total} handshake(s) between leaves and bundles of both phases succeed")
+        .zip(tallies)
+        .map(|(subject, tally)| {
+            const HINT: &str = "while a promotion propagates, old and new leaves and bundles meet: every root a live leaf chains to must stay in every bundle, and no same-named root may come before it";
+            if tally.failed.is_empty() && !tally.not_checked.is_empty() {
+                Finding::not_checked(Code::HandshakeMatrix, &subject, tally.message())
             } else {
-                format!(
-                    "{} of {total} handshake(s) fail; first: {}",
-                    failed.len(),
-                    failed[0]
+                Finding::new(
+                    Code::HandshakeMatrix,
+                    tally.failed.is_empty(),
+                    &subject,
+                    tally.message(),
                 )
-            };
-            Finding {
-                code: Code::HandshakeMatrix,
-                severity: Severity::Error,
-                passed: ok,
-                subject,
-                file: None,
-                message,
-                details: Vec::new(),
-                not_checked: None,
-                hint: "while a promotion propagates, old and new leaves and bundles meet: every root a live leaf chains to must stay in every bundle".to_string(),
+                .hint(HINT)
             }
         })
         .collect();
     (cells, findings)
+}
+
+/// The prefix of a not-checked cell's reason.
+pub const NOT_CHECKED: &str = "not checked, because ";
+
+/// One (cluster, transition) finding's count of cells.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    total: usize,
+    failed: Vec<String>,
+    not_checked: Vec<String>,
+}
+
+impl Tally {
+    fn add(&mut self, c: &MatrixCell, other_cluster: bool) {
+        self.total += 1;
+        let reason = c.reason.clone().unwrap_or_default();
+        match c.status {
+            CellStatus::Ok => {}
+            CellStatus::Failed => self.failed.push(format!(
+                "client leaf {}/trust {} → {}server leaf {}/trust {}: {reason}",
+                c.client_leaf_phase,
+                c.client_trust_phase,
+                if other_cluster {
+                    format!("{} ", c.server_cluster)
+                } else {
+                    String::new()
+                },
+                c.server_leaf_phase,
+                c.server_trust_phase,
+            )),
+            CellStatus::NotChecked => self.not_checked.push(reason),
+        }
+    }
+
+    fn message(&self) -> String {
+        let total = self.total;
+        let (failed, not_checked) = (self.failed.len(), self.not_checked.len());
+        let ok = total - failed - not_checked;
+        if failed == 0 && not_checked == 0 {
+            return format!(
+                "{total} handshake(s) between leaves and bundles of both phases succeed"
+            );
+        }
+        let mut parts = vec![format!("{ok} of {total} handshake(s) ok")];
+        if failed > 0 {
+            parts.push(format!("{failed} fail (first: {})", self.failed[0]));
+        }
+        if not_checked > 0 {
+            parts.push(format!("{not_checked} {}", self.not_checked[0]));
+        }
+        parts.join("; ")
+    }
 }
 
 /// Every (client leaf, client trust, server leaf, server trust) over phases {n, n+1}.
@@ -275,8 +428,9 @@ fn combos(n: u8) -> Vec<(u8, u8, u8, u8)> {
     v
 }
 
-/// Runs the matrix for the `wanted` transitions and adds it to `report`; `progress(done,
-/// total)` as handshakes finish.
+/// Runs the matrix for the `wanted` transitions over the readable `secrets` and adds it to
+/// `report`, whose findings name the phases that could not be read; `progress(done, total)`
+/// as cells are judged.
 pub fn run(
     report: &mut Report,
     secrets: &[PhaseSecret],
@@ -285,8 +439,25 @@ pub fn run(
     wanted: &dyn Fn(&str, u8) -> bool,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Vec<CellInput> {
-    let (cells, findings) = build(secrets, trust_domain, now, wanted, progress);
+    let phases = Phases::from_report(report, secrets);
+    let (cells, findings) = build(&phases, trust_domain, now, wanted, progress);
     report.findings.extend(findings);
     report.matrix = cells.iter().map(|c| c.cell.clone()).collect();
     cells
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phase_subjects_name_a_cluster_and_phase() {
+        assert_eq!(
+            phase_subject("us-east/3-switch-issuer"),
+            Some(("us-east", 3))
+        );
+        assert_eq!(phase_subject("fleet/2-trust-both"), None);
+        assert_eq!(phase_subject("us-east/2-trust-both→3-switch-issuer"), None);
+        assert_eq!(phase_subject("us-east"), None);
+    }
 }

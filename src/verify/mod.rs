@@ -91,6 +91,19 @@ impl Finding {
     }
 }
 
+/// What became of one matrix cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CellStatus {
+    /// The handshake completed.
+    Ok,
+    /// One side refused the other, or the handshake failed.
+    Failed,
+    /// A phase the cell needs could not be read, or no leaf could be issued from it: nothing
+    /// was judged (never counted as ok).
+    NotChecked,
+}
+
 /// One cell of the transition handshake matrix.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -105,9 +118,12 @@ pub struct MatrixCell {
     pub server_cluster: String,
     pub server_leaf_phase: u8,
     pub server_trust_phase: u8,
+    pub status: CellStatus,
+    /// `status` is `ok` (kept for readers of earlier reports).
     pub ok: bool,
     /// `client` or `server`: who refused the other's certificate.
     pub rejected_by: Option<String>,
+    /// Why the handshake failed, or why the cell was not checked (`not checked, because …`).
     pub reason: Option<String>,
 }
 

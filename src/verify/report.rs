@@ -512,11 +512,20 @@ fn matrix_count(cells: &[MatrixCell]) -> String {
     if cells.is_empty() {
         return String::new();
     }
-    format!(
+    let not_checked = cells
+        .iter()
+        .filter(|c| c.status == super::CellStatus::NotChecked)
+        .count();
+    let mut out = format!(
         "; matrix {} of {} cells ok",
         cells.iter().filter(|c| c.ok).count(),
         cells.len()
-    )
+    );
+    // Cells of a phase that could not be read were never judged: counted apart, never as ok.
+    if not_checked > 0 {
+        out.push_str(&format!(", {not_checked} not checked"));
+    }
+    out
 }
 
 /// Cells counted per key: (ok, total).
@@ -584,7 +593,10 @@ fn matrix_text(cells: &[MatrixCell], verbose: bool) -> String {
             verdict(*ok, *total)
         );
     }
-    let failed: Vec<&MatrixCell> = cells.iter().filter(|c| !c.ok).collect();
+    let failed: Vec<&MatrixCell> = cells
+        .iter()
+        .filter(|c| c.status == super::CellStatus::Failed)
+        .collect();
     for c in failed.iter().take(MATRIX_CELLS_SHOWN) {
         let _ = writeln!(o, "      {} {}", paint("FAIL", FAIL), cell_text(c));
     }
@@ -626,7 +638,10 @@ fn matrix_markdown(cells: &[MatrixCell]) -> String {
         };
         let _ = writeln!(o, "| phase {n}→{} | {result} | {ok} of {total} |", n + 1);
     }
-    let failed: Vec<&MatrixCell> = cells.iter().filter(|c| !c.ok).collect();
+    let failed: Vec<&MatrixCell> = cells
+        .iter()
+        .filter(|c| c.status == super::CellStatus::Failed)
+        .collect();
     if !failed.is_empty() {
         o.push_str("\nFailed cells:\n\n");
         for c in failed.iter().take(MATRIX_CELLS_SHOWN) {
@@ -878,6 +893,11 @@ mod matrix_tests {
             server_cluster: peer.into(),
             server_leaf_phase: transition + 1,
             server_trust_phase: transition,
+            status: if ok {
+                super::super::CellStatus::Ok
+            } else {
+                super::super::CellStatus::Failed
+            },
             ok,
             rejected_by: (!ok).then(|| "server".into()),
             reason: (!ok).then(|| "unknown issuer".into()),

@@ -34,6 +34,12 @@ struct Ca {
 }
 
 fn ca(alg: Alg, subject: &[(DnType, &str)], parent: Option<&Ca>) -> Ca {
+    ca_with(alg, subject, parent, true)
+}
+
+/// `ca`, choosing whether an intermediate carries an authority key identifier (Istio's
+/// Makefile run with OpenSSL 1.1.1 wrote none).
+fn ca_with(alg: Alg, subject: &[(DnType, &str)], parent: Option<&Ca>, akid: bool) -> Ca {
     let key = match alg {
         Alg::P256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256),
         Alg::Rsa2048 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048),
@@ -58,7 +64,7 @@ fn ca(alg: Alg, subject: &[(DnType, &str)], parent: Option<&Ca>) -> Ca {
         }
         Some(parent) => {
             params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-            params.use_authority_key_identifier_extension = true;
+            params.use_authority_key_identifier_extension = akid;
             let parent_key = KeyPair::from_pem(&parent.key_pem).expect("parent key");
             let issuer = Issuer::from_ca_cert_pem(&parent.cert_pem, parent_key).expect("issuer");
             params.signed_by(&key, &issuer).expect("sign")
@@ -415,16 +421,22 @@ fn phase_three_chain_with_duplicated_and_extra_roots_verifies() {
     );
 }
 
-/// Two roots with the DN Istio's Makefile gives every root, each with an intermediate.
-fn makefile_roots() -> ((Ca, Signer), (Ca, Signer)) {
+/// Two roots with the DN Istio's Makefile gives every root, each with an intermediate that
+/// carries an authority key identifier or not.
+fn makefile_roots(akid: bool) -> ((Ca, Signer), (Ca, Signer)) {
     let makefile_dn = [
         (DnType::OrganizationName, "Istio"),
         (DnType::CommonName, "Root CA"),
     ];
     let pair = |cluster: &str| {
         let root = ca(Alg::P256, &makefile_dn, None);
+        let int_dn = [
+            (DnType::OrganizationName, "Istio"),
+            (DnType::CommonName, "Intermediate CA"),
+            (DnType::LocalityName, cluster),
+        ];
         let signer = Signer {
-            int: intermediate(Alg::P256, &root, cluster),
+            int: ca_with(Alg::P256, &int_dn, Some(&root), akid),
             root_pem: root.cert_pem.clone(),
         };
         (root, signer)
@@ -432,48 +444,161 @@ fn makefile_roots() -> ((Ca, Signer), (Ca, Signer)) {
     (pair("old"), pair("new"))
 }
 
-// Istio's Makefile gives every root the same DN. An untrusted root then looks like a bad
-// signature (the trusted root with that name did not sign), not an unknown issuer.
+// Istio's Makefile gives every root the same DN. Where the intermediate names its root by
+// authority key identifier, BoringSSL (and so the matrix) never takes the other root for its
+// issuer: a peer trusting only the other one has no path at all.
 #[test]
-fn same_subject_roots_show_an_untrusted_root_as_bad_signature() {
-    let ((old_root, old), (new_root, new)) = makefile_roots();
+fn same_named_roots_are_told_apart_by_the_intermediates_akid() {
+    let ((old_root, old), (new_root, new)) = makefile_roots(true);
     let c = issue(&client(), &old, &old_root.cert_pem, now());
     let s = issue(&server(), &new, &new_root.cert_pem, now());
     assert_rejected(
         tls(&c, &old_root.cert_pem, &s, &new_root.cert_pem),
         Side::Client,
-        &Rejection::BadSignature,
+        &Rejection::UnknownIssuer,
     );
-    let both = format!("{}{}", old_root.cert_pem, new_root.cert_pem);
-    tls(&c, &both, &s, &both).expect("both same-named roots trusted");
+    for both in [
+        format!("{}{}", old_root.cert_pem, new_root.cert_pem),
+        format!("{}{}", new_root.cert_pem, old_root.cert_pem),
+    ] {
+        tls(&c, &both, &s, &both).expect("both same-named roots trusted, in either order");
+    }
 }
 
-// The shared cache remembers chain verdicts and certificate signature checks across
-// handshakes. With same-named roots, path building checks the new intermediate's signature
-// against both roots' keys: a check remembered for one key must not answer for the other.
+// Without an authority key identifier, BoringSSL takes the first root of the bundle with the
+// intermediate's issuer name and never tries another: listed first, a same-named root that did
+// not sign breaks the path (OpenSSL: error 7, certificate signature failure), although the
+// real root is trusted too. rustls-webpki alone would try both and pass.
 #[test]
-fn cached_handshakes_keep_same_subject_roots_apart() {
-    let ((old_root, _), (new_root, new)) = makefile_roots();
-    let c = issue(&client(), &new, &new_root.cert_pem, now());
-    let s = issue(&server(), &new, &new_root.cert_pem, now());
-    let both = format!("{}{}", old_root.cert_pem, new_root.cert_pem);
-    let only_old = old_root.cert_pem.clone();
-    let cache = HandshakeCache::new(&server().spiffe_id(), now());
-    let run = |c_trust: &str, s_trust: &str| {
-        cache.mutual_tls(&c, c_trust.as_bytes(), &s, s_trust.as_bytes())
-    };
-    run(&both, &both).expect("both roots trusted");
+fn a_same_named_root_listed_first_breaks_intermediates_without_akid() {
+    let ((old_root, old), (new_root, new)) = makefile_roots(false);
+    let old_first = format!("{}{}", old_root.cert_pem, new_root.cert_pem);
+    let new_first = format!("{}{}", new_root.cert_pem, old_root.cert_pem);
+    let old_c = issue(&client(), &old, &old_first, now());
+    let old_s = issue(&server(), &old, &old_first, now());
+    let new_c = issue(&client(), &new, &new_first, now());
+    let new_s = issue(&server(), &new, &new_first, now());
+
+    tls(&old_c, &old_first, &old_s, &old_first).expect("old leaves, old root first");
+    tls(&new_c, &new_first, &new_s, &new_first).expect("new leaves, new root first");
     assert_rejected(
-        run(&only_old, &both),
+        tls(&old_c, &new_first, &old_s, &old_first),
         Side::Client,
         &Rejection::BadSignature,
     );
     assert_rejected(
-        run(&both, &only_old),
+        tls(&old_c, &old_first, &new_s, &new_first),
+        Side::Client,
+        &Rejection::BadSignature,
+    );
+    assert_rejected(
+        tls(&new_c, &new_first, &new_s, &old_first),
         Side::Server,
         &Rejection::BadSignature,
     );
-    run(&both, &both).expect("both roots trusted, again");
+}
+
+// The shared cache remembers chain verdicts and certificate signature checks across
+// handshakes. With same-named roots, path building checks the intermediate's signature
+// against both roots' keys: a check remembered for one key or one bundle order must not
+// answer for the other, whether the cell runs a handshake or is judged by the verifiers.
+#[test]
+fn cached_handshakes_keep_same_subject_roots_apart() {
+    let ((old_root, _), (new_root, new)) = makefile_roots(false);
+    let c = issue(&client(), &new, &new_root.cert_pem, now());
+    let s = issue(&server(), &new, &new_root.cert_pem, now());
+    let new_first = format!("{}{}", new_root.cert_pem, old_root.cert_pem);
+    let old_first = format!("{}{}", old_root.cert_pem, new_root.cert_pem);
+    let only_old = old_root.cert_pem.clone();
+    let cache = HandshakeCache::new(&server().spiffe_id(), now());
+    for judge in [false, true] {
+        let run = |c_trust: &str, s_trust: &str| {
+            let (ct, st) = (c_trust.as_bytes(), s_trust.as_bytes());
+            if judge {
+                cache.judge(&c, ct, &s, st)
+            } else {
+                cache.mutual_tls(&c, ct, &s, st)
+            }
+        };
+        run(&new_first, &new_first).expect("the signing root first");
+        assert_rejected(
+            run(&old_first, &new_first),
+            Side::Client,
+            &Rejection::BadSignature,
+        );
+        assert_rejected(
+            run(&new_first, &old_first),
+            Side::Server,
+            &Rejection::BadSignature,
+        );
+        assert_rejected(
+            run(&only_old, &new_first),
+            Side::Client,
+            &Rejection::BadSignature,
+        );
+        run(&new_first, &new_first).expect("the signing root first, again");
+    }
+}
+
+// `judge` decides with the verifiers and runs one real handshake per pair of workloads; it must
+// give exactly what a full handshake gives, for passing and failing cells alike, whatever
+// order the cells come in.
+#[test]
+fn judged_cells_match_full_handshakes() {
+    let pki = &*PKI;
+    let ab = format!("{}{}", pki.root_a, pki.root_b);
+    let a_c = issue(&client(), &pki.a, &ab, now());
+    let b_c = issue(&client(), &pki.b, &ab, now());
+    let a_s = issue(&server(), &pki.a, &ab, now());
+    let b_s = issue(&server(), &pki.b, &ab, now());
+    let stale_s = issue(&server(), &pki.a, &pki.root_a, now() - Duration::hours(3));
+    let impostor = Workload {
+        chain_pem: pki.a.cert_chain(),
+        key_pem: pki.a.int.key_pem.clone(),
+    };
+    let swapped = Workload {
+        chain_pem: a_c.chain_pem.clone(),
+        key_pem: b_c.key_pem.clone(),
+    };
+    let clients = [&a_c, &b_c, &swapped];
+    let servers = [&a_s, &b_s, &stale_s, &impostor];
+    let bundles = [pki.root_a.as_str(), pki.root_b.as_str(), ab.as_str(), ""];
+    let cache = HandshakeCache::new(&server().spiffe_id(), now());
+    let wrong_id = HandshakeCache::new("spiffe://cluster.local/ns/shop/sa/other", now());
+    let describe = |r: Result<(), HandshakeError>| r.map_err(|e| (e.rejected_by(), e.to_string()));
+    let (mut ok, mut failed) = (0, 0);
+    // Twice over, so the second round meets every pair already handshaken or refused.
+    for _ in 0..2 {
+        for c in clients {
+            for ct in bundles {
+                for s in servers {
+                    for st in bundles {
+                        let (ctb, stb) = (ct.as_bytes(), st.as_bytes());
+                        let full = describe(tls(c, ct, s, st));
+                        assert_eq!(describe(cache.judge(c, ctb, s, stb)), full);
+                        let full_wrong = describe(mutual_tls(
+                            c,
+                            ctb,
+                            s,
+                            stb,
+                            "spiffe://cluster.local/ns/shop/sa/other",
+                            now(),
+                        ));
+                        assert_eq!(describe(wrong_id.judge(c, ctb, s, stb)), full_wrong);
+                        if full.is_ok() {
+                            ok += 1;
+                        } else {
+                            failed += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        ok > 0 && failed > ok,
+        "{ok} passing, {failed} failing cells compared"
+    );
 }
 
 #[test]
