@@ -490,8 +490,8 @@ fn an_unreadable_phase_leaves_its_cells_not_checked() {
     let ok = matrix.iter().filter(|c| c["status"] == "ok").count();
     assert_eq!(ok + not_checked.len(), matrix.len(), "nothing else failed");
     assert!(
-        summary.contains(&format!(
-            "; matrix {} cells: {ok} ok, 0 failed, 30 not checked (30 because demo/3-switch-issuer could not be read (sops-mac: ",
+        summary.ends_with(&format!(
+            "; matrix {ok} of {} cells ok, 30 not checked",
             matrix.len()
         )),
         "{summary}"
