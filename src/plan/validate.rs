@@ -567,7 +567,7 @@ fn check_clusters(
             "clusters-empty",
             loc(list),
             "the plan names no cluster",
-            "add at least one entry under list",
+            "add at least one entry under spec.clusters",
         );
     }
     let mut seen: BTreeMap<String, Location> = BTreeMap::new();

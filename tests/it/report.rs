@@ -236,10 +236,18 @@ fn a_tampered_run_shows_the_failure_in_full_and_exits_1() {
     // The tampered phase is one root cause: what depends on it is not checked, not failed.
     assert!(not_checked > 0);
     let (ok, total) = cells(&v);
+    let cells_not_checked = v["matrix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "not-checked")
+        .count();
+    // The cells that need the tampered phase were never judged: counted apart, never as ok.
+    assert_eq!(ok + cells_not_checked, total);
     assert_eq!(
         text.lines().last().unwrap(),
         format!(
-            "{passed} passed, {} failed, 0 warnings, {not_checked} not checked; matrix {ok} of {total} cells ok",
+            "{passed} passed, {} failed, 0 warnings, {not_checked} not checked; matrix {ok} of {total} cells ok, {cells_not_checked} not checked",
             failed.len()
         )
     );
