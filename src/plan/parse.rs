@@ -1,8 +1,8 @@
 //! Plan YAML → [`RawPlan`]. serde-saphyr parses; `serde_path_to_error` names the field the
 //! parser was reading when it stopped (`spec.clusters[1].intermediates.new`); the parser's own
 //! events say what was written where a mapping or a list was expected. A schema error thus
-//! reads "spec.clusters[0]: expected a mapping here, found a list", not only "expected a
-//! mapping here".
+//! reads `spec.clusters[0]: expected a mapping here, found a list`, not only `expected a
+//! mapping here`.
 
 use serde_saphyr::granit_parser::{Event, Parser};
 use serde_saphyr::{Error, Location};

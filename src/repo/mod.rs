@@ -4,7 +4,7 @@
 //! a phase Secret, is defined here and nowhere else. [`Repo::open`] reads a finished render
 //! once (the typed rollout file, the clusters, their active pointers) for verify, promote and
 //! status; [`Previous::read`] reads what a render needs from the one before it (the managed
-//! files, the key state, the pointers); [`write`] and [`diff`] put a new tree in place or
+//! files, the key state, the pointers); [`write()`] and [`diff`] put a new tree in place or
 //! compare it with the one on disk (through [`tree`], which does it atomically).
 
 use std::collections::BTreeMap;
