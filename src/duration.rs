@@ -19,18 +19,23 @@ use std::fmt;
 pub struct Span(u64);
 
 impl Span {
+    /// A span of `secs` seconds.
     pub const fn from_secs(secs: u64) -> Self {
         Self(secs)
     }
+    /// A span of `mins` minutes.
     pub const fn from_mins(mins: u64) -> Self {
         Self(mins * 60)
     }
+    /// A span of `hours` hours.
     pub const fn from_hours(hours: u64) -> Self {
         Self(hours * 3600)
     }
+    /// A span of `days` days.
     pub const fn from_days(days: u64) -> Self {
         Self(days * 86_400)
     }
+    /// The span in whole seconds.
     pub const fn as_secs(self) -> u64 {
         self.0
     }
@@ -40,6 +45,7 @@ impl Span {
         let v = (u128::from(self.0) * u128::from(num)).div_ceil(u128::from(den));
         Self(u64::try_from(v).unwrap_or(u64::MAX))
     }
+    /// The span as a `time::Duration`, saturating at `i64::MAX` seconds.
     pub fn to_time(self) -> time::Duration {
         time::Duration::seconds(i64::try_from(self.0).unwrap_or(i64::MAX))
     }

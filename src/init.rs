@@ -9,31 +9,49 @@ use crate::plan::PlanError;
 /// What was found in the directory.
 #[derive(Debug)]
 pub struct Scaffold {
+    /// The scaffolded plan, with comments, already validated.
     pub yaml: String,
+    /// Names of the clusters found (one per import directory).
     pub clusters: Vec<String>,
+    /// `makefile` or `tls`: which file set the directories hold.
     pub layout: &'static str,
+    /// `true` when the root's private key was found next to the root bundle.
     pub root_key_found: bool,
 }
 
 /// Errors while scaffolding.
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
+    /// The directory holds no CA material rootroll can import.
     #[error("{} holds neither Istio Makefile output (ca-cert.pem, ca-key.pem, root-cert.pem) nor a tls.crt/tls.key/ca.crt set, nor subdirectories with them", dir.display())]
-    NothingFound { dir: PathBuf },
+    NothingFound {
+        /// The directory that was searched.
+        dir: PathBuf,
+    },
+    /// The directory or one of its entries could not be read.
     #[error("cannot read {}", dir.display())]
     Read {
+        /// The directory that failed.
         dir: PathBuf,
+        /// Why reading it failed.
         #[source]
         source: std::io::Error,
     },
     /// A path that a plan cannot hold exactly.
     #[error("{path:?} {why}: a plan cannot name it exactly; rename or move the directory")]
-    UnsafePath { path: PathBuf, why: &'static str },
+    UnsafePath {
+        /// The path found.
+        path: PathBuf,
+        /// Why a plan cannot hold it (for example `is not UTF-8`).
+        why: &'static str,
+    },
     /// What was found does not make a valid plan; `source` holds every problem, each naming
     /// the imported file, with the codes `plan` reports.
     #[error("{} cannot be imported", dir.display())]
     Invalid {
+        /// The directory that was imported.
         dir: PathBuf,
+        /// Every problem the validation found.
         #[source]
         source: PlanError,
     },
@@ -299,7 +317,9 @@ pub struct FromSecret {
     pub files: Vec<(PathBuf, Vec<u8>)>,
     /// The current intermediate (PEM) and its key, for the encrypted key state only.
     pub cert_pem: String,
+    /// The current intermediate's private key, kept out of the plan and the public files.
     pub key: crate::pki::PrivateKeyPem,
+    /// `makefile` or `tls`: which keys the Secret used.
     pub layout: &'static str,
 }
 

@@ -28,7 +28,9 @@ pub fn phase_dir(number: u8) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Issuer {
+    /// The cluster's current intermediate, under the current root.
     Current,
+    /// The cluster's new intermediate, under the new root.
     New,
 }
 
@@ -41,10 +43,15 @@ pub enum Issuer {
     rename_all_fields = "camelCase"
 )]
 pub enum CertView {
+    /// The certificate exists (imported, or generated at an earlier render) and was inspected.
     Known(Box<CertSummary>),
+    /// The certificate will be generated at render time.
     Planned {
+        /// Key algorithm it will be generated with.
         algorithm: String,
+        /// How long it will be valid.
         validity: Span,
+        /// Its subject, as the plan gives it.
         subject: String,
     },
 }
@@ -57,6 +64,7 @@ impl CertView {
             subject: spec.subject.to_string(),
         }
     }
+    /// The certificate's subject, known or planned.
     pub fn subject(&self) -> &str {
         match self {
             Self::Known(s) => &s.subject,
@@ -78,6 +86,7 @@ impl CertView {
 pub struct BundleEntry {
     /// `A` (a current root) or `B` (the new root).
     pub root: RootName,
+    /// The certificate of this entry.
     pub cert: CertView,
 }
 
@@ -110,6 +119,7 @@ pub struct Relation {
     pub byte_containment: Option<bool>,
     /// istiod 1.30+: one set of certificates contains the other.
     pub set_relation: Option<bool>,
+    /// Whether the bundle's bytes differ from the previous phase's; `None` until bytes exist.
     pub bytes_change: Option<bool>,
 }
 
@@ -126,25 +136,39 @@ pub struct PhaseGate {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Phase {
+    /// Phase number, 0 (prerequisites) to 4 (finalize).
     pub number: u8,
+    /// Phase name, as in [`PHASES`].
     pub name: String,
+    /// Which intermediate signs workloads in this phase; `None` for phase 0.
     pub signer: Option<Issuer>,
+    /// The root bundle istiod serves in this phase, in file order.
     pub bundle: Vec<BundleEntry>,
+    /// SHA-256 of the bundle's bytes; `None` until the roots exist.
     pub bundle_sha256: Option<String>,
+    /// How this phase's bundle relates to the previous phase's; `None` for the first.
     pub relation_to_previous: Option<Relation>,
+    /// Why the phase exists, in one sentence for ROLLOUT.md.
     pub why: String,
     /// Minimum time to stay in this phase before promoting the next.
     pub min_soak: Span,
+    /// [`Self::min_soak`] in seconds, for readers of `rollout.json`.
     pub min_soak_secs: u64,
+    /// Gates that must pass before the next phase is promoted.
     pub gates_before_next: Vec<PhaseGate>,
+    /// Operator notes printed with the phase.
     pub notes: Vec<String>,
 }
 
+/// One cluster of the rollout and its two intermediates.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterView {
+    /// Cluster name, as in the plan.
     pub name: String,
+    /// The intermediate that signs workloads in phases 1 and 2.
     pub current_intermediate: CertView,
+    /// The intermediate that signs from phase 3 on.
     pub new_intermediate: CertView,
 }
 
@@ -159,13 +183,21 @@ pub const ROLLOUT_FORMAT_VERSION: u32 = 1;
 pub struct Rollout {
     /// [`ROLLOUT_FORMAT_VERSION`].
     pub format_version: u32,
+    /// The plan's `metadata.name`.
     pub plan: String,
+    /// The mesh being rotated, as the plan gives it.
     pub mesh: crate::plan::Mesh,
+    /// The plan's soak inputs.
     pub timing: crate::plan::Timing,
+    /// The plan's controller, repository path and age recipients.
     pub gitops: crate::plan::Gitops,
+    /// Every root in today's bundle (A), in file order.
     pub current_roots: Vec<CertView>,
+    /// The root the mesh rotates to (B).
     pub new_root: CertView,
+    /// Every cluster, in plan order.
     pub clusters: Vec<ClusterView>,
+    /// Phases 0–4, in order.
     pub phases: Vec<Phase>,
     /// Sum of the minimum soak times of phases 1–3: the shortest possible rotation.
     pub min_total: Span,
@@ -181,7 +213,9 @@ pub struct Rollout {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ValidityFloor {
+    /// Below this remaining validity, `validity-floor` fails.
     pub fail: Span,
+    /// Below this remaining validity, `validity-margin` warns.
     pub warn: Span,
 }
 

@@ -21,19 +21,26 @@ use crate::sops::{self, SopsError};
 /// Errors while sealing.
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
+    /// Encryption or decryption through SOPS failed.
     #[error(transparent)]
     Sops(#[from] SopsError),
     #[error(
         "{path} must be re-encrypted but the key state is encrypted and no age identity could open it; \
          give --identity FILE or set SOPS_AGE_KEY_FILE"
     )]
-    Locked { path: String },
+    /// A file needs encrypting but the key state cannot be opened to compare or reuse it.
+    Locked {
+        /// The output file that needs encrypting.
+        path: String,
+    },
 }
 
 /// What sealing did.
 #[derive(Debug, Default)]
 pub struct SealReport {
+    /// Files encrypted afresh (new, or their content changed).
     pub encrypted: Vec<String>,
+    /// Files whose encryption on disk already holds the same content, kept byte for byte.
     pub kept: Vec<String>,
     /// Kept files whose encrypted content could not be compared (no identity opens them, or
     /// the key state is locked): only their public part is known to be up to date.

@@ -22,17 +22,24 @@ pub const BACKDATE: Span = Span::from_mins(5);
 /// Everything needed to generate one CA.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GenerateSpec {
+    /// Key algorithm of the new CA.
     pub algorithm: Algorithm,
+    /// How long after (un-backdated) NotBefore the CA stays valid.
     pub validity: Span,
+    /// The CA's distinguished name.
     pub subject: Subject,
 }
 
 /// A distinguished name, in the order it is written: O, OU, CN, L.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Subject {
+    /// `O` (organisation).
     pub organization: Option<String>,
+    /// `OU` (organisational unit).
     pub organizational_unit: Option<String>,
+    /// `CN`: the CA's name, such as `Intermediate CA`.
     pub common_name: Option<String>,
+    /// `L`: the cluster name, for generated intermediates.
     pub locality: Option<String>,
 }
 

@@ -12,9 +12,21 @@ use super::{PkiError, hex, sha256_hex};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeyKind {
-    Rsa { bits: usize },
-    Ec { curve: String },
-    Other { algorithm: String },
+    /// An RSA key.
+    Rsa {
+        /// Modulus size in bits.
+        bits: usize,
+    },
+    /// An elliptic-curve key.
+    Ec {
+        /// The curve's name (`P-256`).
+        curve: String,
+    },
+    /// Any other key type.
+    Other {
+        /// The key algorithm's OID or name.
+        algorithm: String,
+    },
 }
 
 impl std::fmt::Display for KeyKind {
@@ -31,23 +43,37 @@ impl std::fmt::Display for KeyKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CertSummary {
+    /// Subject distinguished name, as x509-parser prints it (`CN=…, O=…`).
     pub subject: String,
+    /// Issuer distinguished name: equal to `subject` for a root.
     pub issuer: String,
+    /// Serial number as colon-separated hex.
     pub serial: String,
+    /// Start of the validity window.
     #[serde(with = "time::serde::rfc3339")]
     pub not_before: OffsetDateTime,
+    /// End of the validity window.
     #[serde(with = "time::serde::rfc3339")]
     pub not_after: OffsetDateTime,
+    /// Key type and size.
     pub key: KeyKind,
+    /// `CA:true` in basic constraints.
     pub is_ca: bool,
+    /// The basic-constraints path length, when set.
     pub path_len: Option<u32>,
+    /// The key usage includes `keyCertSign` (may sign certificates).
     pub key_cert_sign: bool,
     /// Extended key usages, empty when the extension is absent.
     pub ext_key_usage: Vec<String>,
+    /// DNS, URI and IP subject alternative names.
     pub subject_alt_names: Vec<String>,
+    /// Subject key identifier, hex.
     pub subject_key_id: Option<String>,
+    /// Authority key identifier, hex: must match the issuer's SKID.
     pub authority_key_id: Option<String>,
+    /// Issued by itself, as a root is.
     pub self_signed: bool,
+    /// SHA-256 fingerprint of the DER, lowercase hex.
     pub sha256: String,
 }
 

@@ -21,19 +21,25 @@ use zeroize::Zeroizing;
 /// Key algorithms a plan may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Algorithm {
+    /// RSA with a 2048-bit modulus.
     #[serde(rename = "rsa-2048")]
     Rsa2048,
+    /// RSA with a 3072-bit modulus.
     #[serde(rename = "rsa-3072")]
     Rsa3072,
+    /// RSA with a 4096-bit modulus.
     #[serde(rename = "rsa-4096")]
     Rsa4096,
+    /// ECDSA on NIST P-256, signing with SHA-256.
     #[serde(rename = "ecdsa-p256")]
     EcdsaP256,
+    /// ECDSA on NIST P-384, signing with SHA-384.
     #[serde(rename = "ecdsa-p384")]
     EcdsaP384,
 }
 
 impl Algorithm {
+    /// Every name a plan may write, for the help line of an unknown algorithm.
     pub const NAMES: &'static [&'static str] = &[
         "rsa-2048",
         "rsa-3072",
@@ -42,6 +48,7 @@ impl Algorithm {
         "ecdsa-p384",
     ];
 
+    /// Reads a plan's algorithm name; `None` for an unknown one.
     pub fn parse(text: &str) -> Option<Self> {
         Some(match text {
             "rsa-2048" => Self::Rsa2048,
@@ -53,6 +60,7 @@ impl Algorithm {
         })
     }
 
+    /// The name a plan writes for this algorithm (`ecdsa-p256`).
     pub fn name(self) -> &'static str {
         match self {
             Self::Rsa2048 => "rsa-2048",
@@ -69,6 +77,7 @@ impl Algorithm {
 pub struct PrivateKeyPem(Zeroizing<String>);
 
 impl PrivateKeyPem {
+    /// Wraps PEM text of a private key so it is wiped on drop.
     pub fn new(pem: String) -> Self {
         Self(Zeroizing::new(pem))
     }
@@ -76,6 +85,7 @@ impl PrivateKeyPem {
     pub fn expose(&self) -> &str {
         &self.0
     }
+    /// Parses the key for signing with rcgen.
     pub fn key_pair(&self) -> Result<rcgen::KeyPair, PkiError> {
         rcgen::KeyPair::from_pem(&self.0).map_err(|e| PkiError::KeyParse {
             reason: e.to_string(),
@@ -88,20 +98,25 @@ impl PrivateKeyPem {
 pub struct CaMaterial {
     /// Exactly one `CERTIFICATE` PEM block, as it will be written.
     pub cert_pem: String,
+    /// The same certificate as DER.
     pub der: Vec<u8>,
+    /// The private key, when one was generated or supplied.
     pub key: Option<PrivateKeyPem>,
 }
 
 impl CaMaterial {
+    /// Reads a single-certificate PEM; fails on zero or several certificates.
     pub fn from_pem(cert_pem: String, key: Option<PrivateKeyPem>) -> Result<Self, PkiError> {
         let ders = split_certificates(cert_pem.as_bytes())?;
         let [der] =
             <[Vec<u8>; 1]>::try_from(ders).map_err(|v| PkiError::NotSingle { count: v.len() })?;
         Ok(Self { cert_pem, der, key })
     }
+    /// The inspected facts of the certificate.
     pub fn summary(&self) -> CertSummary {
         inspect_der(&self.der).expect("certificates in CaMaterial were parsed on creation")
     }
+    /// SHA-256 of the certificate's DER, in lowercase hex.
     pub fn fingerprint(&self) -> String {
         sha256_hex(&self.der)
     }
@@ -110,20 +125,50 @@ impl CaMaterial {
 /// Errors from certificate and key handling.
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
+    /// The text is not valid PEM.
     #[error("PEM is malformed: {reason}")]
-    Pem { reason: String },
+    Pem {
+        /// What the PEM parser reported.
+        reason: String,
+    },
+    /// A PEM block is something other than a certificate (a key, a CSR).
     #[error("PEM block {index} is a `{label}`, expected `CERTIFICATE`")]
-    NotCertificate { index: usize, label: String },
+    NotCertificate {
+        /// 1-based position of the block in the file.
+        index: usize,
+        /// The block's PEM label.
+        label: String,
+    },
+    /// The bundle holds no complete certificate.
     #[error("no complete PEM certificate found (is the file empty or cut short?)")]
     NoCertificate,
+    /// A single certificate was expected but the PEM holds another number.
     #[error("expected exactly one certificate, found {count}")]
-    NotSingle { count: usize },
+    NotSingle {
+        /// How many certificates were found.
+        count: usize,
+    },
+    /// A certificate block is not valid X.509.
     #[error("certificate {index} cannot be parsed: {reason}")]
-    CertParse { index: usize, reason: String },
+    CertParse {
+        /// 1-based position of the certificate in the file.
+        index: usize,
+        /// What the X.509 parser reported.
+        reason: String,
+    },
+    /// The private key cannot be parsed or does not fit its certificate.
     #[error("private key cannot be used: {reason}")]
-    KeyParse { reason: String },
+    KeyParse {
+        /// What the key parser reported.
+        reason: String,
+    },
+    /// rcgen could not create or sign a certificate.
     #[error("cannot generate or sign a certificate: {reason}")]
-    Generate { reason: String },
+    Generate {
+        /// What rcgen reported.
+        reason: String,
+    },
+    /// The operating system's random source failed (serials could not be drawn).
     #[error("system random number generator failed")]
     Random,
 }
@@ -161,10 +206,12 @@ pub fn der_to_pem(der: &[u8]) -> String {
     )
 }
 
+/// SHA-256 of `bytes` in lowercase hex: the fingerprints in outputs and reports.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// Lowercase hex of `bytes`, two digits a byte.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes

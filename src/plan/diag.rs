@@ -14,7 +14,9 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// The plan cannot be used until this is fixed.
     Error,
+    /// The plan works, but something is probably not what the user meant.
     Warning,
 }
 
@@ -23,11 +25,15 @@ pub enum Severity {
 pub struct Diagnostic {
     /// Stable kebab-case identifier; never renamed once shipped.
     pub code: &'static str,
+    /// Error or warning.
     pub severity: Severity,
+    /// What is wrong, naming the field and the value found.
     pub message: String,
+    /// The file the problem is in: the plan, or a file it imports.
     pub file: PathBuf,
     /// 1-based; 0 when the place is unknown.
     pub line: u64,
+    /// 1-based column at the place; 0 when the place is unknown.
     pub column: u64,
     /// How to fix it.
     pub hint: String,
@@ -43,6 +49,7 @@ const CONTEXT: usize = 120;
 /// One line of the plan and the part of it a diagnostic points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceLine {
+    /// The line, shortened around the place when it is long.
     pub text: String,
     /// Byte range within `text` (may be empty: one caret).
     pub span: Range<usize>,
@@ -91,6 +98,7 @@ impl SourceLine {
 }
 
 impl Diagnostic {
+    /// `true` for an error (which stops the load), `false` for a warning.
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
@@ -136,10 +144,12 @@ pub struct Diagnostics {
     file: PathBuf,
     /// The plan's text, for snippets.
     text: Option<String>,
+    /// Every diagnostic pushed so far, in the order found.
     pub items: Vec<Diagnostic>,
 }
 
 impl Diagnostics {
+    /// Diagnostics for `file` without snippets (its text is not at hand).
     pub fn new(file: &Path) -> Self {
         Self {
             file: file.to_path_buf(),
@@ -156,6 +166,7 @@ impl Diagnostics {
         }
     }
 
+    /// Records a problem at `at` in the plan; attaches the plan's line when the text is known.
     pub fn push(
         &mut self,
         severity: Severity,
@@ -185,6 +196,7 @@ impl Diagnostics {
         });
     }
 
+    /// Records an error at `at`.
     pub fn error(
         &mut self,
         code: &'static str,
@@ -195,6 +207,7 @@ impl Diagnostics {
         self.push(Severity::Error, code, at, message, hint);
     }
 
+    /// Records a warning at `at`.
     pub fn warn(
         &mut self,
         code: &'static str,
@@ -205,6 +218,7 @@ impl Diagnostics {
         self.push(Severity::Warning, code, at, message, hint);
     }
 
+    /// `true` when any error has been recorded.
     pub fn has_errors(&self) -> bool {
         self.items.iter().any(Diagnostic::is_error)
     }

@@ -15,6 +15,7 @@ use crate::duration::Span;
 use crate::pki::{CaMaterial, GenerateSpec};
 
 pub use crate::API_VERSION;
+/// The `kind` every plan file must declare.
 pub const KIND: &str = "RotationPlan";
 
 /// Which keys the `cacerts` Secret uses (facts §1.2).
@@ -62,12 +63,14 @@ impl SecretFormat {
             Self::KubernetesTls => "ca.crt",
         }
     }
+    /// The Kubernetes Secret `type` of this layout (`Opaque` or `kubernetes.io/tls`).
     pub fn secret_type(self) -> &'static str {
         match self {
             Self::Istiod => "Opaque",
             Self::KubernetesTls => "kubernetes.io/tls",
         }
     }
+    /// The name a plan uses for this layout in `mesh.secretFormat`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Istiod => "istiod",
@@ -76,17 +79,23 @@ impl SecretFormat {
     }
 }
 
+/// How workloads get their certificates, which decides what the gates check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DataPlane {
+    /// Envoy sidecars next to each workload, restarted to pick up new certificates.
     Sidecar,
+    /// Ambient mode: ztunnel on each node holds the workload certificates.
     Ambient,
 }
 
+/// The GitOps controller that applies the rendered phases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
+    /// Flux (`Kustomization` resources point at a phase directory).
     Flux,
+    /// Argo CD (`Application` resources point at a phase directory).
     Argocd,
 }
 
@@ -96,12 +105,16 @@ pub enum Engine {
 )]
 #[serde(into = "String", try_from = "String")]
 pub struct IstioVersion {
+    /// Major version, `1` for every Istio so far.
     pub major: u32,
+    /// Minor version: decides which bundle reload rule istiod applies.
     pub minor: u32,
+    /// Patch release, when the plan gives one.
     pub patch: Option<u32>,
 }
 
 impl IstioVersion {
+    /// Reads `1.24`, `1.24.3` or `v1.24.3`; `None` for anything else.
     pub fn parse(text: &str) -> Option<Self> {
         let mut parts = text.trim().trim_start_matches('v').split('.');
         let major = parts.next()?.parse().ok()?;
@@ -142,62 +155,86 @@ impl From<IstioVersion> for String {
     }
 }
 
+/// The mesh being rotated (`spec.mesh`), with defaults applied.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Mesh {
+    /// SPIFFE trust domain the workload identities belong to (`cluster.local` by default).
     pub trust_domain: String,
+    /// Namespace istiod runs in and reads its CA Secret from.
     pub istio_namespace: String,
+    /// Name of the Secret istiod reads its signing CA from (`cacerts` by default).
     pub secret_name: String,
+    /// Which keys that Secret uses.
     pub secret_format: SecretFormat,
+    /// Sidecar or ambient: which proxies must pick up the new certificates.
     pub data_plane: DataPlane,
+    /// Oldest istiod in any cluster: decides the bundle reload rule the phases must respect.
     pub min_istio_version: IstioVersion,
 }
 
+/// How long each phase must soak (`spec.timing`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Timing {
+    /// Lifetime of workload certificates: every workload has re-issued within this time.
     #[serde(rename = "workloadCertTTL")]
     pub workload_cert_ttl: Span,
+    /// Time for a changed Secret or bundle to reach every istiod and proxy.
     pub propagation_delay: Span,
+    /// Extra time added to every soak on top of the TTL and the propagation delay.
     pub safety_margin: Span,
 }
 
+/// Where and how the rendered phases are delivered (`spec.gitops`).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Gitops {
+    /// The controller that applies the phases.
     pub engine: Engine,
+    /// Where the output directory sits inside the Git repository, for the controller's paths.
     pub repo_path: String,
+    /// age recipients (`age1…`) every encrypted file is readable by.
     pub age_recipients: Vec<String>,
 }
 
 /// A root as the plan describes it.
 #[derive(Clone)]
 pub enum RootInput {
+    /// A root rootroll creates at render time.
     Generate(GenerateSpec),
+    /// A root bundle that already exists on disk.
     Import(ImportedRoot),
 }
 
 /// A root bundle read from disk. `bundle` holds the file's bytes exactly.
 #[derive(Clone)]
 pub struct ImportedRoot {
+    /// The bundle file, as the plan names it (resolved against the plan's directory).
     pub file: PathBuf,
+    /// The bundle file's bytes, kept exactly so phase 1 serves what the clusters already trust.
     pub bundle: Vec<u8>,
     /// The certificate whose key was supplied (if any), else the first certificate.
     pub signer: CaMaterial,
+    /// DER of every certificate in the bundle, in file order.
     pub certs: Vec<Vec<u8>>,
 }
 
 /// An intermediate as the plan describes it.
 #[derive(Clone)]
 pub enum IntermediateInput {
+    /// An intermediate rootroll creates at render time, signed by the matching root.
     Generate(GenerateSpec),
+    /// An existing signing CA read from an import directory.
     Import(ImportedIntermediate),
 }
 
 /// A signing CA read from disk, with its key and the exact chain bytes.
 #[derive(Clone)]
 pub struct ImportedIntermediate {
+    /// The import directory (resolved against the plan's directory).
     pub dir: PathBuf,
+    /// The signing CA certificate and, unless `key_from_state`, its private key.
     pub cert: CaMaterial,
     /// What istiod serves after the leaf: `cert-chain.pem`, or `tls.crt` for the TLS layout.
     pub chain: Vec<u8>,
@@ -205,23 +242,35 @@ pub struct ImportedIntermediate {
     pub key_from_state: bool,
 }
 
+/// One cluster of the mesh and its two intermediates.
 #[derive(Clone)]
 pub struct ClusterPlan {
+    /// Cluster name: the name of its directory in every phase.
     pub name: String,
+    /// The intermediate that signs workloads today (phases 1 and 2).
     pub current: IntermediateInput,
+    /// The intermediate, under the new root, that signs from phase 3 on.
     pub new: IntermediateInput,
 }
 
 /// A plan whose every field has been checked.
 #[derive(Clone)]
 pub struct Plan {
+    /// The plan file this was loaded from.
     pub file: PathBuf,
+    /// `metadata.name`: names the rollout in outputs and reports.
     pub name: String,
+    /// The mesh being rotated.
     pub mesh: Mesh,
+    /// Soak inputs of every phase.
     pub timing: Timing,
+    /// Controller, repository path and age recipients of the outputs.
     pub gitops: Gitops,
+    /// The root (bundle) the clusters trust today.
     pub current_root: RootInput,
+    /// The root the mesh rotates to.
     pub new_root: RootInput,
+    /// Every cluster, in plan order.
     pub clusters: Vec<ClusterPlan>,
     /// Warnings found while validating (errors would have stopped the load).
     pub warnings: Vec<Diagnostic>,
@@ -230,15 +279,21 @@ pub struct Plan {
 /// Errors that stop a plan from loading.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
+    /// The plan file could not be read.
     #[error("cannot read plan {}", path.display())]
     Read {
+        /// The plan file.
         path: PathBuf,
+        /// Why reading it failed.
         #[source]
         source: std::io::Error,
     },
+    /// The plan was read but has errors; every problem is in `diagnostics`.
     #[error("{} has {} problem(s)", path.display(), diagnostics.iter().filter(|d| d.is_error()).count())]
     Invalid {
+        /// The plan file.
         path: PathBuf,
+        /// Every error and warning found, sorted by place.
         diagnostics: Vec<Diagnostic>,
     },
 }

@@ -14,53 +14,75 @@ pub type S<T> = Spanned<T>;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawPlan {
+    /// `apiVersion`: must be this build's [`crate::API_VERSION`].
     pub api_version: S<String>,
+    /// `kind`: must be `RotationPlan`.
     pub kind: S<String>,
+    /// `metadata`: the plan's name.
     pub metadata: RawMetadata,
+    /// `spec`: what to rotate and how.
     pub spec: RawSpec,
 }
 
+/// `metadata` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawMetadata {
+    /// `metadata.name`: names the rollout.
     pub name: S<String>,
 }
 
+/// `spec` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawSpec {
+    /// `spec.mesh`; every field has a default.
     #[serde(default)]
     pub mesh: RawMesh,
+    /// `spec.timing`; every field has a default.
     #[serde(default)]
     pub timing: RawTiming,
+    /// `spec.gitops`; every field has a default.
     #[serde(default)]
     pub gitops: RawGitops,
+    /// `spec.roots`: the current and the new root.
     pub roots: RawRoots,
+    /// `spec.clusters`: every cluster with its two intermediates.
     pub clusters: S<Vec<RawCluster>>,
 }
 
+/// `spec.mesh` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawMesh {
+    /// SPIFFE trust domain (default `cluster.local`).
     pub trust_domain: Option<S<String>>,
+    /// Namespace istiod runs in (default `istio-system`).
     pub istio_namespace: Option<S<String>>,
+    /// Name of istiod's CA Secret (default `cacerts`).
     pub secret_name: Option<S<String>>,
     /// `istiod` (the four `*.pem` keys) or `kubernetes.io/tls`.
     pub secret_format: Option<S<String>>,
     /// `sidecar` or `ambient`.
     pub data_plane: Option<S<String>>,
+    /// Oldest istiod version in the mesh, `major.minor[.patch]`.
     pub min_istio_version: Option<S<String>>,
 }
 
+/// `spec.timing` as written: durations such as `24h` or `30m`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawTiming {
+    /// Lifetime of workload certificates.
     #[serde(rename = "workloadCertTTL")]
     pub workload_cert_ttl: Option<S<String>>,
+    /// Time for a changed Secret or bundle to reach every istiod and proxy.
     pub propagation_delay: Option<S<String>>,
+    /// Extra time added to every soak.
     pub safety_margin: Option<S<String>>,
 }
 
+/// `spec.gitops` as written.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawGitops {
@@ -73,24 +95,33 @@ pub struct RawGitops {
     pub age_recipients: Vec<S<String>>,
 }
 
+/// `spec.roots` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawRoots {
+    /// The root the clusters trust today.
     pub current: S<RawCertSource>,
+    /// The root to rotate to.
     pub new: S<RawCertSource>,
 }
 
+/// One entry of `spec.clusters`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawCluster {
+    /// Cluster name.
     pub name: S<String>,
+    /// The cluster's current and new intermediate.
     pub intermediates: RawIntermediates,
 }
 
+/// `intermediates` of a cluster as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawIntermediates {
+    /// The intermediate that signs workloads today.
     pub current: S<RawCertSource>,
+    /// The intermediate, under the new root, that signs from phase 3 on.
     pub new: S<RawCertSource>,
 }
 
@@ -98,27 +129,39 @@ pub struct RawIntermediates {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawCertSource {
+    /// Create the certificate at render time.
     pub generate: Option<RawGenerate>,
+    /// Read an existing certificate (and key) from disk.
     pub import: Option<RawImport>,
 }
 
+/// `generate:` as written: what to create at render time.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawGenerate {
+    /// Key algorithm (for example `ecdsa-p256`).
     pub algorithm: Option<S<String>>,
+    /// How long the certificate is valid, as a duration (`3650d`).
     pub validity: Option<S<String>>,
+    /// Subject fields of the certificate.
     pub subject: Option<S<RawSubject>>,
 }
 
+/// `subject:` as written: the distinguished name of a generated certificate.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawSubject {
+    /// `CN`.
     pub common_name: Option<String>,
+    /// `O`.
     pub organization: Option<String>,
+    /// `OU`.
     pub organizational_unit: Option<String>,
+    /// `L`.
     pub locality: Option<String>,
 }
 
+/// `import:` as written: an existing CA on disk.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawImport {

@@ -18,13 +18,19 @@ pub use crate::gates::{Code, Severity};
 /// One gate's result for one subject.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
+    /// The gate, from the catalogue in [`crate::gates`].
     pub code: Code,
+    /// Whether a failure of this gate fails the run or only warns.
     pub severity: Severity,
+    /// `true` when the gate held.
     pub passed: bool,
     /// `cluster/phase` or `fleet`, and the file when there is one.
     pub subject: String,
+    /// The file in the rendered tree the finding is about, when there is one.
     pub file: Option<String>,
+    /// What was checked and what was found.
     pub message: String,
+    /// How to fix a failure; empty when the gate passed.
     pub hint: String,
     /// Per-object detail (pods, namespaces) behind an aggregated finding.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -108,6 +114,7 @@ pub enum CellStatus {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MatrixCell {
+    /// The cluster whose workload is the client.
     pub cluster: String,
     /// The transition this cell belongs to: phase `transition` → `transition + 1`.
     pub transition: u8,
@@ -115,9 +122,13 @@ pub struct MatrixCell {
     pub client_leaf_phase: u8,
     /// The phase whose bundle the client trusts.
     pub client_trust_phase: u8,
+    /// The cluster whose workload is the server.
     pub server_cluster: String,
+    /// The phase whose signing intermediate issued the server's leaf.
     pub server_leaf_phase: u8,
+    /// The phase whose bundle the server trusts.
     pub server_trust_phase: u8,
+    /// Whether the cell passed, failed, or could not be checked.
     pub status: CellStatus,
     /// `status` is `ok` (kept for readers of earlier reports).
     pub ok: bool,
@@ -130,11 +141,14 @@ pub struct MatrixCell {
 /// Everything one verify run found.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
+    /// Every gate result, in the order checked.
     pub findings: Vec<Finding>,
+    /// The handshake matrix cells, when the matrix was run.
     pub matrix: Vec<MatrixCell>,
 }
 
 impl Report {
+    /// Adds a finding.
     pub fn push(&mut self, f: Finding) {
         self.findings.push(f);
     }

@@ -74,6 +74,7 @@ fn paint(s: &str, style: Style) -> String {
 /// Counts of findings: one gate family, or the whole report.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Tally {
+    /// Gates that ran and passed.
     pub passed: usize,
     /// Error-severity gates that ran and failed.
     pub failed: usize,
@@ -92,6 +93,7 @@ impl Tally {
             Outcome::NotChecked => self.not_checked += 1,
         }
     }
+    /// Every finding counted, whatever its outcome.
     pub fn total(&self) -> usize {
         self.passed + self.failed + self.warnings + self.not_checked
     }

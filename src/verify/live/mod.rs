@@ -46,26 +46,36 @@ pub type Fetched<T> = Result<T, String>;
 /// An Envoy (sidecar, gateway, waypoint) or ztunnel whose admin dump was read.
 #[derive(Debug, Clone)]
 pub struct ProxyDump {
+    /// Namespace of the proxy's pod.
     pub namespace: String,
+    /// Name of the proxy's pod.
     pub pod: String,
     /// `sidecar`, `gateway`, `waypoint` or `ztunnel`.
     pub kind: String,
+    /// The admin `config_dump` (or ztunnel's), or why it could not be read.
     pub dump: Fetched<serde_json::Value>,
 }
 
 /// Everything the live gates look at.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
+    /// Namespace istiod runs in, from the rendered mesh.
     pub istio_namespace: String,
+    /// Deployments in the Istio namespace (istiod and its revisions).
     pub deployments: Fetched<Vec<Deployment>>,
     /// ConfigMaps in the Istio namespace (mesh config `istio`, `istio-<rev>`).
     pub istio_configmaps: Fetched<Vec<ConfigMap>>,
+    /// Pods of the mesh: istiod, gateways, workloads with sidecars, ztunnel.
     pub pods: Fetched<Vec<Pod>>,
     /// `None` when the Secret was deliberately not read (`--no-secret-read`).
     pub secret: Option<Fetched<Option<Secret>>>,
+    /// The `istio-ca-root-cert` ConfigMaps istiod writes into every namespace.
     pub root_configmaps: Fetched<Vec<ConfigMap>>,
+    /// Mutating webhooks (sidecar injection), whose `caBundle` must trust istiod.
     pub mutating_webhooks: Fetched<Vec<MutatingWebhookConfiguration>>,
+    /// Validating webhooks (config validation), whose `caBundle` must trust istiod.
     pub validating_webhooks: Fetched<Vec<ValidatingWebhookConfiguration>>,
+    /// Every proxy whose admin dump was requested.
     pub proxies: Vec<ProxyDump>,
     /// By gate code, how to fix a source that could not be read, replacing the live cluster's
     /// RBAC hint (a dump names the file to collect); empty for a live cluster.
@@ -75,19 +85,27 @@ pub struct Snapshot {
 /// What the cluster should be running, from the rendered directory.
 #[derive(Debug, Clone)]
 pub struct Expectation {
+    /// Cluster name, as in the rendered tree.
     pub cluster: String,
+    /// The phase the cluster's pointer says is active.
     pub phase: u8,
+    /// `true` for an ambient mesh (ztunnel holds the workload certificates).
     pub ambient: bool,
+    /// Name of istiod's CA Secret.
     pub secret_name: String,
     /// The Secret's keys (istiod files or `kubernetes.io/tls`).
     pub format: SecretFormat,
+    /// The Secret's expected `rootroll.dev/public-sha256` annotation.
     pub public_sha256: String,
+    /// SHA-256 of the phase's root bundle bytes.
     pub bundle_sha256: String,
     /// sha256 of every root of the phase's bundle (DER).
     pub roots: BTreeSet<String>,
     /// SKID of the new (phase 3–4) and current (phase 1–2) intermediates of this cluster.
     pub new_skid: Option<String>,
+    /// SKID of the current intermediate (phases 1–2).
     pub current_skid: Option<String>,
+    /// Minimum time the phase must soak before the next is promoted.
     pub min_soak: Span,
 }
 

@@ -44,13 +44,19 @@ pub enum VerifyError {
 /// The readable content of one phase Secret.
 #[derive(Clone)]
 pub struct PhaseSecret {
+    /// Cluster the Secret belongs to.
     pub cluster: String,
+    /// Phase number the Secret belongs to.
     pub phase: u8,
+    /// The Secret's path in the rendered tree.
     pub file: String,
+    /// The Secret's `type` (`Opaque` or `kubernetes.io/tls`).
     pub secret_type: String,
     /// Signing cert (first certificate of `ca-cert.pem` / `tls.crt`), DER.
     pub signer: Vec<u8>,
+    /// The signing cert as it appears in the Secret, PEM.
     pub signer_pem: String,
+    /// The signing CA's private key (decrypted; never printed).
     pub key: PrivateKeyPem,
     /// `root-cert.pem` / `ca.crt`, exact bytes.
     pub bundle: Vec<u8>,
@@ -60,6 +66,7 @@ pub struct PhaseSecret {
 
 /// Options for a run.
 pub struct Options<'a> {
+    /// age identities that open the encrypted Secrets; empty: those gates are not checked.
     pub identities: &'a [age::x25519::Identity],
     /// The planned time the checks are made at.
     pub now: OffsetDateTime,
@@ -67,7 +74,9 @@ pub struct Options<'a> {
 
 /// What every per-phase gate is judged against.
 pub struct Ctx<'a> {
+    /// The rendered tree being checked.
     pub repo: &'a Repo,
+    /// The run's options (identities, time of the checks).
     pub opts: &'a Options<'a>,
     /// The earliest the rollout can be over: now plus every phase's minimum soak.
     pub earliest_end: OffsetDateTime,

@@ -8,6 +8,7 @@ use super::Report;
 use crate::gates::Code;
 use crate::verify::Finding;
 
+/// Adds one finding: no file under `dir` (`.git` aside) holds a private key as PEM or base64 PEM, and every file could be read.
 pub fn scan(dir: &Path, r: &mut Report) {
     const NEEDLES: [&str; 5] = [
         "PRIVATE KEY-----",

@@ -27,7 +27,9 @@ impl Drop for Wiped {
 
 /// A phase Secret that opened: its path in the repository and its plaintext document.
 pub struct Opened {
+    /// Path of the Secret relative to the repository root.
     pub rel: String,
+    /// The decrypted Secret document, wiped on drop.
     pub doc: Wiped,
 }
 
