@@ -40,11 +40,15 @@ scan_dir=$(mktemp -d)
 trap 'rm -rf "$scan_dir"' EXIT
 ROOTROLL_TEST_OUTPUT_DIR="$scan_dir" cargo test --locked 2>&1 | tee "$scan_dir/cargo-test.log"
 bash scripts/scan-test-output.sh "$scan_dir"
-# The fuzz targets (fuzz/, its own workspace) must keep building; fuzzing itself needs nightly
-# and runs outside CI (fuzz/README.md). Pinned to rootroll's own lock file (libfuzzer-sys is
-# added to the copy) and sharing target/, so the dependencies are those already built.
+# Fuzzing on stable (fuzz/README.md): AFL++ through cargo-afl (installed when missing), every
+# target for FUZZ_SECONDS from its checked-in corpus fuzz/corpus/<target>; a crash fails.
 cp Cargo.lock fuzz/Cargo.lock
-CARGO_TARGET_DIR=target cargo build --manifest-path fuzz/Cargo.toml
+CARGO_TARGET_DIR=target cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
+CARGO_TARGET_DIR=target cargo test --manifest-path fuzz/Cargo.toml --lib
+bash scripts/fuzz.sh build
+for target in plan_validate pem_bundle inspect sops_decrypt dump_snapshot; do
+  bash scripts/fuzz.sh "$target" "${FUZZ_SECONDS:-30}"
+done
 # Tests must not rewrite tracked files (snapshots are reviewed, never written by CI).
 git diff --exit-code -- . ':!Cargo.lock'
 if grep -rnE 'dbg!|todo!|unimplemented!' src/; then
