@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! rootroll compiles an Istio root CA rotation plan into ordered, encrypted GitOps manifests,
 //! and checks each phase's gates before it is promoted.
 //!

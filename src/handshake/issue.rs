@@ -53,6 +53,7 @@ pub struct ChainTail {
 }
 
 impl ChainTail {
+    /// Parses a phase's cert-chain.pem and root-cert.pem once, for every leaf issued under it.
     pub fn new(cert_chain_pem: &[u8], root_bundle_pem: &[u8]) -> Result<Self, HandshakeError> {
         let chain = parse_certs(cert_chain_pem, Input::CertChain)?;
         let roots = parse_certs(root_bundle_pem, Input::RootBundle)?;

@@ -37,8 +37,11 @@ use time::OffsetDateTime;
 /// A workload identity as istiod would issue it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeafSpec {
+    /// The mesh's trust domain (`cluster.local`).
     pub trust_domain: String,
+    /// The workload's namespace.
     pub namespace: String,
+    /// The workload's service account.
     pub service_account: String,
 }
 
@@ -61,14 +64,18 @@ impl LeafSpec {
 /// Deliberately has no `Debug`: it holds a private key.
 #[derive(Clone)]
 pub struct Workload {
+    /// The leaf, then the phase's cert-chain.pem, then its root-cert.pem.
     pub chain_pem: String,
+    /// The leaf's private key (PKCS#8 PEM).
     pub key_pem: String,
 }
 
 /// Which end of a handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
+    /// The side that opens the connection.
     Client,
+    /// The side that accepts it.
     Server,
 }
 
@@ -143,13 +150,17 @@ pub enum Rejection {
     /// A certificate on the path had expired at verification time.
     #[error("certificate expired{}", window("not after", .not_after, .at))]
     Expired {
+        /// The certificate's NotAfter, when known.
         not_after: Option<OffsetDateTime>,
+        /// The time it was verified at.
         at: Option<OffsetDateTime>,
     },
     /// A certificate on the path was not yet valid at verification time.
     #[error("certificate not yet valid{}", window("not before", .not_before, .at))]
     NotYetValid {
+        /// The certificate's NotBefore, when known.
         not_before: Option<OffsetDateTime>,
+        /// The time it was verified at.
         at: Option<OffsetDateTime>,
     },
     /// The issuer chosen for a certificate did not sign it. With roots sharing one subject DN
@@ -161,12 +172,17 @@ pub enum Rejection {
     /// The chain verified, but the leaf's URI SAN is not the expected SPIFFE ID.
     #[error("spiffe id mismatch (expected {expected}, presented {})", list(.presented))]
     SpiffeIdMismatch {
+        /// The SPIFFE ID the verifier wanted.
         expected: String,
+        /// The URI SANs the leaf carries.
         presented: Vec<String>,
     },
     /// The leaf's extended key usage does not allow this TLS role.
     #[error("certificate not valid for tls {role} auth (extended key usage)")]
-    WrongPurpose { role: Side },
+    WrongPurpose {
+        /// The TLS role (client or server).
+        role: Side,
+    },
     /// A CA certificate sat in the leaf position.
     #[error("ca certificate presented as the leaf")]
     CaAsLeaf,
@@ -192,42 +208,82 @@ pub enum Rejection {
 pub enum HandshakeError {
     /// An input is not PEM.
     #[error("cannot read {input}: {reason}")]
-    Pem { input: Input, reason: String },
+    Pem {
+        /// Which input.
+        input: Input,
+        /// What is wrong.
+        reason: String,
+    },
     /// An input holds no `CERTIFICATE` block.
     #[error("{input} holds no certificate")]
-    NoCertificate { input: Input },
+    NoCertificate {
+        /// Which input.
+        input: Input,
+    },
     /// A `CERTIFICATE` block is not X.509.
     #[error("{input}: certificate #{index} is not valid x.509: {reason}")]
     Certificate {
+        /// Which input.
         input: Input,
+        /// Its position in the input.
         index: usize,
+        /// What is wrong.
         reason: String,
     },
     /// A trust bundle certificate cannot be used as a trust anchor.
     #[error("{input}: certificate #{index} cannot be a trust anchor: {reason}")]
     TrustAnchor {
+        /// Which input.
         input: Input,
+        /// Its position in the input.
         index: usize,
+        /// What is wrong.
         reason: String,
     },
     /// A private key input cannot be parsed or used.
     #[error("cannot use {input}: {reason}")]
-    Key { input: Input, reason: String },
+    Key {
+        /// Which input.
+        input: Input,
+        /// What is wrong.
+        reason: String,
+    },
     /// A private key does not belong to the certificate it is paired with.
     #[error("{input} does not match its certificate")]
-    KeyMismatch { input: Input },
+    KeyMismatch {
+        /// Which input.
+        input: Input,
+    },
     /// rcgen refused to build or sign the leaf.
     #[error("cannot issue the workload leaf: {reason}")]
-    Issue { reason: String },
+    Issue {
+        /// What is wrong.
+        reason: String,
+    },
     /// A TLS configuration could not be built.
     #[error("cannot configure the {side}: {reason}")]
-    Config { side: Side, reason: String },
+    Config {
+        /// Which end.
+        side: Side,
+        /// What is wrong.
+        reason: String,
+    },
     /// One side refused the other's certificate. Reads "client rejected server: …".
     #[error("{by} rejected {}: {reason}", .by.peer())]
-    Rejected { by: Side, reason: Rejection },
+    Rejected {
+        /// The side that refused or aborted.
+        by: Side,
+        /// What is wrong.
+        reason: Rejection,
+    },
     /// One side aborted for a reason that is not about certificates.
     #[error("{by} aborted the handshake: {reason}")]
-    Aborted { by: Side, reason: String },
+    Aborted {
+        /// The side that refused or aborted.
+        by: Side,
+        /// What is wrong.
+        reason: String,
+    },
     /// The handshake stopped making progress without an error.
     #[error("handshake did not complete")]
     Incomplete,

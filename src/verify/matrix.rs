@@ -26,16 +26,23 @@ use crate::parallel;
 /// same). Leaves and bundles are shared between the cells that use them; a cell that was not
 /// checked has none.
 pub struct CellInput {
+    /// The verdict.
     pub cell: MatrixCell,
+    /// What it was judged on; `None` for a cell that was not checked.
     pub material: Option<Material>,
 }
 
 /// What one cell's client and server present and trust.
 pub struct Material {
+    /// The client's leaf, chain and key.
     pub client: Arc<Workload>,
+    /// The bundle the client trusts (PEM).
     pub client_trust: Arc<[u8]>,
+    /// The server's leaf, chain and key.
     pub server: Arc<Workload>,
+    /// The bundle the server trusts (PEM).
     pub server_trust: Arc<[u8]>,
+    /// The SPIFFE ID the client expects of the server.
     pub server_id: String,
 }
 
