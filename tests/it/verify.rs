@@ -328,7 +328,13 @@ fn swapped_key_fails_key_matches_cert() {
             .filter(|x| x["code"] == "handshake-matrix"
                 && x["subject"].as_str().unwrap().starts_with("us-east/"))
             .all(|x| x["passed"] == false),
-        "a transition touching the unusable phase passed"
+        "a transition touching the unusable phase passed: {:?}",
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["code"] == "handshake-matrix")
+            .collect::<Vec<_>>()
     );
 }
 
