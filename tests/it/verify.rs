@@ -320,22 +320,6 @@ fn swapped_key_fails_key_matches_cert() {
             "us-east/2-trust-both→3-switch-issuer",
         ]
     );
-    assert!(
-        v["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|x| x["code"] == "handshake-matrix"
-                && x["subject"].as_str().unwrap().starts_with("us-east/"))
-            .all(|x| x["passed"] == false),
-        "a transition touching the unusable phase passed: {:?}",
-        v["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|x| x["code"] == "handshake-matrix")
-            .collect::<Vec<_>>()
-    );
 }
 
 #[test]
