@@ -14,6 +14,7 @@ fn main() {
         phase: 3,
         ambient: true,
         secret_name: "cacerts".into(),
+        format: rootroll::plan::SecretFormat::Istiod,
         public_sha256: "0".repeat(64),
         bundle_sha256: "0".repeat(64),
         roots: BTreeSet::from(["0".repeat(64)]),
