@@ -270,14 +270,8 @@ pub(crate) struct VerifyOfflineArgs {
     /// age identity file (also SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, ~/.config/sops/age/keys.txt).
     #[arg(long, value_name = "FILE")]
     pub(crate) identity: Vec<PathBuf>,
-    #[arg(long, value_enum, default_value = "text")]
-    pub(crate) format: ReportFormat,
-    /// Text: print every finding and every matrix group, not one line per gate family.
-    #[arg(short, long)]
-    pub(crate) verbose: bool,
-    /// Fail on warnings too.
-    #[arg(long)]
-    pub(crate) strict: bool,
+    #[command(flatten)]
+    pub(crate) report: ReportArgs,
 }
 
 #[derive(clap::Args)]
@@ -307,6 +301,13 @@ pub(crate) struct VerifyLiveArgs {
     /// Judge files collected with kubectl/istioctl instead of a live cluster.
     #[arg(long, value_name = "DIR")]
     pub(crate) from_dump: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) report: ReportArgs,
+}
+
+/// How a verify report is shown and judged (both verify commands).
+#[derive(clap::Args, Clone, Copy)]
+pub(crate) struct ReportArgs {
     #[arg(long, value_enum, default_value = "text")]
     pub(crate) format: ReportFormat,
     /// Text: print every finding and every matrix group, not one line per gate family.

@@ -212,15 +212,7 @@ fn cmd_verify_offline(a: &VerifyOfflineArgs, now: OffsetDateTime) -> Result<Exit
             }
         }
     })?;
-    show_report(
-        &report,
-        a.format,
-        "rootroll verify offline",
-        ReportArgs {
-            verbose: a.verbose,
-            strict: a.strict,
-        },
-    )
+    show_report(&report, "rootroll verify offline", a.report)
 }
 
 fn cmd_verify_live(a: &VerifyLiveArgs, fixed_now: Option<OffsetDateTime>) -> Result<ExitCode> {
@@ -231,15 +223,7 @@ fn cmd_verify_live(a: &VerifyLiveArgs, fixed_now: Option<OffsetDateTime>) -> Res
     if let Some(dump) = &a.from_dump {
         let snap = verify::dump::snapshot(dump, &mesh.istio_namespace, &mesh.secret_name);
         let report = verify::live::gates(&snap, &expectation, clock());
-        return show_report(
-            &report,
-            a.format,
-            "rootroll verify live",
-            ReportArgs {
-                verbose: a.verbose,
-                strict: a.strict,
-            },
-        );
+        return show_report(&report, "rootroll verify live", a.report);
     }
     let tty = std::io::stderr().is_terminal();
     let watch = verify::cluster::Watch {
@@ -248,7 +232,7 @@ fn cmd_verify_live(a: &VerifyLiveArgs, fixed_now: Option<OffsetDateTime>) -> Res
         deadline: a
             .wait
             .map(|w| std::time::Instant::now() + std::time::Duration::from_secs(w.as_secs())),
-        strict: a.strict,
+        strict: a.report.strict,
         now: &clock,
     };
     let progress: verify::cluster::Progress = std::sync::Arc::new(move |done, total| {
@@ -276,15 +260,7 @@ fn cmd_verify_live(a: &VerifyLiveArgs, fixed_now: Option<OffsetDateTime>) -> Res
                 .await?,
         )
     })?;
-    show_report(
-        &report,
-        a.format,
-        "rootroll verify live",
-        ReportArgs {
-            verbose: a.verbose,
-            strict: a.strict,
-        },
-    )
+    show_report(&report, "rootroll verify live", a.report)
 }
 
 /// The async runtime, for the commands that talk to a cluster.
@@ -425,11 +401,4 @@ fn cmd_decrypt(a: &DecryptArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The report options both verify commands share.
-#[derive(Clone, Copy)]
-pub(crate) struct ReportArgs {
-    pub(crate) verbose: bool,
-    pub(crate) strict: bool,
 }

@@ -14,8 +14,7 @@ use rootroll::render::Outcome;
 use rootroll::repo::Change;
 use rootroll::verify::Report;
 
-use super::ReportArgs;
-use super::args::{Format, ReportFormat};
+use super::args::{Format, ReportArgs, ReportFormat};
 
 /// Encrypted files that were kept after comparing only their public part.
 fn print_not_compared(files: &[String]) {
@@ -114,13 +113,8 @@ pub(super) fn show_render(out: &Path, outcome: &Outcome) -> ExitCode {
 
 /// Prints a verify report in `format` and maps it to the exit code: 1 when a gate failed
 /// (a warning only with `strict`; a gate that could not run never fails by itself), else 0.
-pub(super) fn show_report(
-    report: &Report,
-    format: ReportFormat,
-    suite: &str,
-    a: ReportArgs,
-) -> Result<ExitCode> {
-    match format {
+pub(super) fn show_report(report: &Report, suite: &str, a: ReportArgs) -> Result<ExitCode> {
+    match a.format {
         // anstream drops the styles for NO_COLOR, CLICOLOR=0 or a pipe (CLICOLOR_FORCE keeps them).
         ReportFormat::Text => write!(anstream::stdout().lock(), "{}", report.to_text(a.verbose))?,
         ReportFormat::Json => writeln!(
