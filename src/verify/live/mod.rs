@@ -192,6 +192,29 @@ pub(crate) struct Blocked {
     pub pods: Option<String>,
 }
 
+/// What one proxy identity holds, as read from its admin dump: `id` names it in messages
+/// (`namespace/pod (kind)` for an Envoy, `namespace/pod spiffe://…` for a ztunnel identity).
+pub(crate) struct Held {
+    /// Names it in messages.
+    pub id: String,
+    /// The roots it trusts (DER).
+    pub roots: Ders,
+    /// The chain it presents, leaf first (DER).
+    pub chain: Ders,
+}
+
+/// The gates of `codes` could not be judged, and why: one not-checked finding each.
+pub(crate) fn not_checked_all(
+    codes: Vec<crate::gates::Code>,
+    cluster: &str,
+    why: &str,
+) -> Vec<crate::verify::Finding> {
+    codes
+        .into_iter()
+        .map(|code| crate::verify::Finding::not_checked(code, cluster, why))
+        .collect()
+}
+
 /// Judges a snapshot against the expectation: one call per gate family, root causes first.
 pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
     let mut r = Report::default();

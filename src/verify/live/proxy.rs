@@ -7,16 +7,9 @@ use std::collections::BTreeSet;
 
 use super::super::common::{sha_set, some_names};
 use super::admin::{envoy_secrets, issued_by};
-use super::{Blocked, Ders, Expectation, Snapshot};
+use super::{Blocked, Expectation, Held, Snapshot, not_checked_all};
 use crate::gates::Code;
 use crate::verify::Finding;
-
-/// An Envoy whose secrets were read: `namespace/pod (kind)`, ROOTCA and `default` chain.
-struct Read {
-    id: String,
-    roots: Ders,
-    chain: Ders,
-}
 
 pub(super) fn envoys(s: &Snapshot, e: &Expectation, blocked: &Blocked) -> Vec<Finding> {
     let c = e.cluster.as_str();
@@ -25,8 +18,8 @@ pub(super) fn envoys(s: &Snapshot, e: &Expectation, blocked: &Blocked) -> Vec<Fi
         judged.push(Code::ProxyLeafNewIssuer);
     }
     if let Some(why) = &blocked.pods {
-        let all = std::iter::once(Code::ProxyReadable).chain(judged);
-        return all.map(|code| Finding::not_checked(code, c, why)).collect();
+        let all = std::iter::once(Code::ProxyReadable).chain(judged).collect();
+        return not_checked_all(all, c, why);
     }
     let envoys: Vec<_> = s.proxies.iter().filter(|p| p.kind != "ztunnel").collect();
     let mut read = Vec::new();
@@ -39,7 +32,7 @@ pub(super) fn envoys(s: &Snapshot, e: &Expectation, blocked: &Blocked) -> Vec<Fi
             .map_err(Clone::clone)
             .and_then(envoy_secrets)
         {
-            Ok((roots, chain)) => read.push(Read { id, roots, chain }),
+            Ok((roots, chain)) => read.push(Held { id, roots, chain }),
             Err(why) => unread.push((id, why)),
         }
     }
@@ -52,11 +45,7 @@ pub(super) fn envoys(s: &Snapshot, e: &Expectation, blocked: &Blocked) -> Vec<Fi
         _ => None,
     };
     if let Some(why) = skip {
-        out.extend(
-            judged
-                .into_iter()
-                .map(|code| Finding::not_checked(code, c, &why)),
-        );
+        out.extend(not_checked_all(judged, c, &why));
         return out;
     }
     let rest = match unread.len() {
@@ -87,7 +76,7 @@ fn readable(c: &str, n: usize, unread: &[(String, String)]) -> Finding {
     Finding::new(Code::ProxyReadable, unread.is_empty(), c, message).details(details.collect())
 }
 
-fn trusts(c: &str, roots: &BTreeSet<String>, read: &[Read]) -> Finding {
+fn trusts(c: &str, roots: &BTreeSet<String>, read: &[Held]) -> Finding {
     let of = read.len();
     let lag: Vec<(String, String)> = read
         .iter()
@@ -115,7 +104,7 @@ fn trusts(c: &str, roots: &BTreeSet<String>, read: &[Read]) -> Finding {
     Finding::new(Code::ProxyTrustsRoots, lag.is_empty(), c, message).details(details.collect())
 }
 
-fn leaves(c: &str, new_skid: Option<&str>, read: &[Read]) -> Finding {
+fn leaves(c: &str, new_skid: Option<&str>, read: &[Held]) -> Finding {
     let of = read.len();
     let lag: Vec<String> = read
         .iter()

@@ -5,16 +5,9 @@
 
 use super::super::common::{sha_set, some_names};
 use super::admin::{issued_by, ztunnel_certs};
-use super::{Blocked, Ders, Expectation, Snapshot};
+use super::{Blocked, Expectation, Held, Snapshot, not_checked_all};
 use crate::gates::Code;
 use crate::verify::Finding;
-
-/// One identity a ztunnel holds: `namespace/pod spiffe://…`, rootCerts and certChain.
-struct Identity {
-    id: String,
-    roots: Ders,
-    chain: Ders,
-}
 
 pub(super) fn identities(s: &Snapshot, e: &Expectation, blocked: &Blocked) -> Vec<Finding> {
     let c = e.cluster.as_str();
@@ -23,8 +16,10 @@ pub(super) fn identities(s: &Snapshot, e: &Expectation, blocked: &Blocked) -> Ve
         judged.push(Code::ZtunnelLeafNewIssuer);
     }
     if let Some(why) = &blocked.pods {
-        let all = std::iter::once(Code::ZtunnelReadable).chain(judged);
-        return all.map(|code| Finding::not_checked(code, c, why)).collect();
+        let all = std::iter::once(Code::ZtunnelReadable)
+            .chain(judged)
+            .collect();
+        return not_checked_all(all, c, why);
     }
     let zs: Vec<_> = s.proxies.iter().filter(|p| p.kind == "ztunnel").collect();
     let mut read = Vec::new();
@@ -36,7 +31,7 @@ pub(super) fn identities(s: &Snapshot, e: &Expectation, blocked: &Blocked) -> Ve
             .map_err(Clone::clone)
             .and_then(ztunnel_certs)
         {
-            Ok(certs) => read.extend(certs.into_iter().map(|(identity, roots, chain)| Identity {
+            Ok(certs) => read.extend(certs.into_iter().map(|(identity, roots, chain)| Held {
                 id: format!("{}/{} {identity}", z.namespace, z.pod),
                 roots,
                 chain,
@@ -53,11 +48,7 @@ pub(super) fn identities(s: &Snapshot, e: &Expectation, blocked: &Blocked) -> Ve
         _ => None,
     };
     if let Some(why) = skip {
-        out.extend(
-            judged
-                .into_iter()
-                .map(|code| Finding::not_checked(code, c, &why)),
-        );
+        out.extend(not_checked_all(judged, c, &why));
         return out;
     }
     let restart = format!(
@@ -95,7 +86,7 @@ fn readable(c: &str, n: usize, identities: usize, unread: &[(String, String)]) -
     .details(details.collect())
 }
 
-fn trusts(c: &str, e: &Expectation, read: &[Identity]) -> Finding {
+fn trusts(c: &str, e: &Expectation, read: &[Held]) -> Finding {
     let lag: Vec<String> = read
         .iter()
         .filter(|i| {
@@ -117,7 +108,7 @@ fn trusts(c: &str, e: &Expectation, read: &[Identity]) -> Finding {
     Finding::new(Code::ZtunnelTrustsNewRoot, lag.is_empty(), c, message).details(lag)
 }
 
-fn leaves(c: &str, e: &Expectation, read: &[Identity]) -> Finding {
+fn leaves(c: &str, e: &Expectation, read: &[Held]) -> Finding {
     let lag: Vec<String> = read
         .iter()
         .filter(|i| !issued_by(&i.chain, e.new_skid.as_deref()))
