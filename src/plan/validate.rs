@@ -631,55 +631,9 @@ fn check_clusters(
 /// An age recipient as the age crate parses it (the crate rootroll encrypts with), or why it
 /// cannot be one: message and hint.
 fn recipient(text: &str) -> Result<String, (String, String)> {
-    let v = text.trim();
-    let keygen = "use the X25519 public key `age-keygen -y KEYFILE` prints (age1…, 62 characters)";
-    if v.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-") {
-        // Never echo it: the plan is not the place for a secret, and errors are logged.
-        return Err((
-            "an age secret key (not shown) is listed as a recipient".into(),
-            format!(
-                "{keygen}; the secret key is now in the plan file: treat it as leaked and replace it"
-            ),
-        ));
-    }
-    let shown = || {
-        let mut s: String = v.chars().take(70).collect();
-        if s.len() < v.len() {
-            s.push('…');
-        }
-        s.escape_debug().to_string()
-    };
-    if v.starts_with("age1pq1") {
-        return Err((
-            format!(
-                "`{}` is a post-quantum (ML-KEM hybrid) age recipient: the age crate rootroll encrypts with (0.12) cannot encrypt to it yet (str4d/rage#621)",
-                shown()
-            ),
-            format!("{keygen}; sops and Flux read X25519 recipients too"),
-        ));
-    }
-    match v.parse::<age::x25519::Recipient>() {
-        Ok(parsed) => Ok(parsed.to_string()),
-        Err(why) => {
-            let plugin = why == "incorrect HRP"
-                && v.rsplit_once('1')
-                    .is_some_and(|(hrp, _)| hrp.to_ascii_lowercase().starts_with("age1"));
-            let message = if v.starts_with("ssh-") {
-                format!(
-                    "`{}` is an SSH public key; rootroll and sops encrypt to age X25519 recipients",
-                    shown()
-                )
-            } else if plugin {
-                format!(
-                    "`{}` is an age plugin recipient; rootroll encrypts only to X25519 recipients",
-                    shown()
-                )
-            } else {
-                format!("`{}` is not an age X25519 recipient ({why})", shown())
-            };
-            Err((message, keygen.to_string()))
-        }
-    }
+    crate::sops::check_recipient(text)
+        .map(|r| r.to_string())
+        .map_err(|p| (p.message, p.hint))
 }
 
 fn check_version(ctx: &mut Ctx<'_>, v: Option<&S<String>>, data_plane: DataPlane) -> IstioVersion {

@@ -50,12 +50,12 @@ const INDENT: usize = 4;
 #[non_exhaustive]
 pub enum SopsError {
     /// A recipient string is not an age X25519 recipient (`age1...`).
-    #[error("invalid age recipient '{recipient}': {reason}")]
+    #[error("{message}; {hint}")]
     InvalidRecipient {
-        /// The recipient as given (redacted if it looks like a secret key).
-        recipient: String,
-        /// What is wrong with it.
-        reason: String,
+        /// What was found (a secret key is described, never shown).
+        message: String,
+        /// What to use instead.
+        hint: String,
     },
     /// `encrypt_yaml` was called without recipients.
     #[error("cannot encrypt {file}: no age recipients given")]
@@ -320,33 +320,78 @@ pub enum SopsError {
 
 /// Parse an age X25519 recipient (`age1...`).
 pub fn parse_recipient(s: &str) -> Result<age::x25519::Recipient, SopsError> {
-    let t = s.trim();
-    let invalid = |reason: &str| SopsError::InvalidRecipient {
-        recipient: if t.to_ascii_uppercase().starts_with("AGE-") {
-            "<redacted: looks like a secret key>".to_string()
-        } else {
-            t.to_string()
-        },
-        reason: reason.to_string(),
-    };
-    if t.to_ascii_uppercase().starts_with("AGE-SECRET-KEY") {
-        return Err(invalid(
-            "this is an age secret key, not a recipient; pass its public key (age1...)",
-        ));
-    }
-    if t.starts_with("age1pq1") {
-        return Err(invalid(
-            "post-quantum age recipients are not supported; use an X25519 age1... recipient",
-        ));
-    }
-    if !t.starts_with("age1") {
-        return Err(invalid("not an age X25519 recipient (expected age1...)"));
-    }
-    t.parse::<age::x25519::Recipient>().map_err(|e| {
-        invalid(&format!(
-            "{e} (only X25519 age1... recipients are supported, not plugin recipients)"
-        ))
+    check_recipient(s).map_err(|p| SopsError::InvalidRecipient {
+        message: p.message,
+        hint: p.hint,
     })
+}
+
+/// Why a text is not an age X25519 recipient rootroll can encrypt to: what it is, and what to
+/// use instead. A secret key is never echoed.
+#[derive(Debug, Clone)]
+pub struct RecipientProblem {
+    /// What was found (a secret key is described, never shown).
+    pub message: String,
+    /// What to use instead.
+    pub hint: String,
+}
+
+/// Parses an age X25519 recipient with the age crate's own parser, naming what anything else
+/// is (a secret key, a post-quantum or plugin recipient, an SSH key). The one rule for plan
+/// recipients and `--age-recipient`.
+pub fn check_recipient(text: &str) -> Result<age::x25519::Recipient, RecipientProblem> {
+    let v = text.trim();
+    let keygen = "use the X25519 public key `age-keygen -y KEYFILE` prints (age1…, 62 characters)";
+    if v.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-") {
+        // Never echo it: the plan is not the place for a secret, and errors are logged.
+        return Err(RecipientProblem {
+            message: "an age secret key (not shown) is listed as a recipient".into(),
+            hint: format!(
+                "{keygen}; the secret key is now in the plan file: treat it as leaked and replace it"
+            ),
+        });
+    }
+    let shown = || {
+        let mut s: String = v.chars().take(70).collect();
+        if s.len() < v.len() {
+            s.push('…');
+        }
+        s.escape_debug().to_string()
+    };
+    if v.starts_with("age1pq1") {
+        return Err(RecipientProblem {
+            message: format!(
+                "`{}` is a post-quantum (ML-KEM hybrid) age recipient: the age crate rootroll encrypts with (0.12) cannot encrypt to it yet (str4d/rage#621)",
+                shown()
+            ),
+            hint: format!("{keygen}; sops and Flux read X25519 recipients too"),
+        });
+    }
+    match v.parse::<age::x25519::Recipient>() {
+        Ok(parsed) => Ok(parsed),
+        Err(why) => {
+            let plugin = why == "incorrect HRP"
+                && v.rsplit_once('1')
+                    .is_some_and(|(hrp, _)| hrp.to_ascii_lowercase().starts_with("age1"));
+            let message = if v.starts_with("ssh-") {
+                format!(
+                    "`{}` is an SSH public key; rootroll and sops encrypt to age X25519 recipients",
+                    shown()
+                )
+            } else if plugin {
+                format!(
+                    "`{}` is an age plugin recipient; rootroll encrypts only to X25519 recipients",
+                    shown()
+                )
+            } else {
+                format!("`{}` is not an age X25519 recipient ({why})", shown())
+            };
+            Err(RecipientProblem {
+                message,
+                hint: keygen.to_string(),
+            })
+        }
+    }
 }
 
 fn parse_yaml(file: &str, src: &str) -> Result<Vec<MapItem>, SopsError> {
