@@ -466,6 +466,7 @@ fn check_gates(repo: &Repo, req: &Request<'_>, moves: &[Move]) -> Result<(), Pro
     // meet must not be entered. Only the moving clusters' transitions are judged.
     crate::verify::matrix::run(
         &mut report,
+        &repo.clusters,
         &secrets,
         &repo.rollout.mesh.trust_domain,
         req.now,

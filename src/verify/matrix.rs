@@ -56,15 +56,10 @@ pub struct Phases<'s> {
 
 impl<'s> Phases<'s> {
     /// The phases of `secrets` (the readable Secrets of `verify offline`) and, for every other
-    /// phase of a cluster the report covers, why it is missing: the first failed error finding
+    /// phase of the repository's `clusters`, why it is missing: the first failed error finding
     /// about that phase (`cluster/<n>-<name>`), which is the root cause.
-    pub fn from_report(report: &Report, secrets: &'s [PhaseSecret]) -> Self {
-        let mut clusters: Vec<String> = secrets.iter().map(|s| s.cluster.clone()).collect();
-        for f in &report.findings {
-            if let Some((c, _)) = phase_subject(&f.subject) {
-                clusters.push(c.to_string());
-            }
-        }
+    pub fn from_report(report: &Report, clusters: &[String], secrets: &'s [PhaseSecret]) -> Self {
+        let mut clusters = clusters.to_vec();
         clusters.sort();
         clusters.dedup();
         let secrets: BTreeMap<(String, u8), &PhaseSecret> = secrets
@@ -125,14 +120,6 @@ fn lookup<'m, 'k>(
     }
 }
 
-/// `(cluster, phase)` of a `cluster/<n>-<name>` subject.
-fn phase_subject(subject: &str) -> Option<(&str, u8)> {
-    let (cluster, phase) = subject.rsplit_once('/')?;
-    (1..=4u8)
-        .find(|&n| phase == phase_dir(n))
-        .filter(|_| !cluster.is_empty() && cluster != "fleet")
-        .map(|n| (cluster, n))
-}
 
 fn spec(trust_domain: &str, sa: &str) -> LeafSpec {
     LeafSpec {
@@ -440,31 +427,16 @@ fn combos(n: u8) -> Vec<(u8, u8, u8, u8)> {
 /// as cells are judged.
 pub fn run(
     report: &mut Report,
+    clusters: &[String],
     secrets: &[PhaseSecret],
     trust_domain: &str,
     now: OffsetDateTime,
     wanted: &dyn Fn(&str, u8) -> bool,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Vec<CellInput> {
-    let phases = Phases::from_report(report, secrets);
+    let phases = Phases::from_report(report, clusters, secrets);
     let (cells, findings) = build(&phases, trust_domain, now, wanted, progress);
     report.findings.extend(findings);
     report.matrix = cells.iter().map(|c| c.cell.clone()).collect();
     cells
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn phase_subjects_name_a_cluster_and_phase() {
-        assert_eq!(
-            phase_subject("us-east/3-switch-issuer"),
-            Some(("us-east", 3))
-        );
-        assert_eq!(phase_subject("fleet/2-trust-both"), None);
-        assert_eq!(phase_subject("us-east/2-trust-both→3-switch-issuer"), None);
-        assert_eq!(phase_subject("us-east"), None);
-    }
 }

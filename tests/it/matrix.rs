@@ -40,7 +40,7 @@ fn cells(plan: &str, out: &Path, now: OffsetDateTime, edit: impl FnOnce(&Path)) 
     )
     .unwrap();
     matrix::build(
-        &matrix::Phases::from_report(&report, &secrets),
+        &matrix::Phases::from_report(&report, &repo.clusters, &secrets),
         &repo.rollout.mesh.trust_domain,
         now,
         &|_, _| true,

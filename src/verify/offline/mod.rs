@@ -227,6 +227,7 @@ pub fn execute(
     let (mut report, secrets) = run(repo, opts)?;
     super::matrix::run(
         &mut report,
+        &repo.clusters,
         &secrets,
         &repo.rollout.mesh.trust_domain,
         opts.now,
