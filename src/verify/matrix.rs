@@ -120,7 +120,6 @@ fn lookup<'m, 'k>(
     }
 }
 
-
 fn spec(trust_domain: &str, sa: &str) -> LeafSpec {
     LeafSpec {
         trust_domain: trust_domain.to_string(),
