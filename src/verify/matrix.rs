@@ -278,10 +278,16 @@ pub fn build(
     let cache = HandshakeCache::new(&server_id, now);
     let total = planned.len();
     let mut done = 0;
-    // Cells where one phase of a cluster meets itself go first: each real handshake they run
-    // proves both its ends, so most other cells need none (see `HandshakeCache::judge`).
+    // Cells where one phase of a cluster meets itself go first, phase by phase (and transition
+    // by transition: such a cell is in both transitions of its phase) across the fleet: each
+    // real handshake they run proves both its ends, so most other cells need none (see
+    // `HandshakeCache::judge`), and workers running side by side take different clusters,
+    // whose leaves differ, rather than two cells sharing a leaf.
     let mut order: Vec<usize> = (0..total).collect();
-    order.sort_by_key(|&i| !planned[i].is_diagonal());
+    order.sort_by_key(|&i| {
+        let p = &planned[i];
+        (!p.is_diagonal(), p.combo.0, p.transition)
+    });
     let judged = parallel::map(
         &order,
         |&i| {
