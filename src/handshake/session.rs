@@ -228,7 +228,6 @@ impl<'a> HandshakeCache<'a> {
 
     /// Both ends, parsed in the order [`mutual_tls`] names bad inputs: the client's chain,
     /// key, trust bundle and key match, then the same for the server.
-    #[allow(clippy::type_complexity)]
     fn ends(
         &self,
         client: &'a Workload,
