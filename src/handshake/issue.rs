@@ -93,6 +93,24 @@ pub fn issue_leaf(
     signer_key_pem: &str,
     now: OffsetDateTime,
 ) -> Result<Leaf, HandshakeError> {
+    let mut leaves = issue_leaves(
+        std::slice::from_ref(spec),
+        signer_cert_pem,
+        signer_key_pem,
+        now,
+    )?;
+    leaves.pop().ok_or(HandshakeError::Issue {
+        reason: "no leaf was issued".into(),
+    })
+}
+
+/// One leaf of [`issue_leaf`] per spec, in order, from one signer read once.
+pub fn issue_leaves(
+    specs: &[LeafSpec],
+    signer_cert_pem: &str,
+    signer_key_pem: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<Leaf>, HandshakeError> {
     let signer_der = parse_certs(signer_cert_pem.as_bytes(), Input::SignerCert)?
         .into_iter()
         .next()
@@ -117,7 +135,19 @@ pub fn issue_leaf(
         });
     }
     let issuer = Issuer::from_ca_cert_der(&signer_der, signer_key).map_err(issue_err)?;
+    specs
+        .iter()
+        .map(|spec| sign_leaf(spec, &issuer, signer.subject().as_raw(), now))
+        .collect()
+}
 
+/// A leaf for `spec` signed by `issuer`, whose subject DER is `issuer_name`.
+fn sign_leaf(
+    spec: &LeafSpec,
+    issuer: &Issuer<'_, KeyPair>,
+    issuer_name: &[u8],
+    now: OffsetDateTime,
+) -> Result<Leaf, HandshakeError> {
     let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(issue_err)?;
     let mut params = CertificateParams::default();
     // istiod leaves have an empty subject; rcgen then marks the SAN critical (RFC 5280).
@@ -138,14 +168,14 @@ pub fn issue_leaf(
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
     params.use_authority_key_identifier_extension = true;
-    let leaf = params.signed_by(&leaf_key, &issuer).map_err(issue_err)?;
+    let leaf = params.signed_by(&leaf_key, issuer).map_err(issue_err)?;
     // rcgen re-encodes the issuer DN and collapses repeated attribute types; path building
     // compares names byte for byte, so such a leaf would look like an unknown issuer.
     let (_, issued) =
         x509_parser::parse_x509_certificate(leaf.der()).map_err(|e| HandshakeError::Issue {
             reason: e.to_string(),
         })?;
-    if issued.issuer().as_raw() != signer.subject().as_raw() {
+    if issued.issuer().as_raw() != issuer_name {
         return Err(HandshakeError::Issue {
             reason: "the signer's subject cannot be reproduced byte for byte as the leaf's \
                      issuer (repeated attribute types are not supported)"

@@ -21,6 +21,9 @@
 //! Not modelled: a leaf that is itself in the trust bundle, and trust-bundle certificates above
 //! the first one reached (bundles here hold roots).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use rustls::pki_types::CertificateDer;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
@@ -121,6 +124,27 @@ impl Facts {
     }
 }
 
+/// [`Facts`] of certificates by their DER, shared by every path choice of a matrix: the same
+/// few certificates are presented in thousands of chains.
+#[derive(Debug, Default)]
+pub(super) struct FactsCache(Mutex<HashMap<Vec<u8>, Option<Arc<Facts>>>>);
+
+impl FactsCache {
+    fn get(&self, der: &[u8]) -> Option<Arc<Facts>> {
+        let lock = || {
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        if let Some(facts) = lock().get(der) {
+            return facts.clone();
+        }
+        let facts = Facts::parse(der).map(Arc::new);
+        lock().insert(der.to_vec(), facts.clone());
+        facts
+    }
+}
+
 /// The trust store of one bundle: its certificates in bundle order, exact duplicates dropped
 /// (`X509_STORE_add_cert` ignores a certificate already present).
 #[derive(Debug)]
@@ -166,18 +190,19 @@ pub(super) fn choose(
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
     store: &Store,
+    cache: &FactsCache,
 ) -> Path {
     let mut path = Path {
         intermediates: Vec::new(),
         anchor: None,
     };
-    let Some(leaf) = Facts::parse(end_entity) else {
+    let Some(leaf) = cache.get(end_entity) else {
         return path;
     };
-    let mut offered: Vec<(usize, Facts)> = intermediates
+    let mut offered: Vec<(usize, Arc<Facts>)> = intermediates
         .iter()
         .enumerate()
-        .filter_map(|(i, der)| Facts::parse(der).map(|f| (i, f)))
+        .filter_map(|(i, der)| cache.get(der).map(|f| (i, f)))
         .collect();
     let mut current = leaf;
     loop {
@@ -343,12 +368,22 @@ mod tests {
             let int = intermediate(&a, akid);
             let leaf = leaf(&int);
             let store = Store::new(&[look_alike.der.clone(), a.der.clone()]);
-            let path = choose(&leaf, &[int.der.clone(), a.der.clone()], &store);
+            let path = choose(
+                &leaf,
+                &[int.der.clone(), a.der.clone()],
+                &store,
+                &FactsCache::default(),
+            );
             assert_eq!(path.intermediates, vec![0], "akid {akid}");
             assert_eq!(path.anchor, want, "akid {akid}");
             // The real root first: chosen whatever the AKID says.
             let store = Store::new(&[a.der.clone(), look_alike.der.clone()]);
-            let path = choose(&leaf, std::slice::from_ref(&int.der), &store);
+            let path = choose(
+                &leaf,
+                std::slice::from_ref(&int.der),
+                &store,
+                &FactsCache::default(),
+            );
             assert_eq!(path.anchor, Some(0), "akid {akid}");
         }
     }
@@ -363,6 +398,7 @@ mod tests {
             &leaf,
             &[int.der.clone(), a.der.clone()],
             &Store::new(std::slice::from_ref(&b.der)),
+            &FactsCache::default(),
         );
         assert_eq!(
             path,
@@ -374,7 +410,13 @@ mod tests {
         let store = Store::new(&[b.der.clone(), b.der.clone(), a.der.clone()]);
         assert_eq!(store.certs.len(), 2);
         assert_eq!(
-            choose(&leaf, std::slice::from_ref(&int.der), &store).anchor,
+            choose(
+                &leaf,
+                std::slice::from_ref(&int.der),
+                &store,
+                &FactsCache::default()
+            )
+            .anchor,
             Some(2)
         );
     }

@@ -28,7 +28,7 @@ mod issuer;
 mod session;
 mod verify;
 
-pub use issue::{ChainTail, Leaf, issue_leaf, issue_workload};
+pub use issue::{ChainTail, Leaf, issue_leaf, issue_leaves, issue_workload};
 pub use session::{HandshakeCache, mutual_tls};
 
 use rustls::pki_types::CertificateDer;

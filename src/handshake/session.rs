@@ -77,8 +77,8 @@ pub struct HandshakeCache<'a> {
     /// Real handshakes between two presented workloads (client, server), run when a pair
     /// both verifiers accept has an end that has not completed one yet.
     handshakes: Table<(usize, usize), Result<(), HandshakeError>>,
-    /// Workloads (address, side) that have completed a real handshake on that side.
-    proven: Mutex<HashSet<(usize, Side)>>,
+    /// Leaves (DER, side) whose end has completed a real handshake on that side.
+    proven: Mutex<HashSet<(Vec<u8>, Side)>>,
     verdicts: Arc<Verdicts>,
     inputs: PhantomData<&'a [u8]>,
 }
@@ -177,12 +177,14 @@ impl<'a> HandshakeCache<'a> {
     /// handshake makes them (the client judges the server's Certificate first). Whether a
     /// handshake then completes depends on nothing else the trust bundles touch: those
     /// verdicts are the only way a bundle enters a handshake (no CA hints are sent). The rest
-    /// splits into what each end does on its own (its configuration loads, its key signs its
-    /// CertificateVerify, which the peer checks against its leaf with the algorithms every
-    /// configuration here shares) and what any two ends do alike (key exchange, Finished,
-    /// data both ways). So a real handshake runs whenever a pair both verifiers accept has an
-    /// end that has not yet completed one on its side; once both ends have, the pair is known
-    /// to complete. A failed real handshake is kept for its pair and proves nothing.
+    /// splits into what each end does on its own and what any two ends do alike (key
+    /// exchange, Finished, data both ways). What an end does on its own depends on its leaf
+    /// and the key that matches it (checked when its configuration loads): the key signs its
+    /// CertificateVerify, which the peer checks against that leaf with the algorithms every
+    /// configuration here shares; the rest of its chain only reaches the peer's verifier. So
+    /// a real handshake runs whenever a pair both verifiers accept has an end whose leaf has
+    /// not yet completed one on that side; once both have, the pair is known to complete. A
+    /// failed real handshake is kept for its pair and proves nothing.
     pub fn judge(
         &self,
         client: &'a Workload,
@@ -200,9 +202,10 @@ impl<'a> HandshakeCache<'a> {
         s.verifier
             .verify_client_cert(peer_leaf, peer_rest, self.clock.0)
             .map_err(|e| classify(Side::Server, e))?;
+        let leaf = |p: &Presented| split(&p.chain).0.as_ref().to_vec();
         let ends = [
-            (workload_key(client), Side::Client),
-            (workload_key(server), Side::Server),
+            (leaf(&c.presented), Side::Client),
+            (leaf(&s.presented), Side::Server),
         ];
         let proven = || {
             self.proven
@@ -214,7 +217,9 @@ impl<'a> HandshakeCache<'a> {
         }
         let outcome = self
             .handshakes
-            .get_or((ends[0].0, ends[1].0), || self.run(&c, &s));
+            .get_or((workload_key(client), workload_key(server)), || {
+                self.run(&c, &s)
+            });
         if outcome.is_ok() {
             proven().extend(ends);
         }
@@ -223,7 +228,6 @@ impl<'a> HandshakeCache<'a> {
 
     /// Both ends, parsed in the order [`mutual_tls`] names bad inputs: the client's chain,
     /// key, trust bundle and key match, then the same for the server.
-    #[allow(clippy::type_complexity)]
     fn ends(
         &self,
         client: &'a Workload,

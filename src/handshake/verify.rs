@@ -74,6 +74,8 @@ pub(super) fn trust(
 pub struct Verdicts {
     chains: Mutex<HashMap<[u8; 32], Result<(), rustls::Error>>>,
     signatures: Mutex<HashMap<[u8; 32], bool>>,
+    /// What issuer choice reads from each certificate, parsed once.
+    facts: issuer::FactsCache,
 }
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -187,26 +189,34 @@ impl Chain {
         }
     }
 
+    /// The chain check, then `identity` (a further check of the leaf alone, named by
+    /// `identity_key`), remembered together.
     fn verify(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         role: Side,
+        identity_key: &[u8],
+        identity: impl FnOnce() -> Result<(), rustls::Error>,
     ) -> Result<(), rustls::Error> {
         let memo = &self.memo;
         // The time is the cache's one `now`, so it is not part of the key.
         let role_byte = [u8::from(role == Side::Server)];
         let key = digest(
-            [&memo.anchors_id[..], &role_byte[..]].into_iter().chain(
-                std::iter::once(end_entity)
-                    .chain(intermediates)
-                    .map(|d| d.as_ref()),
-            ),
+            [&memo.anchors_id[..], &role_byte[..], identity_key]
+                .into_iter()
+                .chain(
+                    std::iter::once(end_entity)
+                        .chain(intermediates)
+                        .map(|d| d.as_ref()),
+                ),
         );
         if let Some(verdict) = memo.verdicts.get(&key) {
             return verdict;
         }
-        let verdict = self.check(end_entity, intermediates, role);
+        let verdict = self
+            .check(end_entity, intermediates, role)
+            .and_then(|()| identity());
         memo.verdicts.put(key, verdict.clone());
         verdict
     }
@@ -229,7 +239,12 @@ impl Chain {
             .collect();
         // Only the path BoringSSL builds is offered: its intermediates, and as the one anchor
         // the bundle certificate it reached (none: no path, an unknown issuer).
-        let path = issuer::choose(end_entity, intermediates, &self.trust.store);
+        let path = issuer::choose(
+            end_entity,
+            intermediates,
+            &self.trust.store,
+            &self.memo.verdicts.facts,
+        );
         let chosen: Vec<CertificateDer<'_>> = path
             .intermediates
             .iter()
@@ -283,16 +298,24 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.chain.verify(end_entity, intermediates, Side::Server)?;
-        let presented = uri_sans(end_entity)?;
-        if presented.contains(&self.expected_id) {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rejected(Rejection::SpiffeIdMismatch {
-                expected: self.expected_id.clone(),
-                presented,
-            }))
-        }
+        self.chain.verify(
+            end_entity,
+            intermediates,
+            Side::Server,
+            self.expected_id.as_bytes(),
+            || {
+                let presented = uri_sans(end_entity)?;
+                if presented.contains(&self.expected_id) {
+                    Ok(())
+                } else {
+                    Err(rejected(Rejection::SpiffeIdMismatch {
+                        expected: self.expected_id.clone(),
+                        presented,
+                    }))
+                }
+            },
+        )?;
+        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -354,7 +377,9 @@ impl ClientCertVerifier for MeshClientVerifier {
         intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.chain.verify(end_entity, intermediates, Side::Client)?;
+        // Any identity is accepted: nothing beyond the chain.
+        self.chain
+            .verify(end_entity, intermediates, Side::Client, &[], || Ok(()))?;
         Ok(ClientCertVerified::assertion())
     }
 

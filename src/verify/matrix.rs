@@ -182,35 +182,42 @@ pub fn build(
     for ((c, _), s) in by {
         signers.entry(signer(c, s)).or_insert(s);
     }
-    let jobs: Vec<(Signer<'_>, &PhaseSecret, &str)> = signers
-        .iter()
-        .flat_map(|(k, s)| ["client", "server"].map(|sa| (*k, *s, sa)))
-        .collect();
+    const ROLES: [&str; 2] = ["client", "server"];
+    let jobs: Vec<(Signer<'_>, &PhaseSecret)> = signers.into_iter().collect();
+    let specs = ROLES.map(|sa| spec(trust_domain, sa));
     let issued = parallel::map(
         &jobs,
-        |(_, s, sa)| {
-            handshake::issue_leaf(&spec(trust_domain, sa), &s.signer_pem, s.key.expose(), now)
+        |(_, s)| {
+            handshake::issue_leaves(&specs, &s.signer_pem, s.key.expose(), now)
                 .map_err(|e| e.to_string())
         },
         |_, _| {},
     );
-    let by_signer: BTreeMap<(Signer<'_>, &str), Result<handshake::Leaf, String>> = jobs
+    // Per signer, its leaves in ROLES order.
+    let by_signer: BTreeMap<Signer<'_>, Result<Vec<handshake::Leaf>, String>> = jobs
         .iter()
         .zip(issued)
-        .map(|((k, _, sa), leaf)| ((*k, *sa), leaf))
+        .map(|((k, _), leaves)| (*k, leaves))
         .collect();
     // Per (cluster, phase, role): the workload, or why a cell using it is not checked.
     let mut leaves: BTreeMap<(&str, u8, &str), Result<Arc<Workload>, String>> = BTreeMap::new();
     for ((c, n), s) in by {
         let tail = handshake::ChainTail::new(&s.chain, &s.bundle).map_err(|e| e.to_string());
-        for sa in ["client", "server"] {
-            let workload = match (&by_signer[&(signer(c, s), sa)], &tail) {
-                (Ok(leaf), Ok(tail)) => Ok(Arc::new(leaf.present_with(tail))),
-                (Err(e), _) | (_, Err(e)) => Err(format!(
-                    "no leaf could be issued from {c}/{}: {e}",
-                    phase_dir(*n)
-                )),
-            };
+        let issued: Result<&[handshake::Leaf], String> = match by_signer.get(&signer(c, s)) {
+            Some(Ok(leaves)) => Ok(leaves),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("no leaf was issued".to_string()),
+        };
+        for (i, sa) in ROLES.into_iter().enumerate() {
+            let workload = issued
+                .clone()
+                .and_then(|leaves| {
+                    leaves
+                        .get(i)
+                        .ok_or_else(|| "no leaf was issued".to_string())
+                })
+                .and_then(|leaf| Ok(Arc::new(leaf.present_with(tail.as_ref()?))))
+                .map_err(|e| format!("no leaf could be issued from {c}/{}: {e}", phase_dir(*n)));
             leaves.insert((c.as_str(), *n, sa), workload);
         }
     }
@@ -268,10 +275,16 @@ pub fn build(
     let cache = HandshakeCache::new(&server_id, now);
     let total = planned.len();
     let mut done = 0;
-    // Cells where one phase of a cluster meets itself go first: each real handshake they run
-    // proves both its ends, so most other cells need none (see `HandshakeCache::judge`).
+    // Cells where one phase of a cluster meets itself go first, phase by phase (and transition
+    // by transition: such a cell is in both transitions of its phase) across the fleet: each
+    // real handshake they run proves both its ends, so most other cells need none (see
+    // `HandshakeCache::judge`), and workers running side by side take different clusters,
+    // whose leaves differ, rather than two cells sharing a leaf.
     let mut order: Vec<usize> = (0..total).collect();
-    order.sort_by_key(|&i| !planned[i].is_diagonal());
+    order.sort_by_key(|&i| {
+        let p = &planned[i];
+        (!p.is_diagonal(), p.combo.0, p.transition)
+    });
     let judged = parallel::map(
         &order,
         |&i| {
