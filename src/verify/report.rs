@@ -530,17 +530,49 @@ fn matrix_count(cells: &[MatrixCell]) -> String {
     out
 }
 
-/// Cells counted per key: (ok, total).
+/// Cells of one group of the matrix, by status.
+#[derive(Default, Clone, Copy)]
+struct CellTally {
+    ok: usize,
+    failed: usize,
+    total: usize,
+}
+
+impl CellTally {
+    /// Failed when any cell failed; passed only when every cell passed; otherwise some cells
+    /// were never judged (their phase could not be read), which is not a pass.
+    fn outcome(self) -> Outcome {
+        if self.failed > 0 {
+            Outcome::Failed
+        } else if self.ok == self.total {
+            Outcome::Passed
+        } else {
+            Outcome::NotChecked
+        }
+    }
+    /// The verdict word for the text matrix.
+    fn verdict(self) -> String {
+        match self.outcome() {
+            Outcome::Passed => paint("ok", PASS),
+            Outcome::NotChecked => paint("NOT CHECKED", SKIP),
+            _ => paint("FAIL", FAIL),
+        }
+    }
+}
+
+/// Cells counted per key.
 fn matrix_groups<K: Ord>(
     cells: &[MatrixCell],
     key: impl Fn(&MatrixCell) -> K,
-) -> BTreeMap<K, (usize, usize)> {
-    let mut groups: BTreeMap<K, (usize, usize)> = BTreeMap::new();
+) -> BTreeMap<K, CellTally> {
+    let mut groups: BTreeMap<K, CellTally> = BTreeMap::new();
     for c in cells {
         let e = groups.entry(key(c)).or_default();
-        e.1 += 1;
-        if c.ok {
-            e.0 += 1;
+        e.total += 1;
+        match c.status {
+            super::CellStatus::Ok => e.ok += 1,
+            super::CellStatus::Failed => e.failed += 1,
+            super::CellStatus::NotChecked => {}
         }
     }
     groups
@@ -554,15 +586,8 @@ fn matrix_text(cells: &[MatrixCell], verbose: bool) -> String {
     if cells.is_empty() {
         return o;
     }
-    let verdict = |ok: usize, total: usize| {
-        if ok == total {
-            paint("ok", PASS)
-        } else {
-            paint("FAIL", FAIL)
-        }
-    };
     o.push_str("\ntransition handshake matrix (leaf from phase N or N+1 × trusting phase N or N+1, client × server)\n");
-    for (n, (ok, total)) in matrix_groups(cells, |c| c.transition) {
+    for (n, t) in matrix_groups(cells, |c| c.transition) {
         let clusters: std::collections::BTreeSet<&str> = cells
             .iter()
             .filter(|c| c.transition == n)
@@ -571,16 +596,18 @@ fn matrix_text(cells: &[MatrixCell], verbose: bool) -> String {
         let clusters = clusters.len();
         let _ = writeln!(
             o,
-            "  phase {n}→{}  {ok:>5} of {total:<5} cells {}  ({clusters} cluster(s))",
+            "  phase {n}→{}  {:>5} of {:<5} cells {}  ({clusters} cluster(s))",
             n + 1,
-            verdict(ok, total)
+            t.ok,
+            t.total,
+            t.verdict()
         );
     }
     let groups = matrix_groups(cells, |c| {
         (c.cluster.clone(), c.transition, c.server_cluster.clone())
     });
-    for ((cluster, n, peer), (ok, total)) in &groups {
-        if !verbose && ok == total {
+    for ((cluster, n, peer), t) in &groups {
+        if !verbose && t.ok == t.total {
             continue;
         }
         let with = if peer == cluster {
@@ -590,9 +617,11 @@ fn matrix_text(cells: &[MatrixCell], verbose: bool) -> String {
         };
         let _ = writeln!(
             o,
-            "    {cluster:<14} phase {n}→{}  {with:<24} {ok:>3}/{total:<3} {}",
+            "    {cluster:<14} phase {n}→{}  {with:<24} {:>3}/{:<3} {}",
             n + 1,
-            verdict(*ok, *total)
+            t.ok,
+            t.total,
+            t.verdict()
         );
     }
     let failed: Vec<&MatrixCell> = cells
@@ -632,13 +661,15 @@ fn matrix_markdown(cells: &[MatrixCell]) -> String {
         return o;
     }
     o.push_str("\n**Transition handshake matrix** (leaf from phase N or N+1 × trusting phase N or N+1, client × server)\n\n| Transition | Result | Cells ok |\n|---|---|---|\n");
-    for (n, (ok, total)) in matrix_groups(cells, |c| c.transition) {
-        let result = if ok == total {
-            markdown_result(Outcome::Passed)
-        } else {
-            markdown_result(Outcome::Failed)
-        };
-        let _ = writeln!(o, "| phase {n}→{} | {result} | {ok} of {total} |", n + 1);
+    for (n, t) in matrix_groups(cells, |c| c.transition) {
+        let result = markdown_result(t.outcome());
+        let _ = writeln!(
+            o,
+            "| phase {n}→{} | {result} | {} of {} |",
+            n + 1,
+            t.ok,
+            t.total
+        );
     }
     let failed: Vec<&MatrixCell> = cells
         .iter()
@@ -949,5 +980,33 @@ mod matrix_tests {
             md.contains("- b: client leaf 2/trust 3 → a server leaf 3/trust 2: unknown issuer"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn a_transition_never_judged_is_not_checked_not_failed() {
+        let mut unjudged = cell("a", "a", 2, false);
+        unjudged.status = super::super::CellStatus::NotChecked;
+        unjudged.reason = Some("phase 3 could not be read".into());
+        let mut half = cell("b", "b", 3, true);
+        half.transition = 3;
+        let mut other = unjudged.clone();
+        other.transition = 3;
+        let cells = vec![cell("a", "a", 1, true), unjudged, half, other];
+        let text = anstream::adapter::strip_str(&matrix_text(&cells, false)).to_string();
+        assert!(
+            text.contains("  phase 2→3      0 of 1     cells NOT CHECKED  (1 cluster(s))\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  phase 3→4      1 of 2     cells NOT CHECKED  (2 cluster(s))\n"),
+            "{text}"
+        );
+        assert!(!text.contains("FAIL"), "no cell failed: {text}");
+        let md = matrix_markdown(&cells);
+        assert!(
+            md.contains("| phase 2→3 | ⏭️ not checked | 0 of 1 |"),
+            "{md}"
+        );
+        assert!(!md.contains("fail"), "{md}");
     }
 }
