@@ -229,13 +229,6 @@ catalogue! {
         hint: "plan the next rotation now, or issue the new CA material with a longer validity",
         doc: "Between the floor and the margin the rollout is safe but the new material will need rotating soon after; a warning (an error with --strict). The threshold is the rollout's validityFloor.warn.",
     }
-    SecretTypeStable = "secret-type-stable" {
-        title: "the Secret type never changes",
-        scope: Scope::Offline, phases: ALL_PHASES, planes: Planes::All, severity: Severity::Error,
-        proves: "every phase of a cluster uses the same Secret type",
-        hint: "a Secret's type is immutable: every phase must use the live Secret's type",
-        doc: "Kubernetes refuses to change a Secret's type in place; the GitOps engine would have to delete and re-create cacerts, leaving istiod a window without it.",
-    }
     ReloadRule = "reload-rule" {
         title: "istiod accepts the next bundle",
         scope: Scope::Offline, phases: &[1, 2, 3], planes: Planes::All, severity: Severity::Error,

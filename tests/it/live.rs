@@ -116,7 +116,7 @@ fn workload(
 
 /// A ztunnel `config_dump` (facts §7.3) holding one identity issued in `leaf_phase` and the
 /// roots of `trust_phase`.
-fn ztunnel_dump(out: &Path, cluster: &str, leaf_phase: u8, trust_phase: u8) -> Value {
+pub(crate) fn ztunnel_dump(out: &Path, cluster: &str, leaf_phase: u8, trust_phase: u8) -> Value {
     let (w, _) = workload(out, cluster, leaf_phase, "web");
     let (.., roots) = phase_material(out, cluster, trust_phase);
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -267,7 +267,7 @@ fn write_dump(dir: &Path, c: &Cluster, proxy_dumps: &BTreeMap<String, Value>) {
     write_dump_with(dir, c, proxy_dumps, &BTreeMap::new());
 }
 
-fn write_dump_with(
+pub(crate) fn write_dump_with(
     dir: &Path,
     c: &Cluster,
     proxy_dumps: &BTreeMap<String, Value>,
@@ -308,7 +308,7 @@ pub(crate) fn verify_dump(out: &Path, dump: &Path, phase: u8) -> (Option<i32>, V
     verify_dump_cluster(out, dump, "demo", phase)
 }
 
-fn verify_dump_cluster(
+pub(crate) fn verify_dump_cluster(
     out: &Path,
     dump: &Path,
     cluster: &str,

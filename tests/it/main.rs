@@ -1,6 +1,7 @@
 //! rootroll's integration tests: one binary (link once), one module per area.
 
 mod apiserver;
+mod catalogue;
 mod cli;
 mod common;
 mod encrypted;

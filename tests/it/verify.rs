@@ -164,7 +164,6 @@ fn example_plans_pass_every_gate() {
             "validity-floor",
             "validity-margin",
             "root-subjects-distinct",
-            "secret-type-stable",
             "pointer-valid",
             "clusters-present",
         ] {

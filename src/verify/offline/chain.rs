@@ -48,10 +48,6 @@ pub fn decode(
         cluster: cluster.to_string(),
         phase: n,
         file: opened.rel.clone(),
-        secret_type: opened.doc.0["type"]
-            .as_str()
-            .unwrap_or("Opaque")
-            .to_string(),
         signer_pem: pki::der_to_pem(&signer),
         signer,
         key: PrivateKeyPem::new(String::from_utf8_lossy(&data[format.private_key()]).into_owned()),

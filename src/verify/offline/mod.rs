@@ -50,8 +50,6 @@ pub struct PhaseSecret {
     pub phase: u8,
     /// The Secret's path in the rendered tree.
     pub file: String,
-    /// The Secret's `type` (`Opaque` or `kubernetes.io/tls`).
-    pub secret_type: String,
     /// Signing cert (first certificate of `ca-cert.pem` / `tls.crt`), DER.
     pub signer: Vec<u8>,
     /// The signing cert as it appears in the Secret, PEM.
@@ -161,7 +159,6 @@ fn check_cluster(ctx: &Ctx<'_>, c: &str) -> ClusterCheck {
             }
         }
     }
-    shape::type_stable(c, &secrets, &unread, &mut r);
     reload::transitions(ctx, c, &secrets, &unread, &mut r);
     ClusterCheck {
         report: r,

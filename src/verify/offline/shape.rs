@@ -1,12 +1,13 @@
-//! `secret-shape` (each phase is a complete cacerts Secret of the live type) and
-//! `secret-type-stable` (every phase of a cluster has the same type).
+//! `secret-shape`: each phase is a complete cacerts Secret of the live type. Every phase is
+//! held to the one planned type, so the type cannot change between phases (Kubernetes would
+//! need a delete and a re-create).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use zeroize::Zeroizing;
 
 use super::read::Opened;
-use super::{Ctx, PhaseSecret, Report};
+use super::{Ctx, Report};
 use crate::gates::Code;
 use crate::verify::Finding;
 use crate::verify::common::b64;
@@ -100,40 +101,4 @@ pub fn check(
         .flatten()
         .filter_map(|(k, v)| Some((k.clone(), Zeroizing::new(b64(v.as_str()?)?))))
         .collect())
-}
-
-/// `secret-type-stable`: every readable phase has the same type; not checked when no phase
-/// could be read.
-pub fn type_stable(
-    cluster: &str,
-    secrets: &BTreeMap<u8, PhaseSecret>,
-    unread: &BTreeMap<u8, String>,
-    r: &mut Report,
-) {
-    if secrets.is_empty() {
-        let why = unread.values().next().map_or("no phase", String::as_str);
-        r.push(Finding::not_checked(
-            Code::SecretTypeStable,
-            cluster,
-            format!("because {why}"),
-        ));
-        return;
-    }
-    let types: BTreeSet<&str> = secrets.values().map(|s| s.secret_type.as_str()).collect();
-    let list = types.iter().copied().collect::<Vec<_>>().join(", ");
-    let msg = if types.len() == 1 {
-        format!("every phase's Secret has type {list}")
-    } else {
-        let per: Vec<String> = secrets
-            .iter()
-            .map(|(n, s)| format!("phase {n} {}", s.secret_type))
-            .collect();
-        format!("the Secret type changes between phases: {}", per.join(", "))
-    };
-    r.push(Finding::new(
-        Code::SecretTypeStable,
-        types.len() == 1,
-        cluster,
-        msg,
-    ));
 }
