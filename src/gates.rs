@@ -201,6 +201,13 @@ catalogue! {
         hint: "phase 1 must carry today's root-cert.pem byte for byte (same whitespace, headers, trailing newline): re-render from the exact live bytes",
         doc: "istiod compares the raw bytes of root-cert.pem with the bundle it runs on (facts §1.5). Phase 1 hands cacerts to GitOps without changing anything, so its bundle must be the imported file byte for byte: equal certificates with other line breaks or a lost trailing newline are a change, and below 1.30 can break the containment rule for every later phase. Under the byte rule every phase's bytes are the ones the rollout proved the rule on.",
     }
+    BundleBlocks = "bundle-blocks" {
+        title: "every bundle block survives istiod",
+        scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "the phase's bundle and cert-chain.pem are clean CERTIFICATE blocks of CA certificates, with only blank lines between them",
+        hint: "rebuild the bundle from the certificates themselves (`rootroll inspect` them, then re-render): no comments, keys or damaged lines between or inside blocks",
+        doc: "Since 1.28 istiod drops a certificate it cannot parse from the root bundle instead of rejecting the bundle (istio-2026 §1): a damaged block silently removes a root at runtime, and the workloads that need it fail mTLS with no error anywhere. Every block must be a `CERTIFICATE` that decodes and parses as a CA certificate; text between blocks (a pasted comment or header) is refused too, since it is where such damage hides.",
+    }
     AnnotationsMatch = "annotations-match" {
         title: "the fingerprint annotations match the content",
         scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,

@@ -241,6 +241,14 @@ fn offline_case(code: Code) -> Option<OfflineCase> {
                 d.insert("root-cert.pem".into(), blocks.concat());
             })
         }),
+        // A comment pasted between root A and root B.
+        Code::BundleBlocks => demo(|out| {
+            edit(&phase_file(out, "demo", "2-trust-both"), |d| {
+                let blocks = pem_blocks(&d["root-cert.pem"]);
+                let pasted = [blocks[0].as_slice(), b"# root B\n", blocks[1].as_slice()].concat();
+                d.insert("root-cert.pem".into(), pasted);
+            })
+        }),
         Code::AnnotationsMatch => demo(|out| {
             let f = phase_file(out, "demo", "2-trust-both");
             let text = std::fs::read_to_string(&f).unwrap();
@@ -566,6 +574,7 @@ fn live_case(code: Code, b: &LiveBase) -> LiveCase {
         | Code::ValidityWindow
         | Code::BundleRoots
         | Code::BundleBytes
+        | Code::BundleBlocks
         | Code::AnnotationsMatch
         | Code::KustomizeAppliesPhase
         | Code::ValidityFloor

@@ -21,6 +21,7 @@ use crate::pki::PrivateKeyPem;
 use crate::repo::{Repo, RepoError};
 
 pub mod annotations;
+pub mod blocks;
 pub mod bundle;
 pub mod chain;
 pub mod fleet;
@@ -186,6 +187,7 @@ fn check_phase(ctx: &Ctx<'_>, c: &str, n: u8, r: &mut Report) -> Result<PhaseSec
             return Err(why);
         }
     };
+    blocks::check(ctx, &subject, &data, r);
     chain::gates(ctx, &subject, &opened, &secret, r);
     bundle::planned(ctx, &subject, n, &secret, r);
     annotations::check(ctx, &subject, &opened, &data, &secret, r);
@@ -202,6 +204,7 @@ fn content_gates<'a>(ctx: &'a Ctx<'_>, n: u8) -> impl Iterator<Item = Code> + 'a
         Code::ChainOrder,
         Code::BundleRoots,
         Code::BundleBytes,
+        Code::BundleBlocks,
         Code::AnnotationsMatch,
         Code::ValidityWindow,
         Code::ValidityFloor,
