@@ -270,6 +270,14 @@ pub(crate) struct VerifyOfflineArgs {
     /// age identity file (also SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, ~/.config/sops/age/keys.txt).
     #[arg(long, value_name = "FILE")]
     pub(crate) identity: Vec<PathBuf>,
+    /// Warn (rotation-start-soon) this long before the next rotation's start-by date
+    /// (default: the plan's spec.rollout.expiry.warn, 90d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_span)]
+    pub(crate) expiry_warn: Option<Span>,
+    /// Fail (rotation-start-by) this long before the next rotation's start-by date
+    /// (default: the plan's spec.rollout.expiry.fail, 30d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_span)]
+    pub(crate) expiry_fail: Option<Span>,
     #[command(flatten)]
     pub(crate) report: ReportArgs,
 }

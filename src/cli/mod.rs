@@ -193,7 +193,8 @@ fn cmd_promote(a: PromoteArgs, now: OffsetDateTime) -> Result<ExitCode> {
 
 fn cmd_verify_offline(a: &VerifyOfflineArgs, now: OffsetDateTime) -> Result<ExitCode> {
     let ids = identities(&a.identity)?;
-    let repo = Repo::open(&a.dir)?;
+    let mut repo = Repo::open(&a.dir)?;
+    repo.rollout.expiry = expiry_thresholds(repo.rollout.expiry, a.expiry_warn, a.expiry_fail)?;
     let opts = verify::offline::Options {
         identities: &ids,
         now,
@@ -213,6 +214,30 @@ fn cmd_verify_offline(a: &VerifyOfflineArgs, now: OffsetDateTime) -> Result<Exit
         }
     })?;
     show_report(&report, "rootroll verify offline", a.report)
+}
+
+/// The rollout's expiry thresholds with `--expiry-warn` / `--expiry-fail` applied; inverted
+/// ones are refused, naming the flag (or the rollout value) on each side.
+fn expiry_thresholds(
+    rollout: model::ExpiryThresholds,
+    warn: Option<rootroll::duration::Span>,
+    fail: Option<rootroll::duration::Span>,
+) -> Result<model::ExpiryThresholds> {
+    let (w, f) = (warn.unwrap_or(rollout.warn), fail.unwrap_or(rollout.fail));
+    model::ExpiryThresholds::new(w, f).map_err(|_| {
+        let name = |given: bool, flag: &str, field: &str, v| {
+            if given {
+                format!("{flag} {v}")
+            } else {
+                format!("{field} {v} (the rollout file's, from spec.rollout.expiry in the plan)")
+            }
+        };
+        anyhow::anyhow!(
+            "{} is longer than {}: verify would fail before it ever warned; give a fail threshold shorter than the warn threshold",
+            name(fail.is_some(), "--expiry-fail", "expiry.fail", f),
+            name(warn.is_some(), "--expiry-warn", "expiry.warn", w),
+        )
+    })
 }
 
 fn cmd_verify_live(a: &VerifyLiveArgs, fixed_now: Option<OffsetDateTime>) -> Result<ExitCode> {
