@@ -109,10 +109,17 @@ fn days(secs: i64) -> i64 {
     secs.div_euclid(86_400)
 }
 
-/// How long until `t`, for a person: `44d23h` or `expired 3d ago`.
+/// How long until `t`, for a person: `44d23h`, `5h12m`, or `3d2h ago` once past (whole
+/// hours beyond two days, whole minutes beyond an hour).
 pub fn left(now: OffsetDateTime, t: OffsetDateTime) -> String {
     let secs = (t - now).whole_seconds();
-    let span = Span::from_secs(secs.unsigned_abs());
+    let abs = secs.unsigned_abs();
+    let unit = match abs {
+        0..3_600 => 1,
+        3_600..172_800 => 60,
+        _ => 3_600,
+    };
+    let span = Span::from_secs(abs - abs % unit);
     if secs >= 0 {
         span.to_string()
     } else {
