@@ -606,8 +606,8 @@ pub struct NextStep {
     pub finished: bool,
 }
 
-/// The command that starts the next rotation from a finished tree.
-pub const NEXT_ROTATION: &str = "rootroll init --from-render";
+/// What `status` says once every cluster is at phase 4.
+pub const FINISHED: &str = "rotation finished: the next one starts from a plan whose current root and intermediates are phase 4's (README: \"After the rotation\")";
 
 /// `path` as a shell word: as is when it is plain, else single-quoted.
 fn shell_word(path: &Path) -> String {
@@ -624,8 +624,8 @@ fn shell_word(path: &Path) -> String {
 
 /// What `cluster`, at phase `n` in a fleet at `active`, does next: `verify live` then
 /// `promote` to `n + 1`, waiting for the soak (`soak_left`, as `promote` proves it from Git),
-/// the skew rule and the live gates; or, at phase 4, the next rotation once every cluster is
-/// there.
+/// the skew rule and the live gates; or, once every cluster is at phase 4, `init
+/// --from-render` (the next rotation's plan, and a new directory to render it into).
 fn next_step(
     dir: &Path,
     model: &crate::model::Rollout,
@@ -642,8 +642,14 @@ fn next_step(
             .map(|(c, p)| format!("{c} at phase {p}"))
             .collect();
         if behind.is_empty() {
+            let stem = dir.display().to_string();
+            let stem = stem.trim_end_matches('/');
             return NextStep {
-                commands: vec![format!("{NEXT_ROTATION} {d}")],
+                commands: vec![format!(
+                    "rootroll init --from-render {d} --output {} --out {}",
+                    shell_word(Path::new(&format!("{stem}-next.yaml"))),
+                    shell_word(Path::new(&format!("{stem}-next")))
+                )],
                 waits_for: Vec::new(),
                 finished: true,
             };

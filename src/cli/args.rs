@@ -146,10 +146,18 @@ pub(crate) struct InitArgs {
     #[arg(
         long,
         value_name = "DIR",
-        required_unless_present = "from_cluster",
-        conflicts_with = "from_cluster"
+        required_unless_present_any = ["from_cluster", "from_render"],
+        conflicts_with_all = ["from_cluster", "from_render"]
     )]
     pub(crate) from_dir: Option<PathBuf>,
+    /// A finished rendered tree (every cluster at phase 4): scaffold the next rotation, with
+    /// today's root and intermediates imported from its phase-4 Secrets.
+    #[arg(long, value_name = "DIR", conflicts_with = "from_cluster")]
+    pub(crate) from_render: Option<PathBuf>,
+    /// age identity that opens the phase-4 Secrets of --from-render (also SOPS_AGE_KEY_FILE,
+    /// SOPS_AGE_KEY, ~/.config/sops/age/keys.txt).
+    #[arg(long, value_name = "FILE", requires = "from_render")]
+    pub(crate) identity: Vec<PathBuf>,
     /// kubeconfig context of the cluster whose live cacerts Secret is imported.
     #[arg(long, value_name = "CONTEXT")]
     pub(crate) from_cluster: Option<String>,
@@ -161,10 +169,12 @@ pub(crate) struct InitArgs {
     pub(crate) namespace: String,
     #[arg(long, default_value = "cacerts")]
     pub(crate) secret: String,
-    /// Output directory whose encrypted key state receives the imported key (--from-cluster).
-    #[arg(long, value_name = "DIR", requires = "from_cluster")]
+    /// Output directory whose encrypted key state receives the imported key (--from-cluster,
+    /// --from-render: a new or empty directory).
+    #[arg(long, value_name = "DIR", conflicts_with = "from_dir")]
     pub(crate) out: Option<PathBuf>,
-    /// age recipient of the key state and of the plan's Secrets (repeatable; --from-cluster).
+    /// age recipient of the key state and of the plan's Secrets (repeatable; --from-cluster;
+    /// --from-render defaults to the finished rollout's).
     #[arg(long = "age-recipient", value_name = "AGE1…")]
     pub(crate) age_recipients: Vec<String>,
     /// Write the plan here instead of standard output (import paths are made relative to it).

@@ -56,7 +56,10 @@ pub fn run() -> Result<ExitCode> {
     match cli.command {
         Command::Init(a) if a.from_dir.is_some() => cmd_init(&a, now),
         Command::Init(a) if a.from_cluster.is_some() => cmd_init_from_cluster(&a, now),
-        Command::Init(_) => bail!("give --from-dir DIR or --from-cluster CONTEXT"),
+        Command::Init(a) if a.from_render.is_some() => cmd_init_from_render(&a, now),
+        Command::Init(_) => {
+            bail!("give --from-dir DIR, --from-cluster CONTEXT or --from-render DIR")
+        }
         Command::Plan(a) => cmd_plan(&a.plan, a.format, a.out.as_deref(), now),
         Command::Render(a) => cmd_render(&a, now),
         Command::Decrypt(a) => cmd_decrypt(&a),
@@ -80,6 +83,39 @@ pub fn run() -> Result<ExitCode> {
         Command::Verify(VerifyCommand::Offline(a)) => cmd_verify_offline(&a, now),
         Command::Verify(VerifyCommand::Live(a)) => cmd_verify_live(&a, cli.now),
     }
+}
+
+fn cmd_init_from_render(a: &InitArgs, now: OffsetDateTime) -> Result<ExitCode> {
+    let dir = a.from_render.as_deref().unwrap_or(Path::new("."));
+    let (Some(output), Some(out)) = (&a.output, &a.out) else {
+        bail!(
+            "--from-render needs --output PLAN (public files go next to it) and --out DIR (a new directory for the next render, receiving the encrypted key state)"
+        );
+    };
+    let ids = identities(&a.identity)?;
+    let done = init::from_render(&init::FromRender {
+        dir,
+        identities: &ids,
+        name: &a.name,
+        recipients: &a.age_recipients,
+        output,
+        out,
+        force: a.force,
+        now,
+    })?;
+    eprintln!(
+        "wrote {} (public files under {}) and the encrypted key state {}",
+        output.display(),
+        done.public_dir.display(),
+        done.state.display()
+    );
+    eprintln!(
+        "next: rootroll plan {0}; rootroll render {0} --out {1}; then replace {2} with {1} in one commit (the finished rotation stays in Git history)",
+        output.display(),
+        out.display(),
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_init_from_cluster(a: &InitArgs, now: OffsetDateTime) -> Result<ExitCode> {

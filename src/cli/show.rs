@@ -235,7 +235,7 @@ fn cluster_details(c: &rootroll::promote::ClusterStatus, now: OffsetDateTime) ->
     }
     if let Some(n) = &c.next {
         if n.finished {
-            o.push_str("  rotation finished\n");
+            o.push_str(&format!("  {}\n", rootroll::promote::FINISHED));
         }
         for (i, cmd) in n.commands.iter().enumerate() {
             let head = if i == 0 { "next:" } else { "then:" };

@@ -466,7 +466,9 @@ fn status_names_the_next_command_and_what_it_waits_for_through_a_whole_rotation(
         assert_eq!(c["next"]["finished"], true, "{c}");
         assert_eq!(
             c["next"]["commands"],
-            serde_json::json!([format!("rootroll init --from-render {g}")])
+            serde_json::json!([format!(
+                "rootroll init --from-render {g} --output {g}-next.yaml --out {g}-next"
+            )])
         );
         assert_eq!(
             c["expiry"]["cas"].as_array().unwrap().len(),
@@ -475,5 +477,143 @@ fn status_names_the_next_command_and_what_it_waits_for_through_a_whole_rotation(
         );
     }
     let text = stdout(&rootroll(&["status", g]));
-    assert!(text.contains("rotation finished"), "{text}");
+    assert!(
+        text.contains("rotation finished: the next one starts from a plan"),
+        "{text}"
+    );
+}
+
+/// The decrypted `data` of a SOPS-encrypted Secret, read by the real sops binary.
+fn sops_data(file: &Path) -> serde_json::Value {
+    let out = must(
+        std::process::Command::new("sops")
+            .arg("--disable-version-check")
+            .env("SOPS_AGE_KEY_FILE", root().join(DEMO_KEY))
+            .args(["--decrypt", "--output-type", "json"])
+            .arg(file),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    v["data"].clone()
+}
+
+/// `init --from-render` with no identity reachable but `ids` (no env keys, an empty HOME).
+fn from_render(dir: &Path, next: &Path, ids: &[&Path]) -> std::process::Output {
+    let home = tempfile::tempdir().unwrap();
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_rootroll"));
+    c.current_dir(root())
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env_remove("SOPS_AGE_KEY")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("HOME", home.path())
+        .args(["--now", "2027-06-01T00:00:00Z", "init", "--from-render"])
+        .arg(dir)
+        .arg("--output")
+        .arg(next.join("plan.yaml"))
+        .arg("--out")
+        .arg(next.join("gitops"))
+        .args(["--name", "fleet-next"]);
+    for id in ids {
+        c.arg("--identity").arg(id);
+    }
+    run(&mut c)
+}
+
+#[test]
+fn init_from_render_starts_the_next_rotation_whose_phase_1_is_the_old_phase_4() {
+    let d = rendered_repo("plans/fleet.yaml");
+    let gitops = d.path().join("gitops");
+    let next = d.path().join("next");
+    let key = root().join(DEMO_KEY);
+
+    // Mid-rotation: refused, naming the cluster and its pointer; nothing written.
+    let o = from_render(&gitops, &next, &[&key]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("eu-central is at phase 1 (clusters/eu-central/istio-ca/kustomization.yaml): the rotation is not finished"),
+        "{err}"
+    );
+    assert!(!next.exists(), "nothing written");
+
+    for n in ["2", "3", "4"] {
+        promote(d.path(), &["--all-clusters", "--to", n, "--commit"]);
+    }
+    // Finished, but no identity: refused.
+    let o = from_render(&gitops, &next, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("needs an age identity"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!next.exists());
+    // An identity the phase-4 Secrets are not encrypted to: refused, naming the file.
+    let other = d.path().join("other.agekey");
+    must(
+        std::process::Command::new("age-keygen")
+            .arg("-o")
+            .arg(&other),
+    );
+    let o = from_render(&gitops, &next, &[&other]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("clusters/eu-central/istio-ca/phases/4-finalize/cacerts.sops.yaml: the identity cannot open it"),
+        "{err}"
+    );
+    assert!(!next.exists());
+
+    // The next plan: root B is today's root, B's intermediates are the current ones.
+    let o = from_render(&gitops, &next, &[&key]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan = std::fs::read_to_string(next.join("plan.yaml")).unwrap();
+    assert!(plan.contains("key: state"), "{plan}");
+    assert!(
+        plan.contains("repoPath: \"infrastructure/istio-ca\"")
+            && plan.contains("safetyMargin: \"30m\""),
+        "mesh, timing and gitops carry over: {plan}"
+    );
+    assert!(
+        !plan.contains("PRIVATE KEY") && !tree(&next).keys().any(|f| f.ends_with("ca-key.pem")),
+        "the keys are only in the encrypted state"
+    );
+    let p = next.join("plan.yaml");
+    let out = next.join("gitops");
+    let o = rootroll_at(
+        "2027-06-01T00:00:00Z",
+        &[
+            "render",
+            p.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--identity",
+            DEMO_KEY,
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for c in ["eu-central", "us-east", "us-west"] {
+        let old = sops_data(&gitops.join(format!(
+            "clusters/{c}/istio-ca/phases/4-finalize/cacerts.sops.yaml"
+        )));
+        let new = sops_data(&out.join(format!(
+            "clusters/{c}/istio-ca/phases/1-initial/cacerts.sops.yaml"
+        )));
+        assert_eq!(
+            old, new,
+            "{c}: the next rotation's phase 1 holds the old phase 4's bytes"
+        );
+        assert_eq!(old.as_object().unwrap().len(), 4, "all four files compared");
+    }
+    // The next rotation passes every offline gate.
+    let o = rootroll_at(
+        "2027-06-01T00:00:00Z",
+        &[
+            "verify",
+            "offline",
+            out.to_str().unwrap(),
+            "--identity",
+            DEMO_KEY,
+        ],
+    );
+    assert!(o.status.success(), "{}", stdout(&o));
 }
