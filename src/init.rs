@@ -551,37 +551,17 @@ pub fn from_cluster(req: &FromCluster<'_>) -> Result<FromClusterDone, FromCluste
             key: Some(s.key.clone()),
         },
     );
-    let plain = st.to_yaml(req.name);
-    let sealed = crate::sops::encrypt_yaml(crate::repo::STATE_SOPS, &plain, &parsed, req.now)?;
-    let mut outputs = crate::repo::Outputs::default();
-    outputs.files.insert(
-        crate::repo::STATE_SOPS.into(),
-        crate::repo::OutFile {
-            bytes: sealed.into_bytes(),
-            private: true,
-        },
-    );
-    crate::repo::write(req.out, &outputs)?;
-    let plan_dir = req
-        .output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    for (rel, bytes) in &s.files {
-        let p = plan_dir.join(rel);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| FromClusterError::CreateDir {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
-        crate::repo::write_file_atomic(&p, bytes)?;
-    }
-    crate::repo::write_file_atomic(req.output, s.yaml.as_bytes())?;
+    let to = Destination {
+        output: req.output,
+        out: req.out,
+        force: req.force,
+        now: req.now,
+    };
+    let done = write_next(&s.yaml, &s.files, &st, &parsed, req.name, &to)?;
     Ok(FromClusterDone {
         layout: s.layout,
-        public_dir: plan_dir.join(format!("{}-current", req.cluster)),
-        state: req.out.join(crate::repo::STATE_SOPS),
+        public_dir: done.public_dir.join(format!("{}-current", req.cluster)),
+        state: done.state,
     })
 }
 
@@ -840,7 +820,22 @@ pub fn from_render(req: &FromRender<'_>) -> Result<FromClusterDone, FromRenderEr
             repo_path: rollout.gitops.repo_path.clone(),
         }),
     });
-    write_next(&yaml, &files, &state, &parsed, req).map_err(Into::into)
+    let to = Destination {
+        output: req.output,
+        out: req.out,
+        force: req.force,
+        now: req.now,
+    };
+    write_next(&yaml, &files, &state, &parsed, req.name, &to).map_err(Into::into)
+}
+
+/// Where a scaffolded plan goes: the plan file (its public files next to it) and the new
+/// output directory receiving the encrypted key state.
+struct Destination<'a> {
+    output: &'a Path,
+    out: &'a Path,
+    force: bool,
+    now: time::OffsetDateTime,
 }
 
 /// Writes the encrypted key state into `out` (which must be new or empty), then the public
@@ -850,7 +845,8 @@ fn write_next(
     files: &[(PathBuf, Vec<u8>)],
     state: &crate::state::KeyState,
     recipients: &[age::x25519::Recipient],
-    req: &FromRender<'_>,
+    name: &str,
+    req: &Destination<'_>,
 ) -> Result<FromClusterDone, FromClusterError> {
     if req.output.exists() && !req.force {
         return Err(FromClusterError::Exists {
@@ -866,7 +862,7 @@ fn write_next(
             path: req.out.to_path_buf(),
         });
     }
-    let plain = state.to_yaml(req.name);
+    let plain = state.to_yaml(name);
     let sealed = crate::sops::encrypt_yaml(crate::repo::STATE_SOPS, &plain, recipients, req.now)?;
     let mut outputs = crate::repo::Outputs::default();
     outputs.files.insert(
