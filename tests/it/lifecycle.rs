@@ -460,6 +460,17 @@ fn status_names_the_next_command_and_what_it_waits_for_through_a_whole_rotation(
     let v = status_json(NOW, &gitops);
     let half = cluster(&v, "us-east");
     assert!(half["next"]["waitsFor"].to_string().contains("live gates"));
+    // The canary finishes first: it has nothing to run, and says who it waits for.
+    promote(d.path(), &["--cluster", "us-east", "--to", "4", "--commit"]);
+    let v = status_json(NOW, &gitops);
+    let east = &cluster(&v, "us-east")["next"];
+    assert_eq!(east["commands"], serde_json::json!([]), "{east}");
+    assert_eq!(east["finished"], false);
+    let waits = east["waitsFor"].to_string();
+    assert!(
+        waits.contains("eu-central at phase 3") && waits.contains("us-west at phase 3"),
+        "{waits}"
+    );
     promote(d.path(), &["--all-clusters", "--to", "4", "--commit"]);
     let v = status_json(NOW, &gitops);
     for c in v.as_array().unwrap() {
