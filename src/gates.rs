@@ -397,6 +397,20 @@ catalogue! {
         hint: "wait: the soak covers propagation, re-signing and the safety margin",
         doc: "The minimum soak is computed by `plan` from the workload TTL, propagation delay and margin. Its clock starts when the live Secret (or the root ConfigMaps) changed.",
     }
+    RotationStartBy = "rotation-start-by" {
+        title: "the next rotation can still start in time",
+        scope: Scope::Offline, phases: ALL_PHASES, planes: Planes::All, severity: Severity::Error,
+        proves: "the latest date the next rotation must start (the earliest NotAfter of the active phase's roots and signing intermediate, minus the shortest rotation, a workload TTL and the safety margin) is more than expiry.fail (default 30 days) away",
+        hint: "start the next rotation now (`rootroll init --from-render DIR` once this one is finished), or renew the CA that expires first",
+        doc: "A rotation takes at least the sum of its phase soaks, and the last leaves its old CA signed live one workload TTL more: started later than that before a CA's NotAfter, it cannot finish before the mesh loses trust. The date is computed per cluster from the active phase Secret's fingerprint annotations and the certificates in .rootroll/rollout.json, so no key is needed (a scheduled CI job can run it). The threshold is the rollout's expiry.fail (spec.rollout.expiry in the plan, or --expiry-fail). A tree whose annotations the rollout file does not know fails: the date cannot be known.",
+    }
+    RotationStartSoon = "rotation-start-soon" {
+        title: "the next rotation is not due soon",
+        scope: Scope::Offline, phases: ALL_PHASES, planes: Planes::All, severity: Severity::Warning,
+        proves: "the latest date the next rotation must start is more than expiry.warn (default 90 days) away",
+        hint: "plan the next rotation: it must start before the date shown",
+        doc: "Between expiry.warn and expiry.fail before the start-by date (see rotation-start-by) the mesh is safe, but the next rotation is due; a warning (an error with --strict). The threshold is the rollout's expiry.warn (spec.rollout.expiry in the plan, or --expiry-warn).",
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! `rootroll init --from-dir`: scaffold a commented plan that imports today's CA from Istio
 //! Makefile output or a `kubernetes.io/tls` set and generates the new root and intermediates.
 //! The scaffolded plan is validated as `plan` would validate it, before anything is written.
+//! `--from-cluster` imports a live `cacerts` Secret, `--from-render` a finished tree's phase-4
+//! Secrets (the next rotation); both keep the intermediate's key only in an encrypted key state.
 
 use std::path::{Path, PathBuf};
 
@@ -199,6 +201,8 @@ pub fn scaffold(
             .iter()
             .map(|(cname, cdir, _)| Ok((cname.clone(), relative(plan_dir, cdir)?, false)))
             .collect::<Result<_, InitError>>()?,
+        new_root_cn: format!("Root CA ({name})"),
+        carry: None,
     });
     check(&y, dir, plan_dir, now)?;
     Ok(Scaffold {
@@ -259,6 +263,26 @@ struct PlanText<'a> {
     /// (cluster name, its current intermediate's directory, whether that key is in the key
     /// state rather than the directory).
     clusters: Vec<(String, String, bool)>,
+    /// The new root's common name (it must differ from the current root's).
+    new_root_cn: String,
+    /// The mesh, timing and gitops of a finished rotation, carried into the next plan
+    /// (`--from-render`); `None`: the template's commented defaults.
+    carry: Option<Carry>,
+}
+
+/// What the next plan keeps from a finished rollout (`--from-render`).
+#[derive(serde::Serialize)]
+struct Carry {
+    trust_domain: String,
+    istio_namespace: String,
+    secret_name: String,
+    data_plane: &'static str,
+    min_istio_version: String,
+    workload_cert_ttl: String,
+    propagation_delay: String,
+    safety_margin: String,
+    engine: &'static str,
+    repo_path: String,
 }
 
 /// The commented plan text (templates/plan.yaml.j2): today's root and intermediates imported,
@@ -304,6 +328,8 @@ fn plan_yaml(p: &PlanText<'_>) -> String {
                 recipients => p.recipients.to_vec(),
                 root_dir => &p.root_dir,
                 clusters,
+                new_root_cn => &p.new_root_cn,
+                carry => minijinja::Value::from(minijinja::value::Serde(&p.carry)),
             })
         })
         .expect("the embedded plan template renders strings only")
@@ -377,6 +403,8 @@ pub fn from_secret(
         recipients,
         root_dir: dir.display().to_string(),
         clusters: vec![(cluster.to_string(), dir.display().to_string(), true)],
+        new_root_cn: format!("Root CA ({name})"),
+        carry: None,
     });
     Ok(FromSecret {
         yaml,
@@ -523,8 +551,319 @@ pub fn from_cluster(req: &FromCluster<'_>) -> Result<FromClusterDone, FromCluste
             key: Some(s.key.clone()),
         },
     );
-    let plain = st.to_yaml(req.name);
-    let sealed = crate::sops::encrypt_yaml(crate::repo::STATE_SOPS, &plain, &parsed, req.now)?;
+    let to = Destination {
+        output: req.output,
+        out: req.out,
+        force: req.force,
+        now: req.now,
+    };
+    let done = write_next(&s.yaml, &s.files, &st, &parsed, req.name, &to)?;
+    Ok(FromClusterDone {
+        layout: s.layout,
+        public_dir: done.public_dir.join(format!("{}-current", req.cluster)),
+        state: done.state,
+    })
+}
+
+/// An `init --from-render` request: the next rotation from a finished tree.
+pub struct FromRender<'a> {
+    /// The finished rendered tree (every cluster at phase 4).
+    pub dir: &'a Path,
+    /// age identities that open its phase-4 Secrets.
+    pub identities: &'a [age::x25519::Identity],
+    /// The next plan's name.
+    pub name: &'a str,
+    /// age recipients of the next plan; empty: the finished rollout's.
+    pub recipients: &'a [String],
+    /// Where the plan goes (its public files go next to it).
+    pub output: &'a Path,
+    /// The next output directory, receiving the encrypted key state.
+    pub out: &'a Path,
+    /// Overwrite `output`.
+    pub force: bool,
+    /// The clock (SOPS metadata, the new root's name).
+    pub now: time::OffsetDateTime,
+}
+
+/// Why `init --from-render` refused; nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum FromRenderError {
+    /// The tree cannot be read.
+    #[error(transparent)]
+    Repo(#[from] crate::repo::RepoError),
+    /// No identity was given or found.
+    #[error(
+        "--from-render needs an age identity that opens the phase-4 Secrets (--identity FILE, SOPS_AGE_KEY_FILE or SOPS_AGE_KEY): their keys become the next plan's current intermediates"
+    )]
+    NoIdentity,
+    /// A cluster is not at phase 4.
+    #[error(
+        "{cluster} is at phase {phase} ({pointer}): the rotation is not finished; promote every cluster to phase 4 first"
+    )]
+    NotFinished {
+        /// The cluster.
+        cluster: String,
+        /// Its phase.
+        phase: u8,
+        /// Its pointer file.
+        pointer: String,
+    },
+    /// A pointer or phase-4 Secret cannot be read, or does not belong to the rollout.
+    #[error("{file}: {reason}")]
+    Unusable {
+        /// The file.
+        file: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The identity cannot open a phase-4 Secret.
+    #[error(
+        "{file}: the identity cannot open it (give the identity of an operator it is encrypted to)"
+    )]
+    CannotOpen {
+        /// The Secret.
+        file: String,
+        /// Why.
+        #[source]
+        source: Box<crate::sops::SopsError>,
+    },
+    /// Writing the next plan failed.
+    #[error(transparent)]
+    Write(#[from] FromClusterError),
+}
+
+/// The decrypted data of a phase Secret, base64-decoded; wiped on drop.
+struct SecretData(std::collections::BTreeMap<String, Vec<u8>>);
+
+impl Drop for SecretData {
+    fn drop(&mut self) {
+        for v in self.0.values_mut() {
+            zeroize::Zeroize::zeroize(v);
+        }
+    }
+}
+
+/// Opens the phase-4 Secret of `cluster` and returns its data.
+fn phase4_data(
+    repo: &crate::repo::Repo,
+    cluster: &str,
+    ids: &[age::x25519::Identity],
+) -> Result<SecretData, FromRenderError> {
+    let unusable = |file: &str, reason: String| FromRenderError::Unusable {
+        file: file.to_string(),
+        reason,
+    };
+    let dir = crate::repo::phase_path(cluster, 4);
+    let (rel, text) = match repo.phase_secret(cluster, 4) {
+        Ok(Some(found)) => found,
+        Ok(None) => return Err(unusable(&dir, "holds no cacerts Secret: re-render".into())),
+        Err(e) => return Err(unusable(&dir, e)),
+    };
+    let plain = crate::sops::decrypt_yaml(&rel, &text, ids).map_err(|source| {
+        FromRenderError::CannotOpen {
+            file: rel.clone(),
+            source: Box::new(source),
+        }
+    })?;
+    let doc = crate::verify::offline::Wiped(
+        serde_saphyr::from_str(&plain)
+            .map_err(|e| unusable(&rel, format!("not YAML: {}", e.without_snippet())))?,
+    );
+    let label = &doc.0["metadata"]["labels"][crate::repo::keys::PLAN];
+    if label.as_str() != Some(repo.rollout.plan.as_str()) {
+        return Err(unusable(
+            &rel,
+            format!(
+                "its {} label is {label}, not the rollout's plan `{}`: this Secret is from another plan",
+                crate::repo::keys::PLAN,
+                repo.rollout.plan
+            ),
+        ));
+    }
+    let mut data = SecretData(std::collections::BTreeMap::new());
+    if let Some(map) = doc.0["data"].as_object() {
+        for (k, v) in map {
+            let bytes = v
+                .as_str()
+                .and_then(crate::verify::common::b64)
+                .ok_or_else(|| unusable(&rel, format!("data `{k}` is not base64")))?;
+            data.0.insert(k.clone(), bytes);
+        }
+    }
+    Ok(data)
+}
+
+/// `init --from-render`: the next rotation's plan from a finished tree. Today's root (B) is
+/// imported byte for byte from the phase-4 bundle and each cluster's phase-4 intermediate
+/// becomes its current one, its key only in the encrypted key state of `out` (`key: state`);
+/// a new root and new intermediates are generated. Mesh, timing and gitops carry over. Every
+/// check runs before anything is written.
+pub fn from_render(req: &FromRender<'_>) -> Result<FromClusterDone, FromRenderError> {
+    use crate::state::{Entry, Generation, KeyState, StateId};
+    let repo = crate::repo::Repo::open(req.dir)?;
+    if req.identities.is_empty() {
+        return Err(FromRenderError::NoIdentity);
+    }
+    for c in &repo.clusters {
+        let pointer = crate::repo::pointer(c);
+        let phase = repo.active(c).map_err(|reason| FromRenderError::Unusable {
+            file: pointer.clone(),
+            reason,
+        })?;
+        if phase != 4 {
+            return Err(FromRenderError::NotFinished {
+                cluster: c.clone(),
+                phase,
+                pointer,
+            });
+        }
+    }
+    let rollout = &repo.rollout;
+    let recipients: Vec<String> = if req.recipients.is_empty() {
+        rollout.gitops.age_recipients.clone()
+    } else {
+        req.recipients.to_vec()
+    };
+    if recipients.is_empty() {
+        return Err(FromClusterError::NoRecipient.into());
+    }
+    let parsed: Vec<age::x25519::Recipient> = recipients
+        .iter()
+        .map(|r| crate::sops::parse_recipient(r))
+        .collect::<Result<_, _>>()
+        .map_err(FromClusterError::from)?;
+    let mut files = Vec::new();
+    let mut state = KeyState::default();
+    let mut clusters = Vec::new();
+    let mut layout = "makefile";
+    let mut bundle: Option<(String, Vec<u8>)> = None;
+    for c in &repo.clusters {
+        let data = phase4_data(&repo, c, req.identities)?;
+        let s = from_secret(&data.0, req.name, c, &recipients).map_err(|reason| {
+            FromRenderError::Unusable {
+                file: crate::repo::phase_path(c, 4),
+                reason,
+            }
+        })?;
+        let root_key = if s.layout == "tls" {
+            "ca.crt"
+        } else {
+            "root-cert.pem"
+        };
+        match &bundle {
+            None => bundle = Some((c.clone(), data.0[root_key].clone())),
+            Some((first, b)) if *b != data.0[root_key] => {
+                return Err(FromRenderError::Unusable {
+                    file: crate::repo::phase_path(c, 4),
+                    reason: format!(
+                        "its phase-4 bundle differs from {first}'s: every cluster must trust the same root before the next rotation"
+                    ),
+                });
+            }
+            Some(_) => {}
+        }
+        layout = s.layout;
+        state.entries.insert(
+            StateId::cluster(c, Generation::Current),
+            Entry {
+                spec: "imported".into(),
+                cert: s.cert_pem.clone(),
+                key: Some(s.key.clone()),
+            },
+        );
+        let dir = format!("{c}-current");
+        clusters.push((c.clone(), dir, true));
+        files.extend(s.files);
+    }
+    let root_dir = clusters
+        .first()
+        .map(|(_, d, _)| d.clone())
+        .unwrap_or_default();
+    let b_subject = rollout.new_root.subject().to_string();
+    let mut new_root_cn = format!("Root CA ({}) {}", req.name, req.now.year());
+    if b_subject.ends_with(&format!("CN={new_root_cn}")) {
+        new_root_cn.push_str(" (next)");
+    }
+    let m = &rollout.mesh;
+    let t = &rollout.timing;
+    let yaml = plan_yaml(&PlanText {
+        header: format!(
+            "# The next Istio root CA rotation, scaffolded by `rootroll init --from-render` from the finished rotation `{}`.\n\
+             # Today's root is phase 4's root-cert.pem, byte for byte ({root_dir}/); each cluster's current intermediate is\n\
+             # its phase-4 one, whose key is only in the encrypted key state of the output directory (key: state).\n\
+             # Render into a new directory, then replace the finished tree with it in one commit: the finished rotation\n\
+             # stays in Git history.\n",
+            rollout.plan
+        ),
+        name: req.name,
+        format: secret_format(layout),
+        recipients: &recipients,
+        root_dir,
+        clusters,
+        new_root_cn,
+        carry: Some(Carry {
+            trust_domain: m.trust_domain.clone(),
+            istio_namespace: m.istio_namespace.clone(),
+            secret_name: m.secret_name.clone(),
+            data_plane: match m.data_plane {
+                crate::plan::DataPlane::Sidecar => "sidecar",
+                crate::plan::DataPlane::Ambient => "ambient",
+            },
+            min_istio_version: String::from(m.min_istio_version),
+            workload_cert_ttl: t.workload_cert_ttl.to_string(),
+            propagation_delay: t.propagation_delay.to_string(),
+            safety_margin: t.safety_margin.to_string(),
+            engine: match rollout.gitops.engine {
+                crate::plan::Engine::Flux => "flux",
+                crate::plan::Engine::Argocd => "argocd",
+            },
+            repo_path: rollout.gitops.repo_path.clone(),
+        }),
+    });
+    let to = Destination {
+        output: req.output,
+        out: req.out,
+        force: req.force,
+        now: req.now,
+    };
+    write_next(&yaml, &files, &state, &parsed, req.name, &to).map_err(Into::into)
+}
+
+/// Where a scaffolded plan goes: the plan file (its public files next to it) and the new
+/// output directory receiving the encrypted key state.
+struct Destination<'a> {
+    output: &'a Path,
+    out: &'a Path,
+    force: bool,
+    now: time::OffsetDateTime,
+}
+
+/// Writes the encrypted key state into `out` (which must be new or empty), then the public
+/// files next to the plan, then the plan, so a plan never refers to what was not written.
+fn write_next(
+    yaml: &str,
+    files: &[(PathBuf, Vec<u8>)],
+    state: &crate::state::KeyState,
+    recipients: &[age::x25519::Recipient],
+    name: &str,
+    req: &Destination<'_>,
+) -> Result<FromClusterDone, FromClusterError> {
+    if req.output.exists() && !req.force {
+        return Err(FromClusterError::Exists {
+            path: req.output.to_path_buf(),
+        });
+    }
+    if req.out.exists()
+        && std::fs::read_dir(req.out)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(FromClusterError::NotEmpty {
+            path: req.out.to_path_buf(),
+        });
+    }
+    let plain = state.to_yaml(name);
+    let sealed = crate::sops::encrypt_yaml(crate::repo::STATE_SOPS, &plain, recipients, req.now)?;
     let mut outputs = crate::repo::Outputs::default();
     outputs.files.insert(
         crate::repo::STATE_SOPS.into(),
@@ -539,7 +878,7 @@ pub fn from_cluster(req: &FromCluster<'_>) -> Result<FromClusterDone, FromCluste
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    for (rel, bytes) in &s.files {
+    for (rel, bytes) in files {
         let p = plan_dir.join(rel);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).map_err(|source| FromClusterError::CreateDir {
@@ -549,10 +888,14 @@ pub fn from_cluster(req: &FromCluster<'_>) -> Result<FromClusterDone, FromCluste
         }
         crate::repo::write_file_atomic(&p, bytes)?;
     }
-    crate::repo::write_file_atomic(req.output, s.yaml.as_bytes())?;
+    crate::repo::write_file_atomic(req.output, yaml.as_bytes())?;
     Ok(FromClusterDone {
-        layout: s.layout,
-        public_dir: plan_dir.join(format!("{}-current", req.cluster)),
+        layout: if files.iter().any(|(p, _)| p.ends_with("tls.crt")) {
+            "tls"
+        } else {
+            "makefile"
+        },
+        public_dir: plan_dir.to_path_buf(),
         state: req.out.join(crate::repo::STATE_SOPS),
     })
 }

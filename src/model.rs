@@ -205,6 +205,61 @@ pub struct Rollout {
     /// when it differs from the default, so renders made before it existed read the same.
     #[serde(default, skip_serializing_if = "ValidityFloor::is_default")]
     pub validity_floor: ValidityFloor,
+    /// When `verify offline` warns and fails before the next rotation's start-by date
+    /// (`spec.rollout.expiry`). Written only when it differs from the default.
+    #[serde(default, skip_serializing_if = "ExpiryThresholds::is_default")]
+    pub expiry: ExpiryThresholds,
+}
+
+/// How long before the latest date the next rotation must start `verify offline` warns
+/// (`rotation-start-soon`) and fails (`rotation-start-by`). `fail` ≤ `warn` by construction
+/// ([`Self::new`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", try_from = "RawExpiryThresholds")]
+pub struct ExpiryThresholds {
+    /// Within this span of the start-by date, `rotation-start-soon` warns.
+    pub warn: Span,
+    /// Within this span of the start-by date, `rotation-start-by` fails.
+    pub fail: Span,
+}
+
+/// [`ExpiryThresholds`] as a rollout file holds it, before the order is checked.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawExpiryThresholds {
+    warn: Span,
+    fail: Span,
+}
+
+impl TryFrom<RawExpiryThresholds> for ExpiryThresholds {
+    type Error = String;
+    fn try_from(r: RawExpiryThresholds) -> Result<Self, String> {
+        Self::new(r.warn, r.fail)
+            .map_err(|(w, f)| format!("expiry: fail {f} is longer than warn {w}"))
+    }
+}
+
+impl Default for ExpiryThresholds {
+    fn default() -> Self {
+        Self {
+            warn: Span::from_days(90),
+            fail: Span::from_days(30),
+        }
+    }
+}
+
+impl ExpiryThresholds {
+    /// The thresholds, or both back when `fail` is longer than `warn` (inverted).
+    pub fn new(warn: Span, fail: Span) -> Result<Self, (Span, Span)> {
+        if fail > warn {
+            return Err((warn, fail));
+        }
+        Ok(Self { warn, fail })
+    }
+    /// `true` for the default thresholds (90 and 30 days).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// How long the new root and intermediates must stay valid after the earliest possible end
@@ -446,6 +501,7 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
         phases,
         min_total,
         validity_floor: ValidityFloor::default(),
+        expiry: plan.expiry,
     }
 }
 

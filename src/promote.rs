@@ -16,6 +16,7 @@ use crate::duration::Span;
 use crate::gates::Code;
 use crate::model::phase_dir;
 use crate::repo::{self, Repo, RepoError};
+use crate::verify::offline::expiry::{self, ClusterExpiry};
 use crate::verify::offline::{self, VerifyError};
 use crate::verify::{Finding, Report, Severity};
 
@@ -583,9 +584,135 @@ pub struct ClusterStatus {
     pub next_gates: Vec<crate::gates::Code>,
     /// Why the pointer could not be read.
     pub problem: Option<String>,
+    /// When the active phase's CAs expire and the next rotation must start; `None` when the
+    /// pointer or the expiry cannot be read (`expiry_problem` says why).
+    pub expiry: Option<ClusterExpiry>,
+    /// Why the expiry cannot be known.
+    pub expiry_problem: Option<String>,
+    /// What to run next and what it waits for; `None` when the pointer cannot be read.
+    pub next: Option<NextStep>,
 }
 
-/// Status of every cluster of a rendered directory.
+/// How a cluster continues from where it stands, as `status` names it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NextStep {
+    /// The commands to run next, in order, ready to paste.
+    pub commands: Vec<String>,
+    /// What must hold before the last command can succeed (soak left, the skew rule, the
+    /// live gates); empty when nothing does.
+    pub waits_for: Vec<String>,
+    /// Every cluster is at phase 4: this rotation is over.
+    pub finished: bool,
+}
+
+/// What `status` says once every cluster is at phase 4.
+pub const FINISHED: &str = "rotation finished: the next one starts from a plan whose current root and intermediates are phase 4's (README: \"After the rotation\")";
+
+/// `path` as a shell word: as is when it is plain, else single-quoted.
+fn shell_word(path: &Path) -> String {
+    let s = path.display().to_string();
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:@%,".contains(c))
+    {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// What `cluster`, at phase `n` in a fleet at `active`, does next: `verify live` then
+/// `promote` to `n + 1`, waiting for the soak (`soak_left`, as `promote` proves it from Git),
+/// the skew rule and the live gates; or, once every cluster is at phase 4, `init
+/// --from-render` (the next rotation's plan, and a new directory to render it into).
+fn next_step(
+    dir: &Path,
+    model: &crate::model::Rollout,
+    cluster: &str,
+    n: u8,
+    active: &BTreeMap<String, u8>,
+    soak: (Option<OffsetDateTime>, Option<Span>),
+) -> NextStep {
+    let d = shell_word(dir);
+    if n >= 4 {
+        let behind: Vec<String> = active
+            .iter()
+            .filter(|(_, p)| **p < 4)
+            .map(|(c, p)| format!("{c} at phase {p}"))
+            .collect();
+        if behind.is_empty() {
+            let stem = dir.display().to_string();
+            let stem = stem.trim_end_matches('/');
+            return NextStep {
+                commands: vec![format!(
+                    "rootroll init --from-render {d} --output {} --out {}",
+                    shell_word(Path::new(&format!("{stem}-next.yaml"))),
+                    shell_word(Path::new(&format!("{stem}-next")))
+                )],
+                waits_for: Vec::new(),
+                finished: true,
+            };
+        }
+        return NextStep {
+            commands: Vec::new(),
+            waits_for: vec![format!(
+                "this cluster is done; the rotation finishes when the others reach phase 4: {}",
+                behind.join(", ")
+            )],
+            finished: false,
+        };
+    }
+    let to = n + 1;
+    let mut waits = Vec::new();
+    let min_soak = model.min_soak(n);
+    match soak {
+        (Some(at), Some(left)) if left.as_secs() > 0 => waits.push(format!(
+            "soak: {left} left (phase {n} entered {}, minimum {min_soak})",
+            at.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        )),
+        (None, _) if min_soak.as_secs() > 0 => waits.push(format!(
+            "soak: the pointer is not in Git history, so the {min_soak} soak cannot be proven: commit the tree"
+        )),
+        _ => {}
+    }
+    let mut after = active.clone();
+    after.insert(cluster.to_string(), to);
+    if let Some(problem) = crate::fleet::skew_problem(&after) {
+        waits.push(format!(
+            "skew: {problem}; promote the clusters behind first"
+        ));
+    }
+    let gates: Vec<&str> = model
+        .phase(n)
+        .map(|p| {
+            p.gates_before_next
+                .iter()
+                .map(|g| g.code.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !gates.is_empty() {
+        let mut unique = gates.clone();
+        unique.dedup();
+        waits.push(format!(
+            "live gates (verify live, in {cluster}'s kube context): {}",
+            unique.join(", ")
+        ));
+    }
+    NextStep {
+        commands: vec![
+            format!("rootroll verify live {d} --cluster {cluster}"),
+            format!("rootroll promote {d} --cluster {cluster} --to {to} --commit"),
+        ],
+        waits_for: waits,
+        finished: false,
+    }
+}
+
+/// Status of every cluster of a rendered directory: phase, soak, gates, the expiry of the
+/// active phase's CAs (thresholds from the rollout file) and the next step.
 pub fn status(dir: &Path, now: OffsetDateTime) -> Result<Vec<ClusterStatus>, PromoteError> {
     let repo = Repo::open(dir)?;
     let model = &repo.rollout;
@@ -608,6 +735,16 @@ pub fn status(dir: &Path, now: OffsetDateTime) -> Result<Vec<ClusterStatus>, Pro
             .and_then(|n| model.phase(n))
             .map(|p| p.gates_before_next.iter().map(|g| g.code).collect())
             .unwrap_or_default();
+        let (expiry, expiry_problem) = match active {
+            Some(n) => match expiry::cluster(&repo, c, n, now, model.expiry) {
+                Ok(e) => (Some(e), None),
+                Err(why) => (
+                    None,
+                    Some(format!("{c}: the expiry cannot be known: {why}")),
+                ),
+            },
+            None => (None, None),
+        };
         out.push(ClusterStatus {
             cluster: c.clone(),
             active_phase: active,
@@ -617,7 +754,28 @@ pub fn status(dir: &Path, now: OffsetDateTime) -> Result<Vec<ClusterStatus>, Pro
             soak_left,
             next_gates,
             problem,
+            expiry,
+            expiry_problem,
+            next: None,
         });
+    }
+    let active: BTreeMap<String, u8> = out
+        .iter()
+        .filter_map(|s| s.active_phase.map(|n| (s.cluster.clone(), n)))
+        .collect();
+    let complete = active.len() == out.len();
+    for s in &mut out {
+        // The next step of a fleet with an unreadable pointer cannot be judged (skew).
+        if let (Some(n), true) = (s.active_phase, complete) {
+            s.next = Some(next_step(
+                dir,
+                model,
+                &s.cluster,
+                n,
+                &active,
+                (s.promoted_at, s.soak_left),
+            ));
+        }
     }
     Ok(out)
 }

@@ -52,7 +52,10 @@ pub(crate) enum Command {
 optionally a top directory with root-key.pem and one subdirectory per cluster) or a kubernetes.io/tls set \
 (tls.crt, tls.key, ca.crt).\n\n--from-cluster CONTEXT reads the live cacerts Secret: its public files are \
 written byte for byte next to the plan, and the current intermediate's key goes only into the encrypted key \
-state of --out DIR (encrypted to --age-recipient), never in plaintext."
+state of --out DIR (encrypted to --age-recipient), never in plaintext.\n\n--from-render DIR starts the next rotation \
+from a finished tree (every cluster at phase 4; --identity opens its phase-4 Secrets): today's root and each cluster's \
+intermediate are imported byte for byte from phase 4 (the keys only into the encrypted key state of --out DIR), mesh, \
+timing and gitops carry over, and a new root and intermediates are generated, so the next phase 1 is the old phase 4."
     )]
     Init(InitArgs),
     /// Validate a plan and print the computed rollout: phases, roots, signers, gates, soak times.
@@ -83,7 +86,8 @@ offline gate fails for the target phase. --force overrides all three and records
 signing apply) and Rootroll-Plan/-Cluster/-From-Phase/-To-Phase trailers."
     )]
     Promote(PromoteArgs),
-    /// Where each cluster is: active phase, when it was promoted, soak time left, next gates.
+    /// Where each cluster is: active phase, when it was promoted, soak time left, next gates,
+    /// when its CAs expire and the next rotation must start, and the exact next commands.
     Status(StatusArgs),
     /// Document the gates: `rootroll explain` lists every gate code, `rootroll explain CODE`
     /// says what one proves, when it runs and what to do when it fails.
@@ -121,8 +125,9 @@ pub(crate) enum VerifyCommand {
 certificate, signer is a CA, chain to the phase bundle, cert-chain.pem order, istiod's reload rule between \
 consecutive bundles (byte containment before 1.30, set relation from 1.30) and phase 3 bytes differing from \
 phase 2, validity through the rollout, shared bundles, lockstep of the active pointers, no plaintext private \
-key, SOPS MAC (needs an identity: without one the gate fails, it is never skipped), and the transition \
-handshake matrix. Exit 0 when all pass, 1 when a gate fails (warnings only with --strict), 2 on an error."
+key, SOPS MAC (needs an identity: without one the gate fails, it is never skipped), the latest date the next \
+rotation must start (rotation-start-by fails within --expiry-fail, rotation-start-soon warns within --expiry-warn; \
+certificates only, no key needed), and the transition handshake matrix. Exit 0 when all pass, 1 when a gate fails (warnings only with --strict), 2 on an error."
     )]
     Offline(VerifyOfflineArgs),
     /// Live gates against a running cluster (or a dump of one) for the phase it should run.
@@ -146,10 +151,18 @@ pub(crate) struct InitArgs {
     #[arg(
         long,
         value_name = "DIR",
-        required_unless_present = "from_cluster",
-        conflicts_with = "from_cluster"
+        required_unless_present_any = ["from_cluster", "from_render"],
+        conflicts_with_all = ["from_cluster", "from_render"]
     )]
     pub(crate) from_dir: Option<PathBuf>,
+    /// A finished rendered tree (every cluster at phase 4): scaffold the next rotation, with
+    /// today's root and intermediates imported from its phase-4 Secrets.
+    #[arg(long, value_name = "DIR", conflicts_with = "from_cluster")]
+    pub(crate) from_render: Option<PathBuf>,
+    /// age identity that opens the phase-4 Secrets of --from-render (also SOPS_AGE_KEY_FILE,
+    /// SOPS_AGE_KEY, ~/.config/sops/age/keys.txt).
+    #[arg(long, value_name = "FILE", requires = "from_render")]
+    pub(crate) identity: Vec<PathBuf>,
     /// kubeconfig context of the cluster whose live cacerts Secret is imported.
     #[arg(long, value_name = "CONTEXT")]
     pub(crate) from_cluster: Option<String>,
@@ -161,10 +174,12 @@ pub(crate) struct InitArgs {
     pub(crate) namespace: String,
     #[arg(long, default_value = "cacerts")]
     pub(crate) secret: String,
-    /// Output directory whose encrypted key state receives the imported key (--from-cluster).
-    #[arg(long, value_name = "DIR", requires = "from_cluster")]
+    /// Output directory whose encrypted key state receives the imported key (--from-cluster,
+    /// --from-render: a new or empty directory).
+    #[arg(long, value_name = "DIR", conflicts_with = "from_dir")]
     pub(crate) out: Option<PathBuf>,
-    /// age recipient of the key state and of the plan's Secrets (repeatable; --from-cluster).
+    /// age recipient of the key state and of the plan's Secrets (repeatable; --from-cluster;
+    /// --from-render defaults to the finished rollout's).
     #[arg(long = "age-recipient", value_name = "AGE1…")]
     pub(crate) age_recipients: Vec<String>,
     /// Write the plan here instead of standard output (import paths are made relative to it).
@@ -270,6 +285,14 @@ pub(crate) struct VerifyOfflineArgs {
     /// age identity file (also SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, ~/.config/sops/age/keys.txt).
     #[arg(long, value_name = "FILE")]
     pub(crate) identity: Vec<PathBuf>,
+    /// Warn (rotation-start-soon) this long before the next rotation's start-by date
+    /// (default: the plan's spec.rollout.expiry.warn, 90d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_span)]
+    pub(crate) expiry_warn: Option<Span>,
+    /// Fail (rotation-start-by) this long before the next rotation's start-by date
+    /// (default: the plan's spec.rollout.expiry.fail, 30d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_span)]
+    pub(crate) expiry_fail: Option<Span>,
     #[command(flatten)]
     pub(crate) report: ReportArgs,
 }

@@ -56,7 +56,10 @@ pub fn run() -> Result<ExitCode> {
     match cli.command {
         Command::Init(a) if a.from_dir.is_some() => cmd_init(&a, now),
         Command::Init(a) if a.from_cluster.is_some() => cmd_init_from_cluster(&a, now),
-        Command::Init(_) => bail!("give --from-dir DIR or --from-cluster CONTEXT"),
+        Command::Init(a) if a.from_render.is_some() => cmd_init_from_render(&a, now),
+        Command::Init(_) => {
+            bail!("give --from-dir DIR, --from-cluster CONTEXT or --from-render DIR")
+        }
         Command::Plan(a) => cmd_plan(&a.plan, a.format, a.out.as_deref(), now),
         Command::Render(a) => cmd_render(&a, now),
         Command::Decrypt(a) => cmd_decrypt(&a),
@@ -80,6 +83,39 @@ pub fn run() -> Result<ExitCode> {
         Command::Verify(VerifyCommand::Offline(a)) => cmd_verify_offline(&a, now),
         Command::Verify(VerifyCommand::Live(a)) => cmd_verify_live(&a, cli.now),
     }
+}
+
+fn cmd_init_from_render(a: &InitArgs, now: OffsetDateTime) -> Result<ExitCode> {
+    let dir = a.from_render.as_deref().unwrap_or(Path::new("."));
+    let (Some(output), Some(out)) = (&a.output, &a.out) else {
+        bail!(
+            "--from-render needs --output PLAN (public files go next to it) and --out DIR (a new directory for the next render, receiving the encrypted key state)"
+        );
+    };
+    let ids = identities(&a.identity)?;
+    let done = init::from_render(&init::FromRender {
+        dir,
+        identities: &ids,
+        name: &a.name,
+        recipients: &a.age_recipients,
+        output,
+        out,
+        force: a.force,
+        now,
+    })?;
+    eprintln!(
+        "wrote {} (public files under {}) and the encrypted key state {}",
+        output.display(),
+        done.public_dir.display(),
+        done.state.display()
+    );
+    eprintln!(
+        "next: rootroll plan {0}; rootroll render {0} --out {1}; then replace {2} with {1} in one commit (the finished rotation stays in Git history)",
+        output.display(),
+        out.display(),
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_init_from_cluster(a: &InitArgs, now: OffsetDateTime) -> Result<ExitCode> {
@@ -193,7 +229,8 @@ fn cmd_promote(a: PromoteArgs, now: OffsetDateTime) -> Result<ExitCode> {
 
 fn cmd_verify_offline(a: &VerifyOfflineArgs, now: OffsetDateTime) -> Result<ExitCode> {
     let ids = identities(&a.identity)?;
-    let repo = Repo::open(&a.dir)?;
+    let mut repo = Repo::open(&a.dir)?;
+    repo.rollout.expiry = expiry_thresholds(repo.rollout.expiry, a.expiry_warn, a.expiry_fail)?;
     let opts = verify::offline::Options {
         identities: &ids,
         now,
@@ -213,6 +250,30 @@ fn cmd_verify_offline(a: &VerifyOfflineArgs, now: OffsetDateTime) -> Result<Exit
         }
     })?;
     show_report(&report, "rootroll verify offline", a.report)
+}
+
+/// The rollout's expiry thresholds with `--expiry-warn` / `--expiry-fail` applied; inverted
+/// ones are refused, naming the flag (or the rollout value) on each side.
+fn expiry_thresholds(
+    rollout: model::ExpiryThresholds,
+    warn: Option<rootroll::duration::Span>,
+    fail: Option<rootroll::duration::Span>,
+) -> Result<model::ExpiryThresholds> {
+    let (w, f) = (warn.unwrap_or(rollout.warn), fail.unwrap_or(rollout.fail));
+    model::ExpiryThresholds::new(w, f).map_err(|_| {
+        let name = |given: bool, flag: &str, field: &str, v| {
+            if given {
+                format!("{flag} {v}")
+            } else {
+                format!("{field} {v} (the rollout file's, from spec.rollout.expiry in the plan)")
+            }
+        };
+        anyhow::anyhow!(
+            "{} is longer than {}: verify would fail before it ever warned; give a fail threshold shorter than the warn threshold",
+            name(fail.is_some(), "--expiry-fail", "expiry.fail", f),
+            name(warn.is_some(), "--expiry-warn", "expiry.warn", w),
+        )
+    })
 }
 
 fn cmd_verify_live(a: &VerifyLiveArgs, fixed_now: Option<OffsetDateTime>) -> Result<ExitCode> {

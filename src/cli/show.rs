@@ -175,18 +175,77 @@ pub(super) fn cmd_status(dir: &Path, format: Format, now: OffsetDateTime) -> Res
                     gates.join(", ")
                 )?;
             }
+            for c in &st {
+                write!(stdout, "{}", cluster_details(c, now))?;
+            }
         }
+    }
+    // A CA whose expiry cannot be known is a problem too (fail closed), reported on stderr.
+    for p in st.iter().filter_map(|c| c.expiry_problem.as_ref()) {
+        eprintln!("error: {p}");
     }
     // A pointer that cannot be read is an error, not a phase: name it, and exit 2.
     let problems: Vec<&String> = st.iter().filter_map(|c| c.problem.as_ref()).collect();
     for p in &problems {
         eprintln!("error: {p}");
     }
-    Ok(if problems.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    })
+    Ok(
+        if problems.is_empty() && st.iter().all(|c| c.expiry_problem.is_none()) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        },
+    )
+}
+
+/// One cluster's block under the status table: the expiry of its active phase's CAs, the
+/// start-by date, and the next commands with what they wait for.
+fn cluster_details(c: &rootroll::promote::ClusterStatus, now: OffsetDateTime) -> String {
+    use rootroll::verify::offline::expiry::{Level, left};
+    use rootroll::verify::offline::validity::minute;
+    let mut o = format!(
+        "\n{} ({})\n",
+        c.cluster,
+        c.active_name.as_deref().unwrap_or("pointer unreadable")
+    );
+    if let Some(e) = &c.expiry {
+        let labels: Vec<String> = e.cas.iter().map(|ca| ca.label()).collect();
+        let width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+        o.push_str(&format!("  {:<width$}  {:<21} LEFT\n", "CA", "NOT AFTER"));
+        for (ca, label) in e.cas.iter().zip(&labels) {
+            o.push_str(&format!(
+                "  {label:<width$}  {:<21} {}\n",
+                minute(ca.not_after),
+                left(now, ca.not_after)
+            ));
+        }
+        let level = match e.level {
+            Level::Ok => "ok".to_string(),
+            Level::Warn => format!("WARNING: less than {}", e.thresholds.warn),
+            Level::Fail => format!("FAIL: less than {}", e.thresholds.fail),
+        };
+        o.push_str(&format!(
+            "  start the next rotation by {} ({} left, {level}): set by {}, which expires {}, minus {} (shortest rotation + workload TTL + margin)\n",
+            minute(e.start_by),
+            left(now, e.start_by),
+            e.set_by,
+            minute(e.not_after),
+            e.lead_time
+        ));
+    }
+    if let Some(n) = &c.next {
+        if n.finished {
+            o.push_str(&format!("  {}\n", rootroll::promote::FINISHED));
+        }
+        for (i, cmd) in n.commands.iter().enumerate() {
+            let head = if i == 0 { "next:" } else { "then:" };
+            o.push_str(&format!("  {head:<5} {cmd}\n"));
+        }
+        for w in &n.waits_for {
+            o.push_str(&format!("  waits for {w}\n"));
+        }
+    }
+    o
 }
 
 pub(super) fn cmd_explain(code: Option<&str>, format: Format) -> Result<ExitCode> {

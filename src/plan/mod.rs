@@ -272,6 +272,8 @@ pub struct Plan {
     pub new_root: RootInput,
     /// Every cluster, in plan order.
     pub clusters: Vec<ClusterPlan>,
+    /// `spec.rollout.expiry`: when verify warns and fails before the next rotation's start-by date.
+    pub expiry: crate::model::ExpiryThresholds,
     /// Warnings found while validating (errors would have stopped the load).
     pub warnings: Vec<Diagnostic>,
 }

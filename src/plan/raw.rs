@@ -49,6 +49,27 @@ pub struct RawSpec {
     pub roots: RawRoots,
     /// `spec.clusters`: every cluster with its two intermediates.
     pub clusters: S<Vec<RawCluster>>,
+    /// `spec.rollout`; every field has a default.
+    #[serde(default)]
+    pub rollout: RawRollout,
+}
+
+/// `spec.rollout` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawRollout {
+    /// `expiry`: when `verify offline` warns and fails before the next rotation's start-by date.
+    pub expiry: Option<S<RawExpiry>>,
+}
+
+/// `spec.rollout.expiry` as written: durations such as `90d`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawExpiry {
+    /// Warn this long before the start-by date (default 90d).
+    pub warn: Option<S<String>>,
+    /// Fail this long before the start-by date (default 30d).
+    pub fail: Option<S<String>>,
 }
 
 /// `spec.mesh` as written.

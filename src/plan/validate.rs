@@ -114,6 +114,10 @@ pub const CODES: &[(&str, &str)] = &[
         "secret-format-mismatch",
         "the imported layout differs from the Secret format rendered",
     ),
+    (
+        "expiry-inverted",
+        "spec.rollout.expiry.fail is longer than spec.rollout.expiry.warn",
+    ),
 ];
 
 struct Ctx<'a> {
@@ -317,6 +321,7 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
         (current_root.as_ref(), new_root.as_ref()),
         mesh.secret_format,
     );
+    let expiry = check_expiry(ctx, &spec.rollout);
     Some(Plan {
         file: path.to_path_buf(),
         name,
@@ -326,8 +331,38 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
         current_root: current_root?,
         new_root: new_root?,
         clusters,
+        expiry: expiry?,
         warnings: Vec::new(),
     })
+}
+
+/// spec.rollout.expiry: two durations, `fail` no longer than `warn`.
+fn check_expiry(
+    ctx: &mut Ctx<'_>,
+    r: &super::raw::RawRollout,
+) -> Option<crate::model::ExpiryThresholds> {
+    use crate::model::ExpiryThresholds;
+    let default = ExpiryThresholds::default();
+    let Some(e) = &r.expiry else {
+        return Some(default);
+    };
+    let warn = span(ctx, "spec.rollout.expiry.warn", &e.value.warn, default.warn);
+    let fail = span(ctx, "spec.rollout.expiry.fail", &e.value.fail, default.fail);
+    match ExpiryThresholds::new(warn?, fail?) {
+        Ok(t) => Some(t),
+        Err((warn, fail)) => {
+            let at = e.value.fail.as_ref().map_or_else(|| loc(e), loc);
+            ctx.d.error(
+                "expiry-inverted",
+                at,
+                format!(
+                    "spec.rollout.expiry.fail ({fail}) is longer than spec.rollout.expiry.warn ({warn}): verify would fail before it ever warned"
+                ),
+                "set fail shorter than warn, e.g. expiry: {warn: 90d, fail: 30d}",
+            );
+            None
+        }
+    }
 }
 
 /// apiVersion, kind and the plan's name (returned even when it is unsafe, to go on checking).

@@ -145,6 +145,9 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// The handshake matrix cells, when the matrix was run.
     pub matrix: Vec<MatrixCell>,
+    /// Per cluster: when its CAs expire and the next rotation must start (`verify offline`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expiry: Vec<offline::expiry::ClusterExpiry>,
 }
 
 impl Report {

@@ -140,6 +140,15 @@ fn new_intermediate_expiry(out: &Path) -> time::OffsetDateTime {
     time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).unwrap()
 }
 
+/// The latest date the next rotation must start, as a clean `verify offline` reports it.
+fn start_by(out: &Path) -> time::OffsetDateTime {
+    let v = verify_offline(NOW, out);
+    let at = v["expiry"][0]["startBy"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expiry[0].startBy in {v:#}"));
+    time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).unwrap()
+}
+
 fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap()
@@ -316,6 +325,17 @@ fn offline_case(code: Code) -> Option<OfflineCase> {
             set_pointer(out, "us-east", "4-finalize");
             set_pointer(out, "us-west", "2-trust-both");
             set_pointer(out, "eu-central", "2-trust-both");
+        }),
+        // The next rotation's start-by date is 10 days (fail) or 60 days (warn) away.
+        Code::RotationStartBy => Some(OfflineCase {
+            plan: "plans/demo.yaml",
+            at: Some(|out| rfc3339(start_by(out) - time::Duration::days(10))),
+            edit: |_| {},
+        }),
+        Code::RotationStartSoon => Some(OfflineCase {
+            plan: "plans/demo.yaml",
+            at: Some(|out| rfc3339(start_by(out) - time::Duration::days(60))),
+            edit: |_| {},
         }),
         // Its own tree: rendered with --insecure-plaintext (see the test).
         Code::NoPlaintextPrivateKey => None,
@@ -586,7 +606,9 @@ fn live_case(code: Code, b: &LiveBase) -> LiveCase {
         | Code::RootSubjectsDistinct
         | Code::Lockstep
         | Code::NoPlaintextPrivateKey
-        | Code::HandshakeMatrix => unreachable!("{code} is an offline gate"),
+        | Code::HandshakeMatrix
+        | Code::RotationStartBy
+        | Code::RotationStartSoon => unreachable!("{code} is an offline gate"),
     }
     c
 }

@@ -8,7 +8,8 @@
 //! One file per family of gates: [`read`] (the phase Secret opens: sops-mac), [`shape`],
 //! [`chain`] (key, signer, chain), [`bundle`] (the planned roots and bytes), [`annotations`],
 //! [`validity`], [`reload`] (between consecutive phases), [`kustomize`] (what the engine
-//! applies), [`fleet`] (cross-cluster) and [`plaintext`].
+//! applies), [`fleet`] (cross-cluster), [`plaintext`] and [`expiry`] (when the next rotation
+//! must start).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -24,6 +25,7 @@ pub mod annotations;
 pub mod blocks;
 pub mod bundle;
 pub mod chain;
+pub mod expiry;
 pub mod fleet;
 pub mod kustomize;
 pub mod plaintext;
@@ -134,6 +136,7 @@ pub fn run(repo: &Repo, opts: &Options<'_>) -> Result<(Report, Vec<PhaseSecret>)
     bundle::root_subjects_distinct(&secrets, &mut r);
     fleet::lockstep(&active, &mut r);
     plaintext::scan(repo.dir(), &mut r);
+    r.expiry = expiry::gates(repo, &active, opts.now, &mut r);
     Ok((r, secrets))
 }
 
