@@ -127,9 +127,9 @@ catalogue! {
     ClustersPresent = "clusters-present" {
         title: "every planned cluster is in the tree",
         scope: Scope::Offline, phases: ALL_PHASES, planes: Planes::All, severity: Severity::Error,
-        proves: "every cluster the rollout was rendered for has its clusters/<name>/istio-ca directory, so none goes unchecked",
-        hint: "re-render: every cluster of the plan needs clusters/<name>/istio-ca",
-        doc: "The rollout file lists the clusters the plan was rendered for. A cluster directory that is missing would never be checked by any other gate, so its absence fails here.",
+        proves: "every cluster the rollout was rendered for has its clusters/<name>/istio-ca directory, so none goes unchecked, and no directory is left of a cluster the rollout no longer names",
+        hint: "re-render: every cluster of the plan needs clusters/<name>/istio-ca, and a cluster removed from the plan loses its directory",
+        doc: "The rollout file lists the clusters the plan was rendered for. A cluster directory that is missing would never be checked by any other gate, so its absence fails here. A cluster removed from the plan (it left the mesh) has its tree removed by the next render; a directory still there would keep a stale phase applied by its Flux Kustomization or Argo CD Application, so it fails too.",
     }
     PointerValid = "pointer-valid" {
         title: "the active-phase pointer names one phase",
@@ -396,6 +396,13 @@ catalogue! {
         proves: "at least the phase's minimum soak has passed since it was applied",
         hint: "wait: the soak covers propagation, re-signing and the safety margin",
         doc: "The minimum soak is computed by `plan` from the workload TTL, propagation delay and margin. Its clock starts when the live Secret (or the root ConfigMaps) changed.",
+    }
+    NoPlaceholder = "no-placeholder" {
+        title: "no file keeps a placeholder",
+        scope: Scope::Offline, phases: ALL_PHASES, planes: Planes::All, severity: Severity::Error,
+        proves: "no text file of the tree holds a value left to fill in (REPLACE-WITH-…, CHANGE-ME), so every manifest works as rendered",
+        hint: "set the real value in the plan (an Argo CD Application's repoURL comes from spec.gitops.repoURL) and re-render; never fill it in by hand",
+        doc: "A rendered manifest that still says REPLACE-WITH-YOUR-REPO-URL is applied by nobody: Argo CD cannot clone it and the phase never reaches the cluster, while every other gate passes. Every text file of the tree is read (links too) and each placeholder is named by file and line; a file that cannot be read fails the gate.",
     }
 }
 

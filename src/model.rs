@@ -205,6 +205,10 @@ pub struct Rollout {
     /// when it differs from the default, so renders made before it existed read the same.
     #[serde(default, skip_serializing_if = "ValidityFloor::is_default")]
     pub validity_floor: ValidityFloor,
+    /// `spec.rollout.waves` as the plan lists them; empty (and not written) when the plan
+    /// names none. Read it through [`Rollout::waves`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waves: Vec<Vec<String>>,
 }
 
 /// How long the new root and intermediates must stay valid after the earliest possible end
@@ -446,6 +450,7 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
         phases,
         min_total,
         validity_floor: ValidityFloor::default(),
+        waves: plan.waves.clone(),
     }
 }
 
@@ -685,6 +690,24 @@ impl Rollout {
     /// The minimum soak of a phase (0 for a phase that does not exist).
     pub fn min_soak(&self, number: u8) -> Span {
         self.phase(number).map(|p| p.min_soak).unwrap_or_default()
+    }
+
+    /// The clusters in promotion order: the plan's waves, or the whole fleet as one wave.
+    pub fn waves(&self) -> Vec<Vec<String>> {
+        if self.waves.is_empty() {
+            vec![self.clusters.iter().map(|c| c.name.clone()).collect()]
+        } else {
+            self.waves.clone()
+        }
+    }
+
+    /// The wave (1-based) a cluster is promoted in; `None` for a cluster the rollout does
+    /// not list.
+    pub fn wave_of(&self, cluster: &str) -> Option<usize> {
+        self.waves()
+            .iter()
+            .position(|w| w.iter().any(|c| c == cluster))
+            .map(|i| i + 1)
     }
 
     /// A cluster of the rollout.

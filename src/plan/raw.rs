@@ -49,7 +49,21 @@ pub struct RawSpec {
     pub roots: RawRoots,
     /// `spec.clusters`: every cluster with its two intermediates.
     pub clusters: S<Vec<RawCluster>>,
+    /// `spec.rollout`: the order clusters are promoted in; optional.
+    #[serde(default)]
+    pub rollout: RawRollout,
 }
+
+/// `spec.rollout` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawRollout {
+    /// `waves`: lists of cluster names, promoted one list after the other.
+    pub waves: Option<S<Vec<RawWave>>>,
+}
+
+/// One wave as written: the names of the clusters it promotes together.
+pub type RawWave = S<Vec<S<String>>>;
 
 /// `spec.mesh` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +107,11 @@ pub struct RawGitops {
     /// age recipients (`age1…`) every encrypted file is readable by.
     #[serde(default)]
     pub age_recipients: Vec<S<String>>,
+    /// The Git repository URL Argo CD reads the rendered tree from (required with argocd).
+    #[serde(rename = "repoURL")]
+    pub repo_url: Option<S<String>>,
+    /// The revision (branch, tag or commit) Argo CD follows; `HEAD` by default.
+    pub target_revision: Option<S<String>>,
 }
 
 /// `spec.roots` as written.
