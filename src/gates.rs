@@ -290,7 +290,7 @@ catalogue! {
         scope: Scope::Offline, phases: &[1, 2, 3], planes: Planes::All, severity: Severity::Error,
         proves: "for each transition N→N+1, a leaf from either phase's signer completes mutual TLS with a peer trusting either phase's bundle",
         hint: "a transition whose leaves and bundles do not meet breaks traffic mid-rollout: fix the phases before promoting",
-        doc: "During a transition some workloads hold leaves and bundles of phase N and others of N+1. The matrix issues SPIFFE leaves from each phase's signing intermediate and runs real TLS 1.3 mutual handshakes (rustls) between every combination, within each cluster and across clusters.",
+        doc: "During a transition some workloads hold leaves and bundles of phase N and others of N+1. The matrix issues SPIFFE leaves from each phase's signing intermediate and runs real TLS 1.3 mutual handshakes (rustls) between every combination, within each cluster and against the next cluster. The fleet finding covers all N×(N−1) ordered pairs of clusters: when bundle-shared passes, a cross-cluster cell runs exactly the two chain checks of two same-cluster cells, so every cluster's own cells passing decides every pair (src/verify/pairs.rs).",
     }
     PrereqMultiroot = "prereq-multiroot" {
         title: "ISTIO_MULTIROOT_MESH on every istiod",

@@ -465,3 +465,153 @@ fn a_placeholder_repo_url_in_the_plan_is_refused() {
         stderr(&o)
     );
 }
+
+fn demo_identity() -> age::x25519::Identity {
+    let text = std::fs::read_to_string(root().join(DEMO_KEY)).unwrap();
+    text.lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The matrix cells of `out` run over `clusters` only (whose ring, for two clusters, is both
+/// ordered pairs).
+fn cells_of(out: &Path, clusters: &[String]) -> Vec<rootroll::verify::MatrixCell> {
+    use rootroll::verify::{matrix, offline};
+    let now =
+        time::OffsetDateTime::parse(NOW, &time::format_description::well_known::Rfc3339).unwrap();
+    let ids = [demo_identity()];
+    let repo = rootroll::repo::Repo::open(out).unwrap();
+    let opts = offline::Options {
+        identities: &ids,
+        now,
+    };
+    let (report, secrets) = offline::run(&repo, &opts).unwrap();
+    let phases = matrix::Phases::from_report(&report, clusters, &secrets);
+    let (built, _) = matrix::build(
+        &phases,
+        &repo.rollout.mesh.trust_domain,
+        now,
+        &|_, _| true,
+        &mut |_, _| {},
+    );
+    built.into_iter().map(|c| c.cell).collect()
+}
+
+/// Every cross-cluster cell of `out`, handshaken directly: the matrix run on each two-cluster
+/// subset.
+fn every_cross_cell(out: &Path) -> Vec<rootroll::verify::MatrixCell> {
+    let clusters = rootroll::repo::list_clusters(out).unwrap();
+    let mut cells = Vec::new();
+    for (i, x) in clusters.iter().enumerate() {
+        for y in &clusters[i + 1..] {
+            cells.extend(
+                cells_of(out, &[x.clone(), y.clone()])
+                    .into_iter()
+                    .filter(|c| c.cluster != c.server_cluster),
+            );
+        }
+    }
+    cells
+}
+
+/// Issue 14, "all pairs, stated honestly": the fleet finding claims every ordered pair from
+/// bundle-shared and each cluster's own cells; handshaking every pair directly agrees, and
+/// with two different bundles in the fleet the claim is withdrawn.
+#[test]
+fn every_pair_of_clusters_is_covered_and_the_claim_needs_one_bundle() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    let o = rootroll(&["render", "plans/fleet.yaml", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let verify = || {
+        let o = rootroll(&[
+            "verify",
+            "offline",
+            out.to_str().unwrap(),
+            "--identity",
+            DEMO_KEY,
+            "--format",
+            "json",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let fleet = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["code"] == "handshake-matrix" && f["subject"] == "fleet")
+            .cloned()
+            .expect("the fleet's pairs finding");
+        (o, fleet, v)
+    };
+    let (o, fleet, _) = verify();
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(fleet["passed"], true, "{fleet}");
+    assert!(
+        fleet["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("all 6 (3×2) cross-cluster pairs covered by bundle-shared"),
+        "{fleet}"
+    );
+    // Every one of the 6 ordered pairs, 3 transitions × 16 combinations each, handshaken.
+    let cells = every_cross_cell(&out);
+    assert_eq!(cells.len(), 6 * 3 * 16);
+    let failed: Vec<_> = cells.iter().filter(|c| !c.ok).collect();
+    assert!(failed.is_empty(), "{failed:?}");
+
+    // A cluster with its own consistent hierarchy (the demo plan's roots) joins the tree: its
+    // own cells pass, its cells with the others fail, and bundle-shared fails, so the fleet
+    // finding withdraws the claim instead of passing.
+    let demo = d.path().join("demo");
+    let o = rootroll(&["render", "plans/demo.yaml", "--out", demo.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    must(
+        Command::new("cp")
+            .arg("-a")
+            .arg(demo.join("clusters/demo"))
+            .arg(out.join("clusters/demo")),
+    );
+    let own = cells_of(&out, &["demo".to_string()]);
+    assert_eq!(own.len(), 3 * 16);
+    assert!(
+        own.iter().all(|c| c.ok),
+        "the demo cluster's own cells pass"
+    );
+    let cross = every_cross_cell(&out);
+    assert!(
+        cross
+            .iter()
+            .any(|c| !c.ok && (c.cluster == "demo" || c.server_cluster == "demo")),
+        "cells between different roots fail"
+    );
+    let (o, fleet, report) = verify();
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    for t in [
+        "1-initial→2-trust-both",
+        "2-trust-both→3-switch-issuer",
+        "3-switch-issuer→4-finalize",
+    ] {
+        let own = report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["code"] == "handshake-matrix" && f["subject"] == format!("demo/{t}"))
+            .unwrap();
+        // Its ring cells (demo → eu-central, the next cluster) fail; its same-cluster cells
+        // pass (above), which is why the fleet finding does not rely on them alone.
+        assert_eq!(own["passed"], false, "{own}");
+        assert!(
+            own["message"].as_str().unwrap().contains("eu-central"),
+            "{own}"
+        );
+    }
+    assert_eq!(fleet["passed"], false, "{fleet}");
+    assert!(
+        fleet["message"].as_str().unwrap().contains(
+            "all 12 (4×3) cross-cluster pairs NOT covered: bundle-shared fleet/1-initial"
+        ),
+        "{fleet}"
+    );
+}

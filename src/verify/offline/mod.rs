@@ -236,6 +236,9 @@ pub fn execute(
         &|_, _| true,
         progress,
     );
+    // Every ordered pair of clusters, from bundle-shared and each cluster's own cells.
+    let pairs = super::pairs::covered(&report, &repo.clusters);
+    report.push(pairs);
     Ok(report)
 }
 
