@@ -615,3 +615,62 @@ fn every_pair_of_clusters_is_covered_and_the_claim_needs_one_bundle() {
         "{fleet}"
     );
 }
+
+/// `init` writes the Argo CD lines as comments: switching the engine alone is refused with
+/// repo-url-missing, and uncommenting them is all it takes.
+#[test]
+fn init_writes_repo_url_lines_that_argocd_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.yaml");
+    let src = root().join("tests/fixtures/makefile");
+    let o = rootroll(&[
+        "init",
+        "--from-dir",
+        src.to_str().unwrap(),
+        "--output",
+        plan.to_str().unwrap(),
+        "--name",
+        "prod",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&plan).unwrap();
+    assert!(
+        text.contains("    # repoURL: https://github.com/ORG/REPO.git\n"),
+        "{text}"
+    );
+    assert!(text.contains("    # targetRevision: HEAD\n"), "{text}");
+    let argo = text.replace("engine: flux ", "engine: argocd");
+    std::fs::write(&plan, &argo).unwrap();
+    let o = rootroll(&["plan", plan.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("error[repo-url-missing]"),
+        "{}",
+        stderr(&o)
+    );
+    let set = argo
+        .replace(
+            "# repoURL: https://github.com/ORG/REPO.git",
+            "repoURL: git@github.com:platform/mesh.git",
+        )
+        .replace("# targetRevision: HEAD", "targetRevision: release");
+    std::fs::write(&plan, set).unwrap();
+    let o = rootroll(&["plan", plan.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.path().join("out");
+    let o = rootroll(&[
+        "render",
+        plan.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--insecure-plaintext",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let app = std::fs::read_to_string(out.join("argocd/cluster1-istio-ca.yaml")).unwrap();
+    assert!(
+        app.contains(
+            "    repoURL: \"git@github.com:platform/mesh.git\"\n    targetRevision: \"release\"\n"
+        ),
+        "{app}"
+    );
+}
