@@ -775,6 +775,12 @@ impl Rollout {
                 c.new_intermediate.short_id()
             ));
         }
+        if !self.waves.is_empty() {
+            o.push_str("\nwaves (promoted in this order)\n");
+            for (i, w) in self.waves.iter().enumerate() {
+                o.push_str(&format!("  {}  {}\n", i + 1, w.join(", ")));
+            }
+        }
         for p in &self.phases {
             o.push('\n');
             if p.number == 0 {

@@ -300,6 +300,39 @@ fn a_canary_wave_leads_the_fleet_and_a_fourth_cluster_joins_at_phase_3() {
         "{text}"
     );
     assert!(text.contains("wave 2\nus-west "), "{text}");
+    let o = rootroll_at(
+        "2027-01-01T03:10:00Z",
+        &["status", gitops(p).to_str().unwrap(), "--format", "json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let waves: Vec<(String, u64)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["cluster"].as_str().unwrap().to_string(),
+                c["wave"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        waves,
+        [
+            ("us-east".to_string(), 1),
+            ("us-west".to_string(), 2),
+            ("eu-central".to_string(), 3)
+        ]
+    );
+    // `plan` lists the waves too.
+    let o = rootroll(&["plan", plan(p).to_str().unwrap()]);
+    assert!(
+        stdout(&o).contains(
+            "waves (promoted in this order)\n  1  us-east\n  2  us-west\n  3  eu-central\n"
+        ),
+        "{}",
+        stdout(&o)
+    );
 
     // A fourth cluster joins at phase 3: no byte of the other three changes.
     let before: Vec<_> = CLUSTERS.iter().map(|c| fingerprints(p, c)).collect();
