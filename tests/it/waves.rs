@@ -374,9 +374,10 @@ fn a_canary_wave_leads_the_fleet_and_a_fourth_cluster_joins_at_phase_3() {
     assert!(md.contains("Clusters are promoted in 3 waves"), "{md}");
 }
 
-/// A cluster that leaves the plan loses its tree; the others keep every byte.
+/// A cluster that leaves the plan loses its tree, one that joins a fleet at phase 2 starts
+/// there; the others keep every byte either way.
 #[test]
-fn a_cluster_leaving_the_plan_removes_its_tree_and_nothing_else() {
+fn a_cluster_leaving_removes_its_tree_and_one_joining_at_phase_2_starts_there() {
     let d = waves_repo();
     let p = d.path();
     for w in ["1", "2", "3"] {
@@ -415,6 +416,33 @@ fn a_cluster_leaving_the_plan_removes_its_tree_and_nothing_else() {
             .contains("does not name (removed from the plan?): eu-central"),
         "{f}"
     );
+    std::fs::remove_dir_all(gitops(p).join("clusters/eu-central")).unwrap();
+
+    // A cluster joining at phase 2 starts there, on A's intermediate like the rest.
+    let before: Vec<_> = ["us-east", "us-west"]
+        .iter()
+        .map(|c| fingerprints(p, c))
+        .collect();
+    std::fs::write(
+        plan(p),
+        fleet_plan_with_waves(&["us-east", "us-west"], &["ap-south"]),
+    )
+    .unwrap();
+    render(p);
+    let after: Vec<_> = ["us-east", "us-west"]
+        .iter()
+        .map(|c| fingerprints(p, c))
+        .collect();
+    assert_eq!(before, after, "the other clusters' files changed");
+    assert_eq!(active(p, "ap-south"), "2-trust-both");
+    let joined = decrypted(p, "ap-south", "2-trust-both");
+    let east = decrypted(p, "us-east", "2-trust-both");
+    assert_eq!(joined["root-cert.pem"], east["root-cert.pem"]);
+    let a_only = decrypted(p, "us-east", "1-initial");
+    openssl_verify(&a_only["root-cert.pem"], &joined["ca-cert.pem"], None)
+        .expect("the joined cluster's phase-2 signer is its A intermediate");
+    let (o, _) = verify_offline(p, "2027-01-01T02:00:00Z");
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
 }
 
 #[test]
