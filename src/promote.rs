@@ -617,18 +617,28 @@ pub struct ClusterStatus {
     pub problem: Option<String>,
 }
 
-/// Status of every cluster of a rendered directory, wave by wave (in each wave's order),
-/// then any cluster directory the rollout does not list.
+/// Status of every cluster of a rendered directory: sorted by name when the plan names no
+/// waves, else wave by wave (in each wave's order), then any cluster directory the rollout
+/// does not list.
 pub fn status(dir: &Path, now: OffsetDateTime) -> Result<Vec<ClusterStatus>, PromoteError> {
     let repo = Repo::open(dir)?;
     let model = &repo.rollout;
-    let mut ordered: Vec<&String> = model
-        .waves()
+    let mut ordered: Vec<&String> = if model.waves.is_empty() {
+        Vec::new()
+    } else {
+        model
+            .waves
+            .iter()
+            .flatten()
+            .filter_map(|c| repo.clusters.iter().find(|have| *have == c))
+            .collect()
+    };
+    let rest: Vec<&String> = repo
+        .clusters
         .iter()
-        .flatten()
-        .filter_map(|c| repo.clusters.iter().find(|have| *have == c))
+        .filter(|c| !ordered.contains(c))
         .collect();
-    ordered.extend(repo.clusters.iter().filter(|c| model.wave_of(c).is_none()));
+    ordered.extend(rest);
     let mut out = Vec::new();
     for c in ordered {
         let (active, problem) = match repo.active(c) {
