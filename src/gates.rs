@@ -127,9 +127,9 @@ catalogue! {
     ClustersPresent = "clusters-present" {
         title: "every planned cluster is in the tree",
         scope: Scope::Offline, phases: ALL_PHASES, planes: Planes::All, severity: Severity::Error,
-        proves: "every cluster the rollout was rendered for has its clusters/<name>/istio-ca directory, so none goes unchecked",
-        hint: "re-render: every cluster of the plan needs clusters/<name>/istio-ca",
-        doc: "The rollout file lists the clusters the plan was rendered for. A cluster directory that is missing would never be checked by any other gate, so its absence fails here.",
+        proves: "every cluster the rollout was rendered for has its clusters/<name>/istio-ca directory, so none goes unchecked, and no directory is left of a cluster the rollout no longer names",
+        hint: "re-render: every cluster of the plan needs clusters/<name>/istio-ca, and a cluster removed from the plan loses its directory",
+        doc: "The rollout file lists the clusters the plan was rendered for. A cluster directory that is missing would never be checked by any other gate, so its absence fails here. A cluster removed from the plan (it left the mesh) has its tree removed by the next render; a directory still there would keep a stale phase applied by its Flux Kustomization or Argo CD Application, so it fails too.",
     }
     PointerValid = "pointer-valid" {
         title: "the active-phase pointer names one phase",
@@ -290,7 +290,7 @@ catalogue! {
         scope: Scope::Offline, phases: &[1, 2, 3], planes: Planes::All, severity: Severity::Error,
         proves: "for each transition N→N+1, a leaf from either phase's signer completes mutual TLS with a peer trusting either phase's bundle",
         hint: "a transition whose leaves and bundles do not meet breaks traffic mid-rollout: fix the phases before promoting",
-        doc: "During a transition some workloads hold leaves and bundles of phase N and others of N+1. The matrix issues SPIFFE leaves from each phase's signing intermediate and runs real TLS 1.3 mutual handshakes (rustls) between every combination, within each cluster and across clusters.",
+        doc: "During a transition some workloads hold leaves and bundles of phase N and others of N+1. The matrix issues SPIFFE leaves from each phase's signing intermediate and runs real TLS 1.3 mutual handshakes (rustls) between every combination, within each cluster and against the next cluster. The fleet finding covers all N×(N−1) ordered pairs of clusters: when bundle-shared passes, a cross-cluster cell runs exactly the two chain checks of two same-cluster cells, so every cluster's own cells passing decides every pair (src/verify/pairs.rs).",
     }
     PrereqMultiroot = "prereq-multiroot" {
         title: "ISTIO_MULTIROOT_MESH on every istiod",
@@ -410,6 +410,13 @@ catalogue! {
         proves: "the latest date the next rotation must start is more than expiry.warn (default 90 days) away",
         hint: "plan the next rotation: it must start before the date shown",
         doc: "Between expiry.warn and expiry.fail before the start-by date (see rotation-start-by) the mesh is safe, but the next rotation is due; a warning (an error with --strict). The threshold is the rollout's expiry.warn (spec.rollout.expiry in the plan, or --expiry-warn).",
+    }
+    NoPlaceholder = "no-placeholder" {
+        title: "no file keeps a placeholder",
+        scope: Scope::Offline, phases: ALL_PHASES, planes: Planes::All, severity: Severity::Error,
+        proves: "no text file of the tree holds a value left to fill in (REPLACE-WITH-…, CHANGE-ME), so every manifest works as rendered",
+        hint: "set the real value in the plan (an Argo CD Application's repoURL comes from spec.gitops.repoURL) and re-render; never fill it in by hand",
+        doc: "A rendered manifest that still says REPLACE-WITH-YOUR-REPO-URL is applied by nobody: Argo CD cannot clone it and the phase never reaches the cluster, while every other gate passes. Every text file of the tree is read (links too) and each placeholder is named by file and line; a file that cannot be read fails the gate.",
     }
 }
 

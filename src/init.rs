@@ -283,6 +283,9 @@ struct Carry {
     safety_margin: String,
     engine: &'static str,
     repo_path: String,
+    /// Argo CD's repository and revision, as the finished rollout had them.
+    repo_url: Option<String>,
+    target_revision: String,
 }
 
 /// The commented plan text (templates/plan.yaml.j2): today's root and intermediates imported,
@@ -818,6 +821,8 @@ pub fn from_render(req: &FromRender<'_>) -> Result<FromClusterDone, FromRenderEr
                 crate::plan::Engine::Argocd => "argocd",
             },
             repo_path: rollout.gitops.repo_path.clone(),
+            repo_url: rollout.gitops.repo_url.clone(),
+            target_revision: rollout.gitops.target_revision.clone(),
         }),
     });
     let to = Destination {

@@ -209,6 +209,10 @@ pub struct Rollout {
     /// (`spec.rollout.expiry`). Written only when it differs from the default.
     #[serde(default, skip_serializing_if = "ExpiryThresholds::is_default")]
     pub expiry: ExpiryThresholds,
+    /// `spec.rollout.waves` as the plan lists them; empty (and not written) when the plan
+    /// names none. Read it through [`Rollout::waves`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waves: Vec<Vec<String>>,
 }
 
 /// How long before the latest date the next rotation must start `verify offline` warns
@@ -502,6 +506,7 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
         min_total,
         validity_floor: ValidityFloor::default(),
         expiry: plan.expiry,
+        waves: plan.waves.clone(),
     }
 }
 
@@ -743,6 +748,24 @@ impl Rollout {
         self.phase(number).map(|p| p.min_soak).unwrap_or_default()
     }
 
+    /// The clusters in promotion order: the plan's waves, or the whole fleet as one wave.
+    pub fn waves(&self) -> Vec<Vec<String>> {
+        if self.waves.is_empty() {
+            vec![self.clusters.iter().map(|c| c.name.clone()).collect()]
+        } else {
+            self.waves.clone()
+        }
+    }
+
+    /// The wave (1-based) a cluster is promoted in; `None` for a cluster the rollout does
+    /// not list.
+    pub fn wave_of(&self, cluster: &str) -> Option<usize> {
+        self.waves()
+            .iter()
+            .position(|w| w.iter().any(|c| c == cluster))
+            .map(|i| i + 1)
+    }
+
     /// A cluster of the rollout.
     pub fn cluster(&self, name: &str) -> Option<&ClusterView> {
         self.clusters.iter().find(|c| c.name == name)
@@ -807,6 +830,12 @@ impl Rollout {
                 c.new_intermediate.subject(),
                 c.new_intermediate.short_id()
             ));
+        }
+        if !self.waves.is_empty() {
+            o.push_str("\nwaves (promoted in this order)\n");
+            for (i, w) in self.waves.iter().enumerate() {
+                o.push_str(&format!("  {}  {}\n", i + 1, w.join(", ")));
+            }
         }
         for p in &self.phases {
             o.push('\n');

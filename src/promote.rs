@@ -39,6 +39,16 @@ pub enum PromoteError {
         /// The clusters it has.
         known: String,
     },
+    /// `--wave N` names no wave of the rollout.
+    #[error("--wave {wave}: the rollout has {count} wave(s) ({listed}); give --wave 1 to {count}")]
+    NoSuchWave {
+        /// The wave asked for.
+        wave: usize,
+        /// How many waves there are.
+        count: usize,
+        /// Each wave's clusters.
+        listed: String,
+    },
     /// The target phase is not 1–4.
     #[error("phase {to} does not exist; phases are 1 (initial) to 4 (finalize)")]
     NoSuchPhase {
@@ -319,6 +329,25 @@ pub fn commit_message(plan: &str, moves: &[Move], forced: &[&str]) -> String {
     msg
 }
 
+/// The clusters of wave `wave` (from 1) of the rendered rollout at `dir`: `spec.rollout.waves`,
+/// or the whole fleet as wave 1 when the plan names none.
+pub fn wave_clusters(dir: &Path, wave: usize) -> Result<Vec<String>, PromoteError> {
+    let waves = repo::read_rollout(dir)?.waves();
+    match wave.checked_sub(1).and_then(|i| waves.get(i)) {
+        Some(w) => Ok(w.clone()),
+        None => Err(PromoteError::NoSuchWave {
+            wave,
+            count: waves.len(),
+            listed: waves
+                .iter()
+                .enumerate()
+                .map(|(i, w)| format!("{}: {}", i + 1, w.join(", ")))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }),
+    }
+}
+
 /// Checks and performs a promotion (or a one-step rollback). Returns the moves made.
 pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
     let repo = Repo::open(req.dir)?;
@@ -569,6 +598,9 @@ fn apply(
 pub struct ClusterStatus {
     /// The cluster.
     pub cluster: String,
+    /// The wave it is promoted in (from 1; the whole fleet is wave 1 without
+    /// `spec.rollout.waves`); `None` for a directory the rollout does not list.
+    pub wave: Option<usize>,
     /// Its active phase, when the pointer reads.
     pub active_phase: Option<u8>,
     /// That phase's directory name.
@@ -713,11 +745,30 @@ fn next_step(
 
 /// Status of every cluster of a rendered directory: phase, soak, gates, the expiry of the
 /// active phase's CAs (thresholds from the rollout file) and the next step.
+/// Status of every cluster of a rendered directory: sorted by name when the plan names no
+/// waves, else wave by wave (in each wave's order), then any cluster directory the rollout
+/// does not list.
 pub fn status(dir: &Path, now: OffsetDateTime) -> Result<Vec<ClusterStatus>, PromoteError> {
     let repo = Repo::open(dir)?;
     let model = &repo.rollout;
+    let mut ordered: Vec<&String> = if model.waves.is_empty() {
+        Vec::new()
+    } else {
+        model
+            .waves
+            .iter()
+            .flatten()
+            .filter_map(|c| repo.clusters.iter().find(|have| *have == c))
+            .collect()
+    };
+    let rest: Vec<&String> = repo
+        .clusters
+        .iter()
+        .filter(|c| !ordered.contains(c))
+        .collect();
+    ordered.extend(rest);
     let mut out = Vec::new();
-    for c in &repo.clusters {
+    for c in ordered {
         let (active, problem) = match repo.active(c) {
             Ok(n) => (Some(n), None),
             Err(e) => (None, Some(e)),
@@ -747,6 +798,7 @@ pub fn status(dir: &Path, now: OffsetDateTime) -> Result<Vec<ClusterStatus>, Pro
         };
         out.push(ClusterStatus {
             cluster: c.clone(),
+            wave: model.wave_of(c),
             active_phase: active,
             active_name: active.map(phase_dir),
             promoted_at,

@@ -305,7 +305,11 @@ pub fn render(
     let text = render_one(
         &env,
         "ROLLOUT.md.j2",
-        minijinja::context! { r => Serde(rollout), plan_file, encrypted => opts.encrypted, active => active_names },
+        minijinja::context! {
+            r => Serde(rollout), plan_file, encrypted => opts.encrypted, active => active_names,
+            waves => rollout.waves(),
+            wave_of => rollout.clusters.iter().map(|c| (c.name.clone(), rollout.wave_of(&c.name))).collect::<BTreeMap<_, _>>(),
+        },
     )?;
     out.add(repo::ROLLOUT_MD.into(), text, false);
     // The public model, for `verify`, `promote` and `status` (no private material in it).
@@ -326,9 +330,15 @@ struct ClusterContext<'a> {
     ksops: bool,
 }
 
-/// A cluster's active phase: kept from the previous render, 1 on the first.
+/// A cluster's active phase: kept from the previous render, 1 on the first. A cluster that
+/// joins a fleet already rendered starts at the fleet's lowest active phase: a phase every
+/// other cluster is at or one step past, so the skew rule holds (past phase 2 it signs with
+/// B's intermediate from the start, with the bundle every other cluster carries).
 fn active_phase(opts: &RenderOptions<'_>, cluster: &str) -> u8 {
-    opts.active.get(cluster).copied().unwrap_or(1)
+    opts.active
+        .get(cluster)
+        .copied()
+        .unwrap_or_else(|| opts.active.values().min().copied().unwrap_or(1))
 }
 
 /// The files of one cluster: its phases, pointer, verify RBAC and GitOps wiring.
@@ -515,7 +525,10 @@ fn render_engine(
                 env,
                 "argocd-application.yaml.j2",
                 &path,
-                minijinja::context! { cluster => &cm.name, name, path => repo_dir, namespace => &plan.mesh.istio_namespace },
+                minijinja::context! {
+                    cluster => &cm.name, name, path => repo_dir, namespace => &plan.mesh.istio_namespace,
+                    repo_url => &plan.gitops.repo_url, target_revision => &plan.gitops.target_revision,
+                },
             )?;
             out.add(path, text, false);
         }

@@ -76,8 +76,8 @@ Generated keys are kept in DIR/.rootroll so a second render reuses them and chan
     Verify(VerifyCommand),
     /// Move a cluster's active phase one step (forward, or back for a rollback).
     #[command(
-        long_about = "Move the active-phase pointer of a cluster (or several, or every cluster) one step \
-forward, or one step back to roll back. Refused when it would skip a phase; when it would break the skew rule \
+        long_about = "Move the active-phase pointer of a cluster (or several, a wave with --wave N, or every \
+cluster) one step forward, or one step back to roll back. Refused when it would skip a phase; when it would break the skew rule \
 (clusters at most one phase apart: a canary cluster may enter phase 3 alone once every cluster is at 2, and \
 phase 4 once every cluster is at 3); when the current phase's minimum soak has not passed since its pointer \
 changed in Git (`rootroll status` shows what is left; an uncommitted pointer cannot prove it); or when an \
@@ -246,11 +246,15 @@ pub(crate) struct DecryptArgs {
 pub(crate) struct PromoteArgs {
     pub(crate) dir: PathBuf,
     /// The cluster to move (repeatable).
-    #[arg(long, required_unless_present = "all_clusters")]
+    #[arg(long, required_unless_present_any = ["all_clusters", "wave"])]
     pub(crate) cluster: Vec<String>,
     /// Move every cluster together.
-    #[arg(long, conflicts_with = "cluster")]
+    #[arg(long, conflicts_with_all = ["cluster", "wave"])]
     pub(crate) all_clusters: bool,
+    /// Move every cluster of wave N (spec.rollout.waves, from 1; without waves the whole
+    /// fleet is wave 1) in one commit.
+    #[arg(long, value_name = "N", conflicts_with = "cluster")]
+    pub(crate) wave: Option<usize>,
     /// Target phase (1–4).
     #[arg(long)]
     pub(crate) to: u8,

@@ -198,6 +198,8 @@ fn cmd_render(a: &RenderArgs, now: OffsetDateTime) -> Result<ExitCode> {
 fn cmd_promote(a: PromoteArgs, now: OffsetDateTime) -> Result<ExitCode> {
     let clusters = if a.all_clusters {
         repo::list_clusters(&a.dir)?
+    } else if let Some(wave) = a.wave {
+        rootroll::promote::wave_clusters(&a.dir, wave)?
     } else {
         a.cluster
     };

@@ -153,7 +153,15 @@ pub(super) fn cmd_status(dir: &Path, format: Format, now: OffsetDateTime) -> Res
                 "{:<16} {:<18} {:<26} {:<14} next gates",
                 "CLUSTER", "PHASE", "PROMOTED", "SOAK LEFT"
             )?;
-            for c in &st {
+            // Grouped by wave when the plan has several.
+            let waves = st.iter().any(|c| c.wave != Some(1));
+            for (i, c) in st.iter().enumerate() {
+                if waves && (i == 0 || st[i - 1].wave != c.wave) {
+                    match c.wave {
+                        Some(w) => writeln!(stdout, "wave {w}")?,
+                        None => writeln!(stdout, "in no wave (not in the rollout)")?,
+                    }
+                }
                 let promoted = c
                     .promoted_at
                     .and_then(|t| t.format(&Rfc3339).ok())

@@ -196,6 +196,27 @@ pub struct Gitops {
     pub repo_path: String,
     /// age recipients (`age1…`) every encrypted file is readable by.
     pub age_recipients: Vec<String>,
+    /// The Git repository URL Argo CD reads the tree from; required with Argo CD, unused by
+    /// Flux (its Kustomization names a GitRepository source instead).
+    #[serde(rename = "repoURL", default, skip_serializing_if = "Option::is_none")]
+    pub repo_url: Option<String>,
+    /// The revision Argo CD follows (`HEAD` by default; written only when it differs).
+    #[serde(
+        default = "default_revision",
+        skip_serializing_if = "is_default_revision"
+    )]
+    pub target_revision: String,
+}
+
+/// The revision Argo CD follows when the plan names none.
+pub const DEFAULT_REVISION: &str = "HEAD";
+
+fn default_revision() -> String {
+    DEFAULT_REVISION.to_string()
+}
+
+fn is_default_revision(r: &str) -> bool {
+    r == DEFAULT_REVISION
 }
 
 /// A root as the plan describes it.
@@ -274,6 +295,9 @@ pub struct Plan {
     pub clusters: Vec<ClusterPlan>,
     /// `spec.rollout.expiry`: when verify warns and fails before the next rotation's start-by date.
     pub expiry: crate::model::ExpiryThresholds,
+    /// `spec.rollout.waves`: the clusters in promotion order, as the plan lists them; empty
+    /// when the plan names no waves (the whole fleet is then one wave).
+    pub waves: Vec<Vec<String>>,
     /// Warnings found while validating (errors would have stopped the load).
     pub warnings: Vec<Diagnostic>,
 }

@@ -60,6 +60,8 @@ pub struct RawSpec {
 pub struct RawRollout {
     /// `expiry`: when `verify offline` warns and fails before the next rotation's start-by date.
     pub expiry: Option<S<RawExpiry>>,
+    /// `waves`: lists of cluster names, promoted one list after the other.
+    pub waves: Option<S<Vec<RawWave>>>,
 }
 
 /// `spec.rollout.expiry` as written: durations such as `90d`.
@@ -71,6 +73,9 @@ pub struct RawExpiry {
     /// Fail this long before the start-by date (default 30d).
     pub fail: Option<S<String>>,
 }
+
+/// One wave as written: the names of the clusters it promotes together.
+pub type RawWave = S<Vec<S<String>>>;
 
 /// `spec.mesh` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -114,6 +119,11 @@ pub struct RawGitops {
     /// age recipients (`age1…`) every encrypted file is readable by.
     #[serde(default)]
     pub age_recipients: Vec<S<String>>,
+    /// The Git repository URL Argo CD reads the rendered tree from (required with argocd).
+    #[serde(rename = "repoURL")]
+    pub repo_url: Option<S<String>>,
+    /// The revision (branch, tag or commit) Argo CD follows; `HEAD` by default.
+    pub target_revision: Option<S<String>>,
 }
 
 /// `spec.roots` as written.

@@ -118,6 +118,23 @@ pub const CODES: &[(&str, &str)] = &[
         "expiry-inverted",
         "spec.rollout.expiry.fail is longer than spec.rollout.expiry.warn",
     ),
+    (
+        "repo-url-missing",
+        "engine argocd needs gitops.repoURL, the repository Argo CD reads the tree from",
+    ),
+    (
+        "wave-cluster-unknown",
+        "a wave lists a cluster the plan does not define",
+    ),
+    (
+        "wave-cluster-duplicate",
+        "a cluster is listed in more than one wave, or twice in one",
+    ),
+    (
+        "wave-cluster-missing",
+        "a cluster of the plan is in no wave",
+    ),
+    ("wave-empty", "a wave lists no cluster"),
 ];
 
 struct Ctx<'a> {
@@ -322,6 +339,7 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
         mesh.secret_format,
     );
     let expiry = check_expiry(ctx, &spec.rollout);
+    let waves = check_waves(ctx, &spec.rollout, &spec.clusters);
     Some(Plan {
         file: path.to_path_buf(),
         name,
@@ -332,6 +350,7 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
         new_root: new_root?,
         clusters,
         expiry: expiry?,
+        waves,
         warnings: Vec::new(),
     })
 }
@@ -363,6 +382,75 @@ fn check_expiry(
             None
         }
     }
+}
+
+/// spec.rollout.waves: every cluster of the plan in exactly one non-empty wave, and nothing
+/// else. Returns the waves as written (empty when the plan names none).
+fn check_waves(
+    ctx: &mut Ctx<'_>,
+    rollout: &super::raw::RawRollout,
+    clusters: &S<Vec<super::raw::RawCluster>>,
+) -> Vec<Vec<String>> {
+    let Some(waves) = &rollout.waves else {
+        return Vec::new();
+    };
+    let defined: Vec<&str> = clusters
+        .value
+        .iter()
+        .map(|c| c.name.value.as_str())
+        .collect();
+    let mut seen: BTreeMap<&str, (usize, Location)> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, wave) in waves.value.iter().enumerate() {
+        let n = i + 1;
+        if wave.value.is_empty() {
+            ctx.d.error(
+                "wave-empty",
+                loc(wave),
+                format!("rollout.waves[{i}] (wave {n}) lists no cluster"),
+                "remove the empty wave, or list the clusters it promotes",
+            );
+        }
+        for c in &wave.value {
+            let name = c.value.as_str();
+            if !defined.contains(&name) {
+                ctx.d.error(
+                    "wave-cluster-unknown",
+                    loc(c),
+                    format!(
+                        "wave {n} lists cluster `{}`, which spec.clusters does not define (clusters: {})",
+                        name.escape_debug(),
+                        defined.join(", ")
+                    ),
+                    "list only clusters defined under spec.clusters (check the spelling)",
+                );
+            } else if let Some((first, at)) = seen.get(name) {
+                ctx.d.error(
+                    "wave-cluster-duplicate",
+                    loc(c),
+                    format!(
+                        "cluster `{name}` is already in wave {first} (line {})",
+                        at.line()
+                    ),
+                    "list every cluster in exactly one wave",
+                );
+            } else {
+                seen.insert(name, (n, loc(c)));
+            }
+        }
+        out.push(wave.value.iter().map(|c| c.value.clone()).collect());
+    }
+    for c in &clusters.value {
+        if !seen.contains_key(c.name.value.as_str()) && defined.contains(&c.name.value.as_str()) {
+            ctx.d.error(
+                "wave-cluster-missing",
+                loc(&c.name),
+                format!("cluster `{}` is in no wave of rollout.waves", c.name.value),
+                "add it to one wave (a cluster in no wave would never be promoted by --wave)",
+            );
+        }
+    }
+    out
 }
 
 /// apiVersion, kind and the plan's name (returned even when it is unsafe, to go on checking).
@@ -554,11 +642,77 @@ fn check_gitops(ctx: &mut Ctx<'_>, g: &super::raw::RawGitops) -> Gitops {
             Err((message, hint)) => ctx.d.error("recipient-invalid", loc(r), message, hint),
         }
     }
+    let repo_url = g.repo_url.as_ref().and_then(|v| match repo_url_problem(&v.value) {
+        None => Some(v.value.clone()),
+        Some(problem) => {
+            ctx.d.error(
+                "value-invalid",
+                loc(v),
+                format!("repoURL `{}` {problem}", v.value.escape_debug()),
+                "write the URL Argo CD clones, e.g. https://github.com/ORG/REPO.git or git@github.com:ORG/REPO.git",
+            );
+            None
+        }
+    });
+    if engine == Engine::Argocd && g.repo_url.is_none() {
+        ctx.d.error(
+            "repo-url-missing",
+            g.engine.as_ref().map_or(Location::UNKNOWN, loc),
+            "engine argocd needs spec.gitops.repoURL: every Application names the repository it reads",
+            "add repoURL (and targetRevision, default HEAD) under spec.gitops, e.g. repoURL: https://github.com/ORG/REPO.git",
+        );
+    }
+    let target_revision = match &g.target_revision {
+        None => DEFAULT_REVISION.to_string(),
+        Some(v) => {
+            if v.value.is_empty() || v.value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                ctx.d.error(
+                    "value-invalid",
+                    loc(v),
+                    format!(
+                        "targetRevision `{}` is not a Git revision",
+                        v.value.escape_debug()
+                    ),
+                    "name a branch, tag or commit (HEAD by default), without spaces",
+                );
+            }
+            v.value.clone()
+        }
+    };
     Gitops {
         engine,
         repo_path,
         age_recipients,
+        repo_url,
+        target_revision,
     }
+}
+
+/// Why `url` cannot be the repository Argo CD clones: it must be `https://`, `http://`,
+/// `ssh://` or `git://`, or scp-like `user@host:path`, and no placeholder.
+fn repo_url_problem(url: &str) -> Option<&'static str> {
+    if url.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("is empty or holds whitespace");
+    }
+    if crate::verify::offline::placeholder::MARKERS
+        .iter()
+        .any(|m| url.contains(m))
+    {
+        return Some("is still a placeholder");
+    }
+    let scheme = ["https://", "http://", "ssh://", "git://"]
+        .iter()
+        .find_map(|s| url.strip_prefix(s));
+    let ok = match scheme {
+        Some(rest) => rest.split('/').next().is_some_and(|host| !host.is_empty()),
+        None => url.split_once(':').is_some_and(|(user_host, path)| {
+            user_host
+                .split_once('@')
+                .is_some_and(|(u, h)| !u.is_empty() && !h.is_empty() && !h.contains('/'))
+                && !path.is_empty()
+        }),
+    };
+    (!ok).then_some("is not a Git URL (https://, ssh://, git:// or user@host:path)")
 }
 
 /// spec.roots: the current and the new root, which must not share a subject.

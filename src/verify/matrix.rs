@@ -3,7 +3,8 @@
 //! intermediate" and "trusting phase Y's bundle" on the client and on the server must complete
 //! mutual TLS (rustls, in memory, judging chains along the path Envoy's BoringSSL builds).
 //! Each cluster is also checked against the next cluster of the fleet (a ring), since clusters
-//! share the root.
+//! share the root; every ordered pair is covered by `bundle-shared` and these cells, as
+//! [`super::pairs`] proves and reports.
 //!
 //! Leaves are issued once per intermediate and reused across cells. Every cell is judged by
 //! [`HandshakeCache::judge`]: the two verifiers of that cell's configurations decide trust, and

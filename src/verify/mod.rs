@@ -9,6 +9,7 @@ pub mod dump;
 pub mod live;
 pub mod matrix;
 pub mod offline;
+pub mod pairs;
 pub mod report;
 
 use serde::Serialize;

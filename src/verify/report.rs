@@ -182,6 +182,15 @@ impl Report {
             self.not_checked_text(&mut o);
         }
         o.push_str(&matrix_text(&self.matrix, verbose));
+        // Every ordered pair of clusters (verify::pairs), said under the matrix it rests on.
+        if let Some(f) = self
+            .findings
+            .iter()
+            .find(|f| f.code == crate::gates::Code::HandshakeMatrix && f.subject == "fleet")
+            && !self.matrix.is_empty()
+        {
+            let _ = writeln!(o, "  {}", f.message);
+        }
         let t = self.tally();
         let _ = writeln!(
             o,

@@ -337,6 +337,11 @@ fn offline_case(code: Code) -> Option<OfflineCase> {
             at: Some(|out| rfc3339(start_by(out) - time::Duration::days(60))),
             edit: |_| {},
         }),
+        // A hand-written Application left with the template's placeholder.
+        Code::NoPlaceholder => demo(|out| {
+            let app = "apiVersion: argoproj.io/v1alpha1\nkind: Application\nspec:\n  source:\n    repoURL: REPLACE-WITH-YOUR-REPO-URL\n";
+            std::fs::write(out.join("clusters/demo/argocd-app.yaml"), app).unwrap();
+        }),
         // Its own tree: rendered with --insecure-plaintext (see the test).
         Code::NoPlaintextPrivateKey => None,
         Code::PrereqMultiroot
@@ -608,7 +613,8 @@ fn live_case(code: Code, b: &LiveBase) -> LiveCase {
         | Code::NoPlaintextPrivateKey
         | Code::HandshakeMatrix
         | Code::RotationStartBy
-        | Code::RotationStartSoon => unreachable!("{code} is an offline gate"),
+        | Code::RotationStartSoon
+        | Code::NoPlaceholder => unreachable!("{code} is an offline gate"),
     }
     c
 }

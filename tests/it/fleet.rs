@@ -62,13 +62,25 @@ fn fleet_100_ecdsa_renders_passes_every_gate_and_rerenders_as_a_no_op() {
     let matrix = report["matrix"].as_array().unwrap();
     assert_eq!(matrix.len(), 9600);
     assert!(matrix.iter().all(|c| c["ok"] == true));
-    let matrix_findings = report["findings"]
+    let matrix_findings: Vec<&serde_json::Value> = report["findings"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|f| f["code"] == "handshake-matrix")
-        .count();
-    assert_eq!(matrix_findings, 300);
+        .collect();
+    // One per cluster and transition, and the fleet's all-pairs finding (verify::pairs).
+    assert_eq!(matrix_findings.len(), 300 + 1);
+    let pairs = matrix_findings
+        .iter()
+        .find(|f| f["subject"] == "fleet")
+        .unwrap();
+    assert!(
+        pairs["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("all 9900 (100×99) cross-cluster pairs covered by bundle-shared"),
+        "{pairs}"
+    );
 
     // Same plan, same keys: nothing generated, nothing rewritten, not even the tree's inodes.
     let before = identities(&out);

@@ -22,4 +22,5 @@ mod report;
 mod sops;
 mod validate;
 mod verify;
+mod waves;
 mod writes;

@@ -170,10 +170,16 @@ fn a_passing_run_prints_one_line_per_gate_family_and_the_counts() {
             findings(&v).len()
         )
     );
-    // The family lines, the matrix heading and its 3 transitions, blank lines, the count.
+    // Every ordered pair of clusters, under the matrix (verify::pairs).
+    line(
+        &text,
+        "  all 6 (3×2) cross-cluster pairs covered by bundle-shared",
+    );
+    // The family lines, the matrix heading, its 3 transitions and the pairs line, blank
+    // lines, the count.
     assert_eq!(
         text.lines().count(),
-        fams.len() + 1 + 1 + 3 + 1 + 1,
+        fams.len() + 1 + 1 + 3 + 1 + 1 + 1,
         "{text}"
     );
 

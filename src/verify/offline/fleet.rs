@@ -19,20 +19,31 @@ pub fn clusters_present(repo: &Repo, r: &mut Report) {
         .map(|c| c.name.as_str())
         .filter(|c| !have.iter().any(|h| h == c))
         .collect();
+    // A cluster that left the plan keeps no directory: a render removes it (issue 14).
+    let stale: Vec<&str> = have
+        .iter()
+        .map(String::as_str)
+        .filter(|h| repo.rollout.cluster(h).is_none())
+        .collect();
     let msg = if have.is_empty() {
         "no cluster directory (clusters/<name>/istio-ca) found: nothing could be checked"
             .to_string()
-    } else if missing.is_empty() {
-        format!("{} cluster(s): {}", have.len(), have.join(", "))
-    } else {
+    } else if !missing.is_empty() {
         format!(
             "the rollout names cluster(s) missing from the tree: {}",
             missing.join(", ")
         )
+    } else if !stale.is_empty() {
+        format!(
+            "the tree has cluster directories the rollout does not name (removed from the plan?): {}; re-render, or move the files you added there out of clusters/<name>/istio-ca",
+            stale.join(", ")
+        )
+    } else {
+        format!("{} cluster(s): {}", have.len(), have.join(", "))
     };
     r.push(Finding::new(
         Code::ClustersPresent,
-        !have.is_empty() && missing.is_empty(),
+        !have.is_empty() && missing.is_empty() && stale.is_empty(),
         "fleet",
         msg,
     ));

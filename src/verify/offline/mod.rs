@@ -8,8 +8,8 @@
 //! One file per family of gates: [`read`] (the phase Secret opens: sops-mac), [`shape`],
 //! [`chain`] (key, signer, chain), [`bundle`] (the planned roots and bytes), [`annotations`],
 //! [`validity`], [`reload`] (between consecutive phases), [`kustomize`] (what the engine
-//! applies), [`fleet`] (cross-cluster), [`plaintext`] and [`expiry`] (when the next rotation
-//! must start).
+//! applies), [`fleet`] (cross-cluster), [`plaintext`], [`placeholder`] and [`expiry`] (when the
+//! next rotation must start).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,6 +28,7 @@ pub mod chain;
 pub mod expiry;
 pub mod fleet;
 pub mod kustomize;
+pub mod placeholder;
 pub mod plaintext;
 pub mod read;
 pub mod reload;
@@ -137,6 +138,7 @@ pub fn run(repo: &Repo, opts: &Options<'_>) -> Result<(Report, Vec<PhaseSecret>)
     fleet::lockstep(&active, &mut r);
     plaintext::scan(repo.dir(), &mut r);
     r.expiry = expiry::gates(repo, &active, opts.now, &mut r);
+    placeholder::scan(repo.dir(), &mut r);
     Ok((r, secrets))
 }
 
@@ -237,6 +239,9 @@ pub fn execute(
         &|_, _| true,
         progress,
     );
+    // Every ordered pair of clusters, from bundle-shared and each cluster's own cells.
+    let pairs = super::pairs::covered(&report, &repo.clusters);
+    report.push(pairs);
     Ok(report)
 }
 
