@@ -397,6 +397,13 @@ catalogue! {
         hint: "wait: the soak covers propagation, re-signing and the safety margin",
         doc: "The minimum soak is computed by `plan` from the workload TTL, propagation delay and margin. Its clock starts when the live Secret (or the root ConfigMaps) changed.",
     }
+    SopsRecipients = "sops-recipients" {
+        title: "every encrypted file is readable by exactly its planned recipients",
+        scope: Scope::Offline, phases: ALL_PHASES, planes: Planes::All, severity: Severity::Error,
+        proves: "each SOPS file lists exactly the age recipients rollout.json plans for its path (a cluster's files: the operators and that cluster's keys; the key state: the operators only), no key more and none fewer",
+        hint: "re-render (`rootroll render` re-encrypts every file to its planned recipients) or run `sops updatekeys FILE` with the rendered .sops.yaml; never add a key to one file by hand",
+        doc: "Reads only the public sops block of every SOPS file (age recipients and any PGP, KMS or Vault key group), so it runs without an identity. A key more than planned can decrypt a CA key it should not: cluster A's Flux key on cluster B's Secret, or any cluster key on the key state, which holds the root keys. A key fewer leaves a controller or operator unable to decrypt. Recipients are named by their plan names.",
+    }
 }
 
 #[cfg(test)]

@@ -700,6 +700,9 @@ impl Rollout {
                 "`phases` must be phases 0 to 4 in order, found {numbers:?}"
             ));
         }
+        if let Some(roles) = &self.gitops.roles {
+            roles.check()?;
+        }
         Ok(())
     }
 

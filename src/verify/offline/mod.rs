@@ -8,7 +8,7 @@
 //! One file per family of gates: [`read`] (the phase Secret opens: sops-mac), [`shape`],
 //! [`chain`] (key, signer, chain), [`bundle`] (the planned roots and bytes), [`annotations`],
 //! [`validity`], [`reload`] (between consecutive phases), [`kustomize`] (what the engine
-//! applies), [`fleet`] (cross-cluster) and [`plaintext`].
+//! applies), [`fleet`] (cross-cluster), [`plaintext`] and [`recipients`] (who can decrypt).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,6 +27,7 @@ pub mod fleet;
 pub mod kustomize;
 pub mod plaintext;
 pub mod read;
+pub mod recipients;
 pub mod reload;
 pub mod shape;
 pub mod validity;
@@ -135,6 +136,7 @@ pub fn run(repo: &Repo, opts: &Options<'_>) -> Result<(Report, Vec<PhaseSecret>)
     bundle::root_subjects_distinct(&secrets, &mut r);
     fleet::lockstep(&active, &mut r);
     plaintext::scan(repo.dir(), &mut r);
+    recipients::check(repo.dir(), &repo.rollout.gitops, &mut r);
     Ok((r, secrets))
 }
 
