@@ -232,6 +232,20 @@ fn one_render_moves_the_shorthand_to_roles_keeping_every_key() {
         rollout["gitops"]["roles"]["clusters"]["us-east"],
         serde_json::json!(["flux-us-east"])
     );
+    // `plan` says who can decrypt what.
+    let o = rootroll(&["plan", m.plan.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("keys     operators (everything, the key state included): alice\n"),
+        "{text}"
+    );
+    for c in CLUSTERS {
+        assert!(
+            text.contains(&format!("{c} Secrets: the operators and flux-{c}\n")),
+            "{text}"
+        );
+    }
     // A second render with the operator's key changes no byte.
     let before = tree(&m.out);
     let o = rootroll(&[
