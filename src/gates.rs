@@ -149,7 +149,7 @@ catalogue! {
         title: "the SOPS file decrypts and its MAC verifies",
         scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
         proves: "the encrypted phase Secret opens with an identity from the plan and its MAC covers every value",
-        hint: "give --identity FILE (or SOPS_AGE_KEY_FILE) with a key listed in ageRecipients; re-render a file that fails, never edit encrypted files except with `sops edit`",
+        hint: "give --identity FILE (or SOPS_AGE_KEY_FILE) with an operator's key (or the cluster's own key, for its Secrets); re-render a file that fails, never edit encrypted files except with `sops edit`",
         doc: "Flux and KSOPS decrypt each phase Secret with the real sops. A file that does not decrypt, or whose MAC does not match its values, would fail at apply time or carry tampered values. Without an identity the gate fails: it is never skipped.",
     }
     KeyMatchesCert = "key-matches-cert" {

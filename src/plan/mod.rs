@@ -200,7 +200,9 @@ pub struct Gitops {
     pub age_recipients: Vec<String>,
     /// The role form (`spec.gitops.recipients`, `operators`, each cluster's `recipients`);
     /// `None` for the shorthand. Written to `rollout.json` only when present, so trees
-    /// rendered from the shorthand keep every byte.
+    /// rendered from the shorthand keep every byte, and a `rollout.json` without it (format 1
+    /// as written before roles existed) reads as the shorthand it is: the field is additive,
+    /// so `formatVersion` stays 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roles: Option<Roles>,
 }

@@ -382,6 +382,35 @@ fn a_key_more_or_fewer_fails_sops_recipients_naming_file_and_recipient() {
         "{}",
         failed[us_west]
     );
+    // `render --check` sees the drift, and one `render` puts every file back to its recipients.
+    let render = |extra: &[&str]| {
+        let mut args = vec![
+            "render",
+            m.plan.to_str().unwrap(),
+            "--out",
+            m.out.to_str().unwrap(),
+            "--identity",
+            m.operator.file.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        rootroll(&args)
+    };
+    let o = render(&["--check"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    for f in [east, eu, state, us_west] {
+        assert!(
+            stdout(&o).contains(f) || stderr(&o).contains(f),
+            "{f}: {}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+    }
+    let tampered = m.dir.path().join("tampered");
+    must(Command::new("cp").arg("-a").arg(&m.out).arg(&tampered));
+    let o = render(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (code, v) = verify_json(&m.out, &m.operator.file);
+    assert_eq!(code, Some(0), "{:?}", failures(&v));
     // The gate reads only the public sops block: without any identity it still fails them.
     let home = m.dir.path().join("home");
     std::fs::create_dir(&home).unwrap();
@@ -392,7 +421,7 @@ fn a_key_more_or_fewer_fails_sops_recipients_naming_file_and_recipient() {
         .env("HOME", &home)
         .env("XDG_CONFIG_HOME", &home)
         .args(["--now", NOW, "verify", "offline"])
-        .arg(&m.out)
+        .arg(&tampered)
         .args(["--format", "json"]));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(recipient_failures(&v).len(), 4);

@@ -26,16 +26,28 @@ pub fn check(dir: &Path, gitops: &Gitops, r: &mut Report) {
             format!("cannot be read ({why}), so its recipients are unknown"),
         ));
     }
-    let mut seen = 0usize;
     files.sort();
-    for (rel, text) in files {
-        let named_sops = rel.ends_with(".sops.yaml") && rel != crate::repo::SOPS_CONFIG;
-        if !named_sops && !crate::sops::claims_sops(&text) {
-            continue;
-        }
-        seen += 1;
-        let want = gitops.recipients_for(crate::repo::audience(&rel));
-        r.push(judge(&rel, &text, &want, gitops));
+    // `.sops.yaml` (anywhere) is sops' configuration, not a SOPS file, unless it claims to be.
+    files.retain(|(rel, text)| {
+        let config = rel.rsplit('/').next() == Some(crate::repo::SOPS_CONFIG);
+        (rel.ends_with(".sops.yaml") && !config) || crate::sops::claims_sops(text)
+    });
+    let seen = files.len();
+    // Files are independent: judge them on every core, report them in path order.
+    let judged = crate::parallel::map(
+        &files,
+        |(rel, text)| {
+            judge(
+                rel,
+                text,
+                &gitops.recipients_for(crate::repo::audience(rel)),
+                gitops,
+            )
+        },
+        |_, _| {},
+    );
+    for f in judged {
+        r.push(f);
     }
     if seen == 0 {
         r.push(Finding::not_checked(
