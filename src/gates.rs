@@ -149,7 +149,7 @@ catalogue! {
         title: "the SOPS file decrypts and its MAC verifies",
         scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
         proves: "the encrypted phase Secret opens with an identity from the plan and its MAC covers every value",
-        hint: "give --identity FILE (or SOPS_AGE_KEY_FILE) with a key listed in ageRecipients; re-render a file that fails, never edit encrypted files except with `sops edit`",
+        hint: "give --identity FILE (or SOPS_AGE_KEY_FILE) with an operator's key (or the cluster's own key, for its Secrets); re-render a file that fails, never edit encrypted files except with `sops edit`",
         doc: "Flux and KSOPS decrypt each phase Secret with the real sops. A file that does not decrypt, or whose MAC does not match its values, would fail at apply time or carry tampered values. Without an identity the gate fails: it is never skipped.",
     }
     KeyMatchesCert = "key-matches-cert" {
@@ -417,6 +417,13 @@ catalogue! {
         proves: "no text file of the tree holds a value left to fill in (REPLACE-WITH-…, CHANGE-ME), so every manifest works as rendered",
         hint: "set the real value in the plan (an Argo CD Application's repoURL comes from spec.gitops.repoURL) and re-render; never fill it in by hand",
         doc: "A rendered manifest that still says REPLACE-WITH-YOUR-REPO-URL is applied by nobody: Argo CD cannot clone it and the phase never reaches the cluster, while every other gate passes. Every text file of the tree is read (links too) and each placeholder is named by file and line; a file that cannot be read fails the gate.",
+    }
+    SopsRecipients = "sops-recipients" {
+        title: "every encrypted file is readable by exactly its planned recipients",
+        scope: Scope::Offline, phases: ALL_PHASES, planes: Planes::All, severity: Severity::Error,
+        proves: "each SOPS file lists exactly the age recipients rollout.json plans for its path (a cluster's files: the operators and that cluster's keys; the key state: the operators only), no key more and none fewer",
+        hint: "re-render (`rootroll render` re-encrypts every file to its planned recipients) or run `sops updatekeys FILE` with the rendered .sops.yaml; never add a key to one file by hand",
+        doc: "Reads only the public sops block of every SOPS file (age recipients and any PGP, KMS or Vault key group), so it runs without an identity. A key more than planned can decrypt a CA key it should not: cluster A's Flux key on cluster B's Secret, or any cluster key on the key state, which holds the root keys. A key fewer leaves a controller or operator unable to decrypt. Recipients are named by their plan names.",
     }
 }
 

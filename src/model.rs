@@ -779,6 +779,9 @@ impl Rollout {
                 "`phases` must be phases 0 to 4 in order, found {numbers:?}"
             ));
         }
+        if let Some(roles) = &self.gitops.roles {
+            roles.check()?;
+        }
         Ok(())
     }
 
@@ -807,12 +810,28 @@ impl Rollout {
             self.min_total
         ));
         o.push_str(&format!(
-            "  gitops   {}\n\nroots\n",
+            "  gitops   {}\n",
             match self.gitops.engine {
                 crate::plan::Engine::Flux => "Flux",
                 crate::plan::Engine::Argocd => "Argo CD",
             }
         ));
+        // Who can decrypt what (the role form; the shorthand keeps its output).
+        if let Some(roles) = &self.gitops.roles {
+            o.push_str(&format!(
+                "  keys     operators (everything, the key state included): {}\n",
+                roles.operators.join(", ")
+            ));
+            for c in &self.clusters {
+                let own = roles.clusters.get(&c.name).map_or(&[][..], Vec::as_slice);
+                o.push_str(&format!(
+                    "           {} Secrets: the operators and {}\n",
+                    c.name,
+                    own.join(", ")
+                ));
+            }
+        }
+        o.push_str("\nroots\n");
         for r in &self.current_roots {
             o.push_str(&format!("  A  {}  [{}]\n", r.subject(), r.short_id()));
         }

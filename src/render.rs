@@ -17,7 +17,7 @@ use crate::materials::{ClusterMaterials, Materials};
 use crate::model::{self, Rollout, phase_dir};
 use crate::parallel;
 use crate::pki;
-use crate::plan::{Engine, Plan, SecretFormat};
+use crate::plan::{Audience, Engine, Plan, SecretFormat};
 use crate::repo::{self, Outputs, keys};
 
 /// The embedded templates, by name.
@@ -536,13 +536,51 @@ fn render_engine(
     Ok(())
 }
 
-/// The `.sops.yaml` creation rule matching what rootroll writes, for `sops edit`.
-fn sops_config(recipients: &[String]) -> String {
-    format!(
-        "# Written by rootroll: `sops edit` on a file here re-encrypts it the way rootroll does.\n\
-         creation_rules:\n  - path_regex: \\.sops\\.yaml$\n    encrypted_regex: ^(data|stringData)$\n    age: >-\n      {}\n",
-        recipients.join(",")
-    )
+/// The `.sops.yaml` creation rules matching what rootroll writes, for `sops edit`: one rule
+/// per cluster (its files go to the operators and that cluster's keys) and one for the key
+/// state (operators only), anchored and most specific first. The shorthand keeps its single
+/// rule, so trees rendered from it keep their bytes.
+fn sops_config(plan: &Plan) -> String {
+    let regex = crate::sops::format::ENCRYPTED_REGEX;
+    let g = &plan.gitops;
+    let keys = |audience| {
+        g.recipients_for(audience)
+            .into_iter()
+            .map(|r| r.key)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let rule = |path_regex: &str, audience| {
+        format!(
+            "  - path_regex: {path_regex}\n    encrypted_regex: {regex}\n    age: >-\n      {}\n",
+            keys(audience)
+        )
+    };
+    let mut out = String::from(
+        "# Written by rootroll: `sops edit` on a file here re-encrypts it the way rootroll does.\n",
+    );
+    if g.roles.is_none() {
+        out.push_str("creation_rules:\n");
+        out.push_str(&rule("\\.sops\\.yaml$", Audience::Operators));
+        return out;
+    }
+    out.push_str(
+        "# One rule per path, most specific first: a cluster's files are readable by the operators\n\
+         # and that cluster's keys, the key state by the operators only.\n\
+         creation_rules:\n",
+    );
+    for c in &plan.clusters {
+        let dir = regex::escape(&format!("{}/{}/", repo::CLUSTERS, c.name));
+        out.push_str(&rule(
+            &format!("^{dir}.*\\.sops\\.yaml$"),
+            Audience::Cluster(&c.name),
+        ));
+    }
+    out.push_str(&rule(
+        &format!("^{}$", regex::escape(repo::STATE_SOPS)),
+        Audience::Operators,
+    ));
+    out
 }
 
 /// A `render` run, as the command line asked for it.
@@ -638,7 +676,7 @@ pub fn execute(
     use crate::materials::{MaterialsError, materialize};
     let plan = req.plan;
     let encrypted = !req.insecure_plaintext;
-    if encrypted && plan.gitops.age_recipients.is_empty() {
+    if encrypted && plan.gitops.operators().is_empty() {
         return Err(ExecuteError::NoRecipients {
             plan: plan.file.clone(),
         });
@@ -675,17 +713,13 @@ pub fn execute(
     outputs.add(state_path.into(), state_yaml.as_bytes(), true);
     let mut not_compared = Vec::new();
     if encrypted {
-        outputs.add(
-            repo::SOPS_CONFIG.into(),
-            sops_config(&plan.gitops.age_recipients),
-            false,
-        );
+        outputs.add(repo::SOPS_CONFIG.into(), sops_config(plan), false);
         let locked = outputs.locked.clone();
         let sealed = crate::seal::seal(
             &mut outputs,
             &crate::seal::SealOptions {
                 existing: &previous.files,
-                recipients: &plan.gitops.age_recipients,
+                gitops: &plan.gitops,
                 locked: &locked,
                 identities: req.identities.ids,
                 now: req.now,
@@ -711,10 +745,106 @@ pub fn execute(
         wrote: written.wrote,
         generated: materials.generated,
         recipients: if encrypted {
-            plan.gitops.age_recipients.len()
+            plan.gitops.all_recipients().len()
         } else {
             0
         },
         not_compared,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(gitops: &str, east: &str, west: &str) -> Plan {
+        let text = format!(
+            "apiVersion: rootroll.dev/v1alpha1\nkind: RotationPlan\nmetadata: {{name: t}}\nspec:\n  gitops:\n{gitops}  roots:\n    current: {{generate: {{subject: {{commonName: A}}}}}}\n    new: {{generate: {{subject: {{commonName: B}}}}}}\n  clusters:\n    - name: us\n      intermediates: {{current: {{generate: {{}}}}, new: {{generate: {{}}}}}}\n{east}    - name: us-east\n      intermediates: {{current: {{generate: {{}}}}, new: {{generate: {{}}}}}}\n{west}"
+        );
+        let now = time::macros::datetime!(2027-01-01 00:00 UTC);
+        match crate::plan::validate(Path::new("t.yaml"), text.as_bytes(), now) {
+            Ok(p) => p,
+            Err(d) => panic!(
+                "{}",
+                d.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        }
+    }
+
+    const OP: &str = "age1c99f55nm8ja9dr5zsvsjktgtwdchreyn38hanrzzzcevmfxst4sq3j6krc";
+    const US: &str = "age1mxurxdsm6rrurcgt9yj95l7zk75xz2qjcjga9klucjyy0a479e5sy2sesl";
+    const EAST: &str = "age1klv9ysd66trn5pee33ma7qw0q4vpz0mcrmcwjc27qkqys24pk49q0yt8v7";
+
+    /// The rules as sops reads them: (path_regex, encrypted_regex, age).
+    fn rules(config: &str) -> Vec<(String, String, String)> {
+        let v: serde_json::Value = serde_saphyr::from_str(config).unwrap();
+        v["creation_rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().unwrap().to_string();
+                (s("path_regex"), s("encrypted_regex"), s("age"))
+            })
+            .collect()
+    }
+
+    /// The recipients sops picks for `path`: the first rule whose path_regex matches.
+    fn chosen(rules: &[(String, String, String)], path: &str) -> Option<String> {
+        rules
+            .iter()
+            .find(|(re, _, _)| regex::Regex::new(re).unwrap().is_match(path))
+            .map(|(_, _, age)| age.clone())
+    }
+
+    #[test]
+    fn sops_rules_give_each_path_exactly_its_recipients() {
+        let p = plan(
+            &format!(
+                "    recipients: {{op: {OP}, flux-us: {US}, flux-us-east: {EAST}}}\n    operators: [op]\n"
+            ),
+            "      recipients: [flux-us]\n",
+            "      recipients: [flux-us-east]\n",
+        );
+        let rules = rules(&sops_config(&p));
+        assert_eq!(rules.len(), 3);
+        for (_, encrypted, _) in &rules {
+            assert_eq!(encrypted, crate::sops::format::ENCRYPTED_REGEX);
+        }
+        let phase = "istio-ca/phases/1-initial/cacerts.sops.yaml";
+        assert_eq!(
+            chosen(&rules, &format!("clusters/us/{phase}")),
+            Some(format!("{OP},{US}"))
+        );
+        // A cluster whose name extends another's gets its own rule, not the shorter one's.
+        assert_eq!(
+            chosen(&rules, &format!("clusters/us-east/{phase}")),
+            Some(format!("{OP},{EAST}"))
+        );
+        assert_eq!(chosen(&rules, repo::STATE_SOPS), Some(OP.to_string()));
+        // Anchored: no other path, and no file that merely contains a cluster's path.
+        for other in [
+            "x/clusters/us/a.sops.yaml",
+            "clusters/us/a.yaml",
+            "clusters/usx/a.sops.yaml",
+            "x/.rootroll/state.sops.yaml",
+        ] {
+            assert_eq!(chosen(&rules, other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn the_shorthand_keeps_its_single_rule() {
+        let p = plan(&format!("    ageRecipients: [{OP}, {US}]\n"), "", "");
+        assert_eq!(
+            sops_config(&p),
+            format!(
+                "# Written by rootroll: `sops edit` on a file here re-encrypts it the way rootroll does.\ncreation_rules:\n  - path_regex: \\.sops\\.yaml$\n    encrypted_regex: {}\n    age: >-\n      {OP},{US}\n",
+                crate::sops::format::ENCRYPTED_REGEX
+            )
+        );
+    }
 }

@@ -1,5 +1,8 @@
-//! Sealing: every output file holding private material is SOPS-encrypted to the plan's age
-//! recipients, unless the file already on disk is an encryption of the same content.
+//! Sealing: every output file holding private material is SOPS-encrypted to its recipients
+//! (a cluster's files to the operators and that cluster's keys, the key state to the
+//! operators: [`crate::plan::Gitops::recipients_for`]), unless the file already on disk is an
+//! encryption of the same content to exactly those recipients. A recipient change is a
+//! change: the file is encrypted afresh.
 //!
 //! "The same content" is decided in two steps. Without any private key, the public
 //! projection of both documents (everything except `data` and the `sops` block) must be
@@ -194,8 +197,8 @@ pub fn is_unchanged(old: &[u8], new_plaintext: &str, recipients: &BTreeSet<Strin
 pub struct SealOptions<'a> {
     /// The files of the previous render.
     pub existing: &'a BTreeMap<String, Vec<u8>>,
-    /// The plan's age recipients.
-    pub recipients: &'a [String],
+    /// The plan's recipients by role: each file's come from its path ([`crate::repo::audience`]).
+    pub gitops: &'a crate::plan::Gitops,
     /// The paths whose plaintext lacks a private key.
     pub locked: &'a BTreeSet<String>,
     /// Identities to open the existing files with, to compare their content.
@@ -211,30 +214,54 @@ pub struct SealOptions<'a> {
 pub fn seal(outputs: &mut Outputs, o: &SealOptions<'_>) -> Result<SealReport, SealError> {
     let SealOptions {
         existing,
-        recipients,
+        gitops,
         locked,
         identities,
         now,
         dry_run,
     } = *o;
-    let parsed: Vec<age::x25519::Recipient> = recipients
-        .iter()
-        .map(|r| sops::parse_recipient(r))
-        .collect::<Result<_, _>>()?;
-    let wanted: BTreeSet<String> = recipients.iter().cloned().collect();
     let private: Vec<(&String, &mut OutFile)> = outputs
         .files
         .iter_mut()
         .filter(|(_, f)| f.private)
         .collect();
+    // Each audience's recipients, parsed once (keyed by cluster; `None`: the operators).
+    let mut audiences: BTreeMap<Option<String>, Audience> = BTreeMap::new();
+    for (path, _) in &private {
+        let key = audience_key(path);
+        if audiences.contains_key(&key) {
+            continue;
+        }
+        let audience = key.as_deref().map_or(
+            crate::plan::Audience::Operators,
+            crate::plan::Audience::Cluster,
+        );
+        let keys: Vec<String> = gitops
+            .recipients_for(audience)
+            .into_iter()
+            .map(|r| r.key)
+            .collect();
+        let parsed = keys
+            .iter()
+            .map(|r| sops::parse_recipient(r))
+            .collect::<Result<_, _>>()?;
+        audiences.insert(
+            key,
+            Audience {
+                parsed,
+                wanted: keys.into_iter().collect(),
+            },
+        );
+    }
     let decisions = parallel::map(
         &private,
         |(path, file)| -> Result<Sealed, SealError> {
             let plaintext =
                 zeroize::Zeroizing::new(String::from_utf8_lossy(&file.bytes).into_owned());
             let is_locked = locked.contains(*path);
+            let Audience { parsed, wanted } = &audiences[&audience_key(path)];
             if let Some(old) = existing.get(*path) {
-                match compare(path, old, &plaintext, &wanted, identities, is_locked) {
+                match compare(path, old, &plaintext, wanted, identities, is_locked) {
                     Verdict::Same => return Ok(Sealed::Kept(old.clone(), true)),
                     Verdict::NotCompared => return Ok(Sealed::Kept(old.clone(), false)),
                     Verdict::Differs => {}
@@ -250,7 +277,7 @@ pub fn seal(outputs: &mut Outputs, o: &SealOptions<'_>) -> Result<SealReport, Se
                 });
             }
             Ok(Sealed::Encrypted(
-                sops::encrypt_yaml(path, &plaintext, &parsed, now)?.into_bytes(),
+                sops::encrypt_yaml(path, &plaintext, parsed, now)?.into_bytes(),
             ))
         },
         |_, _| {},
@@ -276,6 +303,20 @@ pub fn seal(outputs: &mut Outputs, o: &SealOptions<'_>) -> Result<SealReport, Se
         }
     }
     Ok(report)
+}
+
+/// The cluster a file is for (`None`: the operators only).
+fn audience_key(path: &str) -> Option<String> {
+    match crate::repo::audience(path) {
+        crate::plan::Audience::Operators => None,
+        crate::plan::Audience::Cluster(c) => Some(c.to_string()),
+    }
+}
+
+/// The recipients of one audience: parsed to encrypt to, and as written to compare with.
+struct Audience {
+    parsed: Vec<age::x25519::Recipient>,
+    wanted: BTreeSet<String>,
 }
 
 /// What sealing decided for one private file.

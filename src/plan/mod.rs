@@ -6,6 +6,7 @@ mod parse;
 pub mod raw;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Diagnostics, Severity, SourceLine};
@@ -194,7 +195,8 @@ pub struct Gitops {
     pub engine: Engine,
     /// Where the output directory sits inside the Git repository, for the controller's paths.
     pub repo_path: String,
-    /// age recipients (`age1…`) every encrypted file is readable by.
+    /// The shorthand (`spec.gitops.ageRecipients`): the operators, and every encrypted file is
+    /// readable by them. Empty in the role form.
     pub age_recipients: Vec<String>,
     /// The Git repository URL Argo CD reads the tree from; required with Argo CD, unused by
     /// Flux (its Kustomization names a GitRepository source instead).
@@ -206,6 +208,13 @@ pub struct Gitops {
         skip_serializing_if = "is_default_revision"
     )]
     pub target_revision: String,
+    /// The role form (`spec.gitops.recipients`, `operators`, each cluster's `recipients`);
+    /// `None` for the shorthand. Written to `rollout.json` only when present, so trees
+    /// rendered from the shorthand keep every byte, and a `rollout.json` without it (format 1
+    /// as written before roles existed) reads as the shorthand it is: the field is additive,
+    /// so `formatVersion` stays 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Roles>,
 }
 
 /// The revision Argo CD follows when the plan names none.
@@ -217,6 +226,126 @@ fn default_revision() -> String {
 
 fn is_default_revision(r: &str) -> bool {
     r == DEFAULT_REVISION
+}
+
+/// Recipients by role, as validated: every name resolves to a key of `recipients`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Roles {
+    /// Every age recipient by its plan name.
+    pub recipients: BTreeMap<String, String>,
+    /// Names of the operators: they decrypt everything, the key state included.
+    pub operators: Vec<String>,
+    /// Names of each cluster's own recipients (its Flux or KSOPS key), by cluster.
+    pub clusters: BTreeMap<String, Vec<String>>,
+}
+
+/// An age recipient and the name the plan gives it (`ageRecipients[0]` in the shorthand).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    /// The plan's name for it.
+    pub name: String,
+    /// The `age1…` public key.
+    pub key: String,
+}
+
+/// Who an encrypted file is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience<'a> {
+    /// The operators only: the key state, and anything outside a cluster's directory.
+    Operators,
+    /// A cluster's files: the operators and that cluster's recipients.
+    Cluster(&'a str),
+}
+
+impl Gitops {
+    /// The operators: the shorthand's list, or the role form's `operators`.
+    pub fn operators(&self) -> Vec<Recipient> {
+        match &self.roles {
+            None => self
+                .age_recipients
+                .iter()
+                .enumerate()
+                .map(|(i, key)| Recipient {
+                    name: format!("ageRecipients[{i}]"),
+                    key: key.clone(),
+                })
+                .collect(),
+            Some(r) => r.named(&r.operators),
+        }
+    }
+
+    /// Exactly the recipients a file for `audience` is encrypted to, in plan order, each key
+    /// once. A cluster the roles do not name gets the operators only.
+    pub fn recipients_for(&self, audience: Audience<'_>) -> Vec<Recipient> {
+        let mut out = self.operators();
+        if let (Some(r), Audience::Cluster(c)) = (&self.roles, audience) {
+            out.extend(r.named(r.clusters.get(c).map_or(&[][..], Vec::as_slice)));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        out.retain(|r| seen.insert(r.key.clone()));
+        out
+    }
+
+    /// Every distinct recipient of the plan.
+    pub fn all_recipients(&self) -> Vec<Recipient> {
+        match &self.roles {
+            None => self.operators(),
+            Some(r) => r
+                .recipients
+                .iter()
+                .map(|(name, key)| Recipient {
+                    name: name.clone(),
+                    key: key.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The plan name of a key, if the plan lists it.
+    pub fn name_of(&self, key: &str) -> Option<String> {
+        self.all_recipients()
+            .into_iter()
+            .find(|r| r.key == key)
+            .map(|r| r.name)
+    }
+}
+
+impl Roles {
+    /// The named recipients, in the given order; a name without a key is skipped (validation
+    /// and [`Self::check`] refuse those).
+    fn named(&self, names: &[String]) -> Vec<Recipient> {
+        names
+            .iter()
+            .filter_map(|n| {
+                self.recipients.get(n).map(|k| Recipient {
+                    name: n.clone(),
+                    key: k.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// For a roles block read back from `rollout.json`: every name resolves, and the
+    /// operators are not empty.
+    pub fn check(&self) -> Result<(), String> {
+        if self.operators.is_empty() {
+            return Err("`gitops.roles.operators` is empty".into());
+        }
+        let lists = std::iter::once(("operators".to_string(), &self.operators)).chain(
+            self.clusters
+                .iter()
+                .map(|(c, v)| (format!("clusters.{c}"), v)),
+        );
+        for (field, names) in lists {
+            if let Some(n) = names.iter().find(|n| !self.recipients.contains_key(*n)) {
+                return Err(format!(
+                    "`gitops.roles.{field}` names `{n}`, which `gitops.roles.recipients` does not list"
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A root as the plan describes it.

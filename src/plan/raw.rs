@@ -4,6 +4,8 @@
 //! [`super::validate()`] can report file, line and column. Unknown fields are rejected by
 //! serde (`deny_unknown_fields`); nothing here checks meaning.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
@@ -116,7 +118,8 @@ pub struct RawGitops {
     pub engine: Option<S<String>>,
     /// Where the output directory sits inside the Git repository (for Flux/Argo CD paths).
     pub repo_path: Option<S<String>>,
-    /// age recipients (`age1…`) every encrypted file is readable by.
+    /// The shorthand: age recipients (`age1…`) every encrypted file is readable by (they are
+    /// the operators, and every cluster file is encrypted to them too).
     #[serde(default)]
     pub age_recipients: Vec<S<String>>,
     /// The Git repository URL Argo CD reads the rendered tree from (required with argocd).
@@ -124,6 +127,10 @@ pub struct RawGitops {
     pub repo_url: Option<S<String>>,
     /// The revision (branch, tag or commit) Argo CD follows; `HEAD` by default.
     pub target_revision: Option<S<String>>,
+    /// The role form: every age recipient, named once (`name: age1…`).
+    pub recipients: Option<S<BTreeMap<String, S<String>>>>,
+    /// The role form: names (from `recipients`) of the operators, who decrypt everything.
+    pub operators: Option<S<Vec<S<String>>>>,
 }
 
 /// `spec.roots` as written.
@@ -144,6 +151,9 @@ pub struct RawCluster {
     pub name: S<String>,
     /// The cluster's current and new intermediate.
     pub intermediates: RawIntermediates,
+    /// The role form: names (from `spec.gitops.recipients`) of the cluster's Flux or KSOPS
+    /// keys, which decrypt only this cluster's Secrets.
+    pub recipients: Option<S<Vec<S<String>>>>,
 }
 
 /// `intermediates` of a cluster as written.

@@ -135,6 +135,30 @@ pub const CODES: &[(&str, &str)] = &[
         "a cluster of the plan is in no wave",
     ),
     ("wave-empty", "a wave lists no cluster"),
+    (
+        "recipients-both-forms",
+        "spec.gitops gives both ageRecipients and the role form (recipients, operators)",
+    ),
+    (
+        "recipient-unknown",
+        "a role names a recipient that spec.gitops.recipients does not list",
+    ),
+    (
+        "recipient-unused",
+        "a recipient of spec.gitops.recipients is listed in no role",
+    ),
+    (
+        "recipient-duplicate",
+        "one age key is listed under two names",
+    ),
+    (
+        "operators-empty",
+        "the role form names no operator, so the key state would be readable by no one",
+    ),
+    (
+        "cluster-recipients-missing",
+        "in the role form, a cluster names none of its own recipients",
+    ),
 ];
 
 struct Ctx<'a> {
@@ -329,7 +353,7 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
     let spec = raw.spec;
     let mesh = check_mesh(ctx, &spec.mesh);
     let timing = check_timing(ctx, &spec.timing, mesh.data_plane, mesh.min_istio_version);
-    let gitops = check_gitops(ctx, &spec.gitops);
+    let gitops = check_gitops(ctx, &spec.gitops, &spec.clusters);
     let (current_root, new_root) = check_roots(ctx, &spec.roots, &name);
     let clusters = check_clusters(
         ctx,
@@ -610,8 +634,12 @@ fn check_timing(
     }
 }
 
-/// spec.gitops.
-fn check_gitops(ctx: &mut Ctx<'_>, g: &super::raw::RawGitops) -> Gitops {
+/// spec.gitops, and the recipients each cluster names.
+fn check_gitops(
+    ctx: &mut Ctx<'_>,
+    g: &super::raw::RawGitops,
+    clusters: &S<Vec<super::raw::RawCluster>>,
+) -> Gitops {
     let engine = choice(
         ctx,
         "engine",
@@ -679,12 +707,14 @@ fn check_gitops(ctx: &mut Ctx<'_>, g: &super::raw::RawGitops) -> Gitops {
             v.value.clone()
         }
     };
+    let roles = check_roles(ctx, g, clusters);
     Gitops {
         engine,
         repo_path,
         age_recipients,
         repo_url,
         target_revision,
+        roles,
     }
 }
 
@@ -713,6 +743,152 @@ fn repo_url_problem(url: &str) -> Option<&'static str> {
         }),
     };
     (!ok).then_some("is not a Git URL (https://, ssh://, git:// or user@host:path)")
+}
+
+/// The role form: `spec.gitops.recipients` (every key, named once), `spec.gitops.operators`
+/// and each cluster's `recipients`. `None` for the shorthand (`ageRecipients`), where a
+/// cluster's `recipients` is an error: there are no names to resolve it against.
+fn check_roles(
+    ctx: &mut Ctx<'_>,
+    g: &super::raw::RawGitops,
+    clusters: &S<Vec<super::raw::RawCluster>>,
+) -> Option<Roles> {
+    let role_form = g.recipients.is_some() || g.operators.is_some();
+    if !role_form {
+        for c in &clusters.value {
+            if let Some(list) = &c.recipients {
+                ctx.d.error(
+                    "recipient-unknown",
+                    loc(list),
+                    format!(
+                        "cluster `{}` names recipients, but spec.gitops.recipients is missing, so no name resolves",
+                        c.name.value
+                    ),
+                    "use the role form: every key once under spec.gitops.recipients (name: age1…), \
+                     the operators under spec.gitops.operators, and no ageRecipients",
+                );
+            }
+        }
+        return None;
+    }
+    if let Some(first) = g.age_recipients.first() {
+        ctx.d.error(
+            "recipients-both-forms",
+            loc(first),
+            "spec.gitops.ageRecipients and spec.gitops.recipients/operators are both given",
+            "keep one form: move each ageRecipients key under spec.gitops.recipients with a name \
+             and list the operators' names under spec.gitops.operators (ageRecipients alone means: \
+             operators, and every cluster file encrypted to them)",
+        );
+    }
+    let mut recipients = BTreeMap::new();
+    let mut by_key: BTreeMap<String, String> = BTreeMap::new();
+    let empty = BTreeMap::new();
+    let map = g.recipients.as_ref().map_or(&empty, |m| &m.value);
+    for (name, key) in map {
+        if name.is_empty()
+            || name.len() > 63
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+        {
+            ctx.d.error(
+                "value-invalid",
+                loc(key),
+                format!("recipient name {} is not a simple name", described(name)),
+                "use letters, digits, `-`, `_`, `.` or `@`, at most 63 characters: names appear in errors and reports",
+            );
+        }
+        match recipient(&key.value) {
+            Ok(k) => {
+                if let Some(first) = by_key.get(&k) {
+                    ctx.d.error(
+                        "recipient-duplicate",
+                        loc(key),
+                        format!("recipient `{name}` has the same key as `{first}`"),
+                        "name every age key once and list that name in each role it has",
+                    );
+                } else {
+                    by_key.insert(k.clone(), name.clone());
+                }
+                recipients.insert(name.clone(), k);
+            }
+            Err((message, hint)) => {
+                ctx.d.error("recipient-invalid", loc(key), message, hint);
+            }
+        }
+    }
+    let mut used = std::collections::BTreeSet::new();
+    let mut names = |ctx: &mut Ctx<'_>, list: &[S<String>], role: &str| -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for n in list {
+            if !map.contains_key(&n.value) {
+                let shown = described(&n.value);
+                ctx.d.error(
+                    "recipient-unknown",
+                    loc(n),
+                    format!("{role} names {shown}, which spec.gitops.recipients does not list"),
+                    "roles list names: add `NAME: age1…` under spec.gitops.recipients and write NAME here",
+                );
+            } else if !out.contains(&n.value) {
+                used.insert(n.value.clone());
+                out.push(n.value.clone());
+            }
+        }
+        out
+    };
+    let operators = match &g.operators {
+        Some(list) => names(ctx, &list.value, "spec.gitops.operators"),
+        None => Vec::new(),
+    };
+    let operators_empty = g.operators.as_ref().is_none_or(|l| l.value.is_empty());
+    if operators_empty {
+        let at = match (&g.operators, &g.recipients) {
+            (Some(l), _) => loc(l),
+            (None, Some(m)) => loc(m),
+            (None, None) => Location::UNKNOWN,
+        };
+        ctx.d.error(
+            "operators-empty",
+            at,
+            "spec.gitops.operators names no one, but the key state (root and generated intermediate keys) is encrypted to the operators only",
+            "list at least one operator (a human or the offline workstation) by its name in spec.gitops.recipients: re-rendering needs their key to open the state",
+        );
+    }
+    let mut per_cluster = BTreeMap::new();
+    for c in &clusters.value {
+        let cname = &c.name.value;
+        let list = match &c.recipients {
+            Some(list) if !list.value.is_empty() => {
+                names(ctx, &list.value, &format!("cluster `{cname}`: recipients"))
+            }
+            _ => {
+                ctx.d.error(
+                    "cluster-recipients-missing",
+                    c.recipients.as_ref().map_or_else(|| loc(&c.name), loc),
+                    format!("cluster `{cname}` names no recipient of its own"),
+                    "add `recipients: [NAME]` to the cluster: the name of its Flux or KSOPS key in spec.gitops.recipients (only that key and the operators can decrypt its Secrets)",
+                );
+                Vec::new()
+            }
+        };
+        per_cluster.insert(cname.clone(), list);
+    }
+    for (name, key) in map {
+        if !used.contains(name) {
+            ctx.d.error(
+                "recipient-unused",
+                loc(key),
+                format!("recipient `{name}` is listed in no role"),
+                "name it in spec.gitops.operators or in a cluster's recipients, or remove it: a key in no role can decrypt nothing",
+            );
+        }
+    }
+    Some(Roles {
+        recipients,
+        operators,
+        clusters: per_cluster,
+    })
 }
 
 /// spec.roots: the current and the new root, which must not share a subject.
@@ -815,6 +991,18 @@ fn check_clusters(
         }
     }
     clusters
+}
+
+/// A name written in the plan, for a message: quoted, unless it is a key (a secret key is
+/// never echoed).
+fn described(text: &str) -> String {
+    if text.to_ascii_uppercase().contains("AGE-SECRET-KEY-") {
+        "an age secret key (not shown)".into()
+    } else if crate::sops::check_recipient(text).is_ok() {
+        format!("the age key `{text}`")
+    } else {
+        crate::sops::shown(text)
+    }
 }
 
 /// An age recipient as the age crate parses it (the crate rootroll encrypts with), or why it

@@ -61,6 +61,18 @@ pub mod keys {
     pub const BUNDLE_SHA256: &str = "rootroll.dev/bundle-sha256";
 }
 
+/// Who an encrypted file of the tree is for: a file under `clusters/<name>/` is that
+/// cluster's; any other (the key state) is the operators' only.
+pub fn audience(path: &str) -> crate::plan::Audience<'_> {
+    path.strip_prefix(CLUSTERS)
+        .and_then(|p| p.strip_prefix('/'))
+        .and_then(|p| p.split_once('/'))
+        .filter(|(c, _)| !c.is_empty())
+        .map_or(crate::plan::Audience::Operators, |(c, _)| {
+            crate::plan::Audience::Cluster(c)
+        })
+}
+
 /// A cluster's istio-ca directory.
 pub fn cluster_dir(cluster: &str) -> String {
     format!("{CLUSTERS}/{cluster}/istio-ca")
@@ -425,6 +437,24 @@ pub fn diff(dir: &Path, outputs: &Outputs) -> Result<ChangeSet, WriteError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_is_its_clusters_only_under_that_clusters_directory() {
+        use crate::plan::Audience;
+        assert_eq!(
+            audience("clusters/us-east/istio-ca/phases/1-initial/cacerts.sops.yaml"),
+            Audience::Cluster("us-east")
+        );
+        assert_eq!(audience(STATE_SOPS), Audience::Operators);
+        for other in [
+            "clusters/x",
+            "clusters//a.sops.yaml",
+            "clustersx/a/b.sops.yaml",
+            "a.sops.yaml",
+        ] {
+            assert_eq!(audience(other), Audience::Operators, "{other}");
+        }
+    }
 
     #[test]
     fn a_pointer_names_exactly_one_existing_phase() {

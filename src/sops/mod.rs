@@ -23,7 +23,7 @@
 //! key material implements `Debug`, and no error message contains a value or key.
 
 mod crypto;
-mod format;
+pub(crate) mod format;
 mod metadata;
 mod re2;
 mod yaml;

@@ -342,6 +342,22 @@ fn offline_case(code: Code) -> Option<OfflineCase> {
             let app = "apiVersion: argoproj.io/v1alpha1\nkind: Application\nspec:\n  source:\n    repoURL: REPLACE-WITH-YOUR-REPO-URL\n";
             std::fs::write(out.join("clusters/demo/argocd-app.yaml"), app).unwrap();
         }),
+        // One Secret is also readable by a key the plan never named.
+        Code::SopsRecipients => demo(|out| {
+            let f = phase_file(out, "demo", "2-trust-both");
+            let plain = rootroll::sops::decrypt_yaml(
+                "t",
+                &std::fs::read_to_string(&f).unwrap(),
+                &[identity()],
+            )
+            .unwrap();
+            let extra = age::x25519::Identity::generate().to_public();
+            let to = [identity().to_public(), extra];
+            let sealed =
+                rootroll::sops::encrypt_yaml("t", &plain, &to, time::OffsetDateTime::now_utc())
+                    .unwrap();
+            std::fs::write(f, sealed).unwrap();
+        }),
         // Its own tree: rendered with --insecure-plaintext (see the test).
         Code::NoPlaintextPrivateKey => None,
         Code::PrereqMultiroot
@@ -614,7 +630,8 @@ fn live_case(code: Code, b: &LiveBase) -> LiveCase {
         | Code::HandshakeMatrix
         | Code::RotationStartBy
         | Code::RotationStartSoon
-        | Code::NoPlaceholder => unreachable!("{code} is an offline gate"),
+        | Code::NoPlaceholder
+        | Code::SopsRecipients => unreachable!("{code} is an offline gate"),
     }
     c
 }

@@ -16,6 +16,7 @@ mod live;
 mod matrix;
 mod plans;
 mod promote;
+mod recipients;
 mod render;
 mod repo;
 mod report;

@@ -289,9 +289,11 @@ fn a_canary_wave_leads_the_fleet_and_a_fourth_cluster_joins_at_phase_3() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
+    // The table comes first, one line per wave and cluster; each cluster's details follow.
     let order: Vec<&str> = text
         .lines()
         .skip(1)
+        .take_while(|l| !l.is_empty())
         .map(|l| l.split_whitespace().next().unwrap())
         .collect();
     assert_eq!(

@@ -8,8 +8,8 @@
 //! One file per family of gates: [`read`] (the phase Secret opens: sops-mac), [`shape`],
 //! [`chain`] (key, signer, chain), [`bundle`] (the planned roots and bytes), [`annotations`],
 //! [`validity`], [`reload`] (between consecutive phases), [`kustomize`] (what the engine
-//! applies), [`fleet`] (cross-cluster), [`plaintext`], [`placeholder`] and [`expiry`] (when the
-//! next rotation must start).
+//! applies), [`fleet`] (cross-cluster), [`plaintext`], [`placeholder`], [`recipients`] (who
+//! can decrypt) and [`expiry`] (when the next rotation must start).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,6 +31,7 @@ pub mod kustomize;
 pub mod placeholder;
 pub mod plaintext;
 pub mod read;
+pub mod recipients;
 pub mod reload;
 pub mod shape;
 pub mod validity;
@@ -139,6 +140,7 @@ pub fn run(repo: &Repo, opts: &Options<'_>) -> Result<(Report, Vec<PhaseSecret>)
     plaintext::scan(repo.dir(), &mut r);
     r.expiry = expiry::gates(repo, &active, opts.now, &mut r);
     placeholder::scan(repo.dir(), &mut r);
+    recipients::check(repo.dir(), &repo.rollout.gitops, &mut r);
     Ok((r, secrets))
 }
 
