@@ -523,12 +523,17 @@ fn render_engine(
     Ok(())
 }
 
-/// The `.sops.yaml` creation rule matching what rootroll writes, for `sops edit`.
+/// The `.sops.yaml` creation rules matching what rootroll writes, for `sops encrypt`: the key
+/// state has every value encrypted, a phase Secret only its private keys
+/// ([`crate::sops::encrypted_regex_for`]).
 fn sops_config(recipients: &[String]) -> String {
+    let age = recipients.join(",");
     format!(
         "# Written by rootroll: `sops edit` on a file here re-encrypts it the way rootroll does.\n\
-         creation_rules:\n  - path_regex: \\.sops\\.yaml$\n    encrypted_regex: ^(data|stringData)$\n    age: >-\n      {}\n",
-        recipients.join(",")
+         creation_rules:\n  - path_regex: state\\.sops\\.yaml$\n    encrypted_regex: {}\n    age: >-\n      {age}\n\
+         \x20 - path_regex: \\.sops\\.yaml$\n    encrypted_regex: {}\n    age: >-\n      {age}\n",
+        crate::sops::ALL_DATA_REGEX,
+        crate::sops::PRIVATE_KEYS_REGEX,
     )
 }
 
