@@ -150,14 +150,14 @@ catalogue! {
         scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
         proves: "the encrypted phase Secret opens with an identity from the plan and its MAC covers every value",
         hint: "give --identity FILE (or SOPS_AGE_KEY_FILE) with a key listed in ageRecipients; re-render a file that fails, never edit encrypted files except with `sops edit`",
-        doc: "Flux and KSOPS decrypt each phase Secret with the real sops. A file that does not decrypt, or whose MAC does not match its values, would fail at apply time or carry tampered values. Without an identity the gate fails: it is never skipped.",
+        doc: "Flux and KSOPS decrypt each phase Secret with the real sops. A file that does not decrypt, or whose MAC does not match its values, would fail at apply time or carry tampered values. The MAC covers every value, the readable certificates too, and needs the data key: without an identity the gate is not checked (never counted as passed), and with --require-keys it fails.",
     }
     KeyMatchesCert = "key-matches-cert" {
         title: "the private key belongs to the signing certificate",
         scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
         proves: "ca-key.pem (tls.key) is the private key of ca-cert.pem (tls.crt)",
         hint: "istiod refuses a key that does not match its certificate and keeps the old CA: re-render",
-        doc: "istiod loads the signing key pair at start and on reload; a key that does not belong to the certificate is refused and istiod keeps serving the previous CA, silently.",
+        doc: "istiod loads the signing key pair at start and on reload; a key that does not belong to the certificate is refused and istiod keeps serving the previous CA, silently. The key is the one ciphertext value of a phase Secret: without an identity the gate is not checked, and with --require-keys it fails.",
     }
     SignerIsCa = "signer-is-ca" {
         title: "the signing certificate is a CA",
@@ -281,7 +281,7 @@ catalogue! {
     NoPlaintextPrivateKey = "no-plaintext-private-key" {
         title: "no private key in plaintext",
         scope: Scope::Offline, phases: ALL_PHASES, planes: Planes::All, severity: Severity::Error,
-        proves: "no file of the tree holds a PEM private key or its base64 outside SOPS ciphertext",
+        proves: "no file of the tree holds a PEM private key or its base64 outside SOPS ciphertext, and every encrypted phase Secret's private-key entry is ciphertext",
         hint: "render without --insecure-plaintext so every private key is SOPS-encrypted",
         doc: "A CA key in Git is a mesh-wide compromise. Every file of the tree is read (links too); one that cannot be read fails the gate.",
     }
@@ -290,7 +290,7 @@ catalogue! {
         scope: Scope::Offline, phases: &[1, 2, 3], planes: Planes::All, severity: Severity::Error,
         proves: "for each transition N→N+1, a leaf from either phase's signer completes mutual TLS with a peer trusting either phase's bundle",
         hint: "a transition whose leaves and bundles do not meet breaks traffic mid-rollout: fix the phases before promoting",
-        doc: "During a transition some workloads hold leaves and bundles of phase N and others of N+1. The matrix issues SPIFFE leaves from each phase's signing intermediate and runs real TLS 1.3 mutual handshakes (rustls) between every combination, within each cluster and across clusters.",
+        doc: "During a transition some workloads hold leaves and bundles of phase N and others of N+1. The matrix issues SPIFFE leaves from each phase's signing intermediate and runs real TLS 1.3 mutual handshakes (rustls) between every combination, within each cluster and across clusters. Without an identity (no CA key), every cell is decided from the phases' probe leaves by the same rustls verifiers: the handshake's trust decisions, without proof of possession; the report says which mode ran.",
     }
     PrereqMultiroot = "prereq-multiroot" {
         title: "ISTIO_MULTIROOT_MESH on every istiod",
@@ -396,6 +396,13 @@ catalogue! {
         proves: "at least the phase's minimum soak has passed since it was applied",
         hint: "wait: the soak covers propagation, re-signing and the safety margin",
         doc: "The minimum soak is computed by `plan` from the workload TTL, propagation delay and margin. Its clock starts when the live Secret (or the root ConfigMaps) changed.",
+    }
+    ProbeChain = "probe-chain" {
+        title: "the phase's probe leaf stands for its Secret",
+        scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "probe.pem is a SPIFFE leaf signed by the phase's signing certificate, followed by exactly the phase's chain and bundle",
+        hint: "re-render with the key state's identity: render issues a probe for every phase whose signer changed",
+        doc: "render issues one public probe leaf per phase from its signing intermediate, shaped as istiod issues leaves, and drops its key; probe.pem (listed by no kustomization, so never applied) holds it with the chain istio-agent would present. Without an identity the handshake matrix is decided from these chains, so a probe that is missing, signed by another CA or carrying another chain would judge the wrong phase.",
     }
 }
 

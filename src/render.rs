@@ -85,6 +85,14 @@ pub enum RenderError {
         /// minijinja's message and its causes.
         detail: String,
     },
+    /// A probe leaf could not be issued.
+    #[error("cannot issue the probe leaf {path}: {reason}")]
+    Probe {
+        /// The probe file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// A template produced a file that does not parse as YAML.
     #[error("template {name} produced invalid YAML for {path}: {reason}")]
     InvalidYaml {
@@ -105,6 +113,9 @@ pub struct RenderOptions<'a> {
     pub encrypted: bool,
     /// Active phase per cluster (kept from a previous render; default 1).
     pub active: BTreeMap<String, u8>,
+    /// The previous render's probe files, by path: each is kept while it still stands for
+    /// its phase (see [`crate::handshake::check_probe`]).
+    pub probes: BTreeMap<String, Vec<u8>>,
 }
 
 /// A Secret as the template sees it. Lists of pairs keep the order chosen here.
@@ -405,6 +416,10 @@ fn render_phase(
         out.locked.insert(path.clone());
     }
     out.add(path, text, true);
+    let probe_path = repo::probe_file(&cm.name, n);
+    if let Some(probe) = probe(ctx, &probe_path, &signer, &content)? {
+        out.add(probe_path, probe, false);
+    }
     let gen_file = repo::KSOPS_GENERATOR;
     let kpath = format!("{pdir}/kustomization.yaml");
     let text = render_yaml(
@@ -428,6 +443,54 @@ fn render_phase(
         out.add(gpath, text, false);
     }
     Ok(())
+}
+
+/// A phase's probe chain (public): the previous one while it still stands for the phase,
+/// otherwise a new one from the signer's key; `None` when the key is locked and there is no
+/// valid previous probe (verify then reports it missing).
+fn probe(
+    ctx: &ClusterContext<'_>,
+    path: &str,
+    signer: &crate::materials::Signer,
+    content: &SecretContent,
+) -> Result<Option<Vec<u8>>, RenderError> {
+    let entry = |k: &str| {
+        content
+            .public
+            .iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or_default()
+    };
+    // What istiod serves after a leaf, as `verify offline` reads it from the Secret.
+    let (chain, bundle) = match ctx.plan.mesh.secret_format {
+        SecretFormat::Istiod => (entry("cert-chain.pem").to_vec(), entry("root-cert.pem")),
+        SecretFormat::KubernetesTls => (
+            [entry("tls.crt"), entry("ca.crt")].concat(),
+            entry("ca.crt"),
+        ),
+    };
+    let td = &ctx.plan.mesh.trust_domain;
+    let err = |reason: String| RenderError::Probe {
+        path: path.to_string(),
+        reason,
+    };
+    let signer_der = pki::split_certificates(signer.cert.cert_pem.as_bytes())
+        .map_err(|e| err(e.to_string()))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| err("the signing certificate is empty".to_string()))?;
+    if let Some(old) = ctx.opts.probes.get(path)
+        && crate::handshake::check_probe(old, td, &signer_der, &chain, bundle).is_ok()
+    {
+        return Ok(Some(old.clone()));
+    }
+    let Some(key) = signer.cert.key.as_ref() else {
+        return Ok(None);
+    };
+    crate::handshake::issue_probe(td, &signer.cert.cert_pem, key.expose(), &chain, bundle)
+        .map(|p| Some(p.into_bytes()))
+        .map_err(|e| err(e.to_string()))
 }
 
 /// The phase Secret as the template sees it: labels, fingerprint annotations, sorted data.
@@ -649,10 +712,22 @@ pub fn execute(
         Err(e) => return Err(e.into()),
     };
     let rollout = model::compile(plan, Some(&materials));
+    // The previous probes, kept while they stand for their phase.
+    let probes = plan
+        .clusters
+        .iter()
+        .flat_map(|c| {
+            rollout.phases[1..]
+                .iter()
+                .map(|p| repo::probe_file(&c.name, p.number))
+        })
+        .filter_map(|path| Some((path.clone(), std::fs::read(req.out.join(&path)).ok()?)))
+        .collect();
     let opts = RenderOptions {
         templates: req.templates,
         encrypted,
         active: previous.active,
+        probes,
     };
     let mut outputs = render(plan, &rollout, &materials, &opts)?;
     let state_path = if encrypted {

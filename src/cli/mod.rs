@@ -196,6 +196,7 @@ fn cmd_verify_offline(a: &VerifyOfflineArgs, now: OffsetDateTime) -> Result<Exit
     let repo = Repo::open(&a.dir)?;
     let opts = verify::offline::Options {
         identities: &ids,
+        require_keys: a.require_keys,
         now,
     };
     // Thousands of handshakes on a large fleet: a progress line on a terminal, nothing on a

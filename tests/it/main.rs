@@ -10,6 +10,7 @@ mod handshake;
 mod hardening;
 mod holes;
 mod import;
+mod keyfree;
 mod live;
 mod matrix;
 mod plans;
