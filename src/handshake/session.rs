@@ -72,6 +72,8 @@ pub struct HandshakeCache<'a> {
     provider: Arc<CryptoProvider>,
     clock: Arc<FixedClock>,
     presented: Table<(usize, Side), Result<Arc<Presented>, HandshakeError>>,
+    /// Chains judged without keys ([`HandshakeCache::judge_trust`]), parsed once per side.
+    chains: Table<(TrustKey, Side), Result<ParsedChain, HandshakeError>>,
     client_verifiers: Table<TrustKey, Result<Arc<SpiffeServerVerifier>, HandshakeError>>,
     server_verifiers: Table<TrustKey, Result<Arc<MeshClientVerifier>, HandshakeError>>,
     /// Real handshakes between two presented workloads (client, server), run when a pair
@@ -85,6 +87,9 @@ pub struct HandshakeCache<'a> {
 
 /// (trust bundle address, length).
 type TrustKey = (usize, usize);
+
+/// A presented chain, parsed.
+type ParsedChain = Arc<[CertificateDer<'static>]>;
 
 fn trust_key(trust: &[u8]) -> TrustKey {
     (trust.as_ptr() as usize, trust.len())
@@ -147,6 +152,7 @@ impl<'a> HandshakeCache<'a> {
             provider: Arc::new(provider),
             clock: Arc::new(FixedClock(unix_time(now))),
             presented: Table::new(),
+            chains: Table::new(),
             client_verifiers: Table::new(),
             server_verifiers: Table::new(),
             handshakes: Table::new(),
@@ -299,14 +305,19 @@ impl<'a> HandshakeCache<'a> {
     /// that a workload holds the key of its leaf.
     pub fn judge_trust(
         &self,
-        client_chain_pem: &[u8],
+        client_chain_pem: &'a [u8],
         client_trust_pem: &'a [u8],
-        server_chain_pem: &[u8],
+        server_chain_pem: &'a [u8],
         server_trust_pem: &'a [u8],
     ) -> Result<(), HandshakeError> {
-        let client_chain = parse_certs(client_chain_pem, Input::ClientChain)?;
+        let chain = |pem: &'a [u8], side: Side, input: Input| {
+            self.chains.get_or((trust_key(pem), side), || {
+                parse_certs(pem, input).map(Arc::from)
+            })
+        };
+        let client_chain = chain(client_chain_pem, Side::Client, Input::ClientChain)?;
         let client_verifier = self.client_verifier(client_trust_pem)?;
-        let server_chain = parse_certs(server_chain_pem, Input::ServerChain)?;
+        let server_chain = chain(server_chain_pem, Side::Server, Input::ServerChain)?;
         let server_verifier = self.server_verifier(server_trust_pem)?;
         let name = ServerName::try_from(SERVER_NAME).map_err(|e| config_err(Side::Client, e))?;
         let (peer_leaf, peer_rest) = split(&server_chain);
