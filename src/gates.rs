@@ -150,14 +150,14 @@ catalogue! {
         scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
         proves: "the encrypted phase Secret opens with an identity from the plan and its MAC covers every value",
         hint: "give --identity FILE (or SOPS_AGE_KEY_FILE) with an operator's key (or the cluster's own key, for its Secrets); re-render a file that fails, never edit encrypted files except with `sops edit`",
-        doc: "Flux and KSOPS decrypt each phase Secret with the real sops. A file that does not decrypt, or whose MAC does not match its values, would fail at apply time or carry tampered values. Without an identity the gate fails: it is never skipped.",
+        doc: "Flux and KSOPS decrypt each phase Secret with the real sops. A file that does not decrypt, or whose MAC does not match its values, would fail at apply time or carry tampered values. The MAC covers every value, the readable certificates too, and needs the data key: without an identity the gate is not checked (never counted as passed), and with --require-keys it fails.",
     }
     KeyMatchesCert = "key-matches-cert" {
         title: "the private key belongs to the signing certificate",
         scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
         proves: "ca-key.pem (tls.key) is the private key of ca-cert.pem (tls.crt)",
         hint: "istiod refuses a key that does not match its certificate and keeps the old CA: re-render",
-        doc: "istiod loads the signing key pair at start and on reload; a key that does not belong to the certificate is refused and istiod keeps serving the previous CA, silently.",
+        doc: "istiod loads the signing key pair at start and on reload; a key that does not belong to the certificate is refused and istiod keeps serving the previous CA, silently. The key is the one ciphertext value of a phase Secret: without an identity the gate is not checked, and with --require-keys it fails.",
     }
     SignerIsCa = "signer-is-ca" {
         title: "the signing certificate is a CA",
@@ -281,7 +281,7 @@ catalogue! {
     NoPlaintextPrivateKey = "no-plaintext-private-key" {
         title: "no private key in plaintext",
         scope: Scope::Offline, phases: ALL_PHASES, planes: Planes::All, severity: Severity::Error,
-        proves: "no file of the tree holds a PEM private key or its base64 outside SOPS ciphertext",
+        proves: "no file of the tree holds a PEM private key or its base64 outside SOPS ciphertext, and every encrypted phase Secret's private-key entry is ciphertext",
         hint: "render without --insecure-plaintext so every private key is SOPS-encrypted",
         doc: "A CA key in Git is a mesh-wide compromise. Every file of the tree is read (links too); one that cannot be read fails the gate.",
     }
@@ -290,7 +290,7 @@ catalogue! {
         scope: Scope::Offline, phases: &[1, 2, 3], planes: Planes::All, severity: Severity::Error,
         proves: "for each transition N→N+1, a leaf from either phase's signer completes mutual TLS with a peer trusting either phase's bundle",
         hint: "a transition whose leaves and bundles do not meet breaks traffic mid-rollout: fix the phases before promoting",
-        doc: "During a transition some workloads hold leaves and bundles of phase N and others of N+1. The matrix issues SPIFFE leaves from each phase's signing intermediate and runs real TLS 1.3 mutual handshakes (rustls) between every combination, within each cluster and against the next cluster. The fleet finding covers all N×(N−1) ordered pairs of clusters: when bundle-shared passes, a cross-cluster cell runs exactly the two chain checks of two same-cluster cells, so every cluster's own cells passing decides every pair (src/verify/pairs.rs).",
+        doc: "During a transition some workloads hold leaves and bundles of phase N and others of N+1. The matrix issues SPIFFE leaves from each phase's signing intermediate and runs real TLS 1.3 mutual handshakes (rustls) between every combination, within each cluster and against the next cluster. The fleet finding covers all N×(N−1) ordered pairs of clusters: when bundle-shared passes, a cross-cluster cell runs exactly the two chain checks of two same-cluster cells, so every cluster's own cells passing decides every pair (src/verify/pairs.rs). Without an identity (no CA key), every cell is decided from the phases' probe leaves by the same rustls verifiers: the handshake's trust decisions, without proof of possession; the report says which mode ran.",
     }
     PrereqMultiroot = "prereq-multiroot" {
         title: "ISTIO_MULTIROOT_MESH on every istiod",
@@ -424,6 +424,13 @@ catalogue! {
         proves: "each SOPS file lists exactly the age recipients rollout.json plans for its path (a cluster's files: the operators and that cluster's keys; the key state: the operators only), no key more and none fewer",
         hint: "re-render (`rootroll render` re-encrypts every file to its planned recipients) or run `sops updatekeys FILE` with the rendered .sops.yaml; never add a key to one file by hand",
         doc: "Reads only the public sops block of every SOPS file (age recipients and any PGP, KMS or Vault key group), so it runs without an identity. A key more than planned can decrypt a CA key it should not: cluster A's Flux key on cluster B's Secret, or any cluster key on the key state, which holds the root keys. A key fewer leaves a controller or operator unable to decrypt. Recipients are named by their plan names.",
+    }
+    ProbeChain = "probe-chain" {
+        title: "the phase's probe leaf stands for its Secret",
+        scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
+        proves: "probe.pem is a SPIFFE leaf signed by the phase's signing certificate, followed by exactly the phase's chain and bundle",
+        hint: "re-render with the key state's identity: render issues a probe for every phase whose signer changed",
+        doc: "render issues one public probe leaf per phase from its signing intermediate, shaped as istiod issues leaves, and drops its key; probe.pem (listed by no kustomization, so never applied) holds it with the chain istio-agent would present. Without an identity the handshake matrix is decided from these chains, so a probe that is missing, signed by another CA or carrying another chain would judge the wrong phase.",
     }
 }
 

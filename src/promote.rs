@@ -489,6 +489,8 @@ fn check_gates(repo: &Repo, req: &Request<'_>, moves: &[Move]) -> Result<(), Pro
         repo,
         &offline::Options {
             identities: req.identities,
+            // Promotion keeps to the operator's check: a gate that needs a key must run.
+            require_keys: true,
             now: req.now,
         },
     )?;

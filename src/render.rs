@@ -85,6 +85,14 @@ pub enum RenderError {
         /// minijinja's message and its causes.
         detail: String,
     },
+    /// A probe leaf could not be issued.
+    #[error("cannot issue the probe leaf {path}: {reason}")]
+    Probe {
+        /// The probe file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// A template produced a file that does not parse as YAML.
     #[error("template {name} produced invalid YAML for {path}: {reason}")]
     InvalidYaml {
@@ -105,6 +113,9 @@ pub struct RenderOptions<'a> {
     pub encrypted: bool,
     /// Active phase per cluster (kept from a previous render; default 1).
     pub active: BTreeMap<String, u8>,
+    /// The previous render's probe files, by path: each is kept while it still stands for
+    /// its phase (see [`crate::handshake::check_probe`]).
+    pub probes: BTreeMap<String, Vec<u8>>,
 }
 
 /// A Secret as the template sees it. Lists of pairs keep the order chosen here.
@@ -415,6 +426,10 @@ fn render_phase(
         out.locked.insert(path.clone());
     }
     out.add(path, text, true);
+    let probe_path = repo::probe_file(&cm.name, n);
+    if let Some(probe) = probe(ctx, &probe_path, &signer, &content)? {
+        out.add(probe_path, probe, false);
+    }
     let gen_file = repo::KSOPS_GENERATOR;
     let kpath = format!("{pdir}/kustomization.yaml");
     let text = render_yaml(
@@ -438,6 +453,54 @@ fn render_phase(
         out.add(gpath, text, false);
     }
     Ok(())
+}
+
+/// A phase's probe chain (public): the previous one while it still stands for the phase,
+/// otherwise a new one from the signer's key; `None` when the key is locked and there is no
+/// valid previous probe (verify then reports it missing).
+fn probe(
+    ctx: &ClusterContext<'_>,
+    path: &str,
+    signer: &crate::materials::Signer,
+    content: &SecretContent,
+) -> Result<Option<Vec<u8>>, RenderError> {
+    let entry = |k: &str| {
+        content
+            .public
+            .iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or_default()
+    };
+    // What istiod serves after a leaf, as `verify offline` reads it from the Secret.
+    let (chain, bundle) = match ctx.plan.mesh.secret_format {
+        SecretFormat::Istiod => (entry("cert-chain.pem").to_vec(), entry("root-cert.pem")),
+        SecretFormat::KubernetesTls => (
+            [entry("tls.crt"), entry("ca.crt")].concat(),
+            entry("ca.crt"),
+        ),
+    };
+    let td = &ctx.plan.mesh.trust_domain;
+    let err = |reason: String| RenderError::Probe {
+        path: path.to_string(),
+        reason,
+    };
+    let signer_der = pki::split_certificates(signer.cert.cert_pem.as_bytes())
+        .map_err(|e| err(e.to_string()))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| err("the signing certificate is empty".to_string()))?;
+    if let Some(old) = ctx.opts.probes.get(path)
+        && crate::handshake::check_probe(old, td, &signer_der, &chain, bundle).is_ok()
+    {
+        return Ok(Some(old.clone()));
+    }
+    let Some(key) = signer.cert.key.as_ref() else {
+        return Ok(None);
+    };
+    crate::handshake::issue_probe(td, &signer.cert.cert_pem, key.expose(), &chain, bundle)
+        .map(|p| Some(p.into_bytes()))
+        .map_err(|e| err(e.to_string()))
 }
 
 /// The phase Secret as the template sees it: labels, fingerprint annotations, sorted data.
@@ -538,10 +601,11 @@ fn render_engine(
 
 /// The `.sops.yaml` creation rules matching what rootroll writes, for `sops edit`: one rule
 /// per cluster (its files go to the operators and that cluster's keys) and one for the key
-/// state (operators only), anchored and most specific first. The shorthand keeps its single
-/// rule, so trees rendered from it keep their bytes.
+/// state (operators only), anchored and most specific first; the shorthand has one rule for
+/// the state and one for every other file, all to the operators. The key state has every
+/// value encrypted, a phase Secret only its private keys ([`crate::sops::encrypted_regex_for`]).
 fn sops_config(plan: &Plan) -> String {
-    let regex = crate::sops::format::ENCRYPTED_REGEX;
+    use crate::sops::{ALL_DATA_REGEX, PRIVATE_KEYS_REGEX};
     let g = &plan.gitops;
     let keys = |audience| {
         g.recipients_for(audience)
@@ -550,7 +614,7 @@ fn sops_config(plan: &Plan) -> String {
             .collect::<Vec<_>>()
             .join(",")
     };
-    let rule = |path_regex: &str, audience| {
+    let rule = |path_regex: &str, regex: &str, audience| {
         format!(
             "  - path_regex: {path_regex}\n    encrypted_regex: {regex}\n    age: >-\n      {}\n",
             keys(audience)
@@ -561,7 +625,16 @@ fn sops_config(plan: &Plan) -> String {
     );
     if g.roles.is_none() {
         out.push_str("creation_rules:\n");
-        out.push_str(&rule("\\.sops\\.yaml$", Audience::Operators));
+        out.push_str(&rule(
+            "state\\.sops\\.yaml$",
+            ALL_DATA_REGEX,
+            Audience::Operators,
+        ));
+        out.push_str(&rule(
+            "\\.sops\\.yaml$",
+            PRIVATE_KEYS_REGEX,
+            Audience::Operators,
+        ));
         return out;
     }
     out.push_str(
@@ -573,11 +646,13 @@ fn sops_config(plan: &Plan) -> String {
         let dir = regex::escape(&format!("{}/{}/", repo::CLUSTERS, c.name));
         out.push_str(&rule(
             &format!("^{dir}.*\\.sops\\.yaml$"),
+            PRIVATE_KEYS_REGEX,
             Audience::Cluster(&c.name),
         ));
     }
     out.push_str(&rule(
         &format!("^{}$", regex::escape(repo::STATE_SOPS)),
+        ALL_DATA_REGEX,
         Audience::Operators,
     ));
     out
@@ -695,10 +770,22 @@ pub fn execute(
         Err(e) => return Err(e.into()),
     };
     let rollout = model::compile(plan, Some(&materials));
+    // The previous probes, kept while they stand for their phase.
+    let probes = plan
+        .clusters
+        .iter()
+        .flat_map(|c| {
+            rollout.phases[1..]
+                .iter()
+                .map(|p| repo::probe_file(&c.name, p.number))
+        })
+        .filter_map(|path| Some((path.clone(), std::fs::read(req.out.join(&path)).ok()?)))
+        .collect();
     let opts = RenderOptions {
         templates: req.templates,
         encrypted,
         active: previous.active,
+        probes,
     };
     let mut outputs = render(plan, &rollout, &materials, &opts)?;
     let state_path = if encrypted {
@@ -811,9 +898,16 @@ mod tests {
         );
         let rules = rules(&sops_config(&p));
         assert_eq!(rules.len(), 3);
-        for (_, encrypted, _) in &rules {
-            assert_eq!(encrypted, crate::sops::format::ENCRYPTED_REGEX);
-        }
+        // A cluster's Secrets have only their private keys encrypted; the key state all of it.
+        let regexes: Vec<&str> = rules.iter().map(|(_, e, _)| e.as_str()).collect();
+        assert_eq!(
+            regexes,
+            [
+                crate::sops::PRIVATE_KEYS_REGEX,
+                crate::sops::PRIVATE_KEYS_REGEX,
+                crate::sops::ALL_DATA_REGEX
+            ]
+        );
         let phase = "istio-ca/phases/1-initial/cacerts.sops.yaml";
         assert_eq!(
             chosen(&rules, &format!("clusters/us/{phase}")),
@@ -837,13 +931,14 @@ mod tests {
     }
 
     #[test]
-    fn the_shorthand_keeps_its_single_rule() {
+    fn the_shorthand_gives_every_file_to_the_operators() {
         let p = plan(&format!("    ageRecipients: [{OP}, {US}]\n"), "", "");
         assert_eq!(
             sops_config(&p),
             format!(
-                "# Written by rootroll: `sops edit` on a file here re-encrypts it the way rootroll does.\ncreation_rules:\n  - path_regex: \\.sops\\.yaml$\n    encrypted_regex: {}\n    age: >-\n      {OP},{US}\n",
-                crate::sops::format::ENCRYPTED_REGEX
+                "# Written by rootroll: `sops edit` on a file here re-encrypts it the way rootroll does.\ncreation_rules:\n  - path_regex: state\\.sops\\.yaml$\n    encrypted_regex: {}\n    age: >-\n      {OP},{US}\n  - path_regex: \\.sops\\.yaml$\n    encrypted_regex: {}\n    age: >-\n      {OP},{US}\n",
+                crate::sops::ALL_DATA_REGEX,
+                crate::sops::PRIVATE_KEYS_REGEX
             )
         );
     }

@@ -125,9 +125,12 @@ pub(crate) enum VerifyCommand {
 certificate, signer is a CA, chain to the phase bundle, cert-chain.pem order, istiod's reload rule between \
 consecutive bundles (byte containment before 1.30, set relation from 1.30) and phase 3 bytes differing from \
 phase 2, validity through the rollout, shared bundles, lockstep of the active pointers, no plaintext private \
-key, SOPS MAC (needs an identity: without one the gate fails, it is never skipped), the latest date the next \
+key, SOPS MAC, the latest date the next \
 rotation must start (rotation-start-by fails within --expiry-fail, rotation-start-soon warns within --expiry-warn; \
-certificates only, no key needed), and the transition handshake matrix. Exit 0 when all pass, 1 when a gate fails (warnings only with --strict), 2 on an error."
+certificates only, no key needed), and the transition handshake matrix. Without an identity every gate that needs no private key \
+still runs (only private keys are ciphertext): the matrix is decided from the probe certificates written by \
+render (trust decisions, no proof of possession), and sops-mac and key-matches-cert are not checked, never \
+counted as passed; with --require-keys they fail instead. Exit 0 when all pass, 1 when a gate fails (warnings only with --strict), 2 on an error."
     )]
     Offline(VerifyOfflineArgs),
     /// Live gates against a running cluster (or a dump of one) for the phase it should run.
@@ -297,6 +300,10 @@ pub(crate) struct VerifyOfflineArgs {
     /// (default: the plan's spec.rollout.expiry.fail, 30d).
     #[arg(long, value_name = "DURATION", value_parser = parse_span)]
     pub(crate) expiry_fail: Option<Span>,
+    /// Fail the gates that need a private key (sops-mac, key-matches-cert) when no identity
+    /// opens the Secrets, instead of reporting them not checked: the operator's pre-merge check.
+    #[arg(long)]
+    pub(crate) require_keys: bool,
     #[command(flatten)]
     pub(crate) report: ReportArgs,
 }

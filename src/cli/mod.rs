@@ -235,6 +235,7 @@ fn cmd_verify_offline(a: &VerifyOfflineArgs, now: OffsetDateTime) -> Result<Exit
     repo.rollout.expiry = expiry_thresholds(repo.rollout.expiry, a.expiry_warn, a.expiry_fail)?;
     let opts = verify::offline::Options {
         identities: &ids,
+        require_keys: a.require_keys,
         now,
     };
     // Thousands of handshakes on a large fleet: a progress line on a terminal, nothing on a

@@ -19,7 +19,7 @@ const CLOCK_SKEW: Duration = Duration::minutes(2);
 /// A workload leaf and its key, before a chain is attached: one per intermediate serves
 /// every phase that intermediate signs in (see [`Leaf::present`]).
 pub struct Leaf {
-    der: Vec<u8>,
+    pub(super) der: Vec<u8>,
     key_pem: String,
 }
 
@@ -53,6 +53,11 @@ pub struct ChainTail {
 }
 
 impl ChainTail {
+    /// The certificates after the leaf, PEM.
+    pub(super) fn pem(&self) -> &str {
+        &self.pem
+    }
+
     /// Parses a phase's cert-chain.pem and root-cert.pem once, for every leaf issued under it.
     pub fn new(cert_chain_pem: &[u8], root_bundle_pem: &[u8]) -> Result<Self, HandshakeError> {
         let chain = parse_certs(cert_chain_pem, Input::CertChain)?;
@@ -111,6 +116,23 @@ pub fn issue_leaves(
     signer_key_pem: &str,
     now: OffsetDateTime,
 ) -> Result<Vec<Leaf>, HandshakeError> {
+    issue_with(
+        specs,
+        signer_cert_pem,
+        signer_key_pem,
+        now,
+        Lifetime::Workload,
+    )
+}
+
+/// [`issue_leaves`] with the given lifetime.
+pub(super) fn issue_with(
+    specs: &[LeafSpec],
+    signer_cert_pem: &str,
+    signer_key_pem: &str,
+    now: OffsetDateTime,
+    lifetime: Lifetime,
+) -> Result<Vec<Leaf>, HandshakeError> {
     let signer_der = parse_certs(signer_cert_pem.as_bytes(), Input::SignerCert)?
         .into_iter()
         .next()
@@ -135,10 +157,26 @@ pub fn issue_leaves(
         });
     }
     let issuer = Issuer::from_ca_cert_der(&signer_der, signer_key).map_err(issue_err)?;
+    let validity = match lifetime {
+        Lifetime::Workload => (now - CLOCK_SKEW, now + LEAF_TTL),
+        Lifetime::Signer => {
+            let v = signer.validity();
+            (v.not_before.to_datetime(), v.not_after.to_datetime())
+        }
+    };
     specs
         .iter()
-        .map(|spec| sign_leaf(spec, &issuer, signer.subject().as_raw(), now))
+        .map(|spec| sign_leaf(spec, &issuer, signer.subject().as_raw(), validity))
         .collect()
+}
+
+/// How long an issued leaf lives.
+#[derive(Clone, Copy)]
+pub(super) enum Lifetime {
+    /// A workload's: NotBefore `now` − 2 min, one hour.
+    Workload,
+    /// Exactly its signer's validity (a probe leaf stands for every leaf the signer issues).
+    Signer,
 }
 
 /// A leaf for `spec` signed by `issuer`, whose subject DER is `issuer_name`.
@@ -146,7 +184,7 @@ fn sign_leaf(
     spec: &LeafSpec,
     issuer: &Issuer<'_, KeyPair>,
     issuer_name: &[u8],
-    now: OffsetDateTime,
+    (not_before, not_after): (OffsetDateTime, OffsetDateTime),
 ) -> Result<Leaf, HandshakeError> {
     let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(issue_err)?;
     let mut params = CertificateParams::default();
@@ -155,8 +193,8 @@ fn sign_leaf(
     params.subject_alt_names = vec![SanType::URI(
         spec.spiffe_id().try_into().map_err(issue_err)?,
     )];
-    params.not_before = now - CLOCK_SKEW;
-    params.not_after = now + LEAF_TTL;
+    params.not_before = not_before;
+    params.not_after = not_after;
     params.serial_number = Some(random_serial()?);
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![

@@ -25,10 +25,12 @@
 
 mod issue;
 mod issuer;
+mod probe;
 mod session;
 mod verify;
 
 pub use issue::{ChainTail, Leaf, issue_leaf, issue_leaves, issue_workload};
+pub use probe::{check_probe, issue_probe, probe_spec};
 pub use session::{HandshakeCache, mutual_tls};
 
 use rustls::pki_types::CertificateDer;

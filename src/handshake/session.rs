@@ -72,6 +72,8 @@ pub struct HandshakeCache<'a> {
     provider: Arc<CryptoProvider>,
     clock: Arc<FixedClock>,
     presented: Table<(usize, Side), Result<Arc<Presented>, HandshakeError>>,
+    /// Chains judged without keys ([`HandshakeCache::judge_trust`]), parsed once per side.
+    chains: Table<(TrustKey, Side), Result<ParsedChain, HandshakeError>>,
     client_verifiers: Table<TrustKey, Result<Arc<SpiffeServerVerifier>, HandshakeError>>,
     server_verifiers: Table<TrustKey, Result<Arc<MeshClientVerifier>, HandshakeError>>,
     /// Real handshakes between two presented workloads (client, server), run when a pair
@@ -85,6 +87,9 @@ pub struct HandshakeCache<'a> {
 
 /// (trust bundle address, length).
 type TrustKey = (usize, usize);
+
+/// A presented chain, parsed.
+type ParsedChain = Arc<[CertificateDer<'static>]>;
 
 fn trust_key(trust: &[u8]) -> TrustKey {
     (trust.as_ptr() as usize, trust.len())
@@ -147,6 +152,7 @@ impl<'a> HandshakeCache<'a> {
             provider: Arc::new(provider),
             clock: Arc::new(FixedClock(unix_time(now))),
             presented: Table::new(),
+            chains: Table::new(),
             client_verifiers: Table::new(),
             server_verifiers: Table::new(),
             handshakes: Table::new(),
@@ -236,47 +242,93 @@ impl<'a> HandshakeCache<'a> {
         server_trust_pem: &'a [u8],
     ) -> Result<(End<SpiffeServerVerifier>, End<MeshClientVerifier>), HandshakeError> {
         let presented = self.presented(client, Side::Client)?;
-        let verifier = self
-            .client_verifiers
-            .get_or(trust_key(client_trust_pem), || {
-                let trust = trust(
-                    &parse_certs(client_trust_pem, Input::ClientTrust)?,
-                    Input::ClientTrust,
-                )?;
-                Ok(Arc::new(SpiffeServerVerifier::new(
-                    trust,
-                    self.clock.0,
-                    self.provider.signature_verification_algorithms,
-                    &self.expect_server_id,
-                    self.memo(client_trust_pem),
-                )))
-            })?;
+        let verifier = self.client_verifier(client_trust_pem)?;
         let client = End {
             certified: presented.certified.clone()?,
             presented,
             verifier,
         };
         let presented = self.presented(server, Side::Server)?;
-        let verifier = self
-            .server_verifiers
-            .get_or(trust_key(server_trust_pem), || {
-                let trust = trust(
-                    &parse_certs(server_trust_pem, Input::ServerTrust)?,
-                    Input::ServerTrust,
-                )?;
-                Ok(Arc::new(MeshClientVerifier::new(
-                    trust,
-                    self.clock.0,
-                    self.provider.signature_verification_algorithms,
-                    self.memo(server_trust_pem),
-                )))
-            })?;
+        let verifier = self.server_verifier(server_trust_pem)?;
         let server = End {
             certified: presented.certified.clone()?,
             presented,
             verifier,
         };
         Ok((client, server))
+    }
+
+    /// The verifier a client trusting `trust_pem` installs, built once per bundle.
+    fn client_verifier(
+        &self,
+        trust_pem: &'a [u8],
+    ) -> Result<Arc<SpiffeServerVerifier>, HandshakeError> {
+        self.client_verifiers.get_or(trust_key(trust_pem), || {
+            let trust = trust(
+                &parse_certs(trust_pem, Input::ClientTrust)?,
+                Input::ClientTrust,
+            )?;
+            Ok(Arc::new(SpiffeServerVerifier::new(
+                trust,
+                self.clock.0,
+                self.provider.signature_verification_algorithms,
+                &self.expect_server_id,
+                self.memo(trust_pem),
+            )))
+        })
+    }
+
+    /// The verifier a server trusting `trust_pem` installs, built once per bundle.
+    fn server_verifier(
+        &self,
+        trust_pem: &'a [u8],
+    ) -> Result<Arc<MeshClientVerifier>, HandshakeError> {
+        self.server_verifiers.get_or(trust_key(trust_pem), || {
+            let trust = trust(
+                &parse_certs(trust_pem, Input::ServerTrust)?,
+                Input::ServerTrust,
+            )?;
+            Ok(Arc::new(MeshClientVerifier::new(
+                trust,
+                self.clock.0,
+                self.provider.signature_verification_algorithms,
+                self.memo(trust_pem),
+            )))
+        })
+    }
+
+    /// The two certificate decisions of [`HandshakeCache::judge`] alone, for chains whose
+    /// private keys are not at hand (the public probe leaves of a rendered tree): the client's
+    /// verifier judges the server's chain, then the server's verifier the client's, with the
+    /// very verifier objects a handshake's configurations install. This is a handshake's trust
+    /// decision minus proof of possession: no CertificateVerify is signed, so it cannot show
+    /// that a workload holds the key of its leaf.
+    pub fn judge_trust(
+        &self,
+        client_chain_pem: &'a [u8],
+        client_trust_pem: &'a [u8],
+        server_chain_pem: &'a [u8],
+        server_trust_pem: &'a [u8],
+    ) -> Result<(), HandshakeError> {
+        let chain = |pem: &'a [u8], side: Side, input: Input| {
+            self.chains.get_or((trust_key(pem), side), || {
+                parse_certs(pem, input).map(Arc::from)
+            })
+        };
+        let client_chain = chain(client_chain_pem, Side::Client, Input::ClientChain)?;
+        let client_verifier = self.client_verifier(client_trust_pem)?;
+        let server_chain = chain(server_chain_pem, Side::Server, Input::ServerChain)?;
+        let server_verifier = self.server_verifier(server_trust_pem)?;
+        let name = ServerName::try_from(SERVER_NAME).map_err(|e| config_err(Side::Client, e))?;
+        let (peer_leaf, peer_rest) = split(&server_chain);
+        client_verifier
+            .verify_server_cert(peer_leaf, peer_rest, &name, &[], self.clock.0)
+            .map_err(|e| classify(Side::Client, e))?;
+        let (peer_leaf, peer_rest) = split(&client_chain);
+        server_verifier
+            .verify_client_cert(peer_leaf, peer_rest, self.clock.0)
+            .map_err(|e| classify(Side::Server, e))?;
+        Ok(())
     }
 
     /// `w`'s chain and key as `side` presents them, parsed once.

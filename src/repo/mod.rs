@@ -88,6 +88,11 @@ pub fn pointer_resource(phase: u8) -> String {
     format!("phases/{}", phase_dir(phase))
 }
 
+/// A phase's probe chains (public; listed by no kustomization, so never applied).
+pub fn probe_file(cluster: &str, phase: u8) -> String {
+    format!("{}/probe.pem", phase_path(cluster, phase))
+}
+
 /// A phase directory of a cluster.
 pub fn phase_path(cluster: &str, phase: u8) -> String {
     format!("{}/{}", cluster_dir(cluster), pointer_resource(phase))

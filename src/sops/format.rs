@@ -508,8 +508,14 @@ pub(crate) enum Rule {
     EncryptedRegex(Regex),
 }
 
-/// The rule rootroll writes.
-pub(crate) const ENCRYPTED_REGEX: &str = "^(data|stringData)$";
+/// The rule rootroll writes into a phase Secret: only the private-key entries (`ca-key.pem`,
+/// `tls.key`) are ciphertext; certificates and bundles stay readable (the MAC still covers
+/// every value).
+pub const PRIVATE_KEYS_REGEX: &str = "^(ca-key\\.pem|tls\\.key)$";
+
+/// The rule rootroll writes into any other document (the key state): every `data` and
+/// `stringData` value is ciphertext.
+pub const ALL_DATA_REGEX: &str = "^(data|stringData)$";
 
 impl Rule {
     /// sops `shouldBeEncrypted`-style evaluation over every component of the key path.

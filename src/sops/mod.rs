@@ -2,10 +2,13 @@
 //! kustomize-controller and KSOPS.
 //!
 //! Writing follows the recipe of the project's SOPS format notes: one random 32-byte data key per
-//! file; every leaf under a top-level `data`/`stringData` key (`encrypted_regex:
-//! ^(data|stringData)$`) is AES-256-GCM encrypted with a fresh 32-byte IV and its key path as
-//! additional data; a SHA-512 MAC over all leaves in file order is encrypted with `lastmodified`
-//! as additional data; the data key is wrapped in one armored age file per recipient.
+//! file; the values the file's key rule selects are AES-256-GCM encrypted with a fresh 32-byte
+//! IV and their key path as additional data; a SHA-512 MAC over all leaves in file order (the
+//! plaintext ones too) is encrypted with `lastmodified` as additional data; the data key is
+//! wrapped in one armored age file per recipient. The rule follows least privilege: in a
+//! Kubernetes Secret only the private-key entries are ciphertext ([`PRIVATE_KEYS_REGEX`]), so
+//! certificate and bundle changes are readable in a pull request; any other document (the key
+//! state) has every `data`/`stringData` value encrypted ([`ALL_DATA_REGEX`]).
 //!
 //! The writer is hand-written: `rops`, the one SOPS crate (0.1.x), was considered and rejected.
 //! It writes no `version`, so sops 3.11 refuses its files ("Version string empty"), and it fails
@@ -35,7 +38,8 @@ use sha2::{Digest, Sha512};
 use zeroize::Zeroizing;
 
 use crypto::{DataKey, EncryptValueError, ValueError};
-use format::{ENCRYPTED_REGEX, Resolved, Rule};
+pub use format::{ALL_DATA_REGEX, PRIVATE_KEYS_REGEX};
+use format::{Resolved, Rule};
 use metadata::Metadata;
 use yaml::{MapItem, Node, Scalar, SeqItem, map_get};
 
@@ -79,11 +83,12 @@ pub enum SopsError {
         /// Display name of the file.
         file: String,
     },
-    /// A key below the top level is named `data` or `stringData`; sops' unanchored per-key
-    /// `encrypted_regex` would encrypt everything under it too.
+    /// A key outside the values the file's `encrypted_regex` is meant for matches it (a key
+    /// named `data` or `stringData` below the top level, or a private-key name such as
+    /// `tls.key` outside `data`); sops' unanchored per-key rule would encrypt it too.
     #[error(
-        "cannot encrypt {file}: key `{path}` at line {line} is named data or stringData below \
-         the top level, which sops' encrypted_regex would also encrypt; rename it"
+        "cannot encrypt {file}: key `{path}` at line {line} matches the encrypted_regex \
+         `{rule}` outside the values it selects, so sops would encrypt it too; rename it"
     )]
     ReservedKeyName {
         /// Display name of the file.
@@ -92,6 +97,8 @@ pub enum SopsError {
         path: String,
         /// 1-based line of the key.
         line: usize,
+        /// The rule the file is written with.
+        rule: &'static str,
     },
     /// A comment inside (or directly after) `data`/`stringData`, where sops would encrypt it.
     #[error(
@@ -444,12 +451,15 @@ fn hex_upper(digest: &[u8; 64]) -> Zeroizing<String> {
 // Encryption
 
 /// Encrypt a plaintext YAML document (one mapping) to every recipient, the way
-/// `sops encrypt --encrypted-regex '^(data|stringData)$'` does.
+/// `sops encrypt --encrypted-regex RULE` does, with the rule [`encrypted_regex_for`] picks:
+/// a `v1` `Secret` gets only its private-key entries encrypted, any other document every
+/// `data`/`stringData` value. The MAC covers every value either way.
 ///
 /// Every scalar is a string exactly as written (`2` becomes the string "2" and is written
 /// `"2"`); empty values stay null. Keys keep their input order; the `sops:` block comes last.
-/// Refuses keys named `data`/`stringData` below the top level and comments inside (or right
-/// after) the top-level `data`/`stringData`.
+/// Refuses keys the rule would select outside the values it is meant for (`data` below the top
+/// level; `tls.key` outside `data`) and, with the `data` rule, comments inside (or right after)
+/// the top-level `data`/`stringData`.
 pub fn encrypt_yaml(
     display_name: &str,
     plaintext_yaml: &str,
@@ -463,7 +473,8 @@ pub fn encrypt_yaml(
         });
     }
     let mut root = parse_yaml(file, plaintext_yaml)?;
-    check_plaintext(file, &root)?;
+    let regex = rule_for(&root);
+    check_plaintext(file, &root, regex)?;
     let lm = format_lastmodified(file, lastmodified)?;
 
     let random_err = |e: getrandom::Error| SopsError::Random {
@@ -472,7 +483,7 @@ pub fn encrypt_yaml(
     };
     let key = DataKey::generate().map_err(random_err)?;
     let rule = Rule::EncryptedRegex(
-        re2::Regex::new(ENCRYPTED_REGEX).expect("the built-in encrypted_regex is valid"),
+        re2::Regex::new(regex).expect("the built-in encrypted_regex is valid"),
     );
     let mut walk = EncryptWalk {
         file,
@@ -512,7 +523,7 @@ pub fn encrypt_yaml(
         pair("mac", Node::Scalar(Scalar::string(mac))),
         pair(
             "encrypted_regex",
-            Node::Scalar(Scalar::string(ENCRYPTED_REGEX.to_string())),
+            Node::Scalar(Scalar::string(regex.to_string())),
         ),
         pair(
             "version",
@@ -554,8 +565,30 @@ fn is_reserved(key: &str) -> bool {
     key == "data" || key == "stringData"
 }
 
+/// The `encrypted_regex` rootroll writes into a document: [`PRIVATE_KEYS_REGEX`] for a
+/// Kubernetes Secret (`apiVersion: v1`, `kind: Secret`), [`ALL_DATA_REGEX`] for anything
+/// else, so a document that is not a Secret never has a value left readable by accident.
+/// `None` when the text is not a YAML mapping.
+pub fn encrypted_regex_for(plaintext_yaml: &str) -> Option<&'static str> {
+    yaml::parse_document(plaintext_yaml)
+        .ok()
+        .map(|root| rule_for(&root))
+}
+
+fn rule_for(root: &[MapItem]) -> &'static str {
+    let is = |key: &str, want: &str| matches!(map_get(root, key), Some(Node::Scalar(s)) if s.text.as_str() == want);
+    if is("apiVersion", "v1") && is("kind", "Secret") {
+        PRIVATE_KEYS_REGEX
+    } else {
+        ALL_DATA_REGEX
+    }
+}
+
 /// The checks `encrypt_yaml` makes before encrypting anything.
-fn check_plaintext(file: &str, root: &[MapItem]) -> Result<(), SopsError> {
+fn check_plaintext(file: &str, root: &[MapItem], regex: &'static str) -> Result<(), SopsError> {
+    if regex == PRIVATE_KEYS_REGEX {
+        return check_private_key_names(file, root);
+    }
     let mut after_section: Option<&str> = None;
     for item in root {
         match item {
@@ -605,6 +638,7 @@ fn check_nested_keys(file: &str, node: &Node, path: &mut Vec<String>) -> Result<
                             file: file.to_string(),
                             path: join_path(path),
                             line: *line,
+                            rule: ALL_DATA_REGEX,
                         });
                     }
                     check_nested_keys(file, value, path)?;
@@ -622,6 +656,61 @@ fn check_nested_keys(file: &str, node: &Node, path: &mut Vec<String>) -> Result<
         Node::Null | Node::Scalar(_) => {}
     }
     Ok(())
+}
+
+/// With [`PRIVATE_KEYS_REGEX`]: a private-key name is allowed only as a direct entry of the
+/// top-level `data`/`stringData`; anywhere else sops would encrypt it (and all below it) too.
+/// Comments never match it (their path is the enclosing map), so they stay as they are.
+fn check_private_key_names(file: &str, root: &[MapItem]) -> Result<(), SopsError> {
+    let re = re2::Regex::new(PRIVATE_KEYS_REGEX).expect("the built-in encrypted_regex is valid");
+    fn map(
+        file: &str,
+        re: &re2::Regex,
+        items: &[MapItem],
+        path: &mut Vec<String>,
+    ) -> Result<(), SopsError> {
+        for item in items {
+            let MapItem::Pair { key, value, line } = item else {
+                continue;
+            };
+            if path.is_empty() && key == "sops" {
+                return Err(SopsError::AlreadyEncrypted {
+                    file: file.to_string(),
+                });
+            }
+            path.push(key.clone());
+            let allowed = path.len() == 2
+                && is_reserved(&path[0])
+                && matches!(value, Node::Scalar(_) | Node::Null);
+            if re.is_match(key) && !allowed {
+                return Err(SopsError::ReservedKeyName {
+                    file: file.to_string(),
+                    path: join_path(path),
+                    line: *line,
+                    rule: PRIVATE_KEYS_REGEX,
+                });
+            }
+            node(file, re, value, path)?;
+            path.pop();
+        }
+        Ok(())
+    }
+    fn node(
+        file: &str,
+        re: &re2::Regex,
+        n: &Node,
+        path: &mut Vec<String>,
+    ) -> Result<(), SopsError> {
+        match n {
+            Node::Map(items) => map(file, re, items, path),
+            Node::Seq(items) => items.iter().try_for_each(|item| match item {
+                SeqItem::Value(v) => node(file, re, v, path),
+                SeqItem::Comment { .. } => Ok(()),
+            }),
+            Node::Null | Node::Scalar(_) => Ok(()),
+        }
+    }
+    map(file, &re, root, &mut Vec::new())
 }
 
 fn first_comment_line(node: &Node) -> Option<usize> {
@@ -775,6 +864,142 @@ pub fn decrypt_yaml(
         });
     }
     Ok(Zeroizing::new(yaml::emit_document(&root, INDENT)))
+}
+
+/// A SOPS file read without its data key: what anyone may read of it.
+pub struct PublicDocument {
+    /// The document without its `sops` block and without the values the file's key rule
+    /// selects (YAML). Nothing in it was decrypted, and its MAC was not checked: that needs
+    /// the data key.
+    pub yaml: String,
+    /// The key paths (components joined with `:`) of the values left out: each was sops
+    /// ciphertext (or empty), as the rule requires.
+    pub withheld: Vec<String>,
+    /// Key paths of values kept in `yaml` that are nonetheless sops ciphertext: the rule was
+    /// changed after encryption, and sops will refuse the file (its MAC hashes them as text).
+    pub unselected_ciphertext: Vec<String>,
+}
+
+/// Reads a SOPS file without any identity: its `sops` block is checked as [`decrypt_yaml`]
+/// checks it, every value the file's key rule selects must be sops ciphertext (or empty, as
+/// sops leaves those) and is left out, and the rest is returned as it is. With
+/// [`PRIVATE_KEYS_REGEX`] that is a Secret's certificates and bundle; the MAC over all values
+/// can only be verified by [`decrypt_yaml`].
+pub fn public_document(
+    display_name: &str,
+    encrypted_yaml: &str,
+) -> Result<PublicDocument, SopsError> {
+    let file = display_name;
+    let mut root = parse_yaml(file, encrypted_yaml)?;
+    let idx = root
+        .iter()
+        .position(|i| matches!(i, MapItem::Pair { key, .. } if key == "sops"))
+        .ok_or_else(|| SopsError::MetadataMissing {
+            file: file.to_string(),
+        })?;
+    let MapItem::Pair {
+        value: sops, line, ..
+    } = root.remove(idx)
+    else {
+        return Err(SopsError::MetadataMissing {
+            file: file.to_string(),
+        });
+    };
+    let meta = Metadata::parse(file, &sops, line)?;
+    let why = match &meta.rule_source {
+        Some((name, value)) => format!("the key rule `sops.{name}` {} selects it", shown(value)),
+        None => "the file has no key rule, and sops' default encrypts every value whose key does \
+                 not end in _unencrypted"
+            .to_string(),
+    };
+    let mut found = Found::default();
+    withhold(
+        file,
+        &meta.rule,
+        &why,
+        &mut root,
+        &mut Vec::new(),
+        &mut found,
+    )?;
+    Ok(PublicDocument {
+        yaml: yaml::emit_document(&root, INDENT),
+        withheld: found.withheld,
+        unselected_ciphertext: found.unselected,
+    })
+}
+
+/// What [`withhold`] finds: the values it left out, and ciphertext it kept.
+#[derive(Default)]
+struct Found {
+    withheld: Vec<String>,
+    unselected: Vec<String>,
+}
+
+/// Removes from `items` every entry the rule selects, after checking that each value under it
+/// is ciphertext, empty or null.
+fn withhold(
+    file: &str,
+    rule: &Rule,
+    why: &str,
+    items: &mut Vec<MapItem>,
+    path: &mut Vec<String>,
+    found: &mut Found,
+) -> Result<(), SopsError> {
+    fn sealed(file: &str, why: &str, node: &Node, path: &mut Vec<String>) -> Result<(), SopsError> {
+        match node {
+            Node::Null => Ok(()),
+            Node::Scalar(s) if s.plain && format::resolve_plain(&s.text) == Resolved::Null => {
+                Ok(())
+            }
+            Node::Scalar(s) if s.text.is_empty() || format::parse_enc(&s.text).is_some() => Ok(()),
+            Node::Scalar(_) => Err(SopsError::NotEncrypted {
+                file: file.to_string(),
+                path: join_path(path),
+                why: why.to_string(),
+            }),
+            Node::Map(items) => items.iter().try_for_each(|i| match i {
+                MapItem::Pair { key, value, .. } => {
+                    path.push(key.clone());
+                    let r = sealed(file, why, value, path);
+                    path.pop();
+                    r
+                }
+                MapItem::Comment { .. } => Ok(()),
+            }),
+            Node::Seq(items) => items.iter().try_for_each(|i| match i {
+                SeqItem::Value(v) => sealed(file, why, v, path),
+                SeqItem::Comment { .. } => Ok(()),
+            }),
+        }
+    }
+    let mut kept = Vec::with_capacity(items.len());
+    for mut item in std::mem::take(items) {
+        if let MapItem::Pair { key, value, .. } = &mut item {
+            path.push(key.clone());
+            if rule.encrypts(path) {
+                sealed(file, why, value, path)?;
+                found.withheld.push(join_path(path));
+                path.pop();
+                continue;
+            }
+            match value {
+                Node::Map(inner) => withhold(file, rule, why, inner, path, found)?,
+                Node::Scalar(s) if format::parse_enc(&s.text).is_some() => {
+                    found.unselected.push(join_path(path));
+                }
+                _ => {}
+            }
+            path.pop();
+        }
+        kept.push(item);
+    }
+    *items = kept;
+    Ok(())
+}
+
+/// Whether a value is sops ciphertext (`ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]`).
+pub fn is_ciphertext(value: &str) -> bool {
+    format::parse_enc(value).is_some()
 }
 
 /// Try every identity against every age stanza.
@@ -1099,8 +1324,11 @@ pub fn is_encrypted(yaml: &str) -> bool {
 /// stands for fresh plaintext.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PublicPart {
-    /// Every top-level entry but `data`, `stringData` and `sops`, as a value that is equal for
-    /// equal YAML content (each scalar typed the way sops' YAML library resolves it).
+    /// Every top-level entry but `sops`, and of `data` and `stringData` the entries that
+    /// [`encrypted_regex_for`] leaves readable, as a value that is equal for equal YAML content
+    /// (each scalar typed the way sops' YAML library resolves it). An encrypted file whose
+    /// `encrypted_regex` is not that rule, or whose selected entry is not ciphertext, gets a
+    /// marker entry, so it never stands for fresh plaintext (it must be encrypted anew).
     pub value: serde_json::Value,
     /// The age recipients the `sops` block lists.
     pub recipients: BTreeSet<String>,
@@ -1108,21 +1336,66 @@ pub struct PublicPart {
     pub encrypted: bool,
 }
 
-/// Reads a document's [`PublicPart`] with this module's YAML reader (one pass, `data`
-/// skipped). `None` when the reader refuses the document (anchors, tags, duplicate keys, ...):
-/// compare another way then.
+/// Reads a document's [`PublicPart`] with this module's YAML reader (one pass, private
+/// values skipped). `None` when the reader refuses the document (anchors, tags, duplicate
+/// keys, ...): compare another way then.
 pub fn public_part(yaml: &str) -> Option<PublicPart> {
     let root = yaml::parse_document(yaml).ok()?;
+    let regex = rule_for(&root);
+    let rule = Rule::EncryptedRegex(re2::Regex::new(regex).ok()?);
     let mut rest = serde_json::Map::new();
     let mut recipients = BTreeSet::new();
     let mut encrypted = false;
+    let mut written_rule = None;
+    let mut plaintext_private = false;
     for item in &root {
         let MapItem::Pair { key, value, .. } = item else {
             continue;
         };
         match key.as_str() {
-            "data" | "stringData" => {}
+            "data" | "stringData" => {
+                let Node::Map(entries) = value else {
+                    if rest.insert(key.clone(), comparable(value)?).is_some() {
+                        return None;
+                    }
+                    continue;
+                };
+                let mut public = serde_json::Map::new();
+                for entry in entries {
+                    let MapItem::Pair {
+                        key: k, value: v, ..
+                    } = entry
+                    else {
+                        continue;
+                    };
+                    if rule.encrypts(&[key.clone(), k.clone()]) {
+                        let ciphertext = match v {
+                            Node::Scalar(s) => {
+                                s.text.is_empty() || format::parse_enc(&s.text).is_some()
+                            }
+                            Node::Null => true,
+                            _ => false,
+                        };
+                        plaintext_private |= !ciphertext;
+                        continue;
+                    }
+                    if public.insert(k.clone(), comparable(v)?).is_some() {
+                        return None;
+                    }
+                }
+                if rest
+                    .insert(key.clone(), serde_json::Value::Object(public))
+                    .is_some()
+                {
+                    return None;
+                }
+            }
             "sops" => {
+                if let Node::Map(meta) = value
+                    && let Some(Node::Scalar(r)) = map_get(meta, "encrypted_regex")
+                {
+                    written_rule = Some(r.text.to_string());
+                }
                 if let Node::Map(meta) = value {
                     encrypted = matches!(
                         map_get(meta, "mac"),
@@ -1147,6 +1420,23 @@ pub fn public_part(yaml: &str) -> Option<PublicPart> {
                 }
             }
         }
+    }
+    if encrypted && (written_rule.as_deref() != Some(regex) || plaintext_private) {
+        // Never equal to a plaintext document's part (no value of one has this key).
+        rest.insert(
+            "sops".to_string(),
+            serde_json::Value::String(format!(
+                "rule {} with private entries {}",
+                written_rule
+                    .as_deref()
+                    .map_or_else(|| "none".to_string(), shown),
+                if plaintext_private {
+                    "in plaintext"
+                } else {
+                    "encrypted"
+                }
+            )),
+        );
     }
     Some(PublicPart {
         value: serde_json::Value::Object(rest),
@@ -1304,7 +1594,8 @@ mod tests {
     #[test]
     fn roundtrip_and_tamper() {
         let id = age::x25519::Identity::generate();
-        let src = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n  labels:\n    replicas: 2\ntype: Opaque\ndata:\n  a: aGVsbG8=\n  b: \"\"\nstringData:\n  c: |\n    multi\n    line\n";
+        // Not a Secret: every data and stringData value is encrypted.
+        let src = "apiVersion: v1\nkind: Thing\nmetadata:\n  name: x\n  labels:\n    replicas: 2\ntype: Opaque\ndata:\n  a: aGVsbG8=\n  b: \"\"\nstringData:\n  c: |\n    multi\n    line\n";
         let enc = encrypt_yaml("t.yaml", src, &[id.to_public()], now()).expect("encrypts");
         assert!(is_encrypted(&enc));
         assert!(!is_encrypted(src));
@@ -1336,6 +1627,88 @@ mod tests {
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("tampered file decrypted"),
         }
+    }
+
+    #[test]
+    fn a_secret_has_only_its_private_keys_encrypted_and_every_value_under_the_mac() {
+        let id = age::x25519::Identity::generate();
+        let src = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\ntype: Opaque\ndata:\n  ca-cert.pem: Y2VydA==\n  ca-key.pem: a2V5\nstringData:\n  tls.key: key\n  note: hi\n";
+        assert_eq!(encrypted_regex_for(src), Some(PRIVATE_KEYS_REGEX));
+        assert_eq!(
+            encrypted_regex_for("kind: KeyState\ndata:\n  a: b\n"),
+            Some(ALL_DATA_REGEX)
+        );
+        let enc = encrypt_yaml("s.yaml", src, &[id.to_public()], now()).expect("encrypts");
+        assert!(enc.contains("    ca-cert.pem: Y2VydA==\n"), "{enc}");
+        assert!(enc.contains("    note: hi\n"), "{enc}");
+        assert!(enc.contains("    ca-key.pem: ENC[AES256_GCM,"), "{enc}");
+        assert!(enc.contains("    tls.key: ENC[AES256_GCM,"), "{enc}");
+        assert!(!enc.contains("a2V5"), "{enc}");
+        assert!(
+            enc.contains("    encrypted_regex: ^(ca-key\\.pem|tls\\.key)$\n"),
+            "{enc}"
+        );
+        let dec = decrypt_yaml("s.yaml", &enc, std::slice::from_ref(&id)).expect("decrypts");
+        assert!(dec.contains("ca-key.pem: a2V5\n"), "{}", dec.as_str());
+        // The plaintext certificate is under the MAC.
+        let tampered = enc.replace("Y2VydA==", "b3RoZXI=");
+        assert!(matches!(
+            decrypt_yaml("s.yaml", &tampered, std::slice::from_ref(&id)),
+            Err(SopsError::MacMismatch { .. })
+        ));
+        // Without a key: the certificate, never the key.
+        let public = public_document("s.yaml", &enc).expect("reads");
+        assert_eq!(public.withheld, ["data:ca-key.pem", "stringData:tls.key"]);
+        assert!(
+            public.yaml.contains("ca-cert.pem: Y2VydA=="),
+            "{}",
+            public.yaml
+        );
+        assert!(!public.yaml.contains("ca-key.pem"), "{}", public.yaml);
+        assert!(!public.yaml.contains("sops"), "{}", public.yaml);
+        // A private value in plaintext under the rule is refused, without quoting it.
+        let plain_key = enc.replacen(
+            &enc[enc.find("    ca-key.pem: ").unwrap()..][..enc
+                [enc.find("    ca-key.pem: ").unwrap()..]
+                .find('\n')
+                .unwrap()],
+            "    ca-key.pem: a2V5",
+            1,
+        );
+        match public_document("s.yaml", &plain_key) {
+            Err(e @ SopsError::NotEncrypted { .. }) => {
+                assert!(e.to_string().contains("data:ca-key.pem"), "{e}");
+                assert!(!e.to_string().contains("a2V5"), "{e}");
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a plaintext private key was accepted"),
+        }
+        // The public part: certificates compared, the key not.
+        let part = public_part(&enc).expect("part");
+        assert_eq!(part.value, public_part(src).expect("part").value);
+        let changed = src.replace("Y2VydA==", "b3RoZXI=");
+        assert_ne!(part.value, public_part(&changed).expect("part").value);
+        assert_eq!(
+            part.value,
+            public_part(&src.replace("a2V5", "b3RoZXI="))
+                .expect("part")
+                .value
+        );
+        // An encrypted file whose private value is not ciphertext never stands for plaintext.
+        assert_ne!(
+            public_part(&plain_key).expect("part").value,
+            public_part(src).expect("part").value
+        );
+        // Private-key names elsewhere would be encrypted by sops too.
+        let misplaced = "apiVersion: v1\nkind: Secret\nmetadata:\n  annotations:\n    tls.key: x\ndata:\n  a: b\n";
+        assert!(matches!(
+            encrypt_yaml("m", misplaced, &[id.to_public()], now()),
+            Err(SopsError::ReservedKeyName { path, .. }) if path == "metadata:annotations:tls.key"
+        ));
+        // Comments stay readable under this rule, so they are allowed in data.
+        let commented =
+            "apiVersion: v1\nkind: Secret\ndata:\n  # the CA\n  ca-cert.pem: Y2VydA==\n";
+        assert!(encrypt_yaml("c", commented, &[id.to_public()], now()).is_ok());
     }
 
     #[test]

@@ -11,6 +11,11 @@
 //! a real handshake runs once per pair of presented workloads. A cell whose phase Secret could
 //! not be read, or from which no leaf could be issued, is reported as not checked, with the
 //! reason, and never counted as ok.
+//!
+//! Without the CA keys (no identity), no leaf can be issued: every cell is then decided from
+//! the phases' public probe chains (written by `render`, checked by `probe-chain`) with
+//! [`HandshakeCache::judge_trust`], the same verifiers minus proof of possession
+//! ([`MatrixMode::Probes`]). A phase without an accepted probe leaves its cells not checked.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,7 +23,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 
 use super::offline::PhaseSecret;
-use super::{CellStatus, Code, Finding, MatrixCell, Report};
+use super::{CellStatus, Code, Finding, MatrixCell, MatrixMode, Report};
 use crate::handshake::{self, HandshakeCache, LeafSpec, Workload};
 use crate::model::phase_dir;
 use crate::parallel;
@@ -29,7 +34,8 @@ use crate::parallel;
 pub struct CellInput {
     /// The verdict.
     pub cell: MatrixCell,
-    /// What it was judged on; `None` for a cell that was not checked.
+    /// What it was judged on; `None` for a cell that was not checked, or one decided from
+    /// probe chains (which carry no key).
     pub material: Option<Material>,
 }
 
@@ -133,7 +139,42 @@ fn spec(trust_domain: &str, sa: &str) -> LeafSpec {
 type Signer<'a> = (&'a str, &'a str, &'a str);
 
 fn signer<'a>(cluster: &'a str, s: &'a PhaseSecret) -> Signer<'a> {
-    (cluster, s.signer_pem.as_str(), s.key.expose())
+    let key = s.key.as_ref().map_or("", |k| k.expose());
+    (cluster, s.signer_pem.as_str(), key)
+}
+
+/// How the cells are decided: full handshakes when every readable phase's key is at hand,
+/// otherwise trust decisions on the probe chains.
+pub fn mode(phases: &Phases<'_>) -> MatrixMode {
+    if phases.secrets.values().all(|s| s.key.is_some()) {
+        MatrixMode::Handshakes
+    } else {
+        MatrixMode::Probes
+    }
+}
+
+/// Per (cluster, phase, role): the probe chain, presented as a workload without a key (only
+/// its chain is ever judged, by `judge_trust`), or why a cell using it is not checked.
+fn probe_workloads<'s>(
+    by: &BTreeMap<(String, u8), &'s PhaseSecret>,
+) -> BTreeMap<(&'s str, u8, &'static str), Result<Arc<Workload>, String>> {
+    let mut leaves = BTreeMap::new();
+    for s in by.values() {
+        let w = s
+            .probe
+            .as_ref()
+            .map(|chain| {
+                Arc::new(Workload {
+                    chain_pem: String::from_utf8_lossy(chain).into_owned(),
+                    key_pem: String::new(),
+                })
+            })
+            .map_err(|why| format!("there is no probe to judge ({why})"));
+        for sa in ["client", "server"] {
+            leaves.insert((s.cluster.as_str(), s.phase, sa), w.clone());
+        }
+    }
+    leaves
 }
 
 /// One cell to judge: a client leaf and bundle meeting a server leaf and bundle.
@@ -177,6 +218,7 @@ pub fn build(
     progress: &mut dyn FnMut(usize, usize),
 ) -> (Vec<CellInput>, Vec<Finding>) {
     let by = &phases.secrets;
+    let probes = mode(phases) == MatrixMode::Probes;
     // One client and one server leaf per intermediate (phases signed by the same certificate
     // and key share them), each presented with its phase's cert-chain.pem and bundle.
     let mut signers: BTreeMap<Signer<'_>, &PhaseSecret> = BTreeMap::new();
@@ -187,10 +229,10 @@ pub fn build(
     let jobs: Vec<(Signer<'_>, &PhaseSecret)> = signers.into_iter().collect();
     let specs = ROLES.map(|sa| spec(trust_domain, sa));
     let issued = parallel::map(
-        &jobs,
+        if probes { &[] } else { &jobs[..] },
         |(_, s)| {
-            handshake::issue_leaves(&specs, &s.signer_pem, s.key.expose(), now)
-                .map_err(|e| e.to_string())
+            let key = s.key.as_ref().map_or("", |k| k.expose());
+            handshake::issue_leaves(&specs, &s.signer_pem, key, now).map_err(|e| e.to_string())
         },
         |_, _| {},
     );
@@ -202,7 +244,10 @@ pub fn build(
         .collect();
     // Per (cluster, phase, role): the workload, or why a cell using it is not checked.
     let mut leaves: BTreeMap<(&str, u8, &str), Result<Arc<Workload>, String>> = BTreeMap::new();
-    for ((c, n), s) in by {
+    if probes {
+        leaves = probe_workloads(by);
+    }
+    for ((c, n), s) in by.iter().filter(|_| !probes) {
         let tail = handshake::ChainTail::new(&s.chain, &s.bundle).map_err(|e| e.to_string());
         let issued: Result<&[handshake::Leaf], String> = match by_signer.get(&signer(c, s)) {
             Some(Ok(leaves)) => Ok(leaves),
@@ -272,7 +317,11 @@ pub fn build(
         }
     }
 
-    let server_id = spec(trust_domain, "server").spiffe_id();
+    let server_id = if probes {
+        handshake::probe_spec(trust_domain).spiffe_id()
+    } else {
+        spec(trust_domain, "server").spiffe_id()
+    };
     let cache = HandshakeCache::new(&server_id, now);
     let total = planned.len();
     let mut done = 0;
@@ -292,7 +341,18 @@ pub fn build(
             planned[i]
                 .inputs
                 .as_ref()
-                .map(|i| cache.judge(i.client, i.client_trust, i.server, i.server_trust))
+                .map(|i| {
+                    if probes {
+                        cache.judge_trust(
+                            i.client.chain_pem.as_bytes(),
+                            i.client_trust,
+                            i.server.chain_pem.as_bytes(),
+                            i.server_trust,
+                        )
+                    } else {
+                        cache.judge(i.client, i.client_trust, i.server, i.server_trust)
+                    }
+                })
                 .map_err(String::clone)
         },
         |_, _| {
@@ -306,7 +366,11 @@ pub fn build(
     let results = results.into_iter().map(|(_, r)| r);
 
     let mut cells = Vec::with_capacity(planned.len());
-    let mut tallies = vec![Tally::default(); groups.len()];
+    let tally = Tally {
+        probes,
+        ..Tally::default()
+    };
+    let mut tallies = vec![tally; groups.len()];
     for (p, result) in planned.iter().zip(results) {
         let (cl, ct, sl, st) = p.combo;
         let (status, rejected_by, reason) = match result {
@@ -336,13 +400,19 @@ pub fn build(
             reason,
         };
         tallies[p.group].add(&cell, p.peer != p.cluster);
-        let material = p.inputs.as_ref().ok().map(|i| Material {
-            client: i.client.clone(),
-            client_trust: i.client_trust.clone(),
-            server: i.server.clone(),
-            server_trust: i.server_trust.clone(),
-            server_id: server_id.clone(),
-        });
+        // Probe workloads carry no key: nothing else could run a handshake on them.
+        let material = p
+            .inputs
+            .as_ref()
+            .ok()
+            .filter(|_| !probes)
+            .map(|i| Material {
+                client: i.client.clone(),
+                client_trust: i.client_trust.clone(),
+                server: i.server.clone(),
+                server_trust: i.server_trust.clone(),
+                server_id: server_id.clone(),
+            });
         cells.push(CellInput { cell, material });
     }
     let findings = groups
@@ -372,6 +442,8 @@ pub const NOT_CHECKED: &str = "not checked, because ";
 /// One (cluster, transition) finding's count of cells.
 #[derive(Debug, Clone, Default)]
 struct Tally {
+    /// Decided from probe chains: trust decisions, not handshakes.
+    probes: bool,
     total: usize,
     failed: Vec<String>,
     not_checked: Vec<String>,
@@ -403,12 +475,23 @@ impl Tally {
         let total = self.total;
         let (failed, not_checked) = (self.failed.len(), self.not_checked.len());
         let ok = total - failed - not_checked;
+        if failed == 0 && not_checked == 0 && self.probes {
+            return format!(
+                "{total} trust decision(s) between probe leaves and bundles of both phases \
+                 accept (no identity: no proof of possession)"
+            );
+        }
         if failed == 0 && not_checked == 0 {
             return format!(
                 "{total} handshake(s) between leaves and bundles of both phases succeed"
             );
         }
-        let mut parts = vec![format!("{ok} of {total} handshake(s) ok")];
+        let what = if self.probes {
+            "trust decision(s) on probe leaves"
+        } else {
+            "handshake(s)"
+        };
+        let mut parts = vec![format!("{ok} of {total} {what} ok")];
         if failed > 0 {
             parts.push(format!("{failed} fail (first: {})", self.failed[0]));
         }
@@ -448,6 +531,7 @@ pub fn run(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Vec<CellInput> {
     let phases = Phases::from_report(report, clusters, secrets);
+    report.matrix_mode = Some(mode(&phases));
     let (cells, findings) = build(&phases, trust_domain, now, wanted, progress);
     report.findings.extend(findings);
     report.matrix = cells.iter().map(|c| c.cell.clone()).collect();

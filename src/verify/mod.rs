@@ -139,6 +139,17 @@ pub struct MatrixCell {
     pub reason: Option<String>,
 }
 
+/// How the handshake matrix decided its cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MatrixMode {
+    /// Leaves issued from the CA keys, real TLS 1.3 handshakes.
+    Handshakes,
+    /// No identity: the public probe chains judged by the same verifiers, trust decisions only
+    /// (no proof of possession).
+    Probes,
+}
+
 /// Everything one verify run found.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
@@ -149,6 +160,9 @@ pub struct Report {
     /// Per cluster: when its CAs expire and the next rotation must start (`verify offline`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub expiry: Vec<offline::expiry::ClusterExpiry>,
+    /// How the matrix was decided, when it was run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matrix_mode: Option<MatrixMode>,
 }
 
 impl Report {

@@ -191,6 +191,9 @@ impl Report {
         {
             let _ = writeln!(o, "  {}", f.message);
         }
+        if let Some(line) = mode_line(self) {
+            let _ = writeln!(o, "{line}");
+        }
         let t = self.tally();
         let _ = writeln!(
             o,
@@ -300,6 +303,9 @@ impl Report {
             );
         }
         o.push_str(&matrix_markdown(&self.matrix));
+        if let Some(line) = mode_line(self) {
+            let _ = writeln!(o, "\n{line}");
+        }
         o
     }
 
@@ -585,6 +591,20 @@ fn matrix_groups<K: Ord>(
         }
     }
     groups
+}
+
+/// "matrix: decided from probe certificates …": how the matrix ran, when it did.
+fn mode_line(r: &Report) -> Option<&'static str> {
+    match r.matrix_mode? {
+        _ if r.matrix.is_empty() => None,
+        super::MatrixMode::Handshakes => Some(
+            "matrix: decided by real TLS 1.3 handshakes between leaves issued from the CA keys",
+        ),
+        super::MatrixMode::Probes => Some(
+            "matrix: decided from probe certificates (no identity): trust decisions only, no \
+             proof of possession",
+        ),
+    }
 }
 
 /// The matrix in text: one line per transition (by default) or per cluster, transition and

@@ -358,6 +358,11 @@ fn offline_case(code: Code) -> Option<OfflineCase> {
                     .unwrap();
             std::fs::write(f, sealed).unwrap();
         }),
+        // Phase 3's probe is phase 2's: signed by A's intermediate, not the Secret's signer.
+        Code::ProbeChain => demo(|out| {
+            let probe = |p: &str| out.join(format!("clusters/demo/istio-ca/phases/{p}/probe.pem"));
+            std::fs::copy(probe("2-trust-both"), probe("3-switch-issuer")).unwrap();
+        }),
         // Its own tree: rendered with --insecure-plaintext (see the test).
         Code::NoPlaintextPrivateKey => None,
         Code::PrereqMultiroot
@@ -631,7 +636,8 @@ fn live_case(code: Code, b: &LiveBase) -> LiveCase {
         | Code::RotationStartBy
         | Code::RotationStartSoon
         | Code::NoPlaceholder
-        | Code::SopsRecipients => unreachable!("{code} is an offline gate"),
+        | Code::SopsRecipients
+        | Code::ProbeChain => unreachable!("{code} is an offline gate"),
     }
     c
 }

@@ -121,7 +121,7 @@ fn a_pathological_key_rule_in_a_rendered_secret_is_answered_at_once() {
     let text = std::fs::read_to_string(&file).unwrap();
     let hostile = text
         .replace(
-            "encrypted_regex: ^(data|stringData)$",
+            "encrypted_regex: ^(ca-key\\.pem|tls\\.key)$",
             "encrypted_regex: ^(a|a)*(a|a)*(a|a)*(a|a)*c$",
         )
         .replace(
@@ -323,13 +323,9 @@ fn no_plaintext_private_key_anywhere_in_the_tree() {
                 !text.contains("PRIVATE KEY"),
                 "{plan}: {path} holds a plaintext key"
             );
-            // base64 of "-----BEGIN" and of "PRIVATE KEY" in either alignment
-            for needle in [
-                "LS0tLS1CRUdJTi",
-                "UFJJVkFURSBLRVk",
-                "BSSVZBVEUgS0VZ",
-                "QUklWQVRFIEtFW",
-            ] {
+            // base64 of "PRIVATE KEY" in every alignment (certificates are readable by design:
+            // only private keys are ciphertext)
+            for needle in ["UFJJVkFURSBLRVk", "BSSVZBVEUgS0VZ", "QUklWQVRFIEtFW"] {
                 assert!(
                     !text.contains(needle),
                     "{plan}: {path} holds base64 PEM in plaintext"
@@ -338,6 +334,17 @@ fn no_plaintext_private_key_anywhere_in_the_tree() {
         }
         let all = format!("{}{}", stdout(&o), stderr(&o));
         assert!(!all.contains("PRIVATE KEY"));
+        // ... and the certificates are there for a reviewer to read.
+        let secret = tree(&out)
+            .into_iter()
+            .find(|(p, _)| p.ends_with("1-initial/cacerts.sops.yaml"))
+            .map(|(_, b)| String::from_utf8(b).unwrap())
+            .unwrap();
+        let cert_b64 = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t"; // "-----BEGIN CERTIFICATE-----"
+        assert!(
+            secret.contains(&format!(": {cert_b64}")),
+            "{plan}: {secret}"
+        );
     }
 }
 
@@ -348,6 +355,7 @@ fn sops_config_matches_what_was_written() {
     assert!(render("plans/demo.yaml", &out, &[]).status.success());
     let cfg = std::fs::read_to_string(out.join(".sops.yaml")).unwrap();
     assert!(cfg.contains("encrypted_regex: ^(data|stringData)$"));
+    assert!(cfg.contains("encrypted_regex: ^(ca-key\\.pem|tls\\.key)$"));
     let pubkey = std::fs::read_to_string(root().join(DEMO_KEY)).unwrap();
     let pubkey = pubkey
         .lines()
@@ -367,7 +375,10 @@ fn sops_config_matches_what_was_written() {
     c.current_dir(&out).args(["encrypt", "--in-place"]).arg(&f);
     must(&mut c);
     let doc: serde_json::Value = serde_saphyr::from_slice(&std::fs::read(&f).unwrap()).unwrap();
-    assert_eq!(doc["sops"]["encrypted_regex"], "^(data|stringData)$");
+    // A Secret created next to the phases gets the phase Secrets' rule: only its key entries
+    // (none here) are ciphertext.
+    assert_eq!(doc["sops"]["encrypted_regex"], "^(ca-key\\.pem|tls\\.key)$");
+    assert_eq!(doc["data"]["k"], "dmFsdWU=");
     assert_eq!(doc["sops"]["age"][0]["recipient"], pubkey.as_str());
     assert_eq!(doc["metadata"]["name"], "x");
 }

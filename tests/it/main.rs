@@ -11,6 +11,7 @@ mod handshake;
 mod hardening;
 mod holes;
 mod import;
+mod keyfree;
 mod lifecycle;
 mod live;
 mod matrix;

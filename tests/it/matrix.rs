@@ -35,6 +35,7 @@ fn cells(plan: &str, out: &Path, now: OffsetDateTime, edit: impl FnOnce(&Path)) 
         &repo,
         &offline::Options {
             identities: &ids,
+            require_keys: true,
             now,
         },
     )

@@ -175,11 +175,18 @@ fn a_passing_run_prints_one_line_per_gate_family_and_the_counts() {
         &text,
         "  all 6 (3×2) cross-cluster pairs covered by bundle-shared",
     );
-    // The family lines, the matrix heading, its 3 transitions and the pairs line, blank
-    // lines, the count.
+    // How the matrix ran (an identity was given: real handshakes).
+    assert!(
+        text.contains(
+            "\nmatrix: decided by real TLS 1.3 handshakes between leaves issued from the CA keys\n"
+        ),
+        "{text}"
+    );
+    // The family lines, the matrix heading, its 3 transitions, the pairs line, the mode,
+    // blank lines, the count.
     assert_eq!(
         text.lines().count(),
-        fams.len() + 1 + 1 + 3 + 1 + 1 + 1,
+        fams.len() + 1 + 1 + 3 + 1 + 1 + 1 + 1,
         "{text}"
     );
 

@@ -212,7 +212,7 @@ fn real_sops_decrypts_our_secret_and_verifies_mac() {
         "{enc}"
     );
     assert!(
-        enc.contains("    encrypted_regex: ^(data|stringData)$\n    version: 3.11.0\n"),
+        enc.contains("    encrypted_regex: ^(ca-key\\.pem|tls\\.key)$\n    version: 3.11.0\n"),
         "{enc}"
     );
     assert!(
@@ -232,9 +232,18 @@ fn real_sops_decrypts_our_secret_and_verifies_mac() {
         !enc.contains("kms:") && !enc.contains("mac_only_encrypted"),
         "{enc}"
     );
+    // Only the private key is ciphertext; the certificates are readable.
     assert!(
-        !enc.contains("LS0tLS1CRUdJTi"),
-        "a data value leaked in plaintext: {enc}"
+        !enc.contains(&b64(&pem("EC PRIVATE KEY", 2))),
+        "the private key leaked in plaintext: {enc}"
+    );
+    assert!(enc.contains("    ca-key.pem: ENC[AES256_GCM,"), "{enc}");
+    assert!(
+        enc.contains(&format!(
+            "    ca-cert.pem: {}\n",
+            b64(&pem("CERTIFICATE", 1))
+        )),
+        "{enc}"
     );
     assert!(sops::is_encrypted(&enc));
     assert!(!sops::is_encrypted(&plain));
@@ -891,11 +900,21 @@ fn unquoted_scalars_are_encrypted_and_written_as_strings() {
 #[test]
 fn encrypt_refuses_what_sops_would_mishandle() {
     let r = [age::x25519::Identity::generate().to_public()];
-    let nested = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n  labels:\n    data: x\n";
+    // Not a Secret: every data value is encrypted, so a nested `data` key would be too.
+    let nested = "apiVersion: v1\nkind: KeyState\nmetadata:\n  name: x\n  labels:\n    data: x\n";
     match sops::encrypt_yaml("n.yaml", nested, &r, lastmodified()) {
         Err(e @ SopsError::ReservedKeyName { .. }) => {
             assert!(e.to_string().contains("metadata:labels:data"), "{e}");
             assert!(e.to_string().contains("n.yaml"), "{e}");
+        }
+        other => panic!("expected ReservedKeyName, got {:?}", other.err()),
+    }
+    // A Secret: only private-key entries are encrypted, so such a name elsewhere would be too.
+    let nested =
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\n  labels:\n    ca-key.pem: x\n";
+    match sops::encrypt_yaml("n.yaml", nested, &r, lastmodified()) {
+        Err(e @ SopsError::ReservedKeyName { .. }) => {
+            assert!(e.to_string().contains("metadata:labels:ca-key.pem"), "{e}");
         }
         other => panic!("expected ReservedKeyName, got {:?}", other.err()),
     }
@@ -1172,7 +1191,7 @@ fn metadata_mutations_that_sops_refuses_are_refused() {
         ("mac".to_string(), format!(" {mac}")),
         (
             "encrypted_regex".to_string(),
-            " ^(data|stringData)$".to_string(),
+            " ^(ca-key\\.pem|tls\\.key)$".to_string(),
         ),
         ("version".to_string(), " 3.11.0".to_string()),
     ]);

@@ -252,10 +252,15 @@ fn phase_3_bytes_equal_to_phase_2_fail() {
     });
     let (code, v, _) = verify(&out, &[]);
     assert_eq!(code, Some(1));
-    // Phase 3 then holds A+B instead of the planned A+B+B, and its annotations are stale.
+    // Phase 3 then holds A+B instead of the planned A+B+B, its annotations are stale and its
+    // probe (issued with the planned bundle) no longer stands for it.
     assert_eq!(
         failures(&v),
         vec![
+            (
+                "probe-chain".to_string(),
+                "demo/3-switch-issuer".to_string()
+            ),
             (
                 "bundle-roots".to_string(),
                 "demo/3-switch-issuer".to_string()
@@ -387,23 +392,36 @@ fn plaintext_render_fails_the_secret_scan() {
     );
 }
 
+/// Without an identity the MAC cannot be checked (it needs the data key): the gate is not
+/// checked, never counted as passed, and fails only under `--require-keys`.
 #[test]
-fn without_an_identity_the_mac_gate_fails_instead_of_skipping() {
+fn without_an_identity_the_mac_gate_is_not_checked_and_fails_under_require_keys() {
     let (d, out) = render("plans/demo.yaml");
-    let o = run(std::process::Command::new(env!("CARGO_BIN_EXE_rootroll"))
-        .current_dir(root())
-        .env_remove("SOPS_AGE_KEY_FILE")
-        .env_remove("SOPS_AGE_KEY")
-        .env("HOME", d.path())
-        .env("XDG_CONFIG_HOME", d.path())
-        .args(["verify", "offline", out.to_str().unwrap()]));
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stdout(&o).contains("FAIL sops-mac"), "{}", stdout(&o));
+    let keyless = |extra: &[&str]| {
+        run(std::process::Command::new(env!("CARGO_BIN_EXE_rootroll"))
+            .current_dir(root())
+            .env_remove("SOPS_AGE_KEY_FILE")
+            .env_remove("SOPS_AGE_KEY")
+            .env("HOME", d.path())
+            .env("XDG_CONFIG_HOME", d.path())
+            .args(["--now", NOW, "verify", "offline", out.to_str().unwrap()])
+            .args(extra))
+    };
+    let o = keyless(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(
-        stdout(&o).contains("not checked: no age identity"),
+        stdout(&o).contains("SKIP sops-mac                 0 of 4 passed, 4 not checked"),
         "{}",
         stdout(&o)
     );
+    assert!(
+        stdout(&o).contains("no identity: the MAC over every value needs the key"),
+        "{}",
+        stdout(&o)
+    );
+    let o = keyless(&["--require-keys"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("FAIL sops-mac"), "{}", stdout(&o));
 }
 
 #[test]

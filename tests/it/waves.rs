@@ -548,6 +548,7 @@ fn cells_of(out: &Path, clusters: &[String]) -> Vec<rootroll::verify::MatrixCell
     let repo = rootroll::repo::Repo::open(out).unwrap();
     let opts = offline::Options {
         identities: &ids,
+        require_keys: true,
         now,
     };
     let (report, secrets) = offline::run(&repo, &opts).unwrap();

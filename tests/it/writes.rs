@@ -134,7 +134,7 @@ fn a_no_op_render_says_nothing_was_written() {
     let o = render_demo(&out);
     assert!(o.status.success());
     assert!(
-        stdout(&o).contains("is up to date: nothing was written (17 files)"),
+        stdout(&o).contains("is up to date: nothing was written (21 files)"),
         "{}",
         stdout(&o)
     );

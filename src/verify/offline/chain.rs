@@ -1,11 +1,13 @@
 //! The signing material of one phase: `key-matches-cert`, `signer-is-ca`, `chain-to-bundle`
-//! and `chain-order`, as istiod's load-time `Verify` would judge them (facts §9.3).
+//! and `chain-order`, as istiod's load-time `Verify` would judge them (facts §9.3), and
+//! `probe-chain`: the phase's public probe leaf stands for this Secret.
 
 use super::read::Opened;
 use super::shape::Data;
 use super::{Ctx, PhaseSecret, Report};
 use crate::gates::Code;
 use crate::pki::{self, PrivateKeyPem};
+use crate::repo;
 use crate::verify::Finding;
 
 /// The phase's signing certificate, key, bundle and served chain. `Err` (after pushing a
@@ -50,10 +52,39 @@ pub fn decode(
         file: opened.rel.clone(),
         signer_pem: pki::der_to_pem(&signer),
         signer,
-        key: PrivateKeyPem::new(String::from_utf8_lossy(&data[format.private_key()]).into_owned()),
+        // Absent only when it is ciphertext and no identity opened it (`shape` checked that).
+        key: data
+            .get(format.private_key())
+            .map(|k| PrivateKeyPem::new(String::from_utf8_lossy(k).into_owned())),
         bundle: data[format.bundle_key()].to_vec(),
         chain,
+        probe: Err("its probe was not read".to_string()),
     })
+}
+
+/// `probe-chain`: `probe.pem` of the phase is a probe leaf of this Secret's signer, followed by
+/// exactly its chain and bundle ([`crate::handshake::check_probe`]). Keeps the leaf in `s`
+/// for the matrix, or why there is none.
+pub fn probe(ctx: &Ctx<'_>, subject: &str, s: &mut PhaseSecret, r: &mut Report) {
+    let rel = repo::probe_file(&s.cluster, s.phase);
+    let td = &ctx.repo.rollout.mesh.trust_domain;
+    let checked = match std::fs::read(ctx.repo.path(&rel)) {
+        Ok(bytes) => crate::handshake::check_probe(&bytes, td, &s.signer, &s.chain, &s.bundle),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("it is missing".to_string()),
+        Err(e) => Err(format!("it cannot be read: {e}")),
+    };
+    let n = s.phase;
+    let msg = match &checked {
+        Ok(_) => "probe leaf signed by the signing certificate, with the phase's chain and bundle"
+            .to_string(),
+        Err(why) => format!("phase {n} probe {rel}: {why}"),
+    };
+    r.push(Finding::new(Code::ProbeChain, checked.is_ok(), subject, msg).in_file(Some(&rel)));
+    s.probe = match checked {
+        // The file is the chain as istio-agent would present it (checked just now).
+        Ok(_) => std::fs::read(ctx.repo.path(&rel)).map_err(|e| format!("{rel}: {e}")),
+        Err(why) => Err(format!("{rel}: {why}")),
+    };
 }
 
 /// The four signing-material gates of a decoded phase.
@@ -62,13 +93,21 @@ pub fn gates(ctx: &Ctx<'_>, subject: &str, opened: &Opened, s: &PhaseSecret, r: 
     let (cert_k, key_k, bundle_k) = (format.cert_key(), format.private_key(), format.bundle_key());
     let file = Some(opened.rel.as_str());
     let n = s.phase;
-    let matches = pki::key_matches_cert(&s.key, &s.signer).unwrap_or(false);
-    let msg = if matches {
-        format!("{key_k} belongs to {cert_k}")
-    } else {
-        format!("phase {n} {key_k} is not the private key of {cert_k}")
-    };
-    r.push(Finding::new(Code::KeyMatchesCert, matches, subject, msg).in_file(file));
+    match &s.key {
+        Some(key) => {
+            let matches = pki::key_matches_cert(key, &s.signer).unwrap_or(false);
+            let msg = if matches {
+                format!("{key_k} belongs to {cert_k}")
+            } else {
+                format!("phase {n} {key_k} is not the private key of {cert_k}")
+            };
+            r.push(Finding::new(Code::KeyMatchesCert, matches, subject, msg).in_file(file));
+        }
+        None => {
+            let what = format!("comparing {key_k} (ciphertext) with {cert_k}");
+            r.push(super::read::needs_key(ctx, Code::KeyMatchesCert, subject, &what).in_file(file));
+        }
+    }
 
     // `decode` parsed it already.
     let Ok(c) = pki::inspect_der(&s.signer) else {

@@ -59,18 +59,26 @@ pub struct PhaseSecret {
     pub signer: Vec<u8>,
     /// The signing cert as it appears in the Secret, PEM.
     pub signer_pem: String,
-    /// The signing CA's private key (decrypted; never printed).
-    pub key: PrivateKeyPem,
+    /// The signing CA's private key (decrypted; never printed); `None` when no identity
+    /// could open it.
+    pub key: Option<PrivateKeyPem>,
     /// `root-cert.pem` / `ca.crt`, exact bytes.
     pub bundle: Vec<u8>,
     /// What istiod serves after the leaf: `cert-chain.pem`, or `tls.crt` + `ca.crt`.
     pub chain: Vec<u8>,
+    /// The phase's probe chain (PEM: leaf, chain, bundle) once `probe-chain` accepted it, or
+    /// why there is none.
+    pub probe: Result<Vec<u8>, String>,
 }
 
 /// Options for a run.
 pub struct Options<'a> {
-    /// age identities that open the encrypted Secrets; empty: those gates are not checked.
+    /// age identities that open the encrypted Secrets; empty: the gates that need a key are
+    /// not checked (failed with `require_keys`) and the matrix is decided from the probes.
     pub identities: &'a [age::x25519::Identity],
+    /// `--require-keys`: a gate that needs a key and has none fails instead of being not
+    /// checked.
+    pub require_keys: bool,
     /// The planned time the checks are made at.
     pub now: OffsetDateTime,
 }
@@ -186,7 +194,7 @@ fn check_phase(ctx: &Ctx<'_>, c: &str, n: u8, r: &mut Report) -> Result<PhaseSec
         let secret = chain::decode(ctx, &subject, c, n, &opened, &data, r)?;
         Ok((opened, data, secret))
     });
-    let (opened, data, secret) = match read {
+    let (opened, data, mut secret) = match read {
         Ok(v) => v,
         Err(why) => {
             let codes: Vec<Code> = content_gates(ctx, n).collect();
@@ -196,6 +204,7 @@ fn check_phase(ctx: &Ctx<'_>, c: &str, n: u8, r: &mut Report) -> Result<PhaseSec
     };
     blocks::check(ctx, &subject, &data, r);
     chain::gates(ctx, &subject, &opened, &secret, r);
+    chain::probe(ctx, &subject, &mut secret, r);
     bundle::planned(ctx, &subject, n, &secret, r);
     annotations::check(ctx, &subject, &opened, &data, &secret, r);
     validity::gates(ctx, &subject, n, &secret, r);
@@ -215,6 +224,7 @@ fn content_gates<'a>(ctx: &'a Ctx<'_>, n: u8) -> impl Iterator<Item = Code> + 'a
         Code::AnnotationsMatch,
         Code::ValidityWindow,
         Code::ValidityFloor,
+        Code::ProbeChain,
     ];
     CODES.iter().copied().filter(move |code| {
         let phases = code.gate().phases;

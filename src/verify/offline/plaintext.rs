@@ -1,6 +1,9 @@
 //! `no-plaintext-private-key`: every file of the tree is read (links too, without following
 //! directory links, which could loop) and none may hold a PEM private key or its base64
-//! outside SOPS ciphertext; a file that cannot be read fails the gate.
+//! outside SOPS ciphertext; a file that cannot be read fails the gate. Certificates and
+//! bundles are readable by design (a phase Secret encrypts only its private keys), so only
+//! "PRIVATE KEY" counts. A phase Secret whose private-key entry is not ciphertext fails it too
+//! (see [`super::read`]), whatever that entry holds.
 
 use std::path::Path;
 
@@ -10,9 +13,10 @@ use crate::verify::Finding;
 
 /// Adds one finding: no file under `dir` (`.git` aside) holds a private key as PEM or base64 PEM, and every file could be read.
 pub fn scan(dir: &Path, r: &mut Report) {
-    const NEEDLES: [&str; 5] = [
+    // "PRIVATE KEY" in PEM and at the three offsets of base64; certificates and bundles are
+    // readable now (only private keys are ciphertext), so "-----BEGIN" alone says nothing.
+    const NEEDLES: [&str; 4] = [
         "PRIVATE KEY-----",
-        "LS0tLS1CRUdJTi",
         "UFJJVkFURSBLRVk",
         "BSSVZBVEUgS0VZ",
         "QUklWQVRFIEtFW",

@@ -2,7 +2,7 @@
 //! held to the one planned type, so the type cannot change between phases (Kubernetes would
 //! need a delete and a re-create).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use zeroize::Zeroizing;
 
@@ -15,14 +15,20 @@ use crate::verify::common::b64;
 /// A Secret's decoded `data`, wiped on drop.
 pub type Data = BTreeMap<String, Zeroizing<Vec<u8>>>;
 
-/// Every way the document is not the cacerts Secret of phase `n`.
-fn problems(ctx: &Ctx<'_>, n: u8, doc: &serde_json::Value) -> Vec<String> {
+/// Every way the document is not the cacerts Secret of phase `n`; `withheld` are its
+/// ciphertext entries no identity opened (present, but not readable).
+fn problems(
+    ctx: &Ctx<'_>,
+    n: u8,
+    doc: &serde_json::Value,
+    withheld: &BTreeSet<String>,
+) -> Vec<String> {
     let rollout = &ctx.repo.rollout;
     let mesh = &rollout.mesh;
     let want_keys = mesh.secret_format.keys();
     let no_data = serde_json::Map::new();
     let data = doc["data"].as_object().unwrap_or(&no_data);
-    let mut keys: Vec<&str> = data.keys().map(String::as_str).collect();
+    let mut keys: Vec<&str> = data.keys().chain(withheld).map(String::as_str).collect();
     keys.sort_unstable();
     let mut p = Vec::new();
     if doc["kind"] != "Secret" || doc["apiVersion"] != "v1" {
@@ -72,7 +78,7 @@ pub fn check(
     r: &mut Report,
 ) -> Result<Data, String> {
     let doc = &opened.doc.0;
-    let problems = problems(ctx, n, doc);
+    let problems = problems(ctx, n, doc, &opened.withheld);
     let file = Some(opened.rel.as_str());
     if !problems.is_empty() {
         let msg = format!("the phase {n} Secret {}", problems.join("; "));
