@@ -177,6 +177,16 @@ pub fn snapshot(dir: &Path, istio_namespace: &str, secret_name: &str) -> Snapsho
                 });
                 continue;
             }
+            if kind == "agentgateway" {
+                // Not Envoy: nothing to read (proxies-verified lists it, istio-2026 §1).
+                proxies.push(ProxyDump {
+                    namespace: ns,
+                    pod: name,
+                    kind: kind.to_string(),
+                    dump: Err("agentgateway has no Envoy config_dump".to_string()),
+                });
+                continue;
+            }
             let file = if kind == "ztunnel" {
                 dir.join("ztunnel-config").join(format!("{name}.json"))
             } else {
