@@ -676,7 +676,7 @@ fn live_gates(plan: &Plan, n: u8, bundle: &str, roots: &str, soak: Span) -> Vec<
     }
     g.push(gate(
         Code::ProxiesVerified,
-        "no proxy rootroll cannot read (agentgateway, a non-Envoy admin dump) runs (a warning)",
+        "every proxy is an Envoy or ztunnel rootroll reads; agentgateway pods and non-Envoy admin dumps are listed as not verified (a warning)",
     ));
     g
 }
