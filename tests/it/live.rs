@@ -1688,6 +1688,17 @@ fn ztunnel_unavailable_certificates_fail_naming_pod_and_identity() {
             .contains("restart the ztunnel DaemonSet"),
         "{f}"
     );
+    // Every certificate Unavailable: nothing left to judge, so the trust gates are not
+    // checked (never "all 0 identities trust").
+    let stuck = z["ztunnel-1"].clone();
+    z.insert("ztunnel-0".into(), stuck);
+    let (_, failed, v) = run_ambient(&r, &c, &proxies, &z, 3);
+    assert_eq!(failed, ["ztunnel-readable"], "{v:#}");
+    let skipped: Vec<String> = not_checked(&v).into_iter().map(|(c, _)| c).collect();
+    assert_eq!(
+        skipped,
+        ["ztunnel-trusts-new-root", "ztunnel-leaf-new-issuer"]
+    );
 }
 
 /// istio-2026 §2: ztunnel below 1.24.6 / 1.25.3 / 1.26.0 trusts one root (prereq-versions);
