@@ -92,3 +92,49 @@ pub(super) fn env_true(c: Option<&Container>, name: &str) -> bool {
         .and_then(|env| env.get(name).map(|v| v.eq_ignore_ascii_case("true")))
         == Some(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(labels: serde_json::Value, image: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "n", "labels": labels},
+            "spec": {"containers": [{"name": "c", "image": image}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn agentgateway_pods_are_found_by_class_label_or_image() {
+        let class =
+            |c: &str| serde_json::json!({"gateway.networking.k8s.io/gateway-class-name": c});
+        for (labels, image) in [
+            (class("istio-agentgateway"), "example.com/whatever:1"),
+            (
+                class("istio-agentgateway-waypoint"),
+                "example.com/whatever:1",
+            ),
+            (
+                serde_json::json!({}),
+                "cr.agentgateway.dev/agentgateway:0.9.0",
+            ),
+            (
+                serde_json::json!({}),
+                "registry:5000/mesh/agentgateway@sha256:abc",
+            ),
+        ] {
+            let p = pod(labels, image);
+            assert_eq!(proxy_kind(&p), Some("agentgateway"), "{image}");
+        }
+        for (labels, image) in [
+            (class("istio"), "docker.io/istio/proxyv2:1.26.2"),
+            (
+                serde_json::json!({}),
+                "agentgateway.example:5000/istio/proxyv2:1.26.2",
+            ),
+        ] {
+            assert!(!is_agentgateway(&pod(labels, image)), "{image}");
+        }
+    }
+}
