@@ -262,7 +262,7 @@ catalogue! {
         scope: Scope::Offline, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
         proves: "in each phase, all clusters' root-cert.pem bytes are equal",
         hint: "every cluster must carry the same root bundle in a phase (shared root, lockstep)",
-        doc: "Cross-cluster mTLS needs each cluster to trust every root a peer uses. In ambient multicluster ztunnel ignores meshConfig.caCertificates, so every root in use must be in each cluster's cacerts (istio-2026 §2, #61719).",
+        doc: "Cross-cluster mTLS needs each cluster to trust every root a peer uses. In ambient multicluster ztunnel ignores meshConfig.caCertificates, so every root in use must be in each cluster's cacerts (istio-2026 §2, istio/istio#61719). This gate covers that shared-root requirement: equal bundles in every phase mean each cluster's cacerts carries every root any peer uses.",
     }
     RootSubjectsDistinct = "root-subjects-distinct" {
         title: "root A and root B have different subjects",
@@ -317,8 +317,8 @@ catalogue! {
         title: "Istio, proxy and ztunnel versions can rotate",
         scope: Scope::Live, phases: &[0], planes: Planes::All, severity: Severity::Error,
         proves: "no istiod, proxy or ztunnel runs a version known to break multi-root rotation",
-        hint: "upgrade istiod and proxies to 1.21+ (not 1.24.4 or 1.25.1) and ztunnel to 1.26.0+ (or 1.25.3+/1.24.6+)",
-        doc: "istiod 1.24.4 and 1.25.1 hold one root (#55793); proxies below 1.21 do not re-sign on a bundle change; ztunnel below 1.26.0 (1.25.3, 1.24.6) trusts a single root (istio-2026 §2–3).",
+        hint: "upgrade istiod and proxies to 1.21+ (not 1.24.4 or 1.25.1) and ztunnel to 1.24.6 / 1.25.3 / 1.26.0 or later",
+        doc: "istiod 1.24.4 and 1.25.1 hold one root (#55793); proxies below 1.21 do not re-sign on a bundle change; ztunnel below 1.24.6 / 1.25.3 / 1.26.0 trusts a single root (ztunnel #1510), so an ambient rotation cannot work on it (istio-2026 §2–3). ztunnel below 1.28.6 / 1.29.2 / 1.30.0 also needs a restart after phase 3 (ztunnel-restarted).",
     }
     NoRestart = "no-restart" {
         title: "no proxy restarted since the phase was applied",
@@ -431,6 +431,20 @@ catalogue! {
         proves: "probe.pem is a SPIFFE leaf signed by the phase's signing certificate, followed by exactly the phase's chain and bundle",
         hint: "re-render with the key state's identity: render issues a probe for every phase whose signer changed",
         doc: "render issues one public probe leaf per phase from its signing intermediate, shaped as istiod issues leaves, and drops its key; probe.pem (listed by no kustomization, so never applied) holds it with the chain istio-agent would present. Without an identity the handshake matrix is decided from these chains, so a probe that is missing, signed by another CA or carrying another chain would judge the wrong phase.",
+    }
+    ZtunnelRestarted = "ztunnel-restarted" {
+        title: "every ztunnel older than 1.28.6 / 1.29.2 / 1.30.0 restarted after phase 3",
+        scope: Scope::Live, phases: &[3], planes: Planes::Ambient, severity: Severity::Error,
+        proves: "every ztunnel pod below 1.28.6 / 1.29.2 / 1.30.0 (or of unknown version) started after phase 3 was applied",
+        hint: "restart the ztunnel DaemonSet after phase 3 is applied (kubectl rollout restart daemonset/ztunnel), or upgrade ztunnel to 1.28.6 / 1.29.2 / 1.30.0+",
+        doc: "ztunnel below 1.28.6 / 1.29.2 / 1.30.0 builds its CA client's TLS channel once, with the root read at startup (the reload is ztunnel #1775). From phase 3 istiod serves a certificate issued from root B, so such a ztunnel cannot renew its certificates until it restarts: they go Unavailable (ztunnel #1679), which ztunnel-readable fails. The gate compares each ztunnel's container start time (else the pod's start time) with the time phase 3 was applied, as soak-time reads it (istio-2026 §2).",
+    }
+    ProxiesVerified = "proxies-verified" {
+        title: "every proxy is one rootroll can read",
+        scope: Scope::Live, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Warning,
+        proves: "no pod of an agentgateway GatewayClass runs, and every proxy's admin dump is an Envoy dump",
+        hint: "check the listed proxies by hand (their trust bundle and leaf issuer): rootroll cannot read them; --strict makes this an error",
+        doc: "agentgateway proxies (GatewayClasses istio-agentgateway and istio-agentgateway-waypoint, Istio 1.31) are not Envoy and have no Envoy config_dump; a proxy whose admin port answers with something that is not an Envoy dump cannot be read either. They are listed as not verified with the reason, never counted as passing: a warning by default, an error with --strict (istio-2026 §1).",
     }
 }
 

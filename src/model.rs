@@ -524,7 +524,7 @@ fn phase_notes(plan: &Plan, n: u8, soak: &Soaks) -> Vec<String> {
             notes.push("root-cert.pem becomes A+B+B: the same roots, new bytes, so istiod pushes the bundle and every connected proxy re-signs its leaf from B's intermediate at once".to_string());
             if ambient {
                 notes.push(format!(
-                    "ambient: ztunnel re-issues at half-life only — restart the ztunnel DaemonSet after this phase is applied, or wait {}; ztunnel < 1.30 also needs the restart to trust istiod's new serving certificate",
+                    "ambient: ztunnel re-issues at half-life only — restart the ztunnel DaemonSet after this phase is applied, or wait {}; ztunnel below 1.28.6 / 1.29.2 / 1.30.0 must restart after this phase (ztunnel-restarted): its CA client cannot reconnect once istiod serves a certificate from root B, and its certificates go Unavailable",
                     soak.switch_issuer
                 ));
             }
@@ -640,7 +640,7 @@ fn prereq_phase(plan: &Plan) -> Phase {
     if ambient {
         prereq_gates.push(gate(
             Code::PrereqVersions,
-            "ztunnel ≥ 1.26.0 (or 1.25.3 / 1.24.6): older ztunnel trusts only the first root",
+            "ztunnel ≥ 1.24.6 / 1.25.3 / 1.26.0: older ztunnel trusts only the first root of a bundle",
         ));
     }
     Phase {
@@ -729,6 +729,16 @@ fn live_gates(plan: &Plan, n: u8, bundle: &str, roots: &str, soak: Span) -> Vec<
         "no proxy container restarted since this phase was applied (a warning)",
     ));
     g.push(soak_gate(soak));
+    if ambient && n == 3 {
+        g.push(gate(
+            Code::ZtunnelRestarted,
+            "every ztunnel below 1.28.6 / 1.29.2 / 1.30.0 started after this phase was applied",
+        ));
+    }
+    g.push(gate(
+        Code::ProxiesVerified,
+        "every proxy is an Envoy or ztunnel rootroll reads; agentgateway pods and non-Envoy admin dumps are listed as not verified (a warning)",
+    ));
     g
 }
 

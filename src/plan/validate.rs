@@ -66,6 +66,10 @@ pub const CODES: &[(&str, &str)] = &[
         "the Istio version rotates with known caveats",
     ),
     (
+        "ambient-multicluster-shared-root",
+        "an ambient mesh of several clusters: every cluster's cacerts must carry every root in use",
+    ),
+    (
         "cert-source-invalid",
         "a certificate has neither or both of generate and import",
     ),
@@ -362,6 +366,20 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
         (current_root.as_ref(), new_root.as_ref()),
         mesh.secret_format,
     );
+    // istio-2026 §2 (istio/istio#61719, open): in ambient multicluster ztunnel ignores
+    // meshConfig.caCertificates, so every root a peer cluster uses must be in each cluster's
+    // cacerts bundle. rootroll renders one shared bundle per phase (bundle-shared checks it).
+    if mesh.data_plane == DataPlane::Ambient && spec.clusters.value.len() > 1 {
+        ctx.d.warn(
+            "ambient-multicluster-shared-root",
+            loc(&spec.clusters),
+            format!(
+                "note: ambient with {} clusters: ztunnel ignores meshConfig.caCertificates (istio/istio#61719), so every cluster's cacerts must carry every root any peer uses",
+                spec.clusters.value.len()
+            ),
+            "rootroll renders the same root bundle for every cluster in each phase and bundle-shared verifies it: keep all clusters of the mesh in this one plan",
+        );
+    }
     let expiry = check_expiry(ctx, &spec.rollout);
     let waves = check_waves(ctx, &spec.rollout, &spec.clusters);
     Some(Plan {

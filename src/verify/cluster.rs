@@ -225,6 +225,8 @@ async fn read_proxies(
             let _permit = sem.acquire_owned().await;
             let dump = if !running {
                 Err("pod is not running".to_string())
+            } else if kind == "agentgateway" {
+                Err("agentgateway has no Envoy config_dump".to_string())
             } else {
                 let path = if kind == "ztunnel" {
                     "/config_dump"

@@ -12,6 +12,9 @@
 //! DIR/proxy-config/<namespace>/<pod>.json istioctl proxy-config secret <pod>.<namespace> -o json
 //! DIR/ztunnel-config/<pod>.json           istioctl ztunnel-config certificates <pod>.<namespace> -o json
 //! ```
+//! Pods of an agentgateway GatewayClass have no Envoy dump: nothing is read for them, and
+//! `proxies-verified` lists them as not verified.
+//!
 //! A missing file is a failed gate for what it would have shown, never a pass, and its hint
 //! names the file and the command that collects it (not the RBAC a live run needs).
 //!
@@ -174,6 +177,16 @@ pub fn snapshot(dir: &Path, istio_namespace: &str, secret_name: &str) -> Snapsho
                     pod: name,
                     kind: kind.to_string(),
                     dump: Err(why),
+                });
+                continue;
+            }
+            if kind == "agentgateway" {
+                // Not Envoy: nothing to read (proxies-verified lists it, istio-2026 §1).
+                proxies.push(ProxyDump {
+                    namespace: ns,
+                    pod: name,
+                    kind: kind.to_string(),
+                    dump: Err("agentgateway has no Envoy config_dump".to_string()),
                 });
                 continue;
             }

@@ -379,7 +379,9 @@ fn offline_case(code: Code) -> Option<OfflineCase> {
         | Code::ZtunnelReadable
         | Code::ZtunnelTrustsNewRoot
         | Code::ZtunnelLeafNewIssuer
-        | Code::SoakTime => unreachable!("{code} is a live gate"),
+        | Code::SoakTime
+        | Code::ZtunnelRestarted
+        | Code::ProxiesVerified => unreachable!("{code} is a live gate"),
     }
 }
 
@@ -508,7 +510,10 @@ impl LiveBase {
                     "apiVersion": "v1", "kind": "Pod",
                     "metadata": {"name": name, "namespace": "istio-system", "labels": {"app": "ztunnel"}},
                     "spec": {"containers": [{"name": "istio-proxy", "image": "docker.io/istio/ztunnel:1.28.0"}]},
-                    "status": {"phase": "Running"}
+                    // Restarted a day ago, after every phase was applied (a week ago).
+                    "status": {"phase": "Running", "startTime": ago(86_400), "containerStatuses": [
+                        {"name": "istio-proxy", "ready": true, "restartCount": 0, "image": "docker.io/istio/ztunnel:1.28.0", "imageID": "", "state": {"running": {"startedAt": ago(86_400)}}}
+                    ]}
                 }));
                 ztunnels.insert(name, ztunnel_dump(out, cluster, phase, phase));
             }
@@ -541,9 +546,10 @@ fn ago(secs: i64) -> String {
 /// The failing case of every live gate. No wildcard arm: a new live gate needs one.
 fn live_case(code: Code, b: &LiveBase) -> LiveCase {
     let mut c = match code {
-        Code::ZtunnelReadable | Code::ZtunnelTrustsNewRoot | Code::ZtunnelLeafNewIssuer => {
-            b.healthy("ambient", 3)
-        }
+        Code::ZtunnelReadable
+        | Code::ZtunnelTrustsNewRoot
+        | Code::ZtunnelLeafNewIssuer
+        | Code::ZtunnelRestarted => b.healthy("ambient", 3),
         Code::ProxyTrustsRoots => b.healthy("demo", 2),
         _ => b.healthy("demo", 3),
     };
@@ -608,6 +614,18 @@ fn live_case(code: Code, b: &LiveBase) -> LiveCase {
         // The phase was applied a minute ago.
         Code::SoakTime => {
             c.objects.secret["metadata"]["managedFields"][0]["time"] = json!(ago(60));
+        }
+        // ztunnel 1.28.0 (no CA root reload) has run since before phase 3 was applied.
+        Code::ZtunnelRestarted => {
+            let z = &mut o.get_mut("pods.json").unwrap()["items"][3]["status"];
+            z["containerStatuses"][0]["state"]["running"]["startedAt"] = json!(ago(8 * 86_400));
+        }
+        // A pod of the istio-agentgateway GatewayClass: not Envoy, so not verified.
+        Code::ProxiesVerified => {
+            o.get_mut("pods.json").unwrap()["items"]
+                .as_array_mut()
+                .unwrap()
+                .push(crate::live::agentgateway_pod());
         }
         Code::ClustersPresent
         | Code::PointerValid

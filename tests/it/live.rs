@@ -145,6 +145,21 @@ pub(crate) fn ztunnel_dump(out: &Path, cluster: &str, leaf_phase: u8, trust_phas
     }]})
 }
 
+/// A pod Istio's gateway controller deploys for a Gateway of the `istio-agentgateway` class
+/// (istio-2026 §1): labelled with its class, running agentgateway, no `istio-proxy`.
+pub(crate) fn agentgateway_pod() -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "ai-gw-agentgateway-5c7d9-x2x8q", "namespace": "shop", "labels": {
+            "gateway.networking.k8s.io/gateway-name": "ai-gw",
+            "gateway.networking.k8s.io/gateway-class-name": "istio-agentgateway",
+            "gateway.istio.io/managed": "istio.io-gateway-controller"}},
+        "spec": {"containers": [{"name": "agentgateway", "image": "cr.agentgateway.dev/agentgateway:0.9.0",
+            "ports": [{"containerPort": 15000, "name": "admin"}]}]},
+        "status": {"phase": "Running", "startTime": ago(86_400)}
+    })
+}
+
 fn ago(secs: i64) -> String {
     (OffsetDateTime::now_utc() - time::Duration::seconds(secs))
         .format(&Rfc3339)
@@ -572,7 +587,9 @@ fn ambient_ztunnel_identities_must_follow_each_phase() {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": format!("ztunnel-{i}"), "namespace": "istio-system", "labels": {"app": "ztunnel"}},
             "spec": {"containers": [{"name": "istio-proxy", "image": "docker.io/istio/ztunnel:1.28.0"}]},
-            "status": {"phase": "Running"}
+            "status": {"phase": "Running", "startTime": ago(86_400), "containerStatuses": [
+                {"name": "istio-proxy", "ready": true, "restartCount": 0, "image": "docker.io/istio/ztunnel:1.28.0", "imageID": "", "state": {"running": {"startedAt": ago(86_400)}}}
+            ]}
         }));
     }
     let proxies: BTreeMap<String, Value> = c
@@ -1308,7 +1325,8 @@ fn pods_that_cannot_be_listed_fail_once_and_proxy_gates_are_not_checked() {
             "proxy-readable",
             "proxy-trusts-roots",
             "proxy-leaf-new-issuer",
-            "no-restart"
+            "no-restart",
+            "proxies-verified"
         ]
     );
     for (_, why) in &skipped {
@@ -1578,5 +1596,360 @@ fn from_dump_hints_name_the_missing_file_and_its_collect_command() {
             .unwrap()
             .len(),
         1
+    );
+}
+
+/// An ambient cluster in `phase` with a waypoint (a real Envoy's dump) and two ztunnels
+/// (`ztunnel:{version}`, started `started_secs` ago; the phase was applied a week ago).
+fn ambient_case(
+    r: &Rendered,
+    envoy: &mut EnvoyPair,
+    phase: u8,
+    version: &str,
+    started_secs: i64,
+) -> (Cluster, BTreeMap<String, Value>, BTreeMap<String, Value>) {
+    let waypoint = envoy_dump(envoy, &r.out, "ambient", phase);
+    let mut c = healthy(&r.out, "ambient", phase, 1);
+    let pods = c.objects.get_mut("pods.json").unwrap()["items"]
+        .as_array_mut()
+        .unwrap();
+    let image = format!("docker.io/istio/ztunnel:{version}");
+    for i in 0..2 {
+        pods.push(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("ztunnel-{i}"), "namespace": "istio-system", "labels": {"app": "ztunnel"}},
+            "spec": {"containers": [{"name": "istio-proxy", "image": image}]},
+            "status": {"phase": "Running", "startTime": ago(started_secs), "containerStatuses": [
+                {"name": "istio-proxy", "ready": true, "restartCount": 0, "image": image, "imageID": "", "state": {"running": {"startedAt": ago(started_secs)}}}
+            ]}
+        }));
+    }
+    let proxies = c
+        .sidecars
+        .iter()
+        .map(|(_, p)| (p.clone(), waypoint.clone()))
+        .collect();
+    let z = ztunnel_dump(&r.out, "ambient", phase, phase);
+    let ztunnels = [
+        ("ztunnel-0".to_string(), z.clone()),
+        ("ztunnel-1".to_string(), z),
+    ]
+    .into();
+    (c, proxies, ztunnels)
+}
+
+fn run_ambient(
+    r: &Rendered,
+    c: &Cluster,
+    proxies: &BTreeMap<String, Value>,
+    ztunnels: &BTreeMap<String, Value>,
+    phase: u8,
+) -> (Option<i32>, Vec<String>, Value) {
+    let d = tempfile::tempdir().unwrap();
+    write_dump_with(d.path(), c, proxies, ztunnels);
+    verify_dump_cluster(&r.out, d.path(), "ambient", phase)
+}
+
+/// A ztunnel whose CA client lost istiod (ztunnel #1679) shows its certificate `Unavailable`:
+/// ztunnel-readable fails and names the pod and the identity; `Available` passes.
+#[test]
+fn ztunnel_unavailable_certificates_fail_naming_pod_and_identity() {
+    let r = render_now("plans/ambient.yaml");
+    let mut envoy = EnvoyPair::start();
+    let (c, proxies, mut z) = ambient_case(&r, &mut envoy, 3, "1.30.1", 86_400);
+    let (code, failed, v) = run_ambient(&r, &c, &proxies, &z, 3);
+    assert_eq!((code, failed), (Some(0), vec![]), "{v:#}");
+
+    let mut stuck = z["ztunnel-1"].clone();
+    stuck["certificates"][0]["state"] =
+        json!("Unavailable: the identity is no longer needed, but got cancelled");
+    stuck["certificates"][0]["certChain"] = json!([]);
+    z.insert("ztunnel-1".into(), stuck);
+    let (code, failed, v) = run_ambient(&r, &c, &proxies, &z, 3);
+    assert_eq!(code, Some(1));
+    assert_eq!(failed, ["ztunnel-readable"], "{v:#}");
+    let f = finding(&v, "ztunnel-readable");
+    let id = "istio-system/ztunnel-1 spiffe://cluster.local/ns/shop/sa/web";
+    assert!(f["message"].as_str().unwrap().contains(id), "{f}");
+    assert!(
+        f["message"].as_str().unwrap().contains("Unavailable"),
+        "{f}"
+    );
+    assert_eq!(
+        f["details"],
+        json!([format!(
+            "{id}: Unavailable: the identity is no longer needed, but got cancelled"
+        )])
+    );
+    assert!(
+        f["hint"]
+            .as_str()
+            .unwrap()
+            .contains("restart the ztunnel DaemonSet"),
+        "{f}"
+    );
+    // Every certificate Unavailable: nothing left to judge, so the trust gates are not
+    // checked (never "all 0 identities trust").
+    let stuck = z["ztunnel-1"].clone();
+    z.insert("ztunnel-0".into(), stuck);
+    let (_, failed, v) = run_ambient(&r, &c, &proxies, &z, 3);
+    assert_eq!(failed, ["ztunnel-readable"], "{v:#}");
+    let skipped: Vec<String> = not_checked(&v).into_iter().map(|(c, _)| c).collect();
+    assert_eq!(
+        skipped,
+        ["ztunnel-trusts-new-root", "ztunnel-leaf-new-issuer"]
+    );
+}
+
+/// istio-2026 §2: ztunnel below 1.24.6 / 1.25.3 / 1.26.0 trusts one root (prereq-versions);
+/// below 1.28.6 / 1.29.2 / 1.30.0 it must have started after phase 3 was applied
+/// (ztunnel-restarted), judged from the pods' start times.
+#[test]
+fn ztunnel_version_thresholds_fail_prereq_versions_and_require_a_restart_after_phase_3() {
+    let r = render_now("plans/ambient.yaml");
+    let mut envoy = EnvoyPair::start();
+    let week = 7 * 86_400;
+    for (version, single_root) in [
+        ("1.23.9", true),
+        ("1.24.5", true),
+        ("1.24.6", false),
+        ("1.25.2", true),
+        ("1.25.3", false),
+        ("1.26.0", false),
+    ] {
+        let (c, proxies, z) = ambient_case(&r, &mut envoy, 1, version, 86_400);
+        let (_, failed, v) = run_ambient(&r, &c, &proxies, &z, 1);
+        assert_eq!(
+            failed.contains(&"prereq-versions".to_string()),
+            single_root,
+            "ztunnel {version}: {v:#}"
+        );
+        if single_root {
+            let f = v["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["code"] == "prereq-versions" && f["passed"] == false)
+                .unwrap();
+            assert!(
+                f["details"][0]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("istio-system/ztunnel-0: ztunnel"),
+                "{f}"
+            );
+        }
+    }
+    // Started a day before phase 3 was applied (8 days ago): only reloading ztunnels pass.
+    for (version, reloads) in [
+        ("1.27.9", false),
+        ("1.28.5", false),
+        ("1.28.6", true),
+        ("1.29.1", false),
+        ("1.29.2", true),
+        ("1.30.0", true),
+        ("latest", false),
+    ] {
+        let (c, proxies, z) = ambient_case(&r, &mut envoy, 3, version, week + 86_400);
+        let (code, failed, v) = run_ambient(&r, &c, &proxies, &z, 3);
+        let f = finding(&v, "ztunnel-restarted");
+        assert_eq!(f["passed"], reloads, "ztunnel {version}: {f}");
+        if reloads {
+            assert_eq!(code, Some(0), "{v:#}");
+        } else {
+            assert_eq!(failed, ["ztunnel-restarted"], "ztunnel {version}: {v:#}");
+            assert_eq!(f["details"].as_array().unwrap().len(), 2, "{f}");
+            assert!(
+                f["details"][0]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("istio-system/ztunnel-0: ztunnel"),
+                "{f}"
+            );
+            assert!(
+                f["hint"]
+                    .as_str()
+                    .unwrap()
+                    .contains("rollout restart daemonset/ztunnel")
+            );
+        }
+    }
+    // 1.28.0 restarted a day ago, after the phase: passes, from the container or the pod.
+    let (mut c, proxies, z) = ambient_case(&r, &mut envoy, 3, "1.28.0", 86_400);
+    let (_, failed, v) = run_ambient(&r, &c, &proxies, &z, 3);
+    assert_eq!(failed, Vec::<String>::new(), "{v:#}");
+    let items = c.objects.get_mut("pods.json").unwrap()["items"]
+        .as_array_mut()
+        .unwrap();
+    let n = items.len();
+    items[n - 1]["status"]
+        .as_object_mut()
+        .unwrap()
+        .remove("containerStatuses");
+    let (_, failed, v) = run_ambient(&r, &c, &proxies, &z, 3);
+    assert_eq!(failed, Vec::<String>::new(), "pod startTime only: {v:#}");
+    // No start time at all: unknown is not a pass.
+    items_of(&mut c)[n - 1]["status"]
+        .as_object_mut()
+        .unwrap()
+        .remove("startTime");
+    let (_, failed, v) = run_ambient(&r, &c, &proxies, &z, 3);
+    assert_eq!(failed, ["ztunnel-restarted"], "{v:#}");
+    assert!(
+        finding(&v, "ztunnel-restarted")["details"][0]
+            .as_str()
+            .unwrap()
+            .contains("start time is unknown")
+    );
+}
+
+fn items_of(c: &mut Cluster) -> &mut Vec<Value> {
+    c.objects.get_mut("pods.json").unwrap()["items"]
+        .as_array_mut()
+        .unwrap()
+}
+
+/// `plan` and ROLLOUT.md explain the ztunnel versions and timing, quoting the thresholds.
+#[test]
+fn plan_and_rollout_md_quote_the_ztunnel_thresholds() {
+    let o = rootroll(&["plan", "plans/ambient.yaml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = render_now("plans/ambient.yaml");
+    let md = std::fs::read_to_string(r.out.join("ROLLOUT.md")).unwrap();
+    for text in [stdout(&o), md] {
+        assert!(
+            text.contains("ztunnel ≥ 1.24.6 / 1.25.3 / 1.26.0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ztunnel below 1.28.6 / 1.29.2 / 1.30.0 must restart after this phase"),
+            "{text}"
+        );
+        assert!(text.contains("ztunnel-restarted"), "{text}");
+    }
+    let o = rootroll(&["plan", "plans/demo.yaml"]);
+    assert!(!stdout(&o).contains("1.28.6"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("ztunnel-restarted"), "{}", stdout(&o));
+}
+
+/// Runs `verify live --from-dump` with `--strict`.
+fn verify_dump_strict(out: &Path, dump: &Path, phase: u8) -> (Option<i32>, Value) {
+    let at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap();
+    let o = rootroll_at(
+        &at,
+        &[
+            "verify",
+            "live",
+            out.to_str().unwrap(),
+            "--cluster",
+            "demo",
+            "--phase",
+            &phase.to_string(),
+            "--from-dump",
+            dump.to_str().unwrap(),
+            "--format",
+            "json",
+            "--strict",
+        ],
+    );
+    let v: Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|_| panic!("{}{}", stdout(&o), stderr(&o)));
+    (o.status.code(), v)
+}
+
+/// istio-2026 §1: agentgateway pods, and a proxy whose admin dump is not Envoy's, are listed
+/// as not verified with the reason: a warning (exit 0), an error with --strict, never a pass.
+#[test]
+fn agentgateway_and_non_envoy_proxies_are_not_verified_a_warning_or_an_error_with_strict() {
+    let r = render_now("plans/demo.yaml");
+    let mut envoy = EnvoyPair::start();
+    let dump3 = envoy_dump(&mut envoy, &r.out, "demo", 3);
+    let mut c = healthy(&r.out, "demo", 3, 2);
+    let mut proxies: BTreeMap<String, Value> = c
+        .sidecars
+        .iter()
+        .map(|(_, p)| (p.clone(), dump3.clone()))
+        .collect();
+    let d = tempfile::tempdir().unwrap();
+    write_dump(d.path(), &c, &proxies);
+    assert_eq!(verify_dump_strict(&r.out, d.path(), 3).0, Some(0));
+    assert_eq!(
+        finding(&verify_dump(&r.out, d.path(), 3).2, "proxies-verified")["passed"],
+        true
+    );
+
+    items_of(&mut c).push(agentgateway_pod());
+    // web-0001's admin port answers, but not as Envoy (agentgateway's own dump shape).
+    proxies.insert(
+        "web-0001".into(),
+        json!({"binds": [], "workloads": [], "services": [], "policies": []}),
+    );
+    let d = tempfile::tempdir().unwrap();
+    write_dump(d.path(), &c, &proxies);
+    let (code, failed, v) = verify_dump(&r.out, d.path(), 3);
+    assert_eq!((code, failed), (Some(0), vec![]), "a warning: {v:#}");
+    let f = finding(&v, "proxies-verified");
+    assert_eq!(
+        (f["passed"].clone(), f["severity"].clone()),
+        (json!(false), json!("warning"))
+    );
+    assert_eq!(
+        f["details"],
+        json!([
+            "shop/web-0001 (sidecar): not verified, its admin dump is not an Envoy config_dump (no envoy.admin configs, no dynamic active secrets)",
+            "shop/ai-gw-agentgateway-5c7d9-x2x8q (agentgateway): not verified, a pod of an agentgateway GatewayClass: agentgateway is not Envoy and has no Envoy config_dump",
+        ]),
+        "{f}"
+    );
+    // The other gates judge the one Envoy left and say nothing of the unread ones.
+    assert_eq!(finding(&v, "proxy-readable")["passed"], true);
+    assert!(
+        finding(&v, "proxy-trusts-roots")["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("all 1 ")
+    );
+    let (code, v) = verify_dump_strict(&r.out, d.path(), 3);
+    assert_eq!(code, Some(1), "--strict: {v:#}");
+}
+
+/// istio/istio#61719: an ambient plan of several clusters notes the shared-root requirement
+/// in validation and in ROLLOUT.md; one cluster, or a sidecar mesh, does not.
+#[test]
+fn ambient_multicluster_plans_state_the_shared_root_requirement() {
+    let d = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join("plans/ambient.yaml")).unwrap();
+    let two = format!(
+        "{text}    - name: east\n      intermediates:\n        current: {{generate: {{algorithm: rsa-2048}}}}\n        new: {{generate: {{algorithm: ecdsa-p256}}}}\n"
+    );
+    let plan = d.path().join("ambient-2.yaml");
+    std::fs::write(&plan, two).unwrap();
+    let o = rootroll(&["plan", plan.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(all.contains("ambient-multicluster-shared-root"), "{all}");
+    assert!(all.contains("istio/istio#61719"), "{all}");
+    let single = rootroll(&["plan", "plans/ambient.yaml"]);
+    let single = format!("{}{}", stdout(&single), stderr(&single));
+    assert!(
+        !single.contains("ambient-multicluster-shared-root"),
+        "{single}"
+    );
+
+    let r = render_now(plan.to_str().unwrap());
+    let md = std::fs::read_to_string(r.out.join("ROLLOUT.md")).unwrap();
+    assert!(
+        md.contains("**Ambient multicluster: shared roots.**"),
+        "{md}"
+    );
+    assert!(md.contains("`bundle-shared`"), "{md}");
+    let r = render_now("plans/ambient.yaml");
+    let md = std::fs::read_to_string(r.out.join("ROLLOUT.md")).unwrap();
+    assert!(!md.contains("Ambient multicluster"), "{md}");
+    let o = rootroll(&["explain", "bundle-shared"]);
+    assert!(
+        stdout(&o).contains("shared-root requirement"),
+        "{}",
+        stdout(&o)
     );
 }

@@ -68,9 +68,28 @@ pub fn envoy_secrets(dump: &serde_json::Value) -> Result<(Ders, Ders), String> {
     Ok((pem_blocks(&root), pem_blocks(&chain)))
 }
 
-/// ztunnel identities: (identity, rootCerts, certChain) from its config_dump or
-/// `istioctl ztunnel-config certificates -o json`.
-pub fn ztunnel_certs(dump: &serde_json::Value) -> Result<Vec<(String, Ders, Ders)>, String> {
+/// One identity a ztunnel holds, from its `config_dump` (`src/admin.rs` `CertsDump`, facts §7.3).
+#[derive(Debug, Clone)]
+pub struct ZtunnelCert {
+    /// The SPIFFE identity.
+    pub identity: String,
+    /// `Available`, `Initializing` or `Unavailable: <err>`; empty when the dump has none.
+    pub state: String,
+    /// `rootCerts` (DER).
+    pub roots: Ders,
+    /// `certChain`, leaf first (DER).
+    pub chain: Ders,
+}
+
+impl ZtunnelCert {
+    /// ztunnel could not fetch this certificate (its CA client failed, istio-2026 §2).
+    pub fn unavailable(&self) -> bool {
+        self.state.starts_with("Unavailable")
+    }
+}
+
+/// ztunnel identities from its config_dump or `istioctl ztunnel-config certificates -o json`.
+pub fn ztunnel_certs(dump: &serde_json::Value) -> Result<Vec<ZtunnelCert>, String> {
     let certs = if dump.is_array() {
         Some(dump)
     } else {
@@ -91,24 +110,35 @@ pub fn ztunnel_certs(dump: &serde_json::Value) -> Result<Vec<(String, Ders, Ders
     };
     Ok(certs
         .iter()
-        .map(|c| {
-            let chain = list(
-                c.get("certChain")
-                    .or_else(|| c.get("cert_chain"))
-                    .unwrap_or(&serde_json::Value::Null),
-            );
-            let roots = list(
+        .map(|c| ZtunnelCert {
+            identity: c["identity"].as_str().unwrap_or("?").to_string(),
+            state: c["state"].as_str().unwrap_or_default().to_string(),
+            roots: list(
                 c.get("rootCerts")
                     .or_else(|| c.get("root_certs"))
                     .unwrap_or(&serde_json::Value::Null),
-            );
-            (
-                c["identity"].as_str().unwrap_or("?").to_string(),
-                roots,
-                chain,
-            )
+            ),
+            chain: list(
+                c.get("certChain")
+                    .or_else(|| c.get("cert_chain"))
+                    .unwrap_or(&serde_json::Value::Null),
+            ),
         })
         .collect())
+}
+
+/// `true` when the dump is an Envoy admin dump: a `config_dump` whose `configs` carry
+/// `envoy.admin` types, or istioctl's secret output (`dynamicActiveSecrets`). Anything else
+/// answered on the admin port is not an Envoy rootroll can read (istio-2026 §1, agentgateway).
+pub fn is_envoy_dump(dump: &serde_json::Value) -> bool {
+    let typed = dump["configs"].as_array().is_some_and(|cs| {
+        cs.iter().any(|c| {
+            c["@type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("type.googleapis.com/envoy.admin."))
+        })
+    });
+    typed || find_key(dump, &["dynamicActiveSecrets", "dynamic_active_secrets"]).is_some()
 }
 
 /// `true` when the chain's leaf carries an authority key identifier equal to `skid` (the

@@ -28,9 +28,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use time::OffsetDateTime;
 
-pub use admin::{envoy_secrets, ztunnel_certs};
+pub use admin::{ZtunnelCert, envoy_secrets, is_envoy_dump, ztunnel_certs};
 pub use pods::proxy_kind;
-pub use prereq::{image_version, version_problem};
+pub use prereq::{image_version, version_problem, ztunnel_reloads_ca_root};
 
 use super::Report;
 use crate::duration::Span;
@@ -50,7 +50,7 @@ pub struct ProxyDump {
     pub namespace: String,
     /// Name of the proxy's pod.
     pub pod: String,
-    /// `sidecar`, `gateway`, `waypoint` or `ztunnel`.
+    /// `sidecar`, `gateway`, `waypoint`, `ztunnel` or `agentgateway`.
     pub kind: String,
     /// The admin `config_dump` (or ztunnel's), or why it could not be read.
     pub dump: Fetched<serde_json::Value>,
@@ -238,6 +238,10 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
         r.findings.extend(ztunnel::identities(s, e, &blocked));
     }
     r.findings.extend(soak::since_applied(s, e, now, &blocked));
+    if e.ambient && e.phase == 3 {
+        r.push(ztunnel::restarted(s, e, &blocked));
+    }
+    r.push(proxy::unverified(s, e, &blocked));
     // A dump names the file to collect where a live cluster would need more RBAC.
     for f in r.findings.iter_mut().filter(|f| f.is_failure()) {
         if let Some(hint) = s.unread_hints.get(f.code.as_str())

@@ -34,6 +34,8 @@ pub fn version_problem(component: &str, v: IstioVersion) -> Option<String> {
             String::from(v)
         ));
     }
+    // istio-2026 §2 (multi-root trust, ztunnel #1510): ztunnel below 1.24.6 / 1.25.3 / 1.26.0
+    // trusts only the first root of a bundle, so an ambient rotation cannot work on it.
     if component == "ztunnel" {
         let ok = (maj, min) >= (1, 26)
             || (maj, min) == (1, 25) && patch >= 3
@@ -46,6 +48,15 @@ pub fn version_problem(component: &str, v: IstioVersion) -> Option<String> {
         }
     }
     None
+}
+
+/// istio-2026 §2 (CA client reload, ztunnel #1775): from 1.28.6 / 1.29.2 / 1.30.0 ztunnel
+/// rebuilds its CA channel when `root-cert.pem` changes; below, it must restart after phase 3.
+pub fn ztunnel_reloads_ca_root(v: IstioVersion) -> bool {
+    let (maj, min, patch) = (v.major, v.minor, v.patch.unwrap_or(0));
+    (maj, min) >= (1, 30)
+        || (maj, min) == (1, 29) && patch >= 2
+        || (maj, min) == (1, 28) && patch >= 6
 }
 
 fn is_istiod(d: &Deployment) -> bool {
@@ -216,7 +227,7 @@ pub(super) fn data_plane(s: &Snapshot, e: &Expectation) -> Vec<Finding> {
 fn xds_agent_pods(c: &str, pods: &[Pod]) -> Finding {
     let proxies: Vec<&Pod> = pods
         .iter()
-        .filter(|p| matches!(proxy_kind(p), Some(k) if k != "ztunnel"))
+        .filter(|p| matches!(proxy_kind(p), Some(k) if k != "ztunnel" && k != "agentgateway"))
         .collect();
     let lacking: Vec<String> = proxies
         .iter()

@@ -2,12 +2,14 @@
 //! ROOTCA holds exactly the phase's roots) and, from phase 3, `proxy-leaf-new-issuer`. The
 //! trust and leaf gates judge the proxies that could be read; they are not checked when pods
 //! could not be listed, when none could be read, or when the live Secret is another phase.
+//! `proxies-verified` lists the proxies rootroll cannot read at all (agentgateway pods, admin
+//! dumps that are not Envoy's): a warning, an error with `--strict`, never a pass.
 
 use std::collections::BTreeSet;
 
 use super::super::common::{sha_set, some_names};
-use super::admin::{envoy_secrets, issued_by};
-use super::{Blocked, Expectation, Held, Snapshot, not_checked_all};
+use super::admin::{envoy_secrets, is_envoy_dump, issued_by};
+use super::{Blocked, Expectation, Held, ProxyDump, Snapshot, not_checked_all};
 use crate::gates::Code;
 use crate::verify::Finding;
 
@@ -21,7 +23,11 @@ pub(super) fn envoys(s: &Snapshot, e: &Expectation, blocked: &Blocked) -> Vec<Fi
         let all = std::iter::once(Code::ProxyReadable).chain(judged).collect();
         return not_checked_all(all, c, why);
     }
-    let envoys: Vec<_> = s.proxies.iter().filter(|p| p.kind != "ztunnel").collect();
+    let envoys: Vec<_> = s
+        .proxies
+        .iter()
+        .filter(|p| p.kind != "ztunnel" && not_envoy(p).is_none())
+        .collect();
     let mut read = Vec::new();
     let mut unread = Vec::new();
     for p in &envoys {
@@ -60,6 +66,55 @@ pub(super) fn envoys(s: &Snapshot, e: &Expectation, blocked: &Blocked) -> Vec<Fi
         f.message.push_str(&rest);
     }
     out
+}
+
+/// Why rootroll cannot read this proxy as an Envoy, if it cannot (istio-2026 §1).
+fn not_envoy(p: &ProxyDump) -> Option<String> {
+    if p.kind == "agentgateway" {
+        return Some(
+            "a pod of an agentgateway GatewayClass: agentgateway is not Envoy and has no Envoy config_dump"
+                .to_string(),
+        );
+    }
+    match &p.dump {
+        Ok(d) if p.kind != "ztunnel" && !is_envoy_dump(d) => Some(
+            "its admin dump is not an Envoy config_dump (no envoy.admin configs, no dynamic active secrets)"
+                .to_string(),
+        ),
+        _ => None,
+    }
+}
+
+/// `proxies-verified`: every proxy rootroll cannot read, with the reason.
+pub(super) fn unverified(s: &Snapshot, e: &Expectation, blocked: &Blocked) -> Finding {
+    let c = e.cluster.as_str();
+    if let Some(why) = &blocked.pods {
+        return Finding::not_checked(Code::ProxiesVerified, c, why);
+    }
+    let not: Vec<(String, String)> = s
+        .proxies
+        .iter()
+        .filter_map(|p| {
+            not_envoy(p).map(|why| (format!("{}/{} ({})", p.namespace, p.pod, p.kind), why))
+        })
+        .collect();
+    let names: Vec<String> = not.iter().map(|(id, _)| id.clone()).collect();
+    let message = if not.is_empty() {
+        format!(
+            "all {} proxies are Envoy or ztunnel, which rootroll reads",
+            s.proxies.len()
+        )
+    } else {
+        format!(
+            "{} prox(ies) not verified: rootroll cannot read them: {}",
+            not.len(),
+            some_names(&names)
+        )
+    };
+    let details = not
+        .iter()
+        .map(|(id, why)| format!("{id}: not verified, {why}"));
+    Finding::new(Code::ProxiesVerified, not.is_empty(), c, message).details(details.collect())
 }
 
 fn readable(c: &str, n: usize, unread: &[(String, String)]) -> Finding {

@@ -122,7 +122,7 @@ fn latest_managed(meta: &ObjectMeta) -> Option<i64> {
 
 /// When the phase was applied: the Secret's last managed-fields time, else the newest
 /// istio-ca-root-cert write.
-fn applied_time(s: &Snapshot) -> Option<OffsetDateTime> {
+pub(super) fn applied_time(s: &Snapshot) -> Option<OffsetDateTime> {
     let secs = match &s.secret {
         Some(Ok(Some(sec))) => latest_managed(&sec.metadata),
         _ => s
