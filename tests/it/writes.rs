@@ -262,6 +262,23 @@ fn a_staged_pointer_left_by_an_interrupted_promote_is_refused_by_name() {
 /// Waits (up to 10 s) until no process runs in `dir` (`git -C dir …` children of a killed
 /// rootroll keep running).
 fn wait_for_processes_in(dir: &Path) {
+    wait_for_processes(dir, None);
+}
+
+/// The process group of a `/proc/PID/stat` line (field 5; the command, field 2, may hold
+/// spaces and parentheses, so fields are counted after its last `)`).
+fn process_group(stat: &str) -> Option<u32> {
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+/// Waits until no process runs in `dir`, and none of process group `group`: a git that a
+/// killed rootroll had forked but not yet moved into `dir` is still in its group.
+fn wait_for_processes(dir: &Path, group: Option<u32>) {
     let dir = std::fs::canonicalize(dir).unwrap();
     let until = Instant::now() + Duration::from_secs(10);
     while Instant::now() < until {
@@ -273,7 +290,11 @@ fn wait_for_processes_in(dir: &Path) {
                     .to_string_lossy()
                     .bytes()
                     .all(|b| b.is_ascii_digit())
-                    && std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c.starts_with(&dir))
+                    && (std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c.starts_with(&dir))
+                        || group.is_some_and(|g| {
+                            std::fs::read_to_string(e.path().join("stat"))
+                                .is_ok_and(|s| process_group(&s) == Some(g))
+                        }))
             });
         if !busy {
             return;
@@ -308,12 +329,16 @@ fn promote_commit_killed_at_any_point_leaves_the_old_pointer_or_the_new_one() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let delay = Duration::from_micros(seed % (full.as_micros() as u64 * 12 / 10 + 1));
-        let mut child = promote_commit(&out, "2").spawn().unwrap();
+        // Its own process group, so that the git it forks is found even before it runs in d.
+        let mut child =
+            std::os::unix::process::CommandExt::process_group(&mut promote_commit(&out, "2"), 0)
+                .spawn()
+                .unwrap();
         std::thread::sleep(delay);
         let _ = child.kill();
         child.wait().unwrap();
         // A `git add` or `git commit` that rootroll started outlives it: let it finish.
-        wait_for_processes_in(d.path());
+        wait_for_processes(d.path(), Some(child.id()));
         let now = std::fs::read_to_string(&pointer).unwrap();
         assert!(
             now == old || now == new,
