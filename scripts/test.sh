@@ -41,12 +41,14 @@ trap 'rm -rf "$scan_dir"' EXIT
 ROOTROLL_TEST_OUTPUT_DIR="$scan_dir" cargo test --locked 2>&1 | tee "$scan_dir/cargo-test.log"
 bash scripts/scan-test-output.sh "$scan_dir"
 # Fuzzing on stable (fuzz/README.md): AFL++ through cargo-afl (installed when missing), every
-# target for FUZZ_SECONDS (default 30; 0 skips, for local runs) from its checked-in corpus
-# fuzz/corpus/<target>; a crash in any target fails the run (after all of them ran).
+# target for FUZZ_SECONDS (e.g. 30) from its checked-in corpus fuzz/corpus/<target>; a crash in
+# any target fails the run (after all of them ran). Opt-in (default 0) until a cold run fits
+# CI's budget: measured here, install 745 s + cold build 1433 s + 5 x 30 s campaigns 175 s on
+# top of the 364 s CI takes without them (fuzz/README.md).
 cp Cargo.lock fuzz/Cargo.lock
 CARGO_TARGET_DIR=target cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 CARGO_TARGET_DIR=target cargo test --manifest-path fuzz/Cargo.toml --lib
-fuzz_seconds=${FUZZ_SECONDS:-30}
+fuzz_seconds=${FUZZ_SECONDS:-0}
 [[ $fuzz_seconds =~ ^[0-9]+$ ]] || { echo "FUZZ_SECONDS must be a number of seconds"; exit 2; }
 if ((fuzz_seconds > 0)); then
   bash scripts/fuzz.sh build
