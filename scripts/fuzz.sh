@@ -10,6 +10,7 @@
 #   FUZZ_TIMEOUT_MS  one execution longer than this is a hang (default 2000: this machine's 2
 #                    cores are shared, so AFL++'s own calibration would call slow runs hangs)
 #   FUZZ_MAX_EXECS   stop after this many executions as well (AFL_EXIT_ON_TIME is not used)
+#   FUZZ_TARGET_DIR  where the instrumented targets are built (default target/afl)
 # Hangs are reported, and saved beside the crashes, but do not fail the run: on a loaded
 # machine a timeout is not proof of one. cargo-afl is installed with `cargo install --locked`
 # when it is missing (it builds the AFL++ copy shipped in the crate: cc and make).
@@ -43,11 +44,19 @@ if cargo afl fuzz -h 2>&1 | grep -q 'was not built'; then
 fi
 
 # The targets: instrumented, release, in their own target dir (the flags differ from every
-# other build), pinned to rootroll's own lock file (the fuzz crate adds only afl to it).
+# other build), pinned to rootroll's own lock file (the fuzz crate adds only afl to it). They
+# link rootroll's library without its features (no command line, no cluster client), and
+# `--target` keeps cargo-afl's RUSTFLAGS off build scripts and proc macros, which then build
+# as plain host code instead of instrumented at opt-level 3. AFL_OPT_LEVEL (cargo-afl's own
+# knob, default here 1) and one codegen unit per 16 trade execution speed for build time:
+# CI builds cold every run (fuzz/README.md has the figures).
 cp Cargo.lock fuzz/Cargo.lock
-export CARGO_TARGET_DIR=target/afl
+export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-target/afl}
+host=$(rustc -vV | sed -n 's/^host: //p')
+bin_dir=$CARGO_TARGET_DIR/$host/release
 start=$(date +%s)
-cargo afl build --release --quiet --manifest-path fuzz/Cargo.toml --bins
+AFL_OPT_LEVEL=${AFL_OPT_LEVEL:-1} RUSTFLAGS="-C codegen-units=16 ${RUSTFLAGS:-}" \
+  cargo afl build --release --quiet --target "$host" --manifest-path fuzz/Cargo.toml --bins
 echo "fuzz: targets built in $(($(date +%s) - start)) s"
 [[ $target == build ]] && exit 0
 
@@ -66,7 +75,7 @@ ROOTROLL_FUZZ_SCRATCH="$scratch" \
   AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
   AFL_FAST_CAL=1 AFL_NO_WARN_INSTABILITY=1 \
   cargo afl fuzz -V "$seconds" -t "${FUZZ_TIMEOUT_MS:-2000}" "${extra[@]}" \
-  -i "fuzz/corpus/$target" -o "$out" -- "target/afl/release/$target" >"$log" 2>&1
+  -i "fuzz/corpus/$target" -o "$out" -- "$bin_dir/$target" >"$log" 2>&1
 rc=$?
 set -e
 
@@ -93,7 +102,7 @@ for kind in crashes hangs; do
   for f in $found; do
     sum=$(sha256sum "$f" | cut -c1-16)
     cp "$f" "$dest/$sum"
-    echo "fuzz: $kind input $dest/$sum (replay: target/afl/release/$target < $dest/$sum)"
+    echo "fuzz: $kind input $dest/$sum (replay: $bin_dir/$target < $dest/$sum)"
   done
 done
 if [[ $rc -ne 0 ]]; then

@@ -1,10 +1,13 @@
 //! Collecting a [`Snapshot`] from a live cluster with the `kube` client: paginated lists, the
 //! cacerts Secret, and every proxy's admin dump through a port-forward to port 15000 (as
-//! `istioctl proxy-config` does), with bounded concurrency.
+//! `istioctl proxy-config` does), with bounded concurrency. The admin GET is hyper's HTTP/1.1
+//! client over the port-forward stream, bounded in size ([`MAX_ADMIN_BODY`]) and time.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::{BodyExt, Limited};
+use hyper_util::rt::TokioIo;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
@@ -13,7 +16,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, ListParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::live::{Fetched, ProxyDump, Snapshot, proxy_kind};
 
@@ -29,20 +31,26 @@ fn describe(e: &kube::Error) -> String {
     }
 }
 
-/// `true` when the error means the API server could not be reached at all.
-pub fn is_unreachable(e: &str) -> bool {
-    !e.starts_with(|c: char| c.is_ascii_digit())
+/// A read kept for the gates: its value, or the error as they report it.
+fn fetched<T>(r: Result<T, kube::Error>) -> Fetched<T> {
+    r.map_err(|e| describe(&e))
+}
+
+/// `true` when the error means the API server could not be reached at all: it never
+/// answered with a status (a connection, TLS or auth error rather than an API error).
+fn is_unreachable(e: &kube::Error) -> bool {
+    !matches!(e, kube::Error::Api(_))
 }
 
 /// Lists every object, following `continue` tokens.
-async fn list_all<K>(api: &Api<K>, lp: ListParams) -> Fetched<Vec<K>>
+async fn list_all<K>(api: &Api<K>, lp: ListParams) -> Result<Vec<K>, kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
     let mut out = Vec::new();
     let mut lp = lp.limit(PAGE);
     loop {
-        let page = api.list(&lp).await.map_err(|e| describe(&e))?;
+        let page = api.list(&lp).await?;
         let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
         out.extend(page.items);
         match next {
@@ -52,55 +60,48 @@ where
     }
 }
 
-/// Minimal HTTP/1.1 GET over an established stream; handles Content-Length and chunked bodies.
-async fn http_get<S>(mut stream: S, path: &str) -> Result<Vec<u8>, String>
+/// Largest admin answer read: a ztunnel `config_dump` lists every workload of the mesh, a
+/// few kB each; anything larger is refused rather than held in memory.
+pub const MAX_ADMIN_BODY: usize = 128 << 20;
+
+/// One `GET path` over an established stream (the port-forward to the admin port) with
+/// hyper's HTTP/1.1 client: the body must be `200 OK` and at most `limit` bytes.
+async fn admin_get<S>(stream: S, path: &str, limit: usize) -> Result<Vec<u8>, String>
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(req.as_bytes())
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| e.to_string())?;
-    let mut buf = Vec::new();
-    stream
-        .read_to_end(&mut buf)
+        .map_err(|e| format!("admin HTTP handshake failed: {e}"))?;
+    // The connection task ends when the response is read and `sender` is dropped, or when the
+    // stream closes (the caller's timeout drops the port-forward).
+    let conn = tokio::spawn(conn);
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, "localhost")
+        .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+        .map_err(|e| format!("admin request for {path}: {e}"))?;
+    let response = sender
+        .send_request(request)
         .await
-        .map_err(|e| e.to_string())?;
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no HTTP response")?;
-    let head = String::from_utf8_lossy(&buf[..split]).to_string();
-    let body = &buf[split + 4..];
-    let status = head.lines().next().unwrap_or_default();
-    if !status.contains(" 200") {
-        return Err(format!("admin answered `{status}`"));
+        .map_err(|e| format!("admin GET {path} failed: {e}"))?;
+    let status = response.status();
+    if status != hyper::StatusCode::OK {
+        conn.abort();
+        return Err(format!("admin answered {status} to GET {path}"));
     }
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut out = Vec::new();
-        let mut rest = body;
-        loop {
-            let line_end = rest
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .ok_or("bad chunked body")?;
-            let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..line_end]).trim(), 16)
-                .map_err(|_| "bad chunk size")?;
-            rest = &rest[line_end + 2..];
-            if size == 0 {
-                return Ok(out);
+    let body = Limited::new(response.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                format!("admin answer to GET {path} is over {limit} bytes")
+            } else {
+                format!("admin answer to GET {path} broke off: {e}")
             }
-            if rest.len() < size {
-                return Err("truncated chunked body".into());
-            }
-            out.extend_from_slice(&rest[..size]);
-            rest = rest.get(size + 2..).unwrap_or_default();
-        }
-    }
+        })?
+        .to_bytes();
+    drop(sender);
+    conn.abort();
     Ok(body.to_vec())
 }
 
@@ -108,6 +109,7 @@ async fn admin_dump(
     pods: Api<Pod>,
     name: String,
     path: &'static str,
+    timeout: Duration,
 ) -> Fetched<serde_json::Value> {
     let work = async {
         let mut pf = pods
@@ -117,19 +119,29 @@ async fn admin_dump(
         let stream = pf
             .take_stream(ADMIN_PORT)
             .ok_or("port-forward gave no stream")?;
-        let body = http_get(stream, path).await?;
+        let body = admin_get(stream, path, MAX_ADMIN_BODY).await?;
         drop(pf);
         serde_json::from_slice(&body).map_err(|e| format!("admin config_dump is not JSON: {e}"))
     };
-    tokio::time::timeout(PROXY_TIMEOUT, work)
+    bounded(timeout, work).await
+}
+
+/// `work`'s answer, or a failure naming the timeout when it takes longer.
+async fn bounded<T>(
+    timeout: Duration,
+    work: impl std::future::Future<Output = Fetched<T>>,
+) -> Fetched<T> {
+    tokio::time::timeout(timeout, work)
         .await
-        .unwrap_or_else(|_| Err(format!("no answer within {}s", PROXY_TIMEOUT.as_secs())))
+        .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
 }
 
 /// Reports progress (done, total) while proxies are read.
 pub type Progress = Arc<dyn Fn(usize, usize) + Send + Sync>;
 
-/// Collects everything the live gates need.
+/// Collects everything the live gates need. A list that fails is kept as its reason (the
+/// gates that need it fail closed); when the pods cannot be listed because the API server was
+/// never reached, nothing can be judged and the collection stops.
 pub async fn snapshot(
     client: Client,
     istio_ns: &str,
@@ -137,49 +149,61 @@ pub async fn snapshot(
     read_secret: bool,
     concurrency: usize,
     progress: Progress,
-) -> Snapshot {
-    let deployments = list_all(
-        &Api::<Deployment>::namespaced(client.clone(), istio_ns),
-        ListParams::default(),
-    )
-    .await;
-    let istio_configmaps = list_all(
-        &Api::<ConfigMap>::namespaced(client.clone(), istio_ns),
-        ListParams::default(),
-    )
-    .await;
-    let pods = list_all(&Api::<Pod>::all(client.clone()), ListParams::default()).await;
+) -> Result<Snapshot, WatchError> {
+    let deployments = fetched(
+        list_all(
+            &Api::<Deployment>::namespaced(client.clone(), istio_ns),
+            ListParams::default(),
+        )
+        .await,
+    );
+    let istio_configmaps = fetched(
+        list_all(
+            &Api::<ConfigMap>::namespaced(client.clone(), istio_ns),
+            ListParams::default(),
+        )
+        .await,
+    );
+    let pods = match list_all(&Api::<Pod>::all(client.clone()), ListParams::default()).await {
+        Err(e) if is_unreachable(&e) => return Err(WatchError::Unreachable(e)),
+        other => fetched(other),
+    };
     let secret = if read_secret {
-        Some(
+        Some(fetched(
             Api::<Secret>::namespaced(client.clone(), istio_ns)
                 .get_opt(secret_name)
-                .await
-                .map_err(|e| describe(&e)),
-        )
+                .await,
+        ))
     } else {
         None
     };
-    let root_configmaps = list_all(
-        &Api::<ConfigMap>::all(client.clone()),
-        ListParams::default().fields("metadata.name=istio-ca-root-cert"),
-    )
-    .await;
-    let mutating_webhooks = list_all(
-        &Api::<MutatingWebhookConfiguration>::all(client.clone()),
-        ListParams::default(),
-    )
-    .await;
-    let validating_webhooks = list_all(
-        &Api::<ValidatingWebhookConfiguration>::all(client.clone()),
-        ListParams::default(),
-    )
-    .await;
+    let root_configmaps = fetched(
+        list_all(
+            &Api::<ConfigMap>::all(client.clone()),
+            ListParams::default().fields("metadata.name=istio-ca-root-cert"),
+        )
+        .await,
+    );
+    let mutating_webhooks = fetched(
+        list_all(
+            &Api::<MutatingWebhookConfiguration>::all(client.clone()),
+            ListParams::default(),
+        )
+        .await,
+    );
+    let validating_webhooks = fetched(
+        list_all(
+            &Api::<ValidatingWebhookConfiguration>::all(client.clone()),
+            ListParams::default(),
+        )
+        .await,
+    );
 
     let proxies = match &pods {
         Ok(pods) => read_proxies(&client, pods, concurrency, &progress).await,
         Err(_) => Vec::new(),
     };
-    Snapshot {
+    Ok(Snapshot {
         istio_namespace: istio_ns.to_string(),
         deployments,
         istio_configmaps,
@@ -190,7 +214,7 @@ pub async fn snapshot(
         validating_webhooks,
         proxies,
         unread_hints: std::collections::BTreeMap::new(),
-    }
+    })
 }
 
 /// Every proxy pod's admin dump, `concurrency` at a time, in pod order. A pod that is not
@@ -233,7 +257,13 @@ async fn read_proxies(
                 } else {
                     "/config_dump?mask=dynamic_active_secrets"
                 };
-                admin_dump(Api::<Pod>::namespaced(client, &ns), name, path).await
+                admin_dump(
+                    Api::<Pod>::namespaced(client, &ns),
+                    name,
+                    path,
+                    PROXY_TIMEOUT,
+                )
+                .await
             };
             (i, dump)
         });
@@ -343,9 +373,9 @@ pub struct Watch<'a> {
 /// What stops a live verification (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
-    /// The API server did not answer.
-    #[error("cannot reach the cluster: {0}")]
-    Unreachable(String),
+    /// The API server did not answer (no API status: a connection, TLS or auth error).
+    #[error("cannot reach the cluster")]
+    Unreachable(#[source] kube::Error),
 }
 
 /// Collects a snapshot and judges it; with a deadline, again every 10 s while a gate fails.
@@ -368,12 +398,7 @@ pub async fn watch(
             w.concurrency,
             progress.clone(),
         )
-        .await;
-        if let Err(e) = &snap.pods
-            && is_unreachable(e)
-        {
-            return Err(WatchError::Unreachable(e.clone()));
-        }
+        .await?;
         let report = super::live::gates(&snap, expectation, (w.now)());
         let retry =
             report.failed(w.strict) && w.deadline.is_some_and(|d| std::time::Instant::now() < d);
@@ -388,5 +413,112 @@ pub async fn watch(
             .collect();
         on_retry(&failing);
         tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// An admin endpoint on the far side of an in-memory stream: reads the request head,
+    /// answers `response` (raw bytes, as a real server would put them on the wire), then
+    /// waits for the client to hang up. Returns the client's end and the request it sent.
+    fn admin(
+        response: &'static [u8],
+    ) -> (tokio::io::DuplexStream, tokio::task::JoinHandle<String>) {
+        let (client, mut server) = tokio::io::duplex(1 << 16);
+        let task = tokio::spawn(async move {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && server.read(&mut byte).await.unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = server.write_all(response).await;
+            let mut rest = Vec::new();
+            let _ = server.read_to_end(&mut rest).await;
+            String::from_utf8_lossy(&head).into_owned()
+        });
+        (client, task)
+    }
+
+    #[tokio::test]
+    async fn a_chunked_answer_is_read_whole_and_the_request_is_a_plain_get() {
+        let (stream, server) = admin(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\n\r\n",
+        );
+        let body = admin_get(stream, "/config_dump?mask=dynamic_active_secrets", 1024).await;
+        assert_eq!(body.as_deref(), Ok(&b"hello world"[..]));
+        let request = server.await.unwrap();
+        assert!(
+            request.starts_with("GET /config_dump?mask=dynamic_active_secrets HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(
+            request.to_ascii_lowercase().contains("host: localhost\r\n"),
+            "{request}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_non_200_answer_names_its_status() {
+        let (stream, _server) =
+            admin(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy");
+        let err = admin_get(stream, "/config_dump", 1024).await.unwrap_err();
+        assert_eq!(
+            err,
+            "admin answered 503 Service Unavailable to GET /config_dump"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_limit_is_refused() {
+        let (stream, _server) = admin(b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\nhello world");
+        let err = admin_get(stream, "/config_dump", 10).await.unwrap_err();
+        assert_eq!(err, "admin answer to GET /config_dump is over 10 bytes");
+        // Without a length up front (chunked), the limit holds as the body streams in.
+        let (stream, _server) = admin(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n",
+        );
+        let err = admin_get(stream, "/config_dump", 10).await.unwrap_err();
+        assert_eq!(err, "admin answer to GET /config_dump is over 10 bytes");
+    }
+
+    #[tokio::test]
+    async fn a_truncated_or_garbled_answer_is_a_failure() {
+        // The admin hangs up 95 bytes short of its Content-Length.
+        let (client, mut server) = tokio::io::duplex(1024);
+        let hang_up = tokio::spawn(async move {
+            let mut buf = [0u8; 256];
+            let _ = server.read(&mut buf).await;
+            let _ = server
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
+                .await;
+        });
+        let err = admin_get(client, "/config_dump", 1024).await.unwrap_err();
+        hang_up.await.unwrap();
+        assert!(
+            err.starts_with("admin answer to GET /config_dump broke off"),
+            "{err}"
+        );
+        // Something that is not HTTP at all.
+        let (stream, _server) = admin(b"SSH-2.0-OpenSSH_9.6\r\n\r\n");
+        let err = admin_get(stream, "/config_dump", 1024).await.unwrap_err();
+        assert!(err.starts_with("admin GET /config_dump failed"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_slow_admin_times_out() {
+        // Headers arrive, the body never does.
+        let (stream, _server) = admin(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhel");
+        let started = std::time::Instant::now();
+        let got = bounded(
+            Duration::from_millis(200),
+            admin_get(stream, "/config_dump", 1024),
+        )
+        .await;
+        assert_eq!(got, Err("no answer within 200ms".to_string()));
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }

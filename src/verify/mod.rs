@@ -3,6 +3,7 @@
 //! a [`Report`] as text, markdown or JUnit (JSON is its serde form); the CLI prints it and maps
 //! it to an exit code.
 
+#[cfg(feature = "live")]
 pub mod cluster;
 pub mod common;
 pub mod dump;

@@ -59,8 +59,7 @@
 //! skips the pyenv/Python wrapper and makes startup ~0.5 s faster.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -725,59 +724,52 @@ fn secret_versions(admin: SocketAddr, deadline: Instant) -> Result<Vec<(String, 
     Ok(out)
 }
 
-/// Minimal HTTP/1.1 GET over a new loopback connection (`Connection: close`), returning
-/// status and body (handles Content-Length, chunked and read-to-EOF bodies).
+/// One HTTP/1.1 GET over a new loopback connection (`Connection: close`) with hyper's client,
+/// returning status and body; the whole exchange must finish by `deadline`.
 fn http_get(addr: SocketAddr, path: &str, deadline: Instant) -> Result<(u16, String), String> {
     let remaining = deadline
         .saturating_duration_since(Instant::now())
         .max(Duration::from_millis(50));
-    let mut s = TcpStream::connect_timeout(&addr, remaining).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(remaining))
-        .map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(remaining))
-        .map_err(|e| e.to_string())?;
-    let _ = s.set_nodelay(true);
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("malformed HTTP response: {text:?}"))?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("malformed status line: {head:?}"))?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let body = if chunked {
-        dechunk(body)?
-    } else {
-        body.to_string()
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))?;
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .map_err(|e| format!("HTTP handshake with {addr}: {e}"))?;
+        let conn = tokio::spawn(conn);
+        let request = hyper::Request::get(path)
+            .header(hyper::header::HOST, "127.0.0.1")
+            .header(hyper::header::CONNECTION, "close")
+            .body(http_body_util::Empty::<hyper::body::Bytes>::new())
+            .map_err(|e| format!("request {path}: {e}"))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("GET {path} from {addr}: {e}"))?;
+        let status = response.status().as_u16();
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .map_err(|e| format!("body of GET {path} from {addr}: {e}"))?
+            .to_bytes();
+        conn.abort();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
     };
-    Ok((status, body))
-}
-
-fn dechunk(mut rest: &str) -> Result<String, String> {
-    let mut out = String::new();
-    loop {
-        let (size_line, after) = rest.split_once("\r\n").ok_or("truncated chunked body")?;
-        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|e| format!("bad chunk size {size_line:?}: {e}"))?;
-        if size == 0 {
-            return Ok(out);
-        }
-        let chunk = after.get(..size).ok_or("truncated chunk")?;
-        out.push_str(chunk);
-        rest = after.get(size..).unwrap_or("").trim_start_matches("\r\n");
-    }
+    rt.block_on(async {
+        tokio::time::timeout(remaining, exchange)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "GET {path} from {addr}: no answer within {remaining:?}"
+                ))
+            })
+    })
 }
 
 fn log_len(path: &Path) -> u64 {

@@ -261,10 +261,6 @@ fn a_staged_pointer_left_by_an_interrupted_promote_is_refused_by_name() {
 
 /// Waits (up to 10 s) until no process runs in `dir` (`git -C dir …` children of a killed
 /// rootroll keep running).
-fn wait_for_processes_in(dir: &Path) {
-    wait_for_processes(dir, None);
-}
-
 /// The process group of a `/proc/PID/stat` line (field 5; the command, field 2, may hold
 /// spaces and parentheses, so fields are counted after its last `)`).
 fn process_group(stat: &str) -> Option<u32> {
