@@ -70,7 +70,8 @@ impl SourceLine {
         if upper.contains("AGE-SECRET-KEY-") || upper.contains("PRIVATE KEY") {
             return None;
         }
-        let from = offset - start;
+        // The place may sit on the `\r` just trimmed (a file ending in a lone CR): the end.
+        let from = (offset - start).min(line.len());
         let mut to = from.saturating_add(len).min(line.len()).max(from);
         while !line.is_char_boundary(to) {
             to += 1;
@@ -253,6 +254,18 @@ mod tests {
         assert!(l.text.len() < 400, "{}", l.text.len());
         assert!(l.text.starts_with('…') && l.text.ends_with(']'));
         assert_eq!(&l.text[l.span.clone()], "x]");
+    }
+
+    /// Found by AFL++ (fuzz/crashes/plan_validate/hangs): a place on the lone `\r` that ends
+    /// a file looped for ever looking for a character boundary past the trimmed line.
+    #[test]
+    fn a_place_on_a_trailing_carriage_return_marks_the_line_end() {
+        let text = "# a\n# b\r";
+        let l = SourceLine::at(text, text.len(), 0).unwrap();
+        assert_eq!(l.text, "# b");
+        assert_eq!(l.span, 3..3);
+        let l = SourceLine::at(text, text.len() - 1, 5).unwrap();
+        assert_eq!(l.span, 3..3);
     }
 
     #[test]
