@@ -217,19 +217,72 @@ pub fn build(
     wanted: &dyn Fn(&str, u8) -> bool,
     progress: &mut dyn FnMut(usize, usize),
 ) -> (Vec<CellInput>, Vec<Finding>) {
-    let by = &phases.secrets;
     let probes = mode(phases) == MatrixMode::Probes;
-    // One client and one server leaf per intermediate (phases signed by the same certificate
-    // and key share them), each presented with its phase's cert-chain.pem and bundle.
+    let leaves = if probes {
+        probe_workloads(&phases.secrets)
+    } else {
+        issued_workloads(&phases.secrets, trust_domain, now)
+    };
+    let bundles = shared_bundles(&phases.secrets);
+    let (groups, planned) = plan_cells(phases, &leaves, &bundles, wanted);
+    let server_id = if probes {
+        handshake::probe_spec(trust_domain).spiffe_id()
+    } else {
+        spec(trust_domain, "server").spiffe_id()
+    };
+    let cache = HandshakeCache::new(&server_id, now);
+    let results = judge_all(&planned, &cache, probes, progress);
+    let mut cells = Vec::with_capacity(planned.len());
+    let tally = Tally {
+        probes,
+        ..Tally::default()
+    };
+    let mut tallies = vec![tally; groups.len()];
+    for (p, result) in planned.iter().zip(results) {
+        let cell = p.cell(result);
+        tallies[p.group].add(&cell, p.peer != p.cluster);
+        // Probe workloads carry no key: nothing else could run a handshake on them.
+        let material = p
+            .inputs
+            .as_ref()
+            .ok()
+            .filter(|_| !probes)
+            .map(|i| Material {
+                client: i.client.clone(),
+                client_trust: i.client_trust.clone(),
+                server: i.server.clone(),
+                server_trust: i.server_trust.clone(),
+                server_id: server_id.clone(),
+            });
+        cells.push(CellInput { cell, material });
+    }
+    let findings = groups
+        .into_iter()
+        .zip(tallies)
+        .map(|(subject, tally)| tally.finding(&subject))
+        .collect();
+    (cells, findings)
+}
+
+/// The two roles a cell's leaves play, in the order [`handshake::issue_leaves`] issues them.
+const ROLES: [&str; 2] = ["client", "server"];
+
+/// Per (cluster, phase, role): a leaf issued from the phase's signing key, presented with its
+/// cert-chain.pem and bundle, or why a cell using it is not checked. One client and one server
+/// leaf per intermediate: phases signed by the same certificate and key share them.
+fn issued_workloads<'s>(
+    by: &'s BTreeMap<(String, u8), &'s PhaseSecret>,
+    trust_domain: &str,
+    now: OffsetDateTime,
+) -> BTreeMap<(&'s str, u8, &'static str), Result<Arc<Workload>, String>> {
     let mut signers: BTreeMap<Signer<'_>, &PhaseSecret> = BTreeMap::new();
     for ((c, _), s) in by {
         signers.entry(signer(c, s)).or_insert(s);
     }
-    const ROLES: [&str; 2] = ["client", "server"];
     let jobs: Vec<(Signer<'_>, &PhaseSecret)> = signers.into_iter().collect();
     let specs = ROLES.map(|sa| spec(trust_domain, sa));
     let issued = parallel::map(
-        if probes { &[] } else { &jobs[..] },
+        &jobs[..],
         |(_, s)| {
             let key = s.key.as_ref().map_or("", |k| k.expose());
             handshake::issue_leaves(&specs, &s.signer_pem, key, now).map_err(|e| e.to_string())
@@ -242,12 +295,8 @@ pub fn build(
         .zip(issued)
         .map(|((k, _), leaves)| (*k, leaves))
         .collect();
-    // Per (cluster, phase, role): the workload, or why a cell using it is not checked.
-    let mut leaves: BTreeMap<(&str, u8, &str), Result<Arc<Workload>, String>> = BTreeMap::new();
-    if probes {
-        leaves = probe_workloads(by);
-    }
-    for ((c, n), s) in by.iter().filter(|_| !probes) {
+    let mut leaves = BTreeMap::new();
+    for ((c, n), s) in by {
         let tail = handshake::ChainTail::new(&s.chain, &s.bundle).map_err(|e| e.to_string());
         let issued: Result<&[handshake::Leaf], String> = match by_signer.get(&signer(c, s)) {
             Some(Ok(leaves)) => Ok(leaves),
@@ -267,23 +316,38 @@ pub fn build(
             leaves.insert((c.as_str(), *n, sa), workload);
         }
     }
-    // Equal bundles are one value, so the cache builds one verifier for each (clusters share
-    // their bundles).
+    leaves
+}
+
+/// Each phase's bundle, equal bundles as one value, so the cache builds one verifier for each
+/// (clusters share their bundles).
+fn shared_bundles<'s>(
+    by: &'s BTreeMap<(String, u8), &'s PhaseSecret>,
+) -> BTreeMap<(&'s str, u8), Arc<[u8]>> {
     let mut interned: BTreeMap<&[u8], Arc<[u8]>> = BTreeMap::new();
-    let bundles: BTreeMap<(&str, u8), Arc<[u8]>> = by
-        .iter()
+    by.iter()
         .map(|((c, n), s)| {
             let shared = interned
                 .entry(s.bundle.as_slice())
                 .or_insert_with(|| Arc::from(s.bundle.as_slice()));
             ((c.as_str(), *n), shared.clone())
         })
-        .collect();
+        .collect()
+}
+
+/// Every cell, in report order, grouped by (cluster, transition): each cluster with itself
+/// and with its ring neighbour (see `verify::pairs` for why that covers every pair). Returns
+/// the groups' subjects and the cells.
+fn plan_cells<'a>(
+    phases: &'a Phases<'_>,
+    leaves: &'a BTreeMap<(&'a str, u8, &'static str), Result<Arc<Workload>, String>>,
+    bundles: &'a BTreeMap<(&'a str, u8), Arc<[u8]>>,
+    wanted: &dyn Fn(&str, u8) -> bool,
+) -> (Vec<String>, Vec<Planned<'a>>) {
     let bundle = |c, n| bundles.get(&(c, n)).ok_or_else(|| phases.missing(c, n));
-    // Every cell, in report order, grouped by (cluster, transition).
     let clusters = &phases.clusters;
     let mut groups: Vec<String> = Vec::new();
-    let mut planned: Vec<Planned<'_>> = Vec::new();
+    let mut planned: Vec<Planned<'a>> = Vec::new();
     for (i, c) in clusters.iter().enumerate() {
         let peers: Vec<&String> = if clusters.len() > 1 {
             vec![c, &clusters[(i + 1) % clusters.len()]]
@@ -297,9 +361,9 @@ pub fn build(
                     let (cl, ct, sl, st) = combo;
                     let inputs = (|| {
                         Ok(Inputs {
-                            client: lookup(&leaves, (c, cl, "client"), phases)?,
+                            client: lookup(leaves, (c, cl, "client"), phases)?,
                             client_trust: bundle(c.as_str(), ct)?,
-                            server: lookup(&leaves, (peer, sl, "server"), phases)?,
+                            server: lookup(leaves, (peer, sl, "server"), phases)?,
                             server_trust: bundle(peer.as_str(), st)?,
                         })
                     })();
@@ -316,20 +380,23 @@ pub fn build(
             groups.push(format!("{c}/{}→{}", phase_dir(n), phase_dir(n + 1)));
         }
     }
+    (groups, planned)
+}
 
-    let server_id = if probes {
-        handshake::probe_spec(trust_domain).spiffe_id()
-    } else {
-        spec(trust_domain, "server").spiffe_id()
-    };
-    let cache = HandshakeCache::new(&server_id, now);
+/// Decides every planned cell on every core, and returns the verdicts in report order.
+/// Cells where one phase of a cluster meets itself go first, phase by phase (and transition
+/// by transition: such a cell is in both transitions of its phase) across the fleet: each
+/// real handshake they run proves both its ends, so most other cells need none (see
+/// `HandshakeCache::judge`), and workers running side by side take different clusters,
+/// whose leaves differ, rather than two cells sharing a leaf.
+fn judge_all(
+    planned: &[Planned<'_>],
+    cache: &HandshakeCache,
+    probes: bool,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Vec<Result<Result<(), handshake::HandshakeError>, String>> {
     let total = planned.len();
     let mut done = 0;
-    // Cells where one phase of a cluster meets itself go first, phase by phase (and transition
-    // by transition: such a cell is in both transitions of its phase) across the fleet: each
-    // real handshake they run proves both its ends, so most other cells need none (see
-    // `HandshakeCache::judge`), and workers running side by side take different clusters,
-    // whose leaves differ, rather than two cells sharing a leaf.
     let mut order: Vec<usize> = (0..total).collect();
     order.sort_by_key(|&i| {
         let p = &planned[i];
@@ -360,19 +427,15 @@ pub fn build(
             progress(done, total);
         },
     );
-    // Back into report order.
     let mut results: Vec<(usize, _)> = order.into_iter().zip(judged).collect();
     results.sort_by_key(|(i, _)| *i);
-    let results = results.into_iter().map(|(_, r)| r);
+    results.into_iter().map(|(_, r)| r).collect()
+}
 
-    let mut cells = Vec::with_capacity(planned.len());
-    let tally = Tally {
-        probes,
-        ..Tally::default()
-    };
-    let mut tallies = vec![tally; groups.len()];
-    for (p, result) in planned.iter().zip(results) {
-        let (cl, ct, sl, st) = p.combo;
+impl Planned<'_> {
+    /// The report's cell for this planned cell and its verdict.
+    fn cell(&self, result: Result<Result<(), handshake::HandshakeError>, String>) -> MatrixCell {
+        let (cl, ct, sl, st) = self.combo;
         let (status, rejected_by, reason) = match result {
             Ok(Ok(())) => (CellStatus::Ok, None, None),
             Ok(Err(e)) => (
@@ -386,54 +449,20 @@ pub fn build(
                 Some(format!("{NOT_CHECKED}{why}")),
             ),
         };
-        let cell = MatrixCell {
-            cluster: p.cluster.to_string(),
-            transition: p.transition,
+        MatrixCell {
+            cluster: self.cluster.to_string(),
+            transition: self.transition,
             client_leaf_phase: cl,
             client_trust_phase: ct,
-            server_cluster: p.peer.to_string(),
+            server_cluster: self.peer.to_string(),
             server_leaf_phase: sl,
             server_trust_phase: st,
             status,
             ok: status == CellStatus::Ok,
             rejected_by,
             reason,
-        };
-        tallies[p.group].add(&cell, p.peer != p.cluster);
-        // Probe workloads carry no key: nothing else could run a handshake on them.
-        let material = p
-            .inputs
-            .as_ref()
-            .ok()
-            .filter(|_| !probes)
-            .map(|i| Material {
-                client: i.client.clone(),
-                client_trust: i.client_trust.clone(),
-                server: i.server.clone(),
-                server_trust: i.server_trust.clone(),
-                server_id: server_id.clone(),
-            });
-        cells.push(CellInput { cell, material });
+        }
     }
-    let findings = groups
-        .into_iter()
-        .zip(tallies)
-        .map(|(subject, tally)| {
-            const HINT: &str = "while a promotion propagates, old and new leaves and bundles meet: every root a live leaf chains to must stay in every bundle, and no same-named root may come before it";
-            if tally.failed.is_empty() && !tally.not_checked.is_empty() {
-                Finding::not_checked(Code::HandshakeMatrix, &subject, tally.message())
-            } else {
-                Finding::new(
-                    Code::HandshakeMatrix,
-                    tally.failed.is_empty(),
-                    &subject,
-                    tally.message(),
-                )
-                .hint(HINT)
-            }
-        })
-        .collect();
-    (cells, findings)
 }
 
 /// The prefix of a not-checked cell's reason.
@@ -450,6 +479,23 @@ struct Tally {
 }
 
 impl Tally {
+    /// The (cluster, transition) finding: failed when a cell failed, not checked when no cell
+    /// failed but some could not be judged.
+    fn finding(&self, subject: &str) -> Finding {
+        const HINT: &str = "while a promotion propagates, old and new leaves and bundles meet: every root a live leaf chains to must stay in every bundle, and no same-named root may come before it";
+        if self.failed.is_empty() && !self.not_checked.is_empty() {
+            Finding::not_checked(Code::HandshakeMatrix, subject, self.message())
+        } else {
+            Finding::new(
+                Code::HandshakeMatrix,
+                self.failed.is_empty(),
+                subject,
+                self.message(),
+            )
+            .hint(HINT)
+        }
+    }
+
     fn add(&mut self, c: &MatrixCell, other_cluster: bool) {
         self.total += 1;
         let reason = c.reason.clone().unwrap_or_default();
