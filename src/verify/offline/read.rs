@@ -103,39 +103,9 @@ pub fn open(
         };
         private_key_sealed(ctx, subject, &rel, &public, r);
         if ctx.opts.identities.is_empty() {
-            r.push(match public.unselected_ciphertext.first() {
-                // Seen without a key: sops hashes that ciphertext as text, so the MAC fails.
-                Some(p) => Finding::new(
-                    Code::SopsMac,
-                    false,
-                    subject,
-                    format!(
-                        "the value at `{p}` is sops ciphertext that the file's key rule does not \
-                         select (the rule was changed after encryption): sops will refuse the file"
-                    ),
-                )
-                .in_file(file),
-                None => {
-                    needs_key(ctx, Code::SopsMac, subject, "the MAC over every value").in_file(file)
-                }
-            });
-            if public.withheld.iter().any(|p| p == "data") {
-                let msg = "every data value is ciphertext (rendered before rootroll encrypted \
-                           only private keys): nothing can be checked without an identity";
-                r.push(
-                    Finding::new(Code::SecretShape, false, subject, msg)
-                        .in_file(file)
-                        .hint("re-render with an identity, or run verify with --identity"),
-                );
-                return Err(format!("{phase} is all ciphertext (no identity)"));
-            }
-            withheld = public
-                .withheld
-                .iter()
-                .filter_map(|p| p.strip_prefix("data:"))
-                .map(str::to_string)
-                .collect();
-            zeroize::Zeroizing::new(public.yaml)
+            let (yaml, hidden) = without_identity(ctx, subject, &phase, &rel, public, r)?;
+            withheld = hidden;
+            yaml
         } else {
             decrypted(ctx, subject, &phase, &rel, &text, r)?
         }
@@ -158,6 +128,51 @@ pub fn open(
             Err(format!("{phase} Secret is not YAML"))
         }
     }
+}
+
+/// A SOPS Secret read without an identity: its public part (only private keys are
+/// ciphertext), with `sops-mac` not checked — or failed, when ciphertext sits where the key
+/// rule selects none — and the data keys whose values are withheld.
+fn without_identity(
+    ctx: &Ctx<'_>,
+    subject: &str,
+    phase: &str,
+    rel: &str,
+    public: sops::PublicDocument,
+    r: &mut Report,
+) -> Result<(zeroize::Zeroizing<String>, BTreeSet<String>), String> {
+    let file = Some(rel);
+    r.push(match public.unselected_ciphertext.first() {
+        // Seen without a key: sops hashes that ciphertext as text, so the MAC fails.
+        Some(p) => Finding::new(
+            Code::SopsMac,
+            false,
+            subject,
+            format!(
+                "the value at `{p}` is sops ciphertext that the file's key rule does not \
+                 select (the rule was changed after encryption): sops will refuse the file"
+            ),
+        )
+        .in_file(file),
+        None => needs_key(ctx, Code::SopsMac, subject, "the MAC over every value").in_file(file),
+    });
+    if public.withheld.iter().any(|p| p == "data") {
+        let msg = "every data value is ciphertext (rendered before rootroll encrypted \
+                   only private keys): nothing can be checked without an identity";
+        r.push(
+            Finding::new(Code::SecretShape, false, subject, msg)
+                .in_file(file)
+                .hint("re-render with an identity, or run verify with --identity"),
+        );
+        return Err(format!("{phase} is all ciphertext (no identity)"));
+    }
+    let withheld = public
+        .withheld
+        .iter()
+        .filter_map(|p| p.strip_prefix("data:"))
+        .map(str::to_string)
+        .collect();
+    Ok((zeroize::Zeroizing::new(public.yaml), withheld))
 }
 
 /// `no-plaintext-private-key` for one SOPS Secret: its private-key entry is ciphertext (a
