@@ -137,52 +137,7 @@ pub fn cluster(
     thresholds: ExpiryThresholds,
 ) -> Result<ClusterExpiry, String> {
     let rollout = &repo.rollout;
-    let (rel, text) = match repo.phase_secret(cluster, n) {
-        Ok(Some(found)) => found,
-        Ok(None) => return Err(format!("phase {n} has no Secret")),
-        Err(e) => return Err(format!("the phase {n} Secret cannot be read: {e}")),
-    };
-    let doc: serde_json::Value = serde_saphyr::from_str(&text)
-        .map_err(|e| format!("{rel} is not YAML: {}", e.without_snippet()))?;
-    let annotation = |key: &str| {
-        doc["metadata"]["annotations"][key]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| format!("{rel} has no {key} annotation: re-render"))
-    };
-    let (signer_sha, bundle_sha) = (
-        annotation(keys::SIGNER_SHA256)?,
-        annotation(keys::BUNDLE_SHA256)?,
-    );
-    let phase = rollout
-        .phase(n)
-        .ok_or_else(|| format!("the rollout file has no phase {n}"))?;
-    if phase.bundle_sha256.as_deref() != Some(bundle_sha.as_str()) {
-        return Err(format!(
-            "{rel}: {} is not phase {n}'s bundle in .rootroll/rollout.json: re-render",
-            keys::BUNDLE_SHA256
-        ));
-    }
-    let view = rollout
-        .cluster(cluster)
-        .ok_or_else(|| format!("cluster {cluster} is not in .rootroll/rollout.json"))?;
-    let (name, signer) = match phase.signer {
-        Some(Issuer::New) => ("new", &view.new_intermediate),
-        _ => ("current", &view.current_intermediate),
-    };
-    let known = |c: &CertView, what: &str| match c {
-        CertView::Known(s) => Ok(s.as_ref().clone()),
-        CertView::Planned { .. } => Err(format!(
-            "{what} has no certificate in .rootroll/rollout.json: re-render"
-        )),
-    };
-    let signer = known(signer, &format!("{cluster}'s {name} intermediate"))?;
-    if signer.sha256 != signer_sha {
-        return Err(format!(
-            "{rel}: {} is not {cluster}'s {name} intermediate in .rootroll/rollout.json: re-render",
-            keys::SIGNER_SHA256
-        ));
-    }
+    let (phase, name, signer) = active_signer(repo, cluster, n)?;
     let ca = |role: Role, name: &str, s: &crate::pki::CertSummary| {
         let secs = (s.not_after - now).whole_seconds();
         CaExpiry {
@@ -232,6 +187,75 @@ pub fn cluster(
         thresholds,
         cas,
     })
+}
+
+/// Phase `n` of `cluster` as its Secret's plaintext fingerprint annotations name it: the
+/// rollout's phase, which intermediate signs (`current` or `new`) and its certificate. Fails
+/// when an annotation is missing or names material the rollout file does not know.
+fn active_signer<'r>(
+    repo: &'r Repo,
+    cluster: &str,
+    n: u8,
+) -> Result<
+    (
+        &'r crate::model::Phase,
+        &'static str,
+        crate::pki::CertSummary,
+    ),
+    String,
+> {
+    let rollout = &repo.rollout;
+    let (rel, text) = match repo.phase_secret(cluster, n) {
+        Ok(Some(found)) => found,
+        Ok(None) => return Err(format!("phase {n} has no Secret")),
+        Err(e) => return Err(format!("the phase {n} Secret cannot be read: {e}")),
+    };
+    let doc: serde_json::Value = serde_saphyr::from_str(&text)
+        .map_err(|e| format!("{rel} is not YAML: {}", e.without_snippet()))?;
+    let annotation = |key: &str| {
+        doc["metadata"]["annotations"][key]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("{rel} has no {key} annotation: re-render"))
+    };
+    let (signer_sha, bundle_sha) = (
+        annotation(keys::SIGNER_SHA256)?,
+        annotation(keys::BUNDLE_SHA256)?,
+    );
+    let phase = rollout
+        .phase(n)
+        .ok_or_else(|| format!("the rollout file has no phase {n}"))?;
+    if phase.bundle_sha256.as_deref() != Some(bundle_sha.as_str()) {
+        return Err(format!(
+            "{rel}: {} is not phase {n}'s bundle in .rootroll/rollout.json: re-render",
+            keys::BUNDLE_SHA256
+        ));
+    }
+    let view = rollout
+        .cluster(cluster)
+        .ok_or_else(|| format!("cluster {cluster} is not in .rootroll/rollout.json"))?;
+    let (name, signer) = match phase.signer {
+        Some(Issuer::New) => ("new", &view.new_intermediate),
+        _ => ("current", &view.current_intermediate),
+    };
+    let signer = known(signer, &format!("{cluster}'s {name} intermediate"))?;
+    if signer.sha256 != signer_sha {
+        return Err(format!(
+            "{rel}: {} is not {cluster}'s {name} intermediate in .rootroll/rollout.json: re-render",
+            keys::SIGNER_SHA256
+        ));
+    }
+    Ok((phase, name, signer))
+}
+
+/// A certificate the rollout file records, or why it cannot be known.
+fn known(c: &CertView, what: &str) -> Result<crate::pki::CertSummary, String> {
+    match c {
+        CertView::Known(s) => Ok(s.as_ref().clone()),
+        CertView::Planned { .. } => Err(format!(
+            "{what} has no certificate in .rootroll/rollout.json: re-render"
+        )),
+    }
 }
 
 /// `rotation-start-by` and `rotation-start-soon` for every cluster whose pointer reads
