@@ -220,6 +220,22 @@ fn one_render_moves_the_shorthand_to_roles_keeping_every_key() {
         .filter(|f| f["code"] == "sops-recipients" && f["passed"] == true)
         .count();
     assert_eq!(passed, files.len());
+    // CI's run, with no key at all, passes too: the matrix decided from the probes.
+    let home = m.dir.path().join("no-key-home");
+    std::fs::create_dir(&home).unwrap();
+    let o = run(Command::new(env!("CARGO_BIN_EXE_rootroll"))
+        .current_dir(root())
+        .env_remove("SOPS_AGE_KEY_FILE")
+        .env_remove("SOPS_AGE_KEY")
+        .env("HOME", &home)
+        .env("XDG_CONFIG_HOME", &home)
+        .args(["--now", NOW, "verify", "offline"])
+        .arg(&m.out)
+        .args(["--format", "json"]));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(failures(&v), vec![]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(v["matrix_mode"], "probes", "{}", v["matrix_mode"]);
     // rollout.json records the roles, so verify needs no plan.
     let rollout: serde_json::Value =
         serde_json::from_slice(&std::fs::read(m.out.join(".rootroll/rollout.json")).unwrap())
