@@ -6,7 +6,7 @@
 //! the clean trees and the healthy cluster dumps must pass every gate they are in scope for.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use rootroll::gates::{Code, Scope};
@@ -14,22 +14,14 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 use crate::envoy::EnvoyPair;
+use crate::holes::new_intermediate_expiry;
 use crate::live::{
     Cluster, envoy_dump, healthy, phase_secret, render_now, verify_dump_cluster, write_dump_with,
     ztunnel_dump,
 };
-use crate::verify::edit;
+use crate::verify::{edit, identity, phase_file, set_pointer};
 
 const DEMO_KEY: &str = "plans/demo.agekey";
-
-fn identity() -> age::x25519::Identity {
-    let text = std::fs::read_to_string(root().join(DEMO_KEY)).unwrap();
-    text.lines()
-        .find(|l| l.starts_with("AGE-SECRET-KEY-"))
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 /// The codes in `v` (a JSON report) that ran and did not pass, any severity.
 fn not_passed(v: &Value) -> BTreeSet<String> {
@@ -64,12 +56,6 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn phase_file(out: &Path, cluster: &str, phase: &str) -> PathBuf {
-    out.join(format!(
-        "clusters/{cluster}/istio-ca/phases/{phase}/cacerts.sops.yaml"
-    ))
-}
-
 /// The certificates of a PEM bundle, as separate PEM blocks.
 fn pem_blocks(pem: &[u8]) -> Vec<Vec<u8>> {
     let text = std::str::from_utf8(pem).unwrap();
@@ -102,16 +88,6 @@ fn edit_text(file: &Path, from: &str, to: &str) {
     std::fs::write(file, sealed).unwrap();
 }
 
-/// Points a cluster's active-phase pointer at `phase` (a directory name under phases/).
-fn set_pointer(out: &Path, cluster: &str, phase: &str) {
-    let p = out.join(format!("clusters/{cluster}/istio-ca/kustomization.yaml"));
-    let text = std::fs::read_to_string(&p).unwrap();
-    let start = text.find("phases/").unwrap();
-    let end = start + text[start..].find(['"', '\n']).unwrap();
-    let new = format!("{}phases/{phase}{}", &text[..start], &text[end..]);
-    std::fs::write(&p, new).unwrap();
-}
-
 /// A self-signed certificate and key made by openssl, with extra `-addext` values.
 fn openssl_cert(dir: &Path, subject: &str, ext: &[&str]) -> (Vec<u8>, Vec<u8>) {
     let (cert, key) = (dir.join("c.pem"), dir.join("k.pem"));
@@ -127,17 +103,6 @@ fn openssl_cert(dir: &Path, subject: &str, ext: &[&str]) -> (Vec<u8>, Vec<u8>) {
     }
     must(&mut cmd);
     (std::fs::read(cert).unwrap(), std::fs::read(key).unwrap())
-}
-
-/// The demo's new intermediate's NotAfter, from the rollout file.
-fn new_intermediate_expiry(out: &Path) -> time::OffsetDateTime {
-    let rollout: Value =
-        serde_json::from_slice(&std::fs::read(out.join(".rootroll/rollout.json")).unwrap())
-            .unwrap();
-    let at = rollout["clusters"][0]["newIntermediate"]["notAfter"]
-        .as_str()
-        .unwrap();
-    time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).unwrap()
 }
 
 /// The latest date the next rotation must start, as a clean `verify offline` reports it.

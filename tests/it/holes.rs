@@ -314,7 +314,7 @@ fn phase_1_must_be_byte_identical_to_the_imported_root_cert() {
 }
 
 /// The demo's new intermediate's NotAfter, from the rollout file.
-fn new_intermediate_expiry(out: &Path) -> time::OffsetDateTime {
+pub(crate) fn new_intermediate_expiry(out: &Path) -> time::OffsetDateTime {
     let rollout: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join(".rootroll/rollout.json")).unwrap())
             .unwrap();

@@ -11,7 +11,7 @@ use crate::common::*;
 
 const DEMO_KEY: &str = "plans/demo.agekey";
 
-fn identity() -> age::x25519::Identity {
+pub(crate) fn identity() -> age::x25519::Identity {
     let text = std::fs::read_to_string(root().join(DEMO_KEY)).unwrap();
     text.lines()
         .find(|l| l.starts_with("AGE-SECRET-KEY-"))
@@ -75,7 +75,7 @@ pub(crate) fn message(v: &serde_json::Value, code: &str) -> String {
         .to_string()
 }
 
-fn phase_file(out: &Path, cluster: &str, phase: &str) -> PathBuf {
+pub(crate) fn phase_file(out: &Path, cluster: &str, phase: &str) -> PathBuf {
     out.join(format!(
         "clusters/{cluster}/istio-ca/phases/{phase}/cacerts.sops.yaml"
     ))
@@ -115,7 +115,7 @@ pub(crate) fn edit(file: &Path, edit: impl FnOnce(&mut BTreeMap<String, Vec<u8>>
     std::fs::write(file, sealed).unwrap();
 }
 
-fn set_pointer(out: &Path, cluster: &str, phase: &str) {
+pub(crate) fn set_pointer(out: &Path, cluster: &str, phase: &str) {
     let p = out.join(format!("clusters/{cluster}/istio-ca/kustomization.yaml"));
     let text = std::fs::read_to_string(&p).unwrap();
     let start = text.find("phases/").unwrap();
