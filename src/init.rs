@@ -366,6 +366,13 @@ pub fn from_secret(
                     rotate that CA by importing istio-ca-secret's ca-cert.pem/ca-key.pem with --from-dir"
             .into());
     }
+    if data.contains_key("ca-crl.pem") {
+        return Err(format!(
+            "the cacerts Secret's `ca-crl.pem` {}; {}",
+            crate::plan::CRL_WHY,
+            crate::plan::CRL_FIX
+        ));
+    }
     let dir = PathBuf::from(format!("{cluster}-current"));
     let (layout, public, cert_key, key_key) = if data.contains_key("tls.crt") {
         ("tls", vec!["tls.crt", "ca.crt"], "tls.crt", "tls.key")

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostic, Diagnostics, Severity, SourceLine};
 pub use validate::{CODES, validate};
+pub(crate) use validate::{CRL_FIX, CRL_WHY};
 
 use crate::duration::Span;
 use crate::pki::{CaMaterial, GenerateSpec};
@@ -136,6 +137,28 @@ impl IstioVersion {
     /// `true` when istiod uses the DER-set reload rule (1.30+) rather than byte containment.
     pub fn has_set_reload_rule(self) -> bool {
         (self.major, self.minor) >= (1, 30)
+    }
+    /// `true` from the first release of each line with the fix, with a missing patch read as
+    /// `.0`: `fixed` lists `(minor, first fixed patch)` per line, and every minor above the last
+    /// line's is fixed.
+    fn at_least_fixed(self, fixed: &[(u32, u32)]) -> bool {
+        let (major, minor, patch) = (self.major, self.minor, self.patch.unwrap_or(0));
+        let newest = fixed.last().map_or(0, |&(m, _)| m);
+        major > 1
+            || major == 1
+                && (minor > newest || fixed.iter().any(|&(m, p)| m == minor && patch >= p))
+    }
+    /// istio-2026 §2 (multi-root trust, istio/ztunnel#1510): ztunnel trusts every root of a
+    /// CA response from 1.26.0, backported to 1.25.3 and 1.24.6. Older ztunnel trusts only the
+    /// first root of a bundle, so an ambient root rotation cannot work on it.
+    pub fn ztunnel_trusts_every_root(self) -> bool {
+        self.at_least_fixed(&[(24, 6), (25, 3), (26, 0)])
+    }
+    /// istio-2026 §2 (CA client reload, istio/ztunnel#1775): from 1.30.0, backported to 1.29.2
+    /// and 1.28.6, ztunnel rebuilds its CA channel when `root-cert.pem` changes; below, it must
+    /// restart after phase 3 (istiod then serves a certificate from root B).
+    pub fn ztunnel_reloads_ca_root(self) -> bool {
+        self.at_least_fixed(&[(28, 6), (29, 2), (30, 0)])
     }
 }
 

@@ -79,6 +79,10 @@ pub const CODES: &[(&str, &str)] = &[
     ),
     ("rsa-too-small", "an RSA key is shorter than 2048 bits"),
     (
+        "import-crl",
+        "an imported CA directory holds a ca-crl.pem, which rootroll does not carry through the phases",
+    ),
+    (
         "import-unreadable",
         "an imported file is missing or is not usable PEM",
     ),
@@ -596,6 +600,16 @@ fn check_mesh(ctx: &mut Ctx<'_>, m: &super::raw::RawMesh) -> Mesh {
         ],
     );
     let min_istio_version = check_version(ctx, m.min_istio_version.as_ref(), data_plane);
+    if let (DataPlane::Ambient, None, Some(dp)) = (data_plane, &m.min_istio_version, &m.data_plane)
+    {
+        // istio-2026 §2: which ztunnel runs decides whether an ambient rotation can work at all.
+        ctx.d.error(
+            "istio-version-unsupported",
+            loc(dp),
+            "ambient without mesh.minIstioVersion: rootroll cannot tell whether ztunnel trusts more than one root (1.26.0+, 1.25.3+, 1.24.6+)",
+            "set mesh.minIstioVersion to the oldest istiod/ztunnel in the mesh, e.g. minIstioVersion: \"1.28.6\"",
+        );
+    }
     Mesh {
         trust_domain,
         istio_namespace,
@@ -1080,12 +1094,17 @@ fn check_version(ctx: &mut Ctx<'_>, v: Option<&S<String>>, data_plane: DataPlane
             "avoid istiod 1.24.4 and 1.25.1; use 1.24.5+ or 1.25.2+",
         );
     }
-    if data_plane == DataPlane::Ambient && mm < (1, 26) {
-        ctx.d.warn(
-            "istio-version-caveat",
+    // istio-2026 §2 (istio/ztunnel#1510): ztunnel below 1.24.6 / 1.25.3 / 1.26.0 trusts only
+    // the first root of a bundle, so phase 2 (A+B) would cut it off from root B's peers.
+    if data_plane == DataPlane::Ambient && !ver.ztunnel_trusts_every_root() {
+        ctx.d.error(
+            "istio-version-unsupported",
             loc(v),
-            "ztunnel before 1.26.0 (1.25.3, 1.24.6) trusts only the first root of a bundle",
-            "run ztunnel 1.26.0+ (or 1.25.3+/1.24.6+) before rotating an ambient mesh",
+            format!(
+                "ambient: ztunnel {} trusts only the first root of a bundle (multi-root trust came in 1.26.0, backported to 1.25.3 and 1.24.6; istio/ztunnel#1510)",
+                String::from(ver)
+            ),
+            "upgrade ztunnel to 1.26.0+ (or 1.25.3+ / 1.24.6+) before rotating an ambient mesh, and give the patch: minIstioVersion: \"1.25.3\"",
         );
     }
     ver
@@ -1270,6 +1289,27 @@ fn root_input(
 enum Layout {
     Makefile,
     Tls,
+}
+
+/// Why a `ca-crl.pem` is refused (istio-2026 §1: istio/istio#56529, ztunnel 58733): istiod
+/// 1.27+ distributes it from `cacerts` as CRLs and ztunnel 1.30+ enforces them. A rotation would
+/// either drop the file (revoked certificates trusted again) or carry a CRL no phase's CA signed
+/// (ztunnel refuses that CA's peers). Carrying one per phase needs the revocation list re-issued
+/// by each phase's signing CA, which rootroll does not do, so it refuses instead of half-handling.
+pub(crate) const CRL_WHY: &str = "is a certificate revocation list: istiod 1.27+ serves it with the CA and ztunnel 1.30+ enforces it, so every phase would need a CRL signed by that phase's signing CA, which rootroll does not generate (and dropping it would trust revoked certificates again)";
+/// The manual step that makes a CA with a CRL importable.
+pub(crate) const CRL_FIX: &str = "keep the CRL by hand until every certificate it revokes has expired, then remove ca-crl.pem from the live cacerts Secret (kubectl -n istio-system patch secret cacerts --type=json -p '[{\"op\":\"remove\",\"path\":\"/data/ca-crl.pem\"}]') and from the imported directory, and import again";
+
+fn refuse_crl(ctx: &mut Ctx<'_>, i: &RawImport, dir: &Path, what: &str) {
+    let crl = dir.join("ca-crl.pem");
+    if crl.exists() {
+        ctx.d.error(
+            "import-crl",
+            loc(&i.dir),
+            format!("{what}: {} {CRL_WHY}", crl.display()),
+            CRL_FIX,
+        );
+    }
 }
 
 fn layout(ctx: &mut Ctx<'_>, i: &RawImport, dir: &Path) -> Option<Layout> {
@@ -1607,6 +1647,8 @@ fn import_intermediate(
     format: SecretFormat,
 ) -> Option<ImportedIntermediate> {
     let dir = ctx.base.join(&i.dir.value);
+    // A CRL belongs to the signing CA whose cacerts it sits in.
+    refuse_crl(ctx, i, &dir, what);
     let layout = layout(ctx, i, &dir)?;
     let imported_format = match layout {
         Layout::Makefile => SecretFormat::Istiod,

@@ -311,7 +311,7 @@ fn init_refuses_a_directory_name_with_a_line_break() {
 fn init_refuses_garbage_with_the_codes_plan_reports_and_writes_nothing() {
     let src = root().join("tests/fixtures/makefile/cluster1");
     type Break = fn(&std::path::Path);
-    let cases: [(&str, Break, &str); 4] = [
+    let cases: [(&str, Break, &str); 5] = [
         (
             "garbage root",
             |d| std::fs::write(d.join("root-cert.pem"), "garbage\n").unwrap(),
@@ -346,6 +346,14 @@ fn init_refuses_garbage_with_the_codes_plan_reports_and_writes_nothing() {
                     .unwrap()
             },
             "error[import-not-signed-by-root]",
+        ),
+        (
+            "a CRL in cacerts (istiod 1.27+ serves it, ztunnel 1.30+ enforces it)",
+            |d| {
+                let crl = root().join("tests/fixtures/bad/with-crl/ca-crl.pem");
+                std::fs::copy(crl, d.join("ca-crl.pem")).map(drop).unwrap()
+            },
+            "ca-crl.pem is a certificate revocation list",
         ),
     ];
     for (what, break_it, want) in cases {

@@ -203,3 +203,36 @@ fn every_unknown_and_repeated_key_is_reported_at_once_with_a_snippet() {
   = help: fix the YAML at this place; `rootroll init` writes a commented example plan"
     );
 }
+
+/// istio-2026 §2: an ambient plan must say which ztunnel runs, since ztunnel below 1.24.6 /
+/// 1.25.3 / 1.26.0 trusts only the first root of a bundle; the error points at `dataPlane`.
+#[test]
+fn an_ambient_plan_without_a_version_is_refused_at_data_plane() {
+    let text = std::fs::read_to_string(root().join("plans/ambient.yaml")).unwrap();
+    let without = text.replace("    minIstioVersion: \"1.28\"\n", "");
+    assert_ne!(
+        without, text,
+        "plans/ambient.yaml no longer pins minIstioVersion"
+    );
+    let path = root().join("plans/ambient-unversioned.yaml");
+    let Err(diags) = plan::validate(&path, without.as_bytes(), now()) else {
+        panic!("an ambient plan without minIstioVersion was accepted");
+    };
+    let d = diags
+        .iter()
+        .find(|d| d.code == "istio-version-unsupported")
+        .unwrap_or_else(|| panic!("{diags:?}"));
+    assert!(d.message.contains("without mesh.minIstioVersion"), "{d}");
+    let line = without
+        .lines()
+        .position(|l| l.contains("dataPlane: ambient"))
+        .unwrap()
+        + 1;
+    assert_eq!(d.line as usize, line, "{d}");
+    // With a fixed ztunnel it is accepted again (1.24.6 is the oldest with multi-root trust).
+    let fixed = text.replace("\"1.28\"", "\"1.24.6\"");
+    assert!(
+        plan::validate(&path, fixed.as_bytes(), now()).is_ok(),
+        "1.24.6 is refused"
+    );
+}

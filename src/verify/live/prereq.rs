@@ -34,29 +34,13 @@ pub fn version_problem(component: &str, v: IstioVersion) -> Option<String> {
             String::from(v)
         ));
     }
-    // istio-2026 §2 (multi-root trust, ztunnel #1510): ztunnel below 1.24.6 / 1.25.3 / 1.26.0
-    // trusts only the first root of a bundle, so an ambient rotation cannot work on it.
-    if component == "ztunnel" {
-        let ok = (maj, min) >= (1, 26)
-            || (maj, min) == (1, 25) && patch >= 3
-            || (maj, min) == (1, 24) && patch >= 6;
-        if !ok {
-            return Some(format!(
-                "ztunnel {} trusts only the first root of a bundle",
-                String::from(v)
-            ));
-        }
+    if component == "ztunnel" && !v.ztunnel_trusts_every_root() {
+        return Some(format!(
+            "ztunnel {} trusts only the first root of a bundle (multi-root trust needs 1.24.6 / 1.25.3 / 1.26.0+)",
+            String::from(v)
+        ));
     }
     None
-}
-
-/// istio-2026 §2 (CA client reload, ztunnel #1775): from 1.28.6 / 1.29.2 / 1.30.0 ztunnel
-/// rebuilds its CA channel when `root-cert.pem` changes; below, it must restart after phase 3.
-pub fn ztunnel_reloads_ca_root(v: IstioVersion) -> bool {
-    let (maj, min, patch) = (v.major, v.minor, v.patch.unwrap_or(0));
-    (maj, min) >= (1, 30)
-        || (maj, min) == (1, 29) && patch >= 2
-        || (maj, min) == (1, 28) && patch >= 6
 }
 
 fn is_istiod(d: &Deployment) -> bool {

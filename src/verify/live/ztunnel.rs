@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use super::super::common::{sha_set, some_names};
 use super::admin::{issued_by, ztunnel_certs};
 use super::pods::{pod_id, proxy_kind};
-use super::prereq::{image_version, ztunnel_reloads_ca_root};
+use super::prereq::image_version;
 use super::soak::applied_time;
 use super::{Blocked, Expectation, Held, Snapshot, not_checked_all};
 use crate::gates::Code;
@@ -196,7 +196,7 @@ pub(super) fn restarted(s: &Snapshot, e: &Expectation, blocked: &Blocked) -> Fin
         .filter_map(|p| {
             let image = p.spec.as_ref()?.containers.first()?.image.clone();
             match image.as_deref().and_then(image_version) {
-                Some(v) if ztunnel_reloads_ca_root(v) => None,
+                Some(v) if v.ztunnel_reloads_ca_root() => None,
                 Some(v) => Some((*p, format!("ztunnel {}", String::from(v)))),
                 None => Some((*p, "ztunnel of unknown version".to_string())),
             }
