@@ -354,7 +354,9 @@ pub struct Soaks {
     pub fast: Span,
     /// Phase 2 (every workload learns B).
     pub trust_both: Span,
-    /// Phase 3 (every leaf re-signed by B's intermediate).
+    /// Phase 3 (every leaf re-signed by B's intermediate). In ambient, a whole workload TTL
+    /// plus the margin: `verify live` accepts `fast` instead once every ztunnel identity is
+    /// proven issued by B's intermediate.
     pub switch_issuer: Span,
     /// Istio 1.21+ re-signs every leaf as soon as the bundle changes.
     pub immediate_resign: bool,
@@ -378,6 +380,11 @@ pub fn soaks(
     let fast = t.propagation_delay + t.safety_margin;
     // Leaves renew at 50% ± 1% of their lifetime (facts §4.2).
     let natural = t.workload_cert_ttl.scaled(51, 100) + t.propagation_delay + t.safety_margin;
+    // istio-2026 §2: ztunnel has no PCDS, so A+B+B does not make it re-sign; before root A
+    // goes (phase 4) every ztunnel identity must be B-issued. Without that proof from the
+    // ztunnels themselves (`verify live`, ztunnel-leaf-new-issuer), only a whole workload TTL
+    // plus the margin guarantees it.
+    let whole_ttl = t.workload_cert_ttl + t.propagation_delay + t.safety_margin;
     let immediate_resign = min_istio_version
         >= crate::plan::IstioVersion {
             major: 1,
@@ -391,7 +398,9 @@ pub fn soaks(
         } else {
             fast + Span::from_mins(2)
         },
-        switch_issuer: if ambient || !immediate_resign {
+        switch_issuer: if ambient {
+            whole_ttl
+        } else if !immediate_resign {
             natural
         } else {
             fast
@@ -524,9 +533,10 @@ fn phase_notes(plan: &Plan, n: u8, soak: &Soaks) -> Vec<String> {
             notes.push("root-cert.pem becomes A+B+B: the same roots, new bytes, so istiod pushes the bundle and every connected proxy re-signs its leaf from B's intermediate at once".to_string());
             if ambient {
                 notes.push(format!(
-                    "ambient: ztunnel re-issues at half-life only — restart the ztunnel DaemonSet after this phase is applied, or wait {}; ztunnel below 1.28.6 / 1.29.2 / 1.30.0 must restart after this phase (ztunnel-restarted): its CA client cannot reconnect once istiod serves a certificate from root B, and its certificates go Unavailable",
-                    soak.switch_issuer
+                    "ambient: ztunnel has no PCDS and re-issues at half-life only, so A+B+B does not move it to B — restart the ztunnel DaemonSet after this phase is applied; phase 4 may follow after {} once `verify live` proves every ztunnel identity issued by B's intermediate (ztunnel-leaf-new-issuer), otherwise only after the whole workload TTL plus the margin, {}",
+                    soak.fast, soak.switch_issuer
                 ));
+                notes.push("ambient: ztunnel below 1.28.6 / 1.29.2 / 1.30.0 must restart after this phase (ztunnel-restarted): its CA client cannot reconnect once istiod serves a certificate from root B, and its certificates go Unavailable".to_string());
             }
             if !soak.immediate_resign {
                 notes.push("Istio < 1.21 does not re-sign on a bundle change: leaves move to B only at natural rotation".into());
@@ -728,7 +738,21 @@ fn live_gates(plan: &Plan, n: u8, bundle: &str, roots: &str, soak: Span) -> Vec<
         Code::NoRestart,
         "no proxy container restarted since this phase was applied (a warning)",
     ));
-    g.push(soak_gate(soak));
+    if ambient && n == 3 {
+        // istio-2026 §2: the ztunnels' own proof shortens the whole-TTL soak.
+        let proven = soaks(
+            &plan.timing,
+            plan.mesh.data_plane,
+            plan.mesh.min_istio_version,
+        )
+        .fast;
+        g.push(gate(
+            Code::SoakTime,
+            format!("at least {soak} since this phase was applied, or {proven} once every ztunnel identity is proven issued by B's intermediate (ztunnel-readable, ztunnel-leaf-new-issuer)"),
+        ));
+    } else {
+        g.push(soak_gate(soak));
+    }
     if ambient && n == 3 {
         g.push(gate(
             Code::ZtunnelRestarted,

@@ -1033,6 +1033,72 @@ fn live_bench() {
     );
 }
 
+fn demo_recipient() -> String {
+    std::fs::read_to_string(root().join(DEMO_KEY))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// istio-2026 §1: a `ca-crl.pem` in the live Secret (istiod 1.27+ distributes it, ztunnel
+/// 1.30+ enforces it) is refused with the consequence and the manual step; nothing is written.
+#[test]
+fn init_from_cluster_refuses_a_secret_with_a_crl_and_writes_nothing() {
+    let api = crate::apiserver::FakeApi::start();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = api.kubeconfig(dir.path(), "prod-east");
+    let fixtures = root().join("tests/fixtures/bad/with-crl");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let data: serde_json::Map<String, Value> = [
+        "ca-cert.pem",
+        "ca-key.pem",
+        "cert-chain.pem",
+        "root-cert.pem",
+        "ca-crl.pem",
+    ]
+    .into_iter()
+    .map(|k| {
+        let bytes = std::fs::read(fixtures.join(k)).unwrap();
+        (k.to_string(), Value::String(b64.encode(bytes)))
+    })
+    .collect();
+    api.put(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system", "uid": "5d0c1f2e-1c55-4f0e-9a51-2b8d8f1f0c11", "resourceVersion": "48213", "creationTimestamp": "2026-06-01T09:12:44Z"}, "type": "Opaque", "data": data}));
+    let plan = dir.path().join("plan.yaml");
+    let out = dir.path().join("gitops");
+    let o = rootroll(&[
+        "init",
+        "--from-cluster",
+        "prod-east",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--cluster",
+        "east",
+        "--out",
+        out.to_str().unwrap(),
+        "-o",
+        plan.to_str().unwrap(),
+        "--age-recipient",
+        &demo_recipient(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("`ca-crl.pem` is a certificate revocation list"),
+        "{err}"
+    );
+    assert!(err.contains("ztunnel 1.30+ enforces it"), "{err}");
+    assert!(
+        err.contains("remove ca-crl.pem from the live cacerts Secret"),
+        "{err}"
+    );
+    assert!(!err.contains("PRIVATE KEY"), "{err}");
+    assert!(!plan.exists(), "a plan was written");
+    assert!(!out.exists(), "an output directory was written");
+}
+
 #[test]
 fn init_from_cluster_keeps_bytes_and_never_writes_the_key_in_plaintext() {
     let api = crate::apiserver::FakeApi::start();
@@ -1053,13 +1119,7 @@ fn init_from_cluster_keeps_bytes_and_never_writes_the_key_in_plaintext() {
         );
     }
     api.put(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system"}, "type": "Opaque", "data": data}));
-    let pubkey = std::fs::read_to_string(root().join(DEMO_KEY))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .unwrap()
-        .trim()
-        .to_string();
+    let pubkey = demo_recipient();
     let plan = dir.path().join("plan.yaml");
     let out = dir.path().join("gitops");
     let init = |extra: &[&str]| {
@@ -1801,6 +1861,59 @@ fn ztunnel_version_thresholds_fail_prereq_versions_and_require_a_restart_after_p
             .unwrap()
             .contains("start time is unknown")
     );
+}
+
+/// istio-2026 §2: in ambient, phase 3 → 4 is allowed early only when every ztunnel identity
+/// is issued by B's intermediate; otherwise soak-time asks for the whole workload TTL plus the
+/// margin (1d17m for plans/ambient.yaml), counted from when the phase was applied.
+#[test]
+fn ambient_phase_3_ends_early_only_on_every_ztunnel_being_b_issued() {
+    let r = render_now("plans/ambient.yaml");
+    let mut envoy = EnvoyPair::start();
+    let (mut c, proxies, mut z) = ambient_case(&r, &mut envoy, 3, "1.30.1", 86_400);
+    let applied = |c: &mut Cluster, secs: i64| {
+        let t = ago(secs);
+        c.secret["metadata"]["managedFields"][0]["time"] = json!(t);
+        c.secret["metadata"]["creationTimestamp"] = json!(t);
+    };
+    // Applied an hour ago (more than 17m, less than 1d17m), every ztunnel on B: passes.
+    applied(&mut c, 3_600);
+    let (code, failed, v) = run_ambient(&r, &c, &proxies, &z, 3);
+    assert_eq!((code, failed), (Some(0), vec![]), "{v:#}");
+    let soak = finding(&v, "soak-time");
+    let text = soak["message"].as_str().unwrap();
+    assert!(text.contains("minimum soak 17m"), "{soak}");
+    assert!(
+        text.contains("every ztunnel identity is issued by B's intermediate"),
+        "{soak}"
+    );
+
+    // One ztunnel still holds a leaf from A's intermediate: the leaf gate fails and the soak
+    // is the whole TTL, which an hour has not reached.
+    z.insert("ztunnel-1".into(), ztunnel_dump(&r.out, "ambient", 2, 3));
+    let (code, failed, v) = run_ambient(&r, &c, &proxies, &z, 3);
+    assert_eq!(code, Some(1));
+    assert_eq!(failed, ["ztunnel-leaf-new-issuer", "soak-time"], "{v:#}");
+    let soak = finding(&v, "soak-time");
+    let text = soak["message"].as_str().unwrap();
+    assert!(text.contains("minimum soak 1d17m"), "{soak}");
+    assert!(
+        text.contains("not every ztunnel identity is proven"),
+        "{soak}"
+    );
+
+    // A ztunnel that cannot be read proves nothing either.
+    let mut z2 = z.clone();
+    z2.insert("ztunnel-1".into(), json!({"not": "a ztunnel dump"}));
+    let (_, failed, v) = run_ambient(&r, &c, &proxies, &z2, 3);
+    assert!(failed.contains(&"soak-time".to_string()), "{v:#}");
+    assert!(failed.contains(&"ztunnel-readable".to_string()), "{v:#}");
+
+    // After the whole TTL plus the margin the soak holds without the proof, but the A leaf
+    // still fails its own gate: phase 4 stays closed until that ztunnel re-signs.
+    applied(&mut c, 86_400 + 17 * 60 + 60);
+    let (_, failed, v) = run_ambient(&r, &c, &proxies, &z, 3);
+    assert_eq!(failed, ["ztunnel-leaf-new-issuer"], "{v:#}");
 }
 
 fn items_of(c: &mut Cluster) -> &mut Vec<Value> {

@@ -30,10 +30,11 @@ use time::OffsetDateTime;
 
 pub use admin::{ZtunnelCert, envoy_secrets, is_envoy_dump, ztunnel_certs};
 pub use pods::proxy_kind;
-pub use prereq::{image_version, version_problem, ztunnel_reloads_ca_root};
+pub use prereq::{image_version, version_problem};
 
 use super::Report;
 use crate::duration::Span;
+use crate::gates::Code;
 use crate::plan::SecretFormat;
 use crate::repo::{Repo, keys};
 
@@ -107,6 +108,9 @@ pub struct Expectation {
     pub current_skid: Option<String>,
     /// Minimum time the phase must soak before the next is promoted.
     pub min_soak: Span,
+    /// The shorter soak that holds once the cluster itself proves the phase done: ambient
+    /// phase 3, when every ztunnel identity is issued by B's intermediate (istio-2026 §2).
+    pub proven_soak: Option<Span>,
 }
 
 /// Errors that stop a live run (exit 2).
@@ -178,6 +182,15 @@ impl Expectation {
             new_skid: skid(cl.map(|c| &c.new_intermediate)),
             current_skid: skid(cl.map(|c| &c.current_intermediate)),
             min_soak: model.min_soak(phase),
+            proven_soak: (model.mesh.data_plane == crate::plan::DataPlane::Ambient && phase == 3)
+                .then(|| {
+                    crate::model::soaks(
+                        &model.timing,
+                        model.mesh.data_plane,
+                        model.mesh.min_istio_version,
+                    )
+                    .fast
+                }),
         })
     }
 }
@@ -237,7 +250,13 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
     if e.ambient {
         r.findings.extend(ztunnel::identities(s, e, &blocked));
     }
-    r.findings.extend(soak::since_applied(s, e, now, &blocked));
+    // Ambient phase 3 may end early only on the ztunnels' own proof (istio-2026 §2).
+    let ztunnels_on_b = e.ambient
+        && [Code::ZtunnelReadable, Code::ZtunnelLeafNewIssuer]
+            .iter()
+            .all(|&c| r.findings.iter().any(|f| f.code == c && f.passed));
+    r.findings
+        .extend(soak::since_applied(s, e, now, &blocked, ztunnels_on_b));
     if e.ambient && e.phase == 3 {
         r.push(ztunnel::restarted(s, e, &blocked));
     }

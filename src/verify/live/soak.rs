@@ -20,6 +20,7 @@ pub(super) fn since_applied(
     e: &Expectation,
     now: OffsetDateTime,
     blocked: &Blocked,
+    ztunnels_on_b: bool,
 ) -> Vec<Finding> {
     let applied = applied_time(s);
     let c = e.cluster.as_str();
@@ -33,7 +34,10 @@ pub(super) fn since_applied(
         (_, Some(why), _) => Finding::not_checked(Code::NoRestart, c, why),
         _ => Finding::not_checked(Code::NoRestart, c, unknown),
     };
-    vec![restarts, soak_time(c, e, now, applied, blocked)]
+    vec![
+        restarts,
+        soak_time(c, e, now, applied, blocked, ztunnels_on_b),
+    ]
 }
 
 fn soak_time(
@@ -42,6 +46,7 @@ fn soak_time(
     now: OffsetDateTime,
     applied: Option<OffsetDateTime>,
     blocked: &Blocked,
+    ztunnels_on_b: bool,
 ) -> Finding {
     if blocked.secret.is_some() {
         let dir = phase_dir(e.phase);
@@ -63,15 +68,25 @@ fn soak_time(
         .hint("read access to the cacerts Secret or istio-ca-root-cert metadata is needed");
     };
     let elapsed = Span::from_secs((now - at).whole_seconds().max(0) as u64);
-    let left = Span::from_secs(e.min_soak.as_secs().saturating_sub(elapsed.as_secs()));
+    // istio-2026 §2: in ambient, phase 4 may follow phase 3 early only when every ztunnel
+    // identity is already B-issued; otherwise the whole workload TTL plus the margin.
+    let (min_soak, why) = match e.proven_soak {
+        Some(proven) if ztunnels_on_b => (
+            proven,
+            " (every ztunnel identity is issued by B's intermediate: the whole-TTL soak is not needed)".to_string(),
+        ),
+        Some(_) => (
+            e.min_soak,
+            " (the whole workload TTL plus the margin, since not every ztunnel identity is proven issued by B's intermediate: ztunnel-readable, ztunnel-leaf-new-issuer)".to_string(),
+        ),
+        None => (e.min_soak, String::new()),
+    };
+    let left = Span::from_secs(min_soak.as_secs().saturating_sub(elapsed.as_secs()));
     Finding::new(
         Code::SoakTime,
-        elapsed >= e.min_soak,
+        elapsed >= min_soak,
         c,
-        format!(
-            "{elapsed} since the phase was applied; minimum soak {}",
-            e.min_soak
-        ),
+        format!("{elapsed} since the phase was applied; minimum soak {min_soak}{why}"),
     )
     .hint(&format!("wait {left} more before promoting"))
 }
