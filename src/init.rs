@@ -286,6 +286,23 @@ struct Carry {
     /// Argo CD's repository and revision, as the finished rollout had them.
     repo_url: Option<String>,
     target_revision: String,
+    /// `spec.rollout.expiry`, as the finished rollout had it.
+    expiry_warn: String,
+    expiry_fail: String,
+    /// `spec.rollout.waves` (the clusters carry over, so their promotion order does too).
+    waves: Vec<Vec<String>>,
+    /// The recipients by role, when the finished plan had them and no `--age-recipient`
+    /// replaces them: least privilege carries over to the next rotation.
+    roles: Option<CarryRoles>,
+}
+
+/// `spec.gitops.recipients`/`operators` and each cluster's `recipients`.
+#[derive(serde::Serialize)]
+struct CarryRoles {
+    /// (name, age1… key), in name order.
+    recipients: Vec<(String, String)>,
+    operators: Vec<String>,
+    clusters: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// The commented plan text (templates/plan.yaml.j2): today's root and intermediates imported,
@@ -729,10 +746,21 @@ pub fn from_render(req: &FromRender<'_>) -> Result<FromClusterDone, FromRenderEr
         }
     }
     let rollout = &repo.rollout;
-    let recipients: Vec<String> = if req.recipients.is_empty() {
-        rollout.gitops.age_recipients.clone()
-    } else {
-        req.recipients.to_vec()
+    // The roles carry over unless `--age-recipient` replaces them; the key state is then for
+    // the operators only, as `render` encrypts it.
+    let roles = rollout
+        .gitops
+        .roles
+        .as_ref()
+        .filter(|_| req.recipients.is_empty());
+    let recipients: Vec<String> = match roles {
+        _ if !req.recipients.is_empty() => req.recipients.to_vec(),
+        Some(r) => r
+            .operators
+            .iter()
+            .filter_map(|o| r.recipients.get(o).cloned())
+            .collect(),
+        None => rollout.gitops.age_recipients.clone(),
     };
     if recipients.is_empty() {
         return Err(FromClusterError::NoRecipient.into());
@@ -830,6 +858,18 @@ pub fn from_render(req: &FromRender<'_>) -> Result<FromClusterDone, FromRenderEr
             repo_path: rollout.gitops.repo_path.clone(),
             repo_url: rollout.gitops.repo_url.clone(),
             target_revision: rollout.gitops.target_revision.clone(),
+            expiry_warn: rollout.expiry.warn.to_string(),
+            expiry_fail: rollout.expiry.fail.to_string(),
+            waves: rollout.waves.clone(),
+            roles: roles.map(|r| CarryRoles {
+                recipients: r
+                    .recipients
+                    .iter()
+                    .map(|(n, k)| (n.clone(), k.clone()))
+                    .collect(),
+                operators: r.operators.clone(),
+                clusters: r.clusters.clone(),
+            }),
         }),
     });
     let to = Destination {

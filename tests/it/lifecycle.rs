@@ -628,3 +628,107 @@ fn init_from_render_starts_the_next_rotation_whose_phase_1_is_the_old_phase_4() 
     );
     assert!(o.status.success(), "{}", stdout(&o));
 }
+
+/// The public key of a new age identity written to `file`.
+fn new_age_key(file: &Path) -> String {
+    must(std::process::Command::new("age-keygen").arg("-o").arg(file));
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// The next rotation keeps what the finished one's plan decided beyond mesh and timing: the
+/// recipients by role (least privilege: each cluster's key reads only its own Secrets), the
+/// expiry thresholds and the waves.
+#[test]
+fn init_from_render_carries_the_roles_the_expiry_and_the_waves() {
+    let keys = tempfile::tempdir().unwrap();
+    let demo = "age18wfpqaqejnsfp8ykhwxhhhgdruwrk2d8rlwfmp5tuf587npuaatsgu66et";
+    let clusters = ["us-east", "us-west", "eu-central"];
+    let flux: Vec<String> = clusters
+        .iter()
+        .map(|c| new_age_key(&keys.path().join(format!("{c}.agekey"))))
+        .collect();
+    let mut text = std::fs::read_to_string(root().join("plans/fleet.yaml")).unwrap();
+    let mut roles = format!("    recipients:\n      ops: \"{demo}\"\n");
+    for (c, k) in clusters.iter().zip(&flux) {
+        roles.push_str(&format!("      flux-{c}: \"{k}\"\n"));
+        text = text.replace(
+            &format!("    - name: {c}\n"),
+            &format!("    - name: {c}\n      recipients: [flux-{c}]\n"),
+        );
+    }
+    roles.push_str("    operators: [ops]\n");
+    text = text.replace(&format!("    ageRecipients:\n      - {demo}\n"), &roles);
+    text = text.replace(
+        "    repoPath: infrastructure/istio-ca\n",
+        "    repoPath: infrastructure/istio-ca\n  rollout:\n    expiry: {warn: 120d, fail: 45d}\n    waves:\n      - [eu-central]\n      - [us-east, us-west]\n",
+    );
+    assert!(
+        text.contains("operators: [ops]") && text.contains("waves:"),
+        "{text}"
+    );
+    let plan = keys.path().join("fleet-roles.yaml");
+    std::fs::write(&plan, &text).unwrap();
+    let d = rendered_repo(plan.to_str().unwrap());
+    for n in ["2", "3", "4"] {
+        promote(d.path(), &["--wave", "1", "--to", n, "--commit"]);
+        promote(d.path(), &["--wave", "2", "--to", n, "--commit"]);
+    }
+    let next = d.path().join("next");
+    let o = from_render(&d.path().join("gitops"), &next, &[&root().join(DEMO_KEY)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let new_plan = std::fs::read_to_string(next.join("plan.yaml")).unwrap();
+    for want in [
+        format!("      \"ops\": \"{demo}\"\n"),
+        "    operators:\n      - \"ops\"\n".to_string(),
+        "      recipients:\n        - \"flux-eu-central\"\n".to_string(),
+        "    expiry:\n      warn: \"120d\"\n      fail: \"45d\"\n".to_string(),
+        "    waves:\n      - [\"eu-central\"]\n      - [\"us-east\", \"us-west\"]\n".to_string(),
+    ] {
+        assert!(new_plan.contains(&want), "missing {want:?} in:\n{new_plan}");
+    }
+    assert!(!new_plan.contains("ageRecipients"), "{new_plan}");
+    // It renders and passes every offline gate, sops-recipients included: each cluster's
+    // Secrets are readable by the operator and that cluster's key only.
+    let out = next.join("gitops");
+    let p = next.join("plan.yaml");
+    let o = rootroll_at(
+        "2027-06-01T00:00:00Z",
+        &[
+            "render",
+            p.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--identity",
+            DEMO_KEY,
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = rootroll_at(
+        "2027-06-01T00:00:00Z",
+        &[
+            "verify",
+            "offline",
+            out.to_str().unwrap(),
+            "--identity",
+            DEMO_KEY,
+            "--format",
+            "json",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}", not_passed(&v));
+    assert!(
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "sops-recipients" && f["passed"] == true),
+        "{v:#}"
+    );
+}
