@@ -216,3 +216,14 @@ pub fn rendered_repo(plan: &str) -> tempfile::TempDir {
     git(d.path(), &["commit", "-qm", "render"]);
     d
 }
+
+/// The `# public key: age1…` line of an age identity file (as age-keygen writes it).
+pub fn age_public_key(identity: &Path) -> String {
+    std::fs::read_to_string(identity)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap_or_else(|| panic!("{} has no public key line", identity.display()))
+        .trim()
+        .to_string()
+}

@@ -356,13 +356,7 @@ fn sops_config_matches_what_was_written() {
     let cfg = std::fs::read_to_string(out.join(".sops.yaml")).unwrap();
     assert!(cfg.contains("encrypted_regex: ^(data|stringData)$"));
     assert!(cfg.contains("encrypted_regex: ^(ca-key\\.pem|tls\\.key)$"));
-    let pubkey = std::fs::read_to_string(root().join(DEMO_KEY)).unwrap();
-    let pubkey = pubkey
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .unwrap()
-        .trim()
-        .to_string();
+    let pubkey = age_public_key(&root().join(DEMO_KEY));
     assert!(cfg.contains(&pubkey));
     // `sops encrypt` with that config (run from the output dir) writes the same rule.
     let f = out.join("clusters/demo/istio-ca/phases/extra.sops.yaml");

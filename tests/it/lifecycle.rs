@@ -632,13 +632,7 @@ fn init_from_render_starts_the_next_rotation_whose_phase_1_is_the_old_phase_4() 
 /// The public key of a new age identity written to `file`.
 fn new_age_key(file: &Path) -> String {
     must(std::process::Command::new("age-keygen").arg("-o").arg(file));
-    std::fs::read_to_string(file)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .unwrap()
-        .trim()
-        .to_string()
+    age_public_key(file)
 }
 
 /// The next rotation keeps what the finished one's plan decided beyond mesh and timing: the

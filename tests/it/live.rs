@@ -1033,56 +1033,75 @@ fn live_bench() {
     );
 }
 
-fn demo_recipient() -> String {
-    std::fs::read_to_string(root().join(DEMO_KEY))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .unwrap()
-        .trim()
-        .to_string()
+/// A `prod-east` API server whose `istio-system/cacerts` Secret holds `keys` of the files in
+/// `src`, and `init --from-cluster prod-east --cluster east` against it, writing `plan.yaml`
+/// and `gitops/` under `dir` (encrypted to the demo key) with `extra` arguments.
+struct FromCluster {
+    _api: crate::apiserver::FakeApi,
+    kubeconfig: PathBuf,
+    plan: PathBuf,
+    out: PathBuf,
 }
+
+impl FromCluster {
+    fn start(dir: &Path, src: &Path, keys: &[&str]) -> Self {
+        let api = crate::apiserver::FakeApi::start();
+        let kubeconfig = api.kubeconfig(dir, "prod-east");
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let data: serde_json::Map<String, Value> = keys
+            .iter()
+            .map(|k| {
+                let bytes = std::fs::read(src.join(k)).unwrap();
+                (k.to_string(), Value::String(b64.encode(bytes)))
+            })
+            .collect();
+        api.put(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system", "uid": "5d0c1f2e-1c55-4f0e-9a51-2b8d8f1f0c11", "resourceVersion": "48213", "creationTimestamp": "2026-06-01T09:12:44Z"}, "type": "Opaque", "data": data}));
+        Self {
+            _api: api,
+            kubeconfig,
+            plan: dir.join("plan.yaml"),
+            out: dir.join("gitops"),
+        }
+    }
+
+    fn init(&self, extra: &[&str]) -> std::process::Output {
+        let pubkey = age_public_key(&root().join(DEMO_KEY));
+        let mut args = vec![
+            "init",
+            "--from-cluster",
+            "prod-east",
+            "--kubeconfig",
+            self.kubeconfig.to_str().unwrap(),
+            "--cluster",
+            "east",
+            "--out",
+            self.out.to_str().unwrap(),
+            "-o",
+            self.plan.to_str().unwrap(),
+            "--age-recipient",
+            &pubkey,
+        ];
+        args.extend_from_slice(extra);
+        rootroll(&args)
+    }
+}
+
+const MAKEFILE_FILES: [&str; 4] = [
+    "ca-cert.pem",
+    "ca-key.pem",
+    "cert-chain.pem",
+    "root-cert.pem",
+];
 
 /// istio-2026 §1: a `ca-crl.pem` in the live Secret (istiod 1.27+ distributes it, ztunnel
 /// 1.30+ enforces it) is refused with the consequence and the manual step; nothing is written.
 #[test]
 fn init_from_cluster_refuses_a_secret_with_a_crl_and_writes_nothing() {
-    let api = crate::apiserver::FakeApi::start();
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.kubeconfig(dir.path(), "prod-east");
-    let fixtures = root().join("tests/fixtures/bad/with-crl");
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let data: serde_json::Map<String, Value> = [
-        "ca-cert.pem",
-        "ca-key.pem",
-        "cert-chain.pem",
-        "root-cert.pem",
-        "ca-crl.pem",
-    ]
-    .into_iter()
-    .map(|k| {
-        let bytes = std::fs::read(fixtures.join(k)).unwrap();
-        (k.to_string(), Value::String(b64.encode(bytes)))
-    })
-    .collect();
-    api.put(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system", "uid": "5d0c1f2e-1c55-4f0e-9a51-2b8d8f1f0c11", "resourceVersion": "48213", "creationTimestamp": "2026-06-01T09:12:44Z"}, "type": "Opaque", "data": data}));
-    let plan = dir.path().join("plan.yaml");
-    let out = dir.path().join("gitops");
-    let o = rootroll(&[
-        "init",
-        "--from-cluster",
-        "prod-east",
-        "--kubeconfig",
-        kubeconfig.to_str().unwrap(),
-        "--cluster",
-        "east",
-        "--out",
-        out.to_str().unwrap(),
-        "-o",
-        plan.to_str().unwrap(),
-        "--age-recipient",
-        &demo_recipient(),
-    ]);
+    let src = root().join("tests/fixtures/bad/with-crl");
+    let keys: Vec<&str> = MAKEFILE_FILES.into_iter().chain(["ca-crl.pem"]).collect();
+    let c = FromCluster::start(dir.path(), &src, &keys);
+    let o = c.init(&[]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
@@ -1095,52 +1114,17 @@ fn init_from_cluster_refuses_a_secret_with_a_crl_and_writes_nothing() {
         "{err}"
     );
     assert!(!err.contains("PRIVATE KEY"), "{err}");
-    assert!(!plan.exists(), "a plan was written");
-    assert!(!out.exists(), "an output directory was written");
+    assert!(!c.plan.exists(), "a plan was written");
+    assert!(!c.out.exists(), "an output directory was written");
 }
 
 #[test]
 fn init_from_cluster_keeps_bytes_and_never_writes_the_key_in_plaintext() {
-    let api = crate::apiserver::FakeApi::start();
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = api.kubeconfig(dir.path(), "prod-east");
     let fixtures = root().join("tests/fixtures/makefile/cluster1");
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let mut data = serde_json::Map::new();
-    for k in [
-        "ca-cert.pem",
-        "ca-key.pem",
-        "cert-chain.pem",
-        "root-cert.pem",
-    ] {
-        data.insert(
-            k.into(),
-            Value::String(b64.encode(std::fs::read(fixtures.join(k)).unwrap())),
-        );
-    }
-    api.put(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "cacerts", "namespace": "istio-system"}, "type": "Opaque", "data": data}));
-    let pubkey = demo_recipient();
-    let plan = dir.path().join("plan.yaml");
-    let out = dir.path().join("gitops");
-    let init = |extra: &[&str]| {
-        let mut args = vec![
-            "init",
-            "--from-cluster",
-            "prod-east",
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-            "--cluster",
-            "east",
-            "--out",
-            out.to_str().unwrap(),
-            "-o",
-            plan.to_str().unwrap(),
-            "--age-recipient",
-            &pubkey,
-        ];
-        args.extend_from_slice(extra);
-        rootroll(&args)
-    };
+    let c = FromCluster::start(dir.path(), &fixtures, &MAKEFILE_FILES);
+    let (plan, out) = (c.plan.clone(), c.out.clone());
+    let init = |extra: &[&str]| c.init(extra);
     let o = init(&["--name", "prod"]);
     assert!(o.status.success(), "{}", stderr(&o));
     // Public files byte for byte; no private key in plaintext anywhere.
