@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# Runs one coverage-guided fuzzing campaign with AFL++ (cargo-afl, stable Rust) and prints its
-# figures; exits 1 when the target crashed (the inputs are copied to fuzz/crashes/<target>/).
+# Runs one coverage-guided fuzzing campaign with AFL++ (stable Rust) and prints its figures;
+# exits 1 when the target crashed (the inputs are copied to fuzz/crashes/<target>/).
 #
 #   scripts/fuzz.sh TARGET SECONDS      TARGET: plan_validate pem_bundle inspect sops_decrypt
 #                                               dump_snapshot (fuzz/Cargo.toml), or `build`
+#
+# The engine is Debian's AFL++ (package `afl++`: afl-fuzz and its runtime afl-compiler-rt.o),
+# installed by scripts/test.sh. The targets are built with rustc's own SanitizerCoverage (the
+# flags cargo-afl passes, written out below) and linked to that runtime, so no cargo-afl install
+# and no AFL++ build from source is needed (fuzz/README.md has the figures).
 #
 # Seeds: fuzz/corpus/TARGET (checked in, fuzz/seed.sh). Output: $FUZZ_OUT, by default
 # target/fuzz/TARGET (replaced on every run; its queue/ is the grown corpus). Environment:
 #   FUZZ_TIMEOUT_MS  one execution longer than this is a hang (default 2000: this machine's 2
 #                    cores are shared, so AFL++'s own calibration would call slow runs hangs)
-#   FUZZ_MAX_EXECS   stop after this many executions as well (AFL_EXIT_ON_TIME is not used)
+#   FUZZ_MAX_EXECS   stop after this many executions as well
 #   FUZZ_TARGET_DIR  where the instrumented targets are built (default target/afl)
+#   FUZZ_OPT_LEVEL   rustc opt-level of the instrumented build (default 1; scripts/test.sh uses 0)
 # Hangs are reported, and saved beside the crashes, but do not fail the run: on a loaded
-# machine a timeout is not proof of one. cargo-afl is installed with `cargo install --locked`
-# when it is missing (it builds the AFL++ copy shipped in the crate: cc and make).
+# machine a timeout is not proof of one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,33 +35,39 @@ if [[ $target != build ]]; then
   [[ $seconds =~ ^[1-9][0-9]*$ ]] || usage
 fi
 
-# The engine.
-if ! cargo afl --version >/dev/null 2>&1; then
-  echo "fuzz: installing cargo-afl (cargo install --locked cargo-afl)"
-  start=$(date +%s)
-  cargo install --locked --quiet cargo-afl
-  echo "fuzz: cargo-afl installed in $(($(date +%s) - start)) s"
-fi
-# (afl-fuzz -h exits 1 even when all is well: look for cargo-afl's own complaint instead.)
-if cargo afl fuzz -h 2>&1 | grep -q 'was not built'; then
-  echo "fuzz: building AFL++ (cargo afl config --build)"
-  cargo afl config --build --force
+# The engine: afl-fuzz and the runtime every target links (Debian `afl++`).
+afl_rt=${AFL_COMPILER_RT:-/usr/lib/afl/afl-compiler-rt.o}
+if ! command -v afl-fuzz >/dev/null 2>&1 || [[ ! -f $afl_rt ]]; then
+  echo "fuzz: AFL++ is missing: install Debian's afl++ (apt-get install afl++), which has afl-fuzz and $afl_rt" >&2
+  exit 2
 fi
 
 # The targets: instrumented, release, in their own target dir (the flags differ from every
 # other build), pinned to rootroll's own lock file (the fuzz crate adds only afl to it). They
 # link rootroll's library without its features (no command line, no cluster client), and
-# `--target` keeps cargo-afl's RUSTFLAGS off build scripts and proc macros, which then build
-# as plain host code instead of instrumented at opt-level 3. AFL_OPT_LEVEL (cargo-afl's own
-# knob, default here 1) and one codegen unit per 16 trade execution speed for build time:
-# CI builds cold every run (fuzz/README.md has the figures).
+# `--target` keeps RUSTFLAGS off build scripts and proc macros, which then build as plain host
+# code. The coverage flags are cargo-afl's (0.18, stable rustc: SanitizerCoverage with
+# trace-pc-guard and compare tracing, `--cfg fuzzing`, the AFL++ runtime linked in);
+# FUZZ_OPT_LEVEL (1, or 0 for the short CI campaigns) and 16 codegen units trade execution
+# speed for build time: CI builds cold.
 cp Cargo.lock fuzz/Cargo.lock
 export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-target/afl}
 host=$(rustc -vV | sed -n 's/^host: //p')
 bin_dir=$CARGO_TARGET_DIR/$host/release
+flags=(
+  -C debug-assertions -C overflow_checks
+  -C "opt-level=${FUZZ_OPT_LEVEL:-1}" -C codegen-units=16 -C target-cpu=native
+  -C passes=sancov-module
+  -C llvm-args=-sanitizer-coverage-level=3
+  -C llvm-args=-sanitizer-coverage-trace-pc-guard
+  -C llvm-args=-sanitizer-coverage-prune-blocks=0
+  -C llvm-args=-sanitizer-coverage-trace-compares
+  --cfg fuzzing
+  -C "link-arg=$afl_rt"
+)
 start=$(date +%s)
-AFL_OPT_LEVEL=${AFL_OPT_LEVEL:-1} RUSTFLAGS="-C codegen-units=16 ${RUSTFLAGS:-}" \
-  cargo afl build --release --quiet --target "$host" --manifest-path fuzz/Cargo.toml --bins
+RUSTFLAGS="${flags[*]} ${RUSTFLAGS:-}" \
+  cargo build --release --quiet --target "$host" --manifest-path fuzz/Cargo.toml --bins
 echo "fuzz: targets built in $(($(date +%s) - start)) s"
 [[ $target == build ]] && exit 0
 
@@ -74,7 +85,7 @@ set +e
 ROOTROLL_FUZZ_SCRATCH="$scratch" \
   AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
   AFL_FAST_CAL=1 AFL_NO_WARN_INSTABILITY=1 \
-  cargo afl fuzz -V "$seconds" -t "${FUZZ_TIMEOUT_MS:-2000}" "${extra[@]}" \
+  afl-fuzz -V "$seconds" -t "${FUZZ_TIMEOUT_MS:-2000}" "${extra[@]}" \
   -i "fuzz/corpus/$target" -o "$out" -- "$bin_dir/$target" >"$log" 2>&1
 rc=$?
 set -e
