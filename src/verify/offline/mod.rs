@@ -26,6 +26,7 @@ pub mod blocks;
 pub mod bundle;
 pub mod chain;
 pub mod expiry;
+pub mod files;
 pub mod fleet;
 pub mod kustomize;
 pub mod placeholder;
@@ -145,10 +146,12 @@ pub fn run(repo: &Repo, opts: &Options<'_>) -> Result<(Report, Vec<PhaseSecret>)
     fleet::bundle_shared(&secrets, &mut r);
     bundle::root_subjects_distinct(&secrets, &mut r);
     fleet::lockstep(&active, &mut r);
-    plaintext::scan(repo.dir(), &mut r);
+    // The whole-file gates share one read of the tree.
+    let tree = files::read(repo.dir());
+    plaintext::scan(&tree, &mut r);
     r.expiry = expiry::gates(repo, &active, opts.now, &mut r);
-    placeholder::scan(repo.dir(), &mut r);
-    recipients::check(repo.dir(), &repo.rollout.gitops, &mut r);
+    placeholder::scan(&tree, &mut r);
+    recipients::check(&tree, &repo.rollout.gitops, &mut r);
     Ok((r, secrets))
 }
 

@@ -6,27 +6,29 @@
 //! gate needs no identity.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use super::Report;
+use super::files::TreeFiles;
 use crate::gates::Code;
 use crate::plan::Gitops;
 use crate::verify::Finding;
 
-/// Adds one finding per SOPS file under `dir` (`.git` aside): its recipients against the plan's.
-pub fn check(dir: &Path, gitops: &Gitops, r: &mut Report) {
-    let mut files = Vec::new();
-    let mut unreadable = Vec::new();
-    walk(dir, dir, &mut files, &mut unreadable);
-    for (rel, why) in unreadable {
+/// Adds one finding per SOPS file of the tree (`.git` aside): its recipients against the plan's.
+pub fn check(tree: &TreeFiles, gitops: &Gitops, r: &mut Report) {
+    for (rel, why) in &tree.unreadable {
         r.push(Finding::new(
             Code::SopsRecipients,
             false,
-            &rel,
-            format!("cannot be read ({why}), so its recipients are unknown"),
+            rel,
+            format!("{why}, so its recipients are unknown"),
         ));
     }
-    files.sort();
+    let mut files: Vec<(&str, String)> = tree
+        .files
+        .iter()
+        .filter(|f| f.rel.ends_with(".yaml") || f.rel.ends_with(".yml"))
+        .map(|f| (f.rel.as_str(), String::from_utf8_lossy(&f.bytes).into_owned()))
+        .collect();
     // `.sops.yaml` (anywhere) is sops' configuration, not a SOPS file, unless it claims to be.
     files.retain(|(rel, text)| {
         let config = rel.rsplit('/').next() == Some(crate::repo::SOPS_CONFIG);
@@ -146,62 +148,6 @@ fn readers(text: &str) -> Result<BTreeSet<String>, String> {
         }
     }
     Ok(has)
-}
-
-/// Every file under `dir` (`.git` aside; directory links not followed, a loop could not end)
-/// with its text, and those that cannot be read.
-fn walk(
-    root: &Path,
-    dir: &Path,
-    files: &mut Vec<(String, String)>,
-    unreadable: &mut Vec<(String, String)>,
-) {
-    let rel = |p: &Path| {
-        p.strip_prefix(root)
-            .unwrap_or(p)
-            .to_string_lossy()
-            .replace('\\', "/")
-    };
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            unreadable.push((rel(dir), e.to_string()));
-            return;
-        }
-    };
-    for e in entries {
-        let e = match e {
-            Ok(e) => e,
-            Err(err) => {
-                unreadable.push((rel(dir), err.to_string()));
-                continue;
-            }
-        };
-        let p = e.path();
-        if e.file_name() == ".git" {
-            continue;
-        }
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            walk(root, &p, files, unreadable);
-            continue;
-        }
-        match std::fs::metadata(&p) {
-            Ok(m) if !m.is_file() => continue,
-            Ok(_) => {}
-            Err(err) => {
-                unreadable.push((rel(&p), err.to_string()));
-                continue;
-            }
-        }
-        let name = p.to_string_lossy();
-        if !(name.ends_with(".yaml") || name.ends_with(".yml")) {
-            continue;
-        }
-        match std::fs::read(&p) {
-            Ok(bytes) => files.push((rel(&p), String::from_utf8_lossy(&bytes).into_owned())),
-            Err(err) => unreadable.push((rel(&p), err.to_string())),
-        }
-    }
 }
 
 #[cfg(test)]
