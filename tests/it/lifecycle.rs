@@ -507,6 +507,25 @@ fn sops_data(file: &Path) -> serde_json::Value {
     v["data"].clone()
 }
 
+/// When the next rotation is scaffolded, rendered and verified.
+const NEXT_NOW: &str = "2027-06-01T00:00:00Z";
+
+/// Renders the next rotation's plan `p` into `out` at [`NEXT_NOW`].
+fn render_next(p: &Path, out: &Path) {
+    let o = rootroll_at(
+        NEXT_NOW,
+        &[
+            "render",
+            p.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--identity",
+            DEMO_KEY,
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 /// `init --from-render` with no identity reachable but `ids` (no env keys, an empty HOME).
 fn from_render(dir: &Path, next: &Path, ids: &[&Path]) -> std::process::Output {
     let home = tempfile::tempdir().unwrap();
@@ -516,7 +535,7 @@ fn from_render(dir: &Path, next: &Path, ids: &[&Path]) -> std::process::Output {
         .env_remove("SOPS_AGE_KEY")
         .env_remove("XDG_CONFIG_HOME")
         .env("HOME", home.path())
-        .args(["--now", "2027-06-01T00:00:00Z", "init", "--from-render"])
+        .args(["--now", NEXT_NOW, "init", "--from-render"])
         .arg(dir)
         .arg("--output")
         .arg(next.join("plan.yaml"))
@@ -590,18 +609,7 @@ fn init_from_render_starts_the_next_rotation_whose_phase_1_is_the_old_phase_4() 
     );
     let p = next.join("plan.yaml");
     let out = next.join("gitops");
-    let o = rootroll_at(
-        "2027-06-01T00:00:00Z",
-        &[
-            "render",
-            p.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--identity",
-            DEMO_KEY,
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    render_next(&p, &out);
     for c in ["eu-central", "us-east", "us-west"] {
         let old = sops_data(&gitops.join(format!(
             "clusters/{c}/istio-ca/phases/4-finalize/cacerts.sops.yaml"
@@ -691,32 +699,9 @@ fn init_from_render_carries_the_roles_the_expiry_and_the_waves() {
     // Secrets are readable by the operator and that cluster's key only.
     let out = next.join("gitops");
     let p = next.join("plan.yaml");
-    let o = rootroll_at(
-        "2027-06-01T00:00:00Z",
-        &[
-            "render",
-            p.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--identity",
-            DEMO_KEY,
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = rootroll_at(
-        "2027-06-01T00:00:00Z",
-        &[
-            "verify",
-            "offline",
-            out.to_str().unwrap(),
-            "--identity",
-            DEMO_KEY,
-            "--format",
-            "json",
-        ],
-    );
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(o.status.code(), Some(0), "{:?}", not_passed(&v));
+    render_next(&p, &out);
+    let (v, code, err) = verify_at(NEXT_NOW, out.to_str().unwrap(), &[]);
+    assert_eq!(code, Some(0), "{:?} {err}", not_passed(&v));
     assert!(
         v["findings"]
             .as_array()

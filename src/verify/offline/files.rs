@@ -66,7 +66,10 @@ pub fn read(dir: &Path) -> TreeFiles {
                 }
             }
             match std::fs::read(&p) {
-                Ok(bytes) => t.files.push(TreeFile { rel: rel(&p), bytes }),
+                Ok(bytes) => t.files.push(TreeFile {
+                    rel: rel(&p),
+                    bytes,
+                }),
                 Err(e) => t.unreadable.push((rel(&p), format!("cannot read: {e}"))),
             }
         }

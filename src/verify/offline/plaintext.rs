@@ -29,7 +29,11 @@ pub fn scan(tree: &TreeFiles, r: &mut Report) {
             NEEDLES.iter().any(|n| text.contains(n))
         })
         .map(|f| f.rel.clone())
-        .chain(tree.unreadable.iter().map(|(rel, why)| format!("{rel} ({why})")))
+        .chain(
+            tree.unreadable
+                .iter()
+                .map(|(rel, why)| format!("{rel} ({why})")),
+        )
         .collect();
     offenders.sort();
     let msg = if offenders.is_empty() {

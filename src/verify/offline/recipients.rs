@@ -27,7 +27,12 @@ pub fn check(tree: &TreeFiles, gitops: &Gitops, r: &mut Report) {
         .files
         .iter()
         .filter(|f| f.rel.ends_with(".yaml") || f.rel.ends_with(".yml"))
-        .map(|f| (f.rel.as_str(), String::from_utf8_lossy(&f.bytes).into_owned()))
+        .map(|f| {
+            (
+                f.rel.as_str(),
+                String::from_utf8_lossy(&f.bytes).into_owned(),
+            )
+        })
         .collect();
     // `.sops.yaml` (anywhere) is sops' configuration, not a SOPS file, unless it claims to be.
     files.retain(|(rel, text)| {
