@@ -1,13 +1,16 @@
 //! Phase-0 prerequisites, checked live: `ISTIO_MULTIROOT_MESH` on every istiod,
 //! `PROXY_CONFIG_XDS_AGENT` in the mesh config and in every running proxy, and no istiod,
-//! proxy or ztunnel of a version known to break multi-root rotation (facts §9.5).
+//! proxy or ztunnel of a version known to break multi-root rotation (facts §9.5). Also where
+//! each istiod publishes its roots ([`publication`]), read from its env for `root-configmap`.
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod};
 
 use super::super::common::some_names;
 use super::pods::{env_true, istio_proxy, pod_id, proxy_kind};
-use super::{Expectation, Snapshot};
+use super::{Expectation, Fetched, Snapshot};
 use crate::gates::Code;
 use crate::plan::IstioVersion;
 use crate::verify::Finding;
@@ -80,6 +83,193 @@ fn discovery(d: &Deployment) -> Option<&Container> {
 fn version_of(component: &str, c: Option<&Container>) -> Option<String> {
     let v = image_version(c?.image.as_deref()?)?;
     version_problem(component, v)
+}
+
+/// The root ConfigMap's name when `PILOT_CA_CERT_CONFIGMAP` is not set (facts §4.5,
+/// istio-2026 §1: `values.global.trustBundleName` sets it since 1.27).
+pub const DEFAULT_ROOT_CONFIGMAP: &str = "istio-ca-root-cert";
+
+/// Where the istiod Deployments publish their root bundle, each read from its own env
+/// (istio-2026 §1, rows on ClusterTrustBundle and `trustBundleName`). Revisions may disagree:
+/// then every target is checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Publication {
+    /// Deployments with `ENABLE_CLUSTER_TRUST_BUNDLE_API=true`: they write the
+    /// ClusterTrustBundle `istio.io:istiod-ca:root-cert` instead of ConfigMaps.
+    pub trust_bundle: Vec<String>,
+    /// Root ConfigMap name (`PILOT_CA_CERT_CONFIGMAP`, default `istio-ca-root-cert`) → the
+    /// Deployments that write it into every namespace.
+    pub configmaps: BTreeMap<String, Vec<String>>,
+    /// `deployment: why` for each Deployment whose settings could not be resolved.
+    pub unresolved: Vec<String>,
+}
+
+impl Publication {
+    /// `true` when the Deployments publish to more than one target.
+    pub fn mixed(&self) -> bool {
+        usize::from(!self.trust_bundle.is_empty()) + self.configmaps.len() > 1
+    }
+}
+
+/// Where istiod publishes its roots, from the istiod Deployments' env (`Err`: the reason the
+/// root publication cannot be judged at all). `istio_configmaps` resolve `configMapKeyRef`
+/// and `envFrom` ConfigMaps, which live in the Deployments' (Istio) namespace.
+pub fn publication(
+    deployments: &Fetched<Vec<Deployment>>,
+    istio_configmaps: &Fetched<Vec<ConfigMap>>,
+    istio_namespace: &str,
+) -> Result<Publication, String> {
+    let Ok(deployments) = deployments else {
+        return Err(
+            "because where istiod publishes its roots is read from the istiod Deployments, which could not be listed (prereq-multiroot)".into(),
+        );
+    };
+    let istiods: Vec<&Deployment> = deployments.iter().filter(|d| is_istiod(d)).collect();
+    if istiods.is_empty() {
+        return Err(format!(
+            "because no istiod Deployment found in {istio_namespace} (prereq-multiroot)"
+        ));
+    }
+    let mut p = Publication::default();
+    for d in istiods {
+        let name = d.metadata.name.clone().unwrap_or_default();
+        let Some(c) = discovery(d) else {
+            p.unresolved.push(format!("{name}: no discovery container"));
+            continue;
+        };
+        // istio-2026 §1: ENABLE_CLUSTER_TRUST_BUNDLE_API=true (1.26+) moves the roots from the
+        // per-namespace ConfigMaps to the ClusterTrustBundle.
+        let flag = match env_setting(c, "ENABLE_CLUSTER_TRUST_BUNDLE_API", istio_configmaps) {
+            Ok(None) => false,
+            Ok(Some(v)) => match go_bool(&v) {
+                Some(b) => b,
+                None => {
+                    p.unresolved.push(format!(
+                        "{name}: ENABLE_CLUSTER_TRUST_BUNDLE_API={v:?} is not a boolean"
+                    ));
+                    continue;
+                }
+            },
+            Err(why) => {
+                p.unresolved.push(format!("{name}: {why}"));
+                continue;
+            }
+        };
+        if flag {
+            p.trust_bundle.push(name);
+            continue;
+        }
+        // istio-2026 §1 / facts §4.5: the ConfigMap's name is PILOT_CA_CERT_CONFIGMAP
+        // (values.global.trustBundleName, 1.27+), default istio-ca-root-cert.
+        match env_setting(c, "PILOT_CA_CERT_CONFIGMAP", istio_configmaps) {
+            Ok(None) => p
+                .configmaps
+                .entry(DEFAULT_ROOT_CONFIGMAP.to_string())
+                .or_default()
+                .push(name),
+            Ok(Some(v)) if super::super::dump::is_dns_subdomain(&v) => {
+                p.configmaps.entry(v).or_default().push(name);
+            }
+            Ok(Some(v)) => p.unresolved.push(format!(
+                "{name}: PILOT_CA_CERT_CONFIGMAP={v:?} is not a ConfigMap name"
+            )),
+            Err(why) => p.unresolved.push(format!("{name}: {why}")),
+        }
+    }
+    Ok(p)
+}
+
+/// Go's `strconv.ParseBool`, which istiod's boolean env settings go through.
+fn go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// The value the kubelet gives env `name` of container `c`: `Ok(None)` when unset, `Err` when
+/// it comes from somewhere rootroll cannot read (a Secret, a field, a ConfigMap it could not
+/// list). As Kubernetes does: the last `env` entry wins over `envFrom`, and among `envFrom`
+/// sources the last one that has the key.
+fn env_setting(
+    c: &Container,
+    name: &str,
+    cms: &Fetched<Vec<ConfigMap>>,
+) -> Result<Option<String>, String> {
+    if let Some(e) = c.env.iter().flatten().rev().find(|e| e.name == name) {
+        let Some(from) = &e.value_from else {
+            return Ok(Some(e.value.clone().unwrap_or_default()));
+        };
+        if let Some(r) = &from.config_map_key_ref {
+            let cm = configmap(cms, &r.name)
+                .map_err(|why| format!("{name} comes from ConfigMap {}: {why}", r.name))?;
+            return match cm.and_then(|m| m.data.as_ref()?.get(&r.key)) {
+                Some(v) => Ok(Some(v.clone())),
+                None if r.optional == Some(true) => Ok(None),
+                None => Err(format!(
+                    "{name} comes from key {} of ConfigMap {}, which does not exist (istiod cannot start)",
+                    r.key, r.name
+                )),
+            };
+        }
+        let source = if from.secret_key_ref.is_some() {
+            "a Secret (secretKeyRef)"
+        } else if from.field_ref.is_some() {
+            "a field of the pod (fieldRef)"
+        } else if from.file_key_ref.is_some() {
+            "a file (fileKeyRef)"
+        } else {
+            "a valueFrom source"
+        };
+        return Err(format!(
+            "{name} comes from {source}, which rootroll does not resolve"
+        ));
+    }
+    for src in c.env_from.iter().flatten().rev() {
+        let Some(key) = name.strip_prefix(src.prefix.as_deref().unwrap_or_default()) else {
+            continue;
+        };
+        if let Some(r) = &src.config_map_ref {
+            let cm = configmap(cms, &r.name).map_err(|why| {
+                format!("{name} may come from ConfigMap {} (envFrom): {why}", r.name)
+            })?;
+            match cm {
+                Some(m) => {
+                    if let Some(v) = m.data.as_ref().and_then(|d| d.get(key)) {
+                        return Ok(Some(v.clone()));
+                    }
+                }
+                None if r.optional == Some(true) => {}
+                None => {
+                    return Err(format!(
+                        "{name} may come from ConfigMap {} (envFrom), which does not exist (istiod cannot start)",
+                        r.name
+                    ));
+                }
+            }
+        }
+        if let Some(r) = &src.secret_ref {
+            return Err(format!(
+                "{name} may come from Secret {} (envFrom), which rootroll does not read",
+                r.name
+            ));
+        }
+    }
+    Ok(None)
+}
+
+/// ConfigMap `name` of the Istio namespace, `None` when it does not exist.
+fn configmap<'a>(
+    cms: &'a Fetched<Vec<ConfigMap>>,
+    name: &str,
+) -> Result<Option<&'a ConfigMap>, String> {
+    let cms = cms
+        .as_ref()
+        .map_err(|why| format!("the Istio namespace's ConfigMaps could not be listed: {why}"))?;
+    Ok(cms
+        .iter()
+        .find(|m| m.metadata.name.as_deref() == Some(name)))
 }
 
 /// `prereq-multiroot` and istiod's `prereq-versions`.
