@@ -462,3 +462,125 @@ fn versions(subject: &str, pods: &[Pod]) -> Finding {
     let details = bad.into_iter().map(|(p, why)| format!("{p}: {why}"));
     Finding::new(Code::PrereqVersions, ok, subject, message).details(details.collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn istiod(name: &str, env: serde_json::Value, env_from: serde_json::Value) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "istio-system", "labels": {"app": "istiod"}},
+            "spec": {"selector": {}, "template": {"spec": {"containers": [
+                {"name": "discovery", "image": "docker.io/istio/pilot:1.27.1", "env": env, "envFrom": env_from}
+            ]}}}
+        }))
+        .unwrap()
+    }
+
+    fn settings() -> Fetched<Vec<ConfigMap>> {
+        Ok(vec![
+            serde_json::from_value(json!({
+                "metadata": {"name": "istiod-env", "namespace": "istio-system"},
+                "data": {"PILOT_CA_CERT_CONFIGMAP": "from-envfrom", "CLUSTER_TRUST_BUNDLE_API": "True"}
+            }))
+            .unwrap(),
+        ])
+    }
+
+    fn of(d: Vec<Deployment>) -> Publication {
+        publication(&Ok(d), &settings(), "istio-system").unwrap()
+    }
+
+    #[test]
+    fn the_publication_follows_each_istiod_env_as_the_kubelet_sets_it() {
+        // Nothing set: the default ConfigMap.
+        let p = of(vec![istiod("istiod", json!([]), json!([]))]);
+        assert_eq!(
+            p.configmaps.keys().collect::<Vec<_>>(),
+            ["istio-ca-root-cert"]
+        );
+        // envFrom a ConfigMap, and an env entry that wins over it.
+        let from = json!([{"configMapRef": {"name": "istiod-env"}}]);
+        let p = of(vec![istiod("istiod", json!([]), from.clone())]);
+        assert_eq!(p.configmaps.keys().collect::<Vec<_>>(), ["from-envfrom"]);
+        let p = of(vec![istiod(
+            "istiod",
+            json!([{"name": "PILOT_CA_CERT_CONFIGMAP", "value": "literal"}]),
+            from,
+        )]);
+        assert_eq!(p.configmaps.keys().collect::<Vec<_>>(), ["literal"]);
+        // A prefixed envFrom turns the CTB flag on (Go's ParseBool accepts "True").
+        let p = of(vec![istiod(
+            "istiod",
+            json!([]),
+            json!([{"configMapRef": {"name": "istiod-env"}, "prefix": "ENABLE_"}]),
+        )]);
+        assert_eq!(p.trust_bundle, ["istiod"]);
+        assert!(p.configmaps.is_empty());
+        // Two revisions that disagree: both targets.
+        let p = of(vec![
+            istiod(
+                "istiod",
+                json!([{"name": "ENABLE_CLUSTER_TRUST_BUNDLE_API", "value": "1"}]),
+                json!([]),
+            ),
+            istiod("istiod-canary", json!([]), json!([])),
+        ]);
+        assert!(p.mixed());
+        assert_eq!(p.trust_bundle, ["istiod"]);
+        assert_eq!(p.configmaps["istio-ca-root-cert"], ["istiod-canary"]);
+    }
+
+    #[test]
+    fn a_setting_rootroll_cannot_read_is_unresolved_never_assumed() {
+        for (env, env_from, why) in [
+            (
+                json!([{"name": "ENABLE_CLUSTER_TRUST_BUNDLE_API", "value": "yes"}]),
+                json!([]),
+                "istiod: ENABLE_CLUSTER_TRUST_BUNDLE_API=\"yes\" is not a boolean",
+            ),
+            (
+                json!([{"name": "ENABLE_CLUSTER_TRUST_BUNDLE_API", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['ctb']"}}}]),
+                json!([]),
+                "istiod: ENABLE_CLUSTER_TRUST_BUNDLE_API comes from a field of the pod (fieldRef), which rootroll does not resolve",
+            ),
+            (
+                json!([]),
+                json!([{"secretRef": {"name": "istiod-secret-env"}}]),
+                "istiod: ENABLE_CLUSTER_TRUST_BUNDLE_API may come from Secret istiod-secret-env (envFrom), which rootroll does not read",
+            ),
+            (
+                json!([{"name": "PILOT_CA_CERT_CONFIGMAP", "valueFrom": {"configMapKeyRef": {"name": "gone", "key": "k"}}}]),
+                json!([]),
+                "istiod: PILOT_CA_CERT_CONFIGMAP comes from key k of ConfigMap gone, which does not exist (istiod cannot start)",
+            ),
+            (
+                json!([{"name": "PILOT_CA_CERT_CONFIGMAP", "value": "a,metadata.name=b"}]),
+                json!([]),
+                "istiod: PILOT_CA_CERT_CONFIGMAP=\"a,metadata.name=b\" is not a ConfigMap name",
+            ),
+        ] {
+            let p = of(vec![istiod("istiod", env, env_from)]);
+            assert_eq!(p.unresolved, [why]);
+            assert!(p.trust_bundle.is_empty() && p.configmaps.is_empty());
+        }
+        // A configMapKeyRef when the Istio namespace's ConfigMaps could not be listed.
+        let d = istiod(
+            "istiod",
+            json!([{"name": "PILOT_CA_CERT_CONFIGMAP", "valueFrom": {"configMapKeyRef": {"name": "istiod-env", "key": "PILOT_CA_CERT_CONFIGMAP"}}}]),
+            json!([]),
+        );
+        let p = publication(&Ok(vec![d]), &Err("403 Forbidden".into()), "istio-system").unwrap();
+        assert_eq!(
+            p.unresolved,
+            [
+                "istiod: PILOT_CA_CERT_CONFIGMAP comes from ConfigMap istiod-env: the Istio namespace's ConfigMaps could not be listed: 403 Forbidden"
+            ]
+        );
+        // No Deployments, or no istiod among them: not judged at all.
+        assert!(publication(&Err("x".into()), &settings(), "istio-system").is_err());
+        assert!(publication(&Ok(vec![]), &settings(), "istio-system").is_err());
+    }
+}
