@@ -335,11 +335,11 @@ catalogue! {
         doc: "The GitOps engine applies the phase asynchronously. Until the live Secret is the phase's Secret, nothing else about the phase can be judged: when it was read and is another phase (or missing), the gates that judge what istiod and the proxies made of the phase are shown as not checked, and the soak has not started. The Secret's public entries are fingerprinted and compared with the rendered phase; keys outside its format (istio-generated, a stale tls.crt, which istiod prefers) fail too.",
     }
     RootConfigmap = "root-configmap" {
-        title: "istio-ca-root-cert holds the phase's bundle",
+        title: "istiod publishes the phase's roots (root publication)",
         scope: Scope::Live, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
-        proves: "istio-ca-root-cert in every namespace holds exactly this phase's root-cert.pem bytes",
-        hint: "istiod distributes root-cert.pem to every namespace: check istiod's logs for the reload",
-        doc: "istiod copies its root bundle into the istio-ca-root-cert ConfigMap of every namespace once it reloaded cacerts. A ConfigMap with other bytes means istiod did not reload, or fell back to a self-signed CA after a restart: in phase 1 this gate is the proof that taking ownership of cacerts changed nothing (the bytes are today's root-cert.pem, byte for byte).",
+        proves: "where istiod publishes its roots, they are this phase's: the root ConfigMap (PILOT_CA_CERT_CONFIGMAP, default istio-ca-root-cert) in every namespace holds exactly this phase's root-cert.pem bytes, or, with ENABLE_CLUSTER_TRUST_BUNDLE_API=true, the ClusterTrustBundle istio.io:istiod-ca:root-cert holds exactly this phase's roots",
+        hint: "istiod publishes root-cert.pem (to the root ConfigMap of every namespace, or to the ClusterTrustBundle) once it reloaded cacerts: check istiod's logs for the reload",
+        doc: "istiod publishes its root bundle once it reloaded cacerts: into the root ConfigMap of every namespace, named by its PILOT_CA_CERT_CONFIGMAP env (values.global.trustBundleName, default istio-ca-root-cert), byte for byte; or, when it runs with ENABLE_CLUSTER_TRUST_BUNDLE_API=true, into the cluster-scoped ClusterTrustBundle istio.io:istiod-ca:root-cert instead (certificates.k8s.io/v1beta1, or v1alpha1 where only that is served), which is compared as a set of certificates parsed the way istiod parses them, so a block that does not parse shows as a missing root (istio-2026 §1). Both settings are read from every istiod Deployment's env; revisions that disagree get every target checked, and a setting from a source rootroll cannot read fails the gate rather than being assumed. Other roots mean istiod did not reload, or fell back to a self-signed CA after a restart: in phase 1 this gate is the proof that taking ownership of cacerts changed nothing (the bytes are today's root-cert.pem, byte for byte).",
     }
     WebhookCaBundle = "webhook-ca-bundle" {
         title: "istiod's webhooks trust its roots",

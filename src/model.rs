@@ -692,7 +692,7 @@ fn live_gates(plan: &Plan, n: u8, bundle: &str, roots: &str, soak: Span) -> Vec<
         gate(
             Code::RootConfigmap,
             format!(
-                "istio-ca-root-cert in every namespace holds exactly the {bundle} bundle bytes"
+                "istiod publishes exactly the {bundle} bundle (its root ConfigMaps' bytes, or its ClusterTrustBundle's roots)"
             ),
         ),
         gate(

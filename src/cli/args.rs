@@ -138,12 +138,20 @@ counted as passed; with --require-keys they fail instead. Exit 0 when all pass, 
         long_about = "Live gates against a running cluster for the phase it should run (the cluster's active \
 pointer in DIR, or --phase): ISTIO_MULTIROOT_MESH on every istiod revision; PROXY_CONFIG_XDS_AGENT in the mesh \
 config and in every istio-proxy container; known-bad Istio and ztunnel versions; the live cacerts Secret is the \
-expected phase (skip reading it with --no-secret-read); istio-ca-root-cert in every namespace holds the phase's \
-exact bundle; webhook caBundles contain its roots; every Envoy (sidecar, gateway, waypoint) trusts exactly the \
+expected phase (skip reading it with --no-secret-read); istiod publishes the phase's roots (the root ConfigMap, \
+named by istiod's PILOT_CA_CERT_CONFIGMAP, default istio-ca-root-cert, holds the exact bundle in every namespace; \
+with ENABLE_CLUSTER_TRUST_BUNDLE_API=true, the ClusterTrustBundle istio.io:istiod-ca:root-cert holds exactly its \
+roots); webhook caBundles contain its roots; every Envoy (sidecar, gateway, waypoint) trusts exactly the \
 phase's roots and, from phase 3, presents a leaf from the new intermediate (read from Envoy's admin config_dump \
 through a port-forward); in ambient meshes the same for every ztunnel identity; no proxy restarted; minimum soak \
 time elapsed. Anything unreadable fails its gate. Exit 0 all pass, 1 a gate failed, 2 the cluster cannot be \
-reached. --from-dump DIR runs the same gates on kubectl/istioctl output collected elsewhere."
+reached. --from-dump DIR runs the same gates on kubectl/istioctl output collected elsewhere: pods.json \
+(kubectl get pods -A -o json), deployments.json (kubectl get deployments -n istio-system -o json), configmaps.json \
+(kubectl get configmaps -A -o json), mutatingwebhookconfigurations.json and validatingwebhookconfigurations.json, \
+optionally secret.json, proxy-config/NAMESPACE/POD.json (istioctl proxy-config secret POD.NAMESPACE -o json), \
+ztunnel-config/POD.json (istioctl ztunnel-config certificates POD.NAMESPACE -o json) and, when istiod runs with \
+ENABLE_CLUSTER_TRUST_BUNDLE_API=true, clustertrustbundles.json (kubectl get clustertrustbundles.certificates.k8s.io \
+-o json > DIR/clustertrustbundles.json); a file that is missing fails the gates that need it."
     )]
     Live(VerifyLiveArgs),
 }

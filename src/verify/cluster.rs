@@ -13,11 +13,14 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 
-use super::live::{Fetched, ProxyDump, Snapshot, proxy_kind};
+use super::live::{
+    Fetched, ProxyDump, Publication, Snapshot, TRUST_BUNDLE_NAME, TRUST_BUNDLE_VERSIONS,
+    TrustBundle, proxy_kind, publication,
+};
 
 /// Envoy and ztunnel admin port (facts §7).
 pub const ADMIN_PORT: u16 = 15000;
@@ -177,13 +180,19 @@ pub async fn snapshot(
     } else {
         None
     };
-    let root_configmaps = fetched(
-        list_all(
-            &Api::<ConfigMap>::all(client.clone()),
-            ListParams::default().fields("metadata.name=istio-ca-root-cert"),
-        )
-        .await,
-    );
+    // What to read for root-configmap depends on the istiod Deployments' env (istio-2026 §1).
+    let (root_configmaps, trust_bundle) =
+        match publication(&deployments, &istio_configmaps, istio_ns) {
+            Ok(p) => (
+                root_configmaps(&client, &p).await,
+                if p.trust_bundle.is_empty() {
+                    None
+                } else {
+                    Some(cluster_trust_bundle(&client).await)
+                },
+            ),
+            Err(why) => (Err(why), None),
+        };
     let mutating_webhooks = fetched(
         list_all(
             &Api::<MutatingWebhookConfiguration>::all(client.clone()),
@@ -210,11 +219,67 @@ pub async fn snapshot(
         pods,
         secret,
         root_configmaps,
+        trust_bundle,
         mutating_webhooks,
         validating_webhooks,
         proxies,
         unread_hints: std::collections::BTreeMap::new(),
     })
+}
+
+/// The root ConfigMaps of every name the istiod Deployments configure, in every namespace.
+async fn root_configmaps(client: &Client, p: &Publication) -> Fetched<Vec<ConfigMap>> {
+    let mut out = Vec::new();
+    for name in p.configmaps.keys() {
+        // `publication` only lets Kubernetes names through, so the selector cannot be bent.
+        let lp = ListParams::default().fields(&format!("metadata.name={name}"));
+        out.extend(fetched(
+            list_all(&Api::<ConfigMap>::all(client.clone()), lp).await,
+        )?);
+    }
+    Ok(out)
+}
+
+/// The ClusterTrustBundle `istio.io:istiod-ca:root-cert` from the first API version the server
+/// serves ClusterTrustBundles in (API discovery: v1beta1, else v1alpha1; istio-2026 §1).
+async fn cluster_trust_bundle(client: &Client) -> Fetched<Option<TrustBundle>> {
+    for api_version in TRUST_BUNDLE_VERSIONS {
+        let served = match client.list_api_group_resources(api_version).await {
+            Ok(list) => list
+                .resources
+                .iter()
+                .any(|r| r.name == "clustertrustbundles"),
+            Err(kube::Error::Api(s)) if s.code == 404 => false,
+            Err(e) => return Err(format!("discovery of {api_version}: {}", describe(&e))),
+        };
+        if !served {
+            continue;
+        }
+        let (group, version) = api_version.split_once('/').unwrap_or_default();
+        let resource = ApiResource {
+            group: group.to_string(),
+            version: version.to_string(),
+            api_version: api_version.to_string(),
+            kind: "ClusterTrustBundle".to_string(),
+            plural: "clustertrustbundles".to_string(),
+        };
+        let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
+        let Some(obj) = fetched(api.get_opt(TRUST_BUNDLE_NAME).await)? else {
+            return Ok(None);
+        };
+        let mut v = serde_json::to_value(&obj).map_err(|e| e.to_string())?;
+        // A served object carries its type; fill it in only where the answer left it out.
+        if let Some(m) = v.as_object_mut() {
+            m.entry("apiVersion").or_insert_with(|| api_version.into());
+            m.entry("kind")
+                .or_insert_with(|| "ClusterTrustBundle".into());
+        }
+        return TrustBundle::from_json(&v).map(Some);
+    }
+    Err(format!(
+        "the API server serves clustertrustbundles in neither {}",
+        TRUST_BUNDLE_VERSIONS.join(" nor ")
+    ))
 }
 
 /// Every proxy pod's admin dump, `concurrency` at a time, in pod order. A pod that is not

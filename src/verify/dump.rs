@@ -6,6 +6,8 @@
 //! DIR/pods.json                           kubectl get pods -A -o json
 //! DIR/deployments.json                    kubectl get deployments -n istio-system -o json
 //! DIR/configmaps.json                     kubectl get configmaps -A -o json
+//! DIR/clustertrustbundles.json            kubectl get clustertrustbundles.certificates.k8s.io -o json
+//!                                         (needed when istiod runs with ENABLE_CLUSTER_TRUST_BUNDLE_API=true)
 //! DIR/secret.json                         kubectl get secret cacerts -n istio-system -o json   (optional)
 //! DIR/mutatingwebhookconfigurations.json  kubectl get mutatingwebhookconfigurations -o json
 //! DIR/validatingwebhookconfigurations.json kubectl get validatingwebhookconfigurations -o json
@@ -28,7 +30,38 @@ use std::path::Path;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use serde::de::DeserializeOwned;
 
-use super::live::{Fetched, ProxyDump, Snapshot, proxy_kind};
+use super::live::{
+    Fetched, ProxyDump, Snapshot, TRUST_BUNDLE_NAME, TrustBundle, proxy_kind, publication,
+};
+
+/// The dump file of ClusterTrustBundles, and the command that collects it.
+pub const TRUST_BUNDLES_FILE: &str = "clustertrustbundles.json";
+const TRUST_BUNDLES_COMMAND: &str = "kubectl get clustertrustbundles.certificates.k8s.io -o json";
+
+/// The ClusterTrustBundle `istio.io:istiod-ca:root-cert` from `DIR/clustertrustbundles.json`
+/// (a list, or the one object); a missing or unreadable file is a failure, never an absent CTB.
+fn trust_bundle(dir: &Path) -> Fetched<Option<TrustBundle>> {
+    let p = dir.join(TRUST_BUNDLES_FILE);
+    let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", p.display()))?;
+    let items = match v.get("items") {
+        Some(serde_json::Value::Array(items)) => items.clone(),
+        Some(_) => return Err(format!("{}: items is not a list", p.display())),
+        None if v["kind"] == "ClusterTrustBundle" => vec![v],
+        None => {
+            return Err(format!(
+                "{}: neither a list nor a ClusterTrustBundle",
+                p.display()
+            ));
+        }
+    };
+    items
+        .iter()
+        .find(|i| i["metadata"]["name"] == TRUST_BUNDLE_NAME)
+        .map(|i| TrustBundle::from_json(i).map_err(|e| format!("{}: {e}", p.display())))
+        .transpose()
+}
 
 fn list<T: DeserializeOwned>(dir: &Path, file: &str) -> Fetched<Vec<T>> {
     let p = dir.join(file);
@@ -53,7 +86,7 @@ fn is_dns_label(s: &str) -> bool {
 
 /// A DNS-1123 subdomain: what Kubernetes allows as a pod name. Its dots never make `.` or
 /// `..`, since every label is non-empty and alphanumeric at both ends.
-fn is_dns_subdomain(s: &str) -> bool {
+pub(crate) fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
@@ -142,17 +175,51 @@ fn collect_hints(
 
 /// Builds a snapshot from a dump directory.
 pub fn snapshot(dir: &Path, istio_namespace: &str, secret_name: &str) -> Snapshot {
+    let mut unread_hints = collect_hints(dir, istio_namespace, secret_name);
+    let deployments = list(dir, "deployments.json");
     let configmaps: Fetched<Vec<ConfigMap>> = list(dir, "configmaps.json");
     let istio_configmaps = configmaps.clone().map(|cms| {
         cms.into_iter()
             .filter(|m| m.metadata.namespace.as_deref() == Some(istio_namespace))
             .collect()
     });
-    let root_configmaps = configmaps.map(|cms| {
-        cms.into_iter()
-            .filter(|m| m.metadata.name.as_deref() == Some("istio-ca-root-cert"))
-            .collect()
-    });
+    // What root-configmap reads depends on the istiod Deployments' env (istio-2026 §1).
+    let (root_configmaps, trust_bundle) = match publication(
+        &deployments,
+        &istio_configmaps,
+        istio_namespace,
+    ) {
+        Ok(p) => {
+            let cms = configmaps.map(|cms| {
+                cms.into_iter()
+                    .filter(|m| {
+                        m.metadata
+                            .name
+                            .as_ref()
+                            .is_some_and(|n| p.configmaps.contains_key(n))
+                    })
+                    .collect()
+            });
+            let tb = (!p.trust_bundle.is_empty()).then(|| trust_bundle(dir));
+            let d = dir.display();
+            let mut hints = Vec::new();
+            if tb.as_ref().is_some_and(Result::is_err) {
+                hints.push(format!(
+                        "collect {d}/{TRUST_BUNDLES_FILE}: {TRUST_BUNDLES_COMMAND} > {d}/{TRUST_BUNDLES_FILE}"
+                    ));
+            }
+            if !p.configmaps.is_empty() && cms.is_err() {
+                hints.push(format!(
+                        "collect {d}/configmaps.json: kubectl get configmaps -A -o json > {d}/configmaps.json"
+                    ));
+            }
+            if !hints.is_empty() {
+                unread_hints.insert("root-configmap", hints.join("; "));
+            }
+            (cms, tb)
+        }
+        Err(why) => (Err(why), None),
+    };
     let secret_path = dir.join("secret.json");
     let secret = secret_path.exists().then(|| {
         std::fs::read_to_string(&secret_path)
@@ -213,15 +280,16 @@ pub fn snapshot(dir: &Path, istio_namespace: &str, secret_name: &str) -> Snapsho
     }
     Snapshot {
         istio_namespace: istio_namespace.to_string(),
-        deployments: list(dir, "deployments.json"),
+        deployments,
         istio_configmaps,
         pods,
         secret,
         root_configmaps,
+        trust_bundle,
         mutating_webhooks: list(dir, "mutatingwebhookconfigurations.json"),
         validating_webhooks: list(dir, "validatingwebhookconfigurations.json"),
         proxies,
-        unread_hints: collect_hints(dir, istio_namespace, secret_name),
+        unread_hints,
     }
 }
 

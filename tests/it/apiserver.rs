@@ -296,6 +296,25 @@ impl FakeApi {
             .insert((api_version, info.plural, namespace, name), obj);
     }
 
+    /// Serves `kind` at `api_version` (discovery, GET and LIST) before any object of it is
+    /// `put`, as an API server that has the resource does: a GET of a missing object is then
+    /// the object's 404 (`details.kind`), not the unknown path's.
+    pub(crate) fn serve_kind(&self, api_version: &str, kind: &str, namespaced: bool) {
+        let mut st = lock(&self.state);
+        if st
+            .kinds()
+            .any(|k| k.api_version == api_version && k.kind == kind)
+        {
+            return;
+        }
+        st.extra_kinds.push(KindInfo {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            plural: pluralize(kind),
+            namespaced,
+        });
+    }
+
     /// Makes every request whose path starts with `path_prefix` answer `code` (403, 500, …) with
     /// a real-format Status body. Checked after authentication, before routing. `code` 0 removes
     /// the fault for that prefix.

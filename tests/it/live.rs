@@ -278,7 +278,7 @@ pub(crate) fn healthy(out: &Path, cluster: &str, phase: u8, sidecars: usize) -> 
 }
 
 /// Writes a `--from-dump` directory.
-fn write_dump(dir: &Path, c: &Cluster, proxy_dumps: &BTreeMap<String, Value>) {
+pub(crate) fn write_dump(dir: &Path, c: &Cluster, proxy_dumps: &BTreeMap<String, Value>) {
     write_dump_with(dir, c, proxy_dumps, &BTreeMap::new());
 }
 
@@ -543,6 +543,28 @@ fn rendered_verify_rbac_is_least_privilege() {
             })
             .collect();
         assert!(all.contains(&("pods/portforward", "create")));
+        // Root publication with ENABLE_CLUSTER_TRUST_BUNDLE_API (istio-2026 §1): exactly get and
+        // list on the cluster-scoped clustertrustbundles, and nothing else of certificates.k8s.io.
+        let certificates: Vec<&Value> = rules
+            .iter()
+            .filter(|r| r["apiGroups"] == json!(["certificates.k8s.io"]))
+            .collect();
+        assert_eq!(
+            certificates,
+            [
+                &json!({"apiGroups": ["certificates.k8s.io"], "resources": ["clustertrustbundles"], "verbs": ["get", "list"]})
+            ]
+        );
+        assert!(
+            rules
+                .iter()
+                .all(|r| r["apiGroups"] == json!(["certificates.k8s.io"])
+                    || !r["apiGroups"]
+                        .as_array()
+                        .unwrap()
+                        .contains(&json!("certificates.k8s.io"))),
+            "{rules:?}"
+        );
         assert!(
             !all.iter().any(|(res, _)| res.contains("secret")),
             "no Secret access: {all:?}"
@@ -647,7 +669,7 @@ fn ambient_ztunnel_identities_must_follow_each_phase() {
 
 /// Serves a cluster's objects from the in-test API server; each sidecar's port 15000 is
 /// forwarded to the admin port of the Envoy given for it (a real Envoy's config_dump).
-fn serve(
+pub(crate) fn serve(
     api: &crate::apiserver::FakeApi,
     c: &Cluster,
     admins: &BTreeMap<String, std::net::SocketAddr>,
@@ -675,7 +697,7 @@ fn serve(
     }
 }
 
-fn verify_api(
+pub(crate) fn verify_api(
     out: &Path,
     kubeconfig: &Path,
     phase: u8,
@@ -1513,7 +1535,7 @@ fn istiod_webhooks_are_found_by_service_and_a_stale_tls_crt_fails_the_secret() {
     );
 }
 
-fn finding<'a>(v: &'a Value, code: &str) -> &'a Value {
+pub(crate) fn finding<'a>(v: &'a Value, code: &str) -> &'a Value {
     v["findings"]
         .as_array()
         .unwrap()

@@ -4,6 +4,7 @@ mod apiserver;
 mod catalogue;
 mod cli;
 mod common;
+mod ctb;
 mod encrypted;
 mod envoy;
 mod fleet;

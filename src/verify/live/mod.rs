@@ -29,8 +29,11 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use time::OffsetDateTime;
 
 pub use admin::{ZtunnelCert, envoy_secrets, is_envoy_dump, ztunnel_certs};
+pub use configmap::{TRUST_BUNDLE_NAME, TRUST_BUNDLE_VERSIONS, TrustBundle};
 pub use pods::proxy_kind;
-pub use prereq::{image_version, version_problem};
+pub use prereq::{
+    DEFAULT_ROOT_CONFIGMAP, Publication, image_version, publication, version_problem,
+};
 
 use super::Report;
 use crate::duration::Span;
@@ -70,8 +73,12 @@ pub struct Snapshot {
     pub pods: Fetched<Vec<Pod>>,
     /// `None` when the Secret was deliberately not read (`--no-secret-read`).
     pub secret: Option<Fetched<Option<Secret>>>,
-    /// The `istio-ca-root-cert` ConfigMaps istiod writes into every namespace.
+    /// The root ConfigMaps istiod writes into every namespace: those with the names the istiod
+    /// Deployments configure (`PILOT_CA_CERT_CONFIGMAP`, default `istio-ca-root-cert`).
     pub root_configmaps: Fetched<Vec<ConfigMap>>,
+    /// The ClusterTrustBundle `istio.io:istiod-ca:root-cert` (`Ok(None)`: it does not exist);
+    /// `None` when no istiod Deployment enables `ENABLE_CLUSTER_TRUST_BUNDLE_API`, so it was not read.
+    pub trust_bundle: Option<Fetched<Option<TrustBundle>>>,
     /// Mutating webhooks (sidecar injection), whose `caBundle` must trust istiod.
     pub mutating_webhooks: Fetched<Vec<MutatingWebhookConfiguration>>,
     /// Validating webhooks (config validation), whose `caBundle` must trust istiod.
