@@ -107,6 +107,16 @@ pub struct Expectation {
     pub current_skid: Option<String>,
     /// Minimum time the phase must soak before the next is promoted.
     pub min_soak: Span,
+    /// The phase's directory name (`3-switch-issuer`), for messages.
+    pub dir: String,
+    /// The phase signs with the new intermediate: every leaf must be issued by it.
+    pub new_issuer: bool,
+    /// The phase removes a root (phase 4 of a root rotation): a held root beyond the
+    /// phase's own is stale.
+    pub exact_roots: bool,
+    /// The phase needs old ztunnel restarted (phase 3 of a root rotation: istiod now serves
+    /// a certificate from the new root, istio-2026.md §2).
+    pub ztunnel_restart: bool,
 }
 
 /// Errors that stop a live run (exit 2).
@@ -129,12 +139,14 @@ impl Expectation {
             Some(p) => p,
             None => repo.active(cluster).map_err(LiveError::Expectation)?,
         };
-        if !(1..=4).contains(&phase) {
+        let strategy = model.strategy;
+        if !strategy.numbers().contains(&phase) {
             return Err(LiveError::Expectation(format!(
-                "phase {phase} does not exist (1–4)"
+                "phase {phase} does not exist (1–{})",
+                strategy.last()
             )));
         }
-        let pdir = crate::repo::phase_path(cluster, phase);
+        let pdir = crate::repo::phase_path(strategy, cluster, phase);
         let (_, text) = repo
             .phase_secret(cluster, phase)
             .map_err(LiveError::Expectation)?
@@ -178,6 +190,10 @@ impl Expectation {
             new_skid: skid(cl.map(|c| &c.new_intermediate)),
             current_skid: skid(cl.map(|c| &c.current_intermediate)),
             min_soak: model.min_soak(phase),
+            dir: model.phase_dir(phase),
+            new_issuer: strategy.issuer(phase) == crate::model::Issuer::New,
+            exact_roots: strategy == crate::model::Strategy::Roots && phase == 4,
+            ztunnel_restart: strategy == crate::model::Strategy::Roots && phase == 3,
         })
     }
 }
@@ -238,7 +254,7 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
         r.findings.extend(ztunnel::identities(s, e, &blocked));
     }
     r.findings.extend(soak::since_applied(s, e, now, &blocked));
-    if e.ambient && e.phase == 3 {
+    if e.ambient && e.ztunnel_restart {
         r.push(ztunnel::restarted(s, e, &blocked));
     }
     r.push(proxy::unverified(s, e, &blocked));

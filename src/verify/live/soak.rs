@@ -12,7 +12,6 @@ use super::pods::{pod_id, proxy_kind};
 use super::{Blocked, Expectation, Snapshot};
 use crate::duration::Span;
 use crate::gates::Code;
-use crate::model::phase_dir;
 use crate::verify::Finding;
 
 pub(super) fn since_applied(
@@ -44,7 +43,7 @@ fn soak_time(
     blocked: &Blocked,
 ) -> Finding {
     if blocked.secret.is_some() {
-        let dir = phase_dir(e.phase);
+        let dir = &e.dir;
         return Finding::new(
             Code::SoakTime,
             false,
