@@ -11,6 +11,7 @@ mod handshake;
 mod hardening;
 mod holes;
 mod import;
+mod intermediates;
 mod keyfree;
 mod lifecycle;
 mod live;
