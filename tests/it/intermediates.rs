@@ -398,3 +398,37 @@ fn envoy_agrees_with_every_intermediate_rotation_matrix_cell() {
     assert!(checked > 0);
     eprintln!("Envoy agreed with rootroll on {checked} intermediate-rotation cells");
 }
+
+#[test]
+fn plan_output_of_the_example_is_pinned_and_its_json_names_three_phases() {
+    let o = rootroll(&["plan", PLAN]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    insta::assert_snapshot!("plan-fleet-intermediates", stdout(&o));
+    let o = rootroll(&["plan", PLAN, "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["strategy"], "intermediates");
+    let phases = v["phases"].as_array().unwrap();
+    let names: Vec<&str> = phases.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["prerequisites", "current", "new-intermediate", "settled"]
+    );
+    let bundles: Vec<Vec<&str>> = phases[1..]
+        .iter()
+        .map(|p| {
+            p["bundle"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["root"].as_str().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(bundles, [vec!["A"], vec!["A", "A"], vec!["A"]]);
+    let signers: Vec<&str> = phases[1..]
+        .iter()
+        .map(|p| p["signer"].as_str().unwrap())
+        .collect();
+    assert_eq!(signers, ["current", "new", "new"]);
+}
