@@ -432,3 +432,42 @@ fn plan_output_of_the_example_is_pinned_and_its_json_names_three_phases() {
         .collect();
     assert_eq!(signers, ["current", "new", "new"]);
 }
+
+/// `verify live` (from a dump holding real Envoy admin output) in phase 2: every proxy must
+/// present a leaf of the new intermediate; one still on the old intermediate's leaf fails only
+/// proxy-leaf-new-issuer (its roots are right: the root never changes).
+#[test]
+fn verify_live_in_phase_2_demands_leaves_from_the_new_intermediate() {
+    use crate::live::{envoy_dump, healthy, render_now, verify_dump_cluster, write_dump_with};
+    use std::collections::BTreeMap;
+    let r = render_now(PLAN);
+    let mut envoy = crate::envoy::EnvoyPair::start();
+    let new = envoy_dump(&mut envoy, &r.out, "us-east", 2);
+    let old = envoy_dump(&mut envoy, &r.out, "us-east", 1);
+    let cluster = healthy(&r.out, "us-east", 2, 3);
+    let all: BTreeMap<String, serde_json::Value> = cluster
+        .sidecars
+        .iter()
+        .map(|(_, p)| (p.clone(), new.clone()))
+        .collect();
+    let d = tempfile::tempdir().unwrap();
+    write_dump_with(d.path(), &cluster, &all, &BTreeMap::new());
+    let (code, failed, v) = verify_dump_cluster(&r.out, d.path(), "us-east", 2);
+    assert_eq!(failed, Vec::<String>::new(), "{v:#}");
+    assert_eq!(code, Some(0));
+    let judged: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap())
+        .collect();
+    assert!(judged.contains(&"proxy-leaf-new-issuer"), "{judged:?}");
+
+    let d = tempfile::tempdir().unwrap();
+    let mut lag = all.clone();
+    lag.insert("web-0001".into(), old);
+    write_dump_with(d.path(), &cluster, &lag, &BTreeMap::new());
+    let (code, failed, v) = verify_dump_cluster(&r.out, d.path(), "us-east", 2);
+    assert_eq!(code, Some(1), "{v:#}");
+    assert_eq!(failed, ["proxy-leaf-new-issuer"]);
+}
