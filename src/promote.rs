@@ -657,12 +657,13 @@ pub struct NextStep {
     /// What must hold before the last command can succeed (soak left, the skew rule, the
     /// live gates); empty when nothing does.
     pub waits_for: Vec<String>,
-    /// Every cluster is at phase 4: this rotation is over.
+    /// Every cluster is at the last phase: this rotation is over.
     pub finished: bool,
 }
 
-/// What `status` says once every cluster is at phase 4.
-pub const FINISHED: &str = "rotation finished: the next one starts from a plan whose current root and intermediates are phase 4's (README: \"After the rotation\")";
+/// What `status` says once every cluster is at the last phase (4, or 3 for an
+/// intermediate-only rotation).
+pub const FINISHED: &str = "rotation finished: the next one starts from a plan whose current root and intermediates are the last phase's (README: \"After the rotation\")";
 
 /// `path` as a shell word: as is when it is plain, else single-quoted.
 fn shell_word(path: &Path) -> String {

@@ -471,3 +471,43 @@ fn verify_live_in_phase_2_demands_leaves_from_the_new_intermediate() {
     assert_eq!(code, Some(1), "{v:#}");
     assert_eq!(failed, ["proxy-leaf-new-issuer"]);
 }
+
+/// plans/ambient.yaml turned into an intermediate-only rotation of every cluster (no
+/// `spec.rotate`): ztunnel has no bundle push, so phase 2 soaks for natural rotation (half
+/// the workload TTL plus propagation and margin) and says to restart ztunnel; the
+/// kubernetes.io/tls Secrets and the Argo CD wiring render and pass every gate.
+#[test]
+fn an_ambient_intermediate_rotation_of_every_cluster_soaks_for_natural_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("ambient-intermediates.yaml");
+    let new_root = "    new:\n      generate:\n        algorithm: ecdsa-p256\n        subject: {organization: Istio, commonName: Root CA 2026}\n";
+    let text = std::fs::read_to_string(root().join("plans/ambient.yaml")).unwrap();
+    assert!(text.contains(new_root));
+    let text =
+        text.replace(new_root, "")
+            .replacen("spec:\n", "spec:\n  strategy: intermediates\n", 1);
+    std::fs::write(&plan, text).unwrap();
+    let plan = plan.to_str().unwrap();
+    let o = rootroll(&["plan", plan, "--format", "json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // 24h × 0.51 + 2m + 15m.
+    assert_eq!(
+        v["phases"][2]["minSoakSecs"],
+        24 * 3600 * 51 / 100 + 17 * 60
+    );
+    assert!(v.get("notRotated").is_none(), "every cluster rotates");
+    let notes = v["phases"][2]["notes"].to_string();
+    assert!(notes.contains("restart the ztunnel DaemonSet"), "{notes}");
+    let gates = v["phases"][2]["gatesBeforeNext"].to_string();
+    assert!(gates.contains("ztunnel-leaf-new-issuer"), "{gates}");
+    assert!(!gates.contains("ztunnel-restarted"), "no new root: {gates}");
+    let (_d, out) = render(plan);
+    assert!(
+        out.join("clusters/ambient/istio-ca/phases/2-new-intermediate")
+            .is_dir()
+    );
+    let (code, v) = verify(&out);
+    assert_eq!(failures(&v), Vec::<(String, String)>::new());
+    assert_eq!(code, Some(0));
+}
