@@ -511,3 +511,28 @@ fn an_ambient_intermediate_rotation_of_every_cluster_soaks_for_natural_rotation(
     assert_eq!(failures(&v), Vec::<(String, String)>::new());
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn a_second_render_of_the_intermediate_rotation_changes_no_byte() {
+    let (_d, out) = render(PLAN);
+    let before = tree(&out);
+    let args = |check: bool| {
+        let mut a = vec![
+            "render",
+            PLAN,
+            "--out",
+            out.to_str().unwrap(),
+            "--identity",
+            DEMO_KEY,
+        ];
+        if check {
+            a.push("--check");
+        }
+        rootroll(&a)
+    };
+    let o = args(false);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(tree(&out), before, "keys reused, the same bytes written");
+    let o = args(true);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
