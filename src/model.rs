@@ -813,7 +813,13 @@ fn prereq_phase(plan: &Plan) -> Phase {
         bundle: Vec::new(),
         bundle_sha256: None,
         relation_to_previous: None,
-        why: "istiod must hot-reload a new root and proxies must receive bundle pushes (PCDS) before anything changes".into(),
+        why: match plan.strategy {
+            Strategy::Roots => "istiod must hot-reload a new root and proxies must receive bundle pushes (PCDS) before anything changes",
+            // facts §2–3: without both flags the A+A byte change pushes nothing, so nobody
+            // re-signs before natural rotation.
+            Strategy::Intermediates => "proxies must receive bundle pushes (PCDS) before anything changes: only a pushed byte change of the bundle makes them re-sign from the new intermediate at once",
+        }
+        .into(),
         min_soak: Span::default(),
         min_soak_secs: Span::default().as_secs(),
         gates_before_next: prereq_gates,
