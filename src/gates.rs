@@ -244,18 +244,18 @@ catalogue! {
         doc: "istiod 1.20–1.29 hot-reloads a new root-cert.pem only when one bundle's bytes contain the other's; 1.30+ compares the certificate sets (facts §1.5, istio-2026 §1). Otherwise it logs \"Updating new ROOT-CA not supported\" and keeps the old roots.",
     }
     Phase3BytesDiffer = "phase3-bytes-differ" {
-        title: "phase 3 changes the bundle bytes",
+        title: "the issuer switch changes the bundle bytes",
         scope: Scope::Offline, phases: &[2], planes: Planes::All, severity: Severity::Error,
-        proves: "phase 3's root-cert.pem bytes differ from phase 2's",
-        hint: "phase 3 must be A+B+B: identical bytes mean no bundle push and no immediate re-sign",
-        doc: "Proxies re-sign their leaves at once only when the bundle bytes change (facts §2). Phase 3 appends B a second time so that switching the issuer is followed by an immediate re-sign everywhere.",
+        proves: "the root-cert.pem bytes of the phase that switches the issuer (phase 3; phase 2 of an intermediate-only rotation) differ from the previous phase's",
+        hint: "phase 3 must be A+B+B (phase 2 of an intermediate-only rotation A+A): identical bytes mean no bundle push and no immediate re-sign",
+        doc: "Proxies re-sign their leaves at once only when the bundle bytes change (facts §2). Phase 3 appends B a second time so that switching the issuer is followed by an immediate re-sign everywhere; an intermediate-only rotation (`strategy: intermediates`) appends A a second time in phase 2 for the same reason. The gate is judged at the transition where the rollout switches the issuer.",
     }
     SignerSequence = "signer-sequence" {
-        title: "the issuer switches exactly at phase 3",
+        title: "the issuer switches exactly once, where planned",
         scope: Scope::Offline, phases: &[1, 2, 3], planes: Planes::All, severity: Severity::Error,
-        proves: "phases 1–2 sign with A's intermediate and 3–4 with B's",
-        hint: "phases 1–2 sign with A's intermediate and 3–4 with B's: re-render",
-        doc: "The signing intermediate may change only once every workload trusts B (phase 2 done), and must not change again after.",
+        proves: "phases 1–2 sign with A's intermediate and 3–4 with B's (an intermediate-only rotation: phase 1 with today's, 2–3 with the new one)",
+        hint: "each phase must sign with the intermediate the rollout plans for it: re-render",
+        doc: "The signing intermediate may change only once every workload trusts B (phase 2 done), and must not change again after. In an intermediate-only rotation the root never changes, so the new intermediate signs from phase 2 on and must not change again.",
     }
     BundleShared = "bundle-shared" {
         title: "every cluster carries the same bundle",

@@ -680,7 +680,7 @@ fn phase4_data(
         file: file.to_string(),
         reason,
     };
-    let dir = crate::repo::phase_path(cluster, 4);
+    let dir = crate::repo::phase_path(crate::model::Strategy::Roots, cluster, 4);
     let (rel, text) = match repo.phase_secret(cluster, 4) {
         Ok(Some(found)) => found,
         Ok(None) => return Err(unusable(&dir, "holds no cacerts Secret: re-render".into())),
@@ -779,7 +779,7 @@ pub fn from_render(req: &FromRender<'_>) -> Result<FromClusterDone, FromRenderEr
         let data = phase4_data(&repo, c, req.identities)?;
         let s = from_secret(&data.0, req.name, c, &recipients).map_err(|reason| {
             FromRenderError::Unusable {
-                file: crate::repo::phase_path(c, 4),
+                file: crate::repo::phase_path(crate::model::Strategy::Roots, c, 4),
                 reason,
             }
         })?;
@@ -792,7 +792,7 @@ pub fn from_render(req: &FromRender<'_>) -> Result<FromClusterDone, FromRenderEr
             None => bundle = Some((c.clone(), data.0[root_key].clone())),
             Some((first, b)) if *b != data.0[root_key] => {
                 return Err(FromRenderError::Unusable {
-                    file: crate::repo::phase_path(c, 4),
+                    file: crate::repo::phase_path(crate::model::Strategy::Roots, c, 4),
                     reason: format!(
                         "its phase-4 bundle differs from {first}'s: every cluster must trust the same root before the next rotation"
                     ),

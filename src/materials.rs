@@ -136,8 +136,15 @@ pub fn materialize(
     let mut new_keys = generate_keys(&slots, progress)?;
     let made = sign(&slots, &mut new_keys, &mut roots, ns, now)?;
     let (new_state, generated, by_id) = record(&slots, made, state, &roots, ns)?;
-    let [Some(current_root), Some(new_root)] = roots else {
+    let intermediates = plan.strategy == crate::model::Strategy::Intermediates;
+    let [Some(current_root), new_root] = roots else {
         unreachable!("every root is imported, reused from the state or generated above");
+    };
+    // An intermediate-only rotation has no new root: its new intermediates are signed by
+    // the current one (plan_slots), and its "new" bundle is today's.
+    let new_root = match new_root {
+        Some(r) if !intermediates => r,
+        _ => current_root.clone(),
     };
     let (current_bundle, current_roots) = match &plan.current_root {
         RootInput::Generate(_) => (
@@ -147,6 +154,7 @@ pub fn materialize(
         RootInput::Import(r) => (r.bundle.clone(), r.certs.clone()),
     };
     let new_bundle = match &plan.new_root {
+        _ if intermediates => current_bundle.clone(),
         RootInput::Generate(_) => new_root.cert_pem.clone().into_bytes(),
         RootInput::Import(r) => r.bundle.clone(),
     };
@@ -162,7 +170,11 @@ pub fn materialize(
             by_id.get(&StateId::cluster(&c.name, Generation::New)),
             &c.new,
             &new_root,
-            std::slice::from_ref(&new_root.der),
+            if intermediates {
+                &current_roots
+            } else {
+                std::slice::from_ref(&new_root.der)
+            },
         );
         clusters.push(ClusterMaterials {
             name: c.name.clone(),
@@ -240,11 +252,16 @@ fn plan_slots<'p>(
     // Roots known before generating anything: imported, or reused from the state.
     let mut roots: [Option<CaMaterial>; 2] = [None, None];
     let mut slots: Vec<Slot<'_>> = Vec::new();
+    // An intermediate-only rotation has no new root: both its intermediates are signed by
+    // the current root (slot 0).
+    let intermediates = plan.strategy == crate::model::Strategy::Intermediates;
+    let root_count = if intermediates { 1 } else { 2 };
     for (k, (input, id)) in [
         (&plan.current_root, StateId::root(Generation::Current)),
         (&plan.new_root, StateId::root(Generation::New)),
     ]
     .into_iter()
+    .take(root_count)
     .enumerate()
     {
         match input {
@@ -265,7 +282,7 @@ fn plan_slots<'p>(
     for c in &plan.clusters {
         for (k, input, side) in [
             (0, &c.current, Generation::Current),
-            (1, &c.new, Generation::New),
+            (root_count - 1, &c.new, Generation::New),
         ] {
             let IntermediateInput::Generate(spec) = input else {
                 continue;
@@ -474,7 +491,9 @@ pub fn count_to_generate(plan: &Plan, state: &KeyState) -> usize {
     if matches!(plan.current_root, RootInput::Generate(_)) {
         ids.push(StateId::root(Generation::Current));
     }
-    if matches!(plan.new_root, RootInput::Generate(_)) {
+    if matches!(plan.new_root, RootInput::Generate(_))
+        && plan.strategy != crate::model::Strategy::Intermediates
+    {
         ids.push(StateId::root(Generation::New));
     }
     for c in &plan.clusters {

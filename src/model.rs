@@ -19,9 +19,66 @@ pub const PHASES: [(u8, &str); 5] = [
     (4, "finalize"),
 ];
 
-/// Directory name of a rendered phase (`2-trust-both`).
-pub fn phase_dir(number: u8) -> String {
-    format!("{number}-{}", PHASES[number as usize].1)
+/// The phases of the intermediate-only rotation ([`Strategy::Intermediates`]): today's
+/// intermediate with today's bundle A, the new intermediate with A+A (new bytes, the same
+/// roots: every proxy re-signs at once, facts §2), and back to A (the steady state).
+pub const INTERMEDIATE_PHASES: [(u8, &str); 4] = [
+    (0, "prerequisites"),
+    (1, "current"),
+    (2, "new-intermediate"),
+    (3, "settled"),
+];
+
+/// What a rollout rotates (`spec.strategy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// The root and every intermediate: phases 1–4 of DESIGN.md (A → A+B → A+B+B → B).
+    #[default]
+    Roots,
+    /// Only the selected clusters' intermediates, under the unchanged root: A → A+A → A.
+    Intermediates,
+}
+
+impl Strategy {
+    /// Every phase (number, name), phase 0 first.
+    pub fn phases(self) -> &'static [(u8, &'static str)] {
+        match self {
+            Self::Roots => &PHASES,
+            Self::Intermediates => &INTERMEDIATE_PHASES,
+        }
+    }
+    /// The last phase: 4 for a root rotation, 3 for an intermediate-only one.
+    pub fn last(self) -> u8 {
+        match self {
+            Self::Roots => 4,
+            Self::Intermediates => 3,
+        }
+    }
+    /// Phases 1 to [`Self::last`].
+    pub fn numbers(self) -> std::ops::RangeInclusive<u8> {
+        1..=self.last()
+    }
+    /// `true` for the root rotation, which `rollout.json` does not name (older renders).
+    pub fn is_default(&self) -> bool {
+        *self == Self::Roots
+    }
+    /// The name a plan uses in `spec.strategy`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Roots => "roots",
+            Self::Intermediates => "intermediates",
+        }
+    }
+}
+
+/// Directory name of a rendered phase (`2-trust-both`, `2-new-intermediate`).
+pub fn phase_dir(strategy: Strategy, number: u8) -> String {
+    let name = strategy
+        .phases()
+        .get(usize::from(number))
+        .map_or("unknown", |p| p.1);
+    format!("{number}-{name}")
 }
 
 /// Which intermediate signs workload certificates in a phase.
@@ -185,6 +242,10 @@ pub struct Rollout {
     pub format_version: u32,
     /// The plan's `metadata.name`.
     pub plan: String,
+    /// What the rollout rotates; not written for a root rotation, so renders made before it
+    /// existed read the same.
+    #[serde(default, skip_serializing_if = "Strategy::is_default")]
+    pub strategy: Strategy,
     /// The mesh being rotated, as the plan gives it.
     pub mesh: crate::plan::Mesh,
     /// The plan's soak inputs.
@@ -213,6 +274,10 @@ pub struct Rollout {
     /// names none. Read it through [`Rollout::waves`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub waves: Vec<Vec<String>>,
+    /// Clusters of the plan an intermediate-only rotation leaves alone (`spec.rotate`): they
+    /// keep their intermediate and get no phase tree. Empty (and not written) otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_rotated: Vec<String>,
 }
 
 /// How long before the latest date the next rotation must start `verify offline` warns
@@ -294,29 +359,65 @@ impl ValidityFloor {
     }
 }
 
-/// The bytes of `root-cert.pem` in each phase 1–4 (index 0 = phase 1).
-pub fn bundles(m: &Materials) -> [Vec<u8>; 4] {
+/// The bytes of `root-cert.pem` in each phase 1 to [`Strategy::last`] (index 0 = phase 1):
+/// A, A+B, A+B+B, B for a root rotation; A, A+A, A for an intermediate-only one.
+pub fn bundles(m: &Materials, strategy: Strategy) -> Vec<Vec<u8>> {
+    let append = |head: &[u8], tail: &[u8]| {
+        let mut v = head.to_vec();
+        if !v.ends_with(b"\n") {
+            v.push(b'\n');
+        }
+        v.extend_from_slice(tail);
+        v
+    };
     let a = m.current_bundle.clone();
-    let mut ab = a.clone();
-    if !ab.ends_with(b"\n") {
-        ab.push(b'\n');
+    match strategy {
+        Strategy::Roots => {
+            let b = m.new_bundle.clone();
+            let ab = append(&a, &b);
+            let abb = append(&ab, &b);
+            vec![a, ab, abb, b]
+        }
+        // A+A byte-contains A and A is contained in A+A: both reload rules accept both steps
+        // (facts §1.5), and the bytes change twice, so istiod pushes the bundle (facts §2).
+        Strategy::Intermediates => {
+            let aa = append(&a, &a);
+            vec![a.clone(), aa, a]
+        }
     }
-    let b = m.new_bundle.clone();
-    ab.extend_from_slice(&b);
-    let mut abb = ab.clone();
-    if !abb.ends_with(b"\n") {
-        abb.push(b'\n');
-    }
-    abb.extend_from_slice(&b);
-    [a, ab, abb, b]
 }
 
-/// The signer of a cluster in a phase 1–4.
-pub fn signer_for(phase: u8, current: &Signer, new: &Signer) -> (Issuer, Signer) {
-    if phase >= 3 {
-        (Issuer::New, new.clone())
-    } else {
-        (Issuer::Current, current.clone())
+impl Strategy {
+    /// The phase in which the new intermediate starts signing: 3 (roots) or 2
+    /// (intermediates). In ambient it soaks a whole workload TTL unless every ztunnel proves
+    /// it re-signed (istio-2026 §2).
+    pub fn switch_phase(self) -> u8 {
+        match self {
+            Self::Roots => 3,
+            Self::Intermediates => 2,
+        }
+    }
+    /// Which intermediate signs in phase `n` ≥ 1: the new one from phase 3 (roots) or
+    /// phase 2 (intermediates) on.
+    pub fn issuer(self, n: u8) -> Issuer {
+        if n >= self.switch_phase() {
+            Issuer::New
+        } else {
+            Issuer::Current
+        }
+    }
+}
+
+/// The signer of a cluster in phase `n` ≥ 1.
+pub fn signer_for(
+    strategy: Strategy,
+    phase: u8,
+    current: &Signer,
+    new: &Signer,
+) -> (Issuer, Signer) {
+    match strategy.issuer(phase) {
+        Issuer::New => (Issuer::New, new.clone()),
+        Issuer::Current => (Issuer::Current, current.clone()),
     }
 }
 
@@ -354,9 +455,10 @@ pub struct Soaks {
     pub fast: Span,
     /// Phase 2 (every workload learns B).
     pub trust_both: Span,
-    /// Phase 3 (every leaf re-signed by B's intermediate). In ambient, a whole workload TTL
-    /// plus the margin: `verify live` accepts `fast` instead once every ztunnel identity is
-    /// proven issued by B's intermediate.
+    /// The phase where the issuer switches (phase 3, or phase 2 of an intermediate-only
+    /// rotation): every leaf re-signed by the new intermediate. In ambient, a whole workload
+    /// TTL plus the margin: `verify live` accepts `fast` instead once every ztunnel identity
+    /// is proven issued by the new intermediate.
     pub switch_issuer: Span,
     /// Istio 1.21+ re-signs every leaf as soon as the bundle changes.
     pub immediate_resign: bool,
@@ -366,6 +468,15 @@ impl Soaks {
     /// The shortest possible rotation: the soaks of phases 1–3 (the `min_total` of a rollout).
     pub fn min_total(self) -> Span {
         self.fast + self.trust_both + self.switch_issuer
+    }
+    /// The shortest possible rotation of `strategy`: every phase's soak but the last one's.
+    /// An intermediate-only rotation's phase 2 is a switch of issuer, so it soaks as phase 3
+    /// of a root rotation does (facts §4.3).
+    pub fn min_total_for(self, strategy: Strategy) -> Span {
+        match strategy {
+            Strategy::Roots => self.min_total(),
+            Strategy::Intermediates => self.fast + self.switch_issuer,
+        }
     }
 }
 
@@ -423,8 +534,8 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
 
     let (current_roots, new_root, clusters) = cert_views(plan, materials);
 
-    let bundle_views = bundle_views(&current_roots, &new_root);
-    let bytes = materials.map(bundles);
+    let bundle_views = bundle_views(plan.strategy, &current_roots, &new_root);
+    let bytes = materials.map(|m| bundles(m, plan.strategy));
 
     let relation = |n: usize, description: &str| -> Relation {
         match &bytes {
@@ -448,48 +559,73 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
     let live_gates =
         |n: u8, bundle: &str, roots: &str, soak: Span| live_gates(plan, n, bundle, roots, soak);
 
-    // Phases 1–4: who signs, why, how the bundle relates to the previous one, the soak.
-    let steps = [
-        (
-            Issuer::Current,
-            "GitOps takes ownership of cacerts with today's exact bytes: nothing changes in the mesh",
-            None,
-            "phase-1",
-            "A",
-            fast,
-        ),
-        (
-            Issuer::Current,
-            "every workload learns B while leaves still come from A's intermediate",
-            Some("root B appended after A's exact bytes (A is a prefix)"),
-            "A+B",
-            "A and B",
-            p2_soak,
-        ),
-        (
-            Issuer::New,
-            "istiod signs with B's intermediate and every workload re-signs now",
-            Some("B appended again: same root set, different bytes (A+B is a prefix)"),
-            "A+B+B",
-            "A and B",
-            p3_soak,
-        ),
-        (
-            Issuer::New,
-            "A is removed once no live leaf chains to it",
-            Some("only B remains; its bytes appear verbatim in the previous bundle"),
-            "B-only",
-            "B",
-            fast,
-        ),
-    ];
-    for (i, (signer, why, relation_text, bundle, roots, min_soak)) in steps.into_iter().enumerate()
-    {
-        let n = u8::try_from(i + 1).expect("four phases");
+    // Each phase: who signs, why, how the bundle relates to the previous one, the soak.
+    let steps = match plan.strategy {
+        Strategy::Roots => vec![
+            (
+                "GitOps takes ownership of cacerts with today's exact bytes: nothing changes in the mesh",
+                None,
+                "phase-1",
+                "A",
+                fast,
+            ),
+            (
+                "every workload learns B while leaves still come from A's intermediate",
+                Some("root B appended after A's exact bytes (A is a prefix)"),
+                "A+B",
+                "A and B",
+                p2_soak,
+            ),
+            (
+                "istiod signs with B's intermediate and every workload re-signs now",
+                Some("B appended again: same root set, different bytes (A+B is a prefix)"),
+                "A+B+B",
+                "A and B",
+                p3_soak,
+            ),
+            (
+                "A is removed once no live leaf chains to it",
+                Some("only B remains; its bytes appear verbatim in the previous bundle"),
+                "B-only",
+                "B",
+                fast,
+            ),
+        ],
+        // facts §2 item 5: istiod loads a new ca-cert/ca-key even when root-cert.pem is
+        // unchanged, but only a change of the bundle bytes makes it push PCDS, and only that
+        // push makes every agent re-sign at once (facts §2 items 1–3, Istio ≥ 1.21). Old leaves
+        // chain to the same root throughout: nothing is stranded, so the new intermediate
+        // only has to be proven in use before the old one is retired.
+        Strategy::Intermediates => vec![
+            (
+                "GitOps takes ownership of cacerts with today's exact bytes: nothing changes in the mesh",
+                None,
+                "phase-1",
+                "A",
+                fast,
+            ),
+            (
+                "istiod signs with the new intermediate and every workload re-signs now: the bundle becomes A+A, the same root with new bytes, so istiod pushes it and every connected proxy asks for a new leaf",
+                Some("A appended again: the same roots, different bytes (A is a prefix)"),
+                "A+A",
+                "A",
+                p3_soak,
+            ),
+            (
+                "back to today's bundle A: the steady state, signed by the new intermediate; the old intermediate is retired",
+                Some("A again; its bytes appear verbatim in the previous bundle"),
+                "A",
+                "A",
+                fast,
+            ),
+        ],
+    };
+    for (i, (why, relation_text, bundle, roots, min_soak)) in steps.into_iter().enumerate() {
+        let n = u8::try_from(i + 1).expect("at most four phases");
         phases.push(Phase {
             number: n,
-            name: PHASES[usize::from(n)].1.into(),
-            signer: Some(signer),
+            name: plan.strategy.phases()[usize::from(n)].1.into(),
+            signer: Some(plan.strategy.issuer(n)),
             bundle: bundle_views[i].clone(),
             bundle_sha256: bytes.as_ref().map(|b| pki::sha256_hex(&b[i])),
             relation_to_previous: relation_text.map(|d| relation(i, d)),
@@ -501,10 +637,11 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
         });
     }
 
-    let min_total = soak.min_total();
+    let min_total = soak.min_total_for(plan.strategy);
     Rollout {
         format_version: ROLLOUT_FORMAT_VERSION,
         plan: plan.name.clone(),
+        strategy: plan.strategy,
         mesh: plan.mesh.clone(),
         timing: plan.timing.clone(),
         gitops: plan.gitops.clone(),
@@ -516,6 +653,7 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
         validity_floor: ValidityFloor::default(),
         expiry: plan.expiry,
         waves: plan.waves.clone(),
+        not_rotated: plan.not_rotated.clone(),
     }
 }
 
@@ -524,6 +662,25 @@ fn phase_notes(plan: &Plan, n: u8, soak: &Soaks) -> Vec<String> {
     let ambient = plan.mesh.data_plane == DataPlane::Ambient;
     let ns = &plan.mesh.istio_namespace;
     let mut notes = Vec::new();
+    if plan.strategy == Strategy::Intermediates {
+        match n {
+            2 => {
+                notes.push("root-cert.pem becomes A+A: the same root, new bytes, so istiod pushes the bundle and every connected proxy re-signs its leaf from the new intermediate at once; leaves of the old intermediate stay valid (same root) until they renew".to_string());
+                if ambient {
+                    notes.push(format!(
+                        "ambient: ztunnel has no bundle push and re-issues at half-life only — restart the ztunnel DaemonSet (`kubectl rollout restart daemonset/ztunnel -n {ns}`) after this phase is applied; `verify live` passes soak-time after {} once it proves every ztunnel identity issued by the new intermediate (ztunnel-leaf-new-issuer), otherwise only after the whole workload TTL plus the margin, {}; `promote` counts that whole soak from Git, so promoting on the proof earlier takes `--force` (recorded in the commit)",
+                        soak.fast, soak.switch_issuer
+                    ));
+                }
+                if !soak.immediate_resign {
+                    notes.push("Istio < 1.21 does not re-sign on a bundle change: leaves move to the new intermediate only at natural rotation, hence the longer soak".into());
+                }
+            }
+            3 => notes.push("root-cert.pem is A again (contained in A+A): the bytes change once more, so proxies re-sign again, from the same new intermediate; the old intermediate can now be revoked or destroyed".into()),
+            _ => {}
+        }
+        return notes;
+    }
     match n {
         2 if ambient => notes.push(format!(
             "ambient: ztunnel learns roots only when a certificate renews (~half of {}) — run `kubectl rollout restart daemonset/ztunnel -n {ns}` after this phase is applied, or wait the full soak",
@@ -533,7 +690,7 @@ fn phase_notes(plan: &Plan, n: u8, soak: &Soaks) -> Vec<String> {
             notes.push("root-cert.pem becomes A+B+B: the same roots, new bytes, so istiod pushes the bundle and every connected proxy re-signs its leaf from B's intermediate at once".to_string());
             if ambient {
                 notes.push(format!(
-                    "ambient: ztunnel has no PCDS and re-issues at half-life only, so A+B+B does not move it to B — restart the ztunnel DaemonSet after this phase is applied; phase 4 may follow after {} once `verify live` proves every ztunnel identity issued by B's intermediate (ztunnel-leaf-new-issuer), otherwise only after the whole workload TTL plus the margin, {}",
+                    "ambient: ztunnel has no PCDS and re-issues at half-life only, so A+B+B does not move it to B — restart the ztunnel DaemonSet after this phase is applied; `verify live` passes soak-time after {} once it proves every ztunnel identity issued by B's intermediate (ztunnel-leaf-new-issuer), otherwise only after the whole workload TTL plus the margin, {}; `promote` counts that whole soak from Git, so promoting on the proof earlier takes `--force` (recorded in the commit)",
                     soak.fast, soak.switch_issuer
                 ));
                 notes.push("ambient: ztunnel below 1.28.6 / 1.29.2 / 1.30.0 must restart after this phase (ztunnel-restarted): its CA client cannot reconnect once istiod serves a certificate from root B, and its certificates go Unavailable".to_string());
@@ -599,8 +756,13 @@ fn cert_views(
     (current_roots, new_root, clusters)
 }
 
-/// The bundles of phases 1–4 as entries: A, A+B, A+B+B, B.
-fn bundle_views(current_roots: &[CertView], new_root: &CertView) -> [Vec<BundleEntry>; 4] {
+/// The bundles of each phase as entries: A, A+B, A+B+B, B (roots) or A, A+A, A
+/// (intermediates).
+fn bundle_views(
+    strategy: Strategy,
+    current_roots: &[CertView],
+    new_root: &CertView,
+) -> Vec<Vec<BundleEntry>> {
     let a_entries: Vec<BundleEntry> = current_roots
         .iter()
         .map(|c| BundleEntry {
@@ -612,12 +774,19 @@ fn bundle_views(current_roots: &[CertView], new_root: &CertView) -> [Vec<BundleE
         root: RootName::B,
         cert: new_root.clone(),
     };
-    [
-        a_entries.clone(),
-        [a_entries.clone(), vec![b_entry.clone()]].concat(),
-        [a_entries.clone(), vec![b_entry.clone(), b_entry.clone()]].concat(),
-        vec![b_entry.clone()],
-    ]
+    match strategy {
+        Strategy::Roots => vec![
+            a_entries.clone(),
+            [a_entries.clone(), vec![b_entry.clone()]].concat(),
+            [a_entries.clone(), vec![b_entry.clone(), b_entry.clone()]].concat(),
+            vec![b_entry],
+        ],
+        Strategy::Intermediates => vec![
+            a_entries.clone(),
+            [a_entries.clone(), a_entries.clone()].concat(),
+            a_entries,
+        ],
+    }
 }
 
 /// Phase 0: the prerequisites and their live gates.
@@ -660,7 +829,13 @@ fn prereq_phase(plan: &Plan) -> Phase {
         bundle: Vec::new(),
         bundle_sha256: None,
         relation_to_previous: None,
-        why: "istiod must hot-reload a new root and proxies must receive bundle pushes (PCDS) before anything changes".into(),
+        why: match plan.strategy {
+            Strategy::Roots => "istiod must hot-reload a new root and proxies must receive bundle pushes (PCDS) before anything changes",
+            // facts §2–3: without both flags the A+A byte change pushes nothing, so nobody
+            // re-signs before natural rotation.
+            Strategy::Intermediates => "proxies must receive bundle pushes (PCDS) before anything changes: only a pushed byte change of the bundle makes them re-sign from the new intermediate at once",
+        }
+        .into(),
         min_soak: Span::default(),
         min_soak_secs: Span::default().as_secs(),
         gates_before_next: prereq_gates,
@@ -708,7 +883,9 @@ fn live_gates(plan: &Plan, n: u8, bundle: &str, roots: &str, soak: Span) -> Vec<
             format!("every Envoy ROOTCA holds exactly {roots}"),
         ),
     ];
-    if n >= 3 {
+    let new_issuer = plan.strategy.issuer(n) == Issuer::New;
+    let last_root_phase = plan.strategy == Strategy::Roots && n == 4;
+    if new_issuer {
         g.push(gate(
             Code::ProxyLeafNewIssuer,
             "every Envoy default certificate is issued by the new intermediate (leaf AKID = new intermediate SKID)",
@@ -721,13 +898,13 @@ fn live_gates(plan: &Plan, n: u8, bundle: &str, roots: &str, soak: Span) -> Vec<
         ));
         g.push(gate(
             Code::ZtunnelTrustsNewRoot,
-            if n == 4 {
+            if last_root_phase {
                 "every ztunnel identity's rootCerts holds only B".to_string()
             } else {
                 format!("every ztunnel identity's rootCerts contains {roots}")
             },
         ));
-        if n >= 3 {
+        if new_issuer {
             g.push(gate(
                 Code::ZtunnelLeafNewIssuer,
                 "every ztunnel identity's certChain[0] is issued by the new intermediate",
@@ -738,7 +915,7 @@ fn live_gates(plan: &Plan, n: u8, bundle: &str, roots: &str, soak: Span) -> Vec<
         Code::NoRestart,
         "no proxy container restarted since this phase was applied (a warning)",
     ));
-    if ambient && n == 3 {
+    if ambient && n == plan.strategy.switch_phase() {
         // istio-2026 §2: the ztunnels' own proof shortens the whole-TTL soak.
         let proven = soaks(
             &plan.timing,
@@ -748,12 +925,14 @@ fn live_gates(plan: &Plan, n: u8, bundle: &str, roots: &str, soak: Span) -> Vec<
         .fast;
         g.push(gate(
             Code::SoakTime,
-            format!("at least {soak} since this phase was applied, or {proven} once every ztunnel identity is proven issued by B's intermediate (ztunnel-readable, ztunnel-leaf-new-issuer)"),
+            format!("at least {soak} since this phase was applied, or {proven} once every ztunnel identity is proven issued by the new intermediate (ztunnel-readable, ztunnel-leaf-new-issuer)"),
         ));
     } else {
         g.push(soak_gate(soak));
     }
-    if ambient && n == 3 {
+    // Only a new root makes old ztunnel's CA client lose istiod (istio-2026.md §2); a new
+    // intermediate under the same root does not.
+    if ambient && plan.strategy == Strategy::Roots && n == 3 {
         g.push(gate(
             Code::ZtunnelRestarted,
             "every ztunnel below 1.28.6 / 1.29.2 / 1.30.0 started after this phase was applied",
@@ -772,7 +951,17 @@ impl Rollout {
         self.mesh.secret_format == crate::plan::SecretFormat::KubernetesTls
     }
 
-    /// A phase (0–4).
+    /// Directory name of phase `number` of this rollout (`2-trust-both`).
+    pub fn phase_dir(&self, number: u8) -> String {
+        phase_dir(self.strategy, number)
+    }
+
+    /// The last phase (4, or 3 for an intermediate-only rotation).
+    pub fn last_phase(&self) -> u8 {
+        self.strategy.last()
+    }
+
+    /// A phase (0 to [`Self::last_phase`]).
     pub fn phase(&self, number: u8) -> Option<&Phase> {
         self.phases.iter().find(|p| p.number == number)
     }
@@ -808,10 +997,23 @@ impl Rollout {
     /// Checks what the type cannot say: phases 0–4, each once and in order.
     pub fn check_shape(&self) -> Result<(), String> {
         let numbers: Vec<u8> = self.phases.iter().map(|p| p.number).collect();
-        if numbers != [0, 1, 2, 3, 4] {
+        let last = self.strategy.last();
+        if numbers != (0..=last).collect::<Vec<u8>>() {
             return Err(format!(
-                "`phases` must be phases 0 to 4 in order, found {numbers:?}"
+                "`phases` must be phases 0 to {last} in order for strategy {}, found {numbers:?}",
+                self.strategy.name()
             ));
+        }
+        for p in &self.phases {
+            if p.name != self.strategy.phases()[usize::from(p.number)].1 {
+                return Err(format!(
+                    "phase {} is named `{}`; strategy {} names it `{}`",
+                    p.number,
+                    p.name,
+                    self.strategy.name(),
+                    self.strategy.phases()[usize::from(p.number)].1
+                ));
+            }
         }
         if let Some(roles) = &self.gitops.roles {
             roles.check()?;
@@ -865,18 +1067,39 @@ impl Rollout {
                 ));
             }
         }
+        let intermediates = self.strategy == Strategy::Intermediates;
+        if intermediates {
+            o.push_str(
+                "  strategy intermediates: the root stays; each listed cluster moves to a new intermediate under it\n    (A → A+A → A: the bundle bytes change so every proxy re-signs at once, facts §2; old leaves chain to the same root, so nothing is stranded)\n"
+            );
+            if !self.not_rotated.is_empty() {
+                o.push_str(&format!(
+                    "  not rotated (keep their intermediate, get no phase tree): {}\n",
+                    self.not_rotated.join(", ")
+                ));
+            }
+        }
         o.push_str("\nroots\n");
         for r in &self.current_roots {
             o.push_str(&format!("  A  {}  [{}]\n", r.subject(), r.short_id()));
         }
-        o.push_str(&format!(
-            "  B  {}  [{}]\n\nclusters (one intermediate each)\n",
-            self.new_root.subject(),
-            self.new_root.short_id()
-        ));
+        if intermediates {
+            o.push_str("  (unchanged: no new root)\n\nclusters (old → new intermediate)\n");
+        } else {
+            o.push_str(&format!(
+                "  B  {}  [{}]\n\nclusters (one intermediate each)\n",
+                self.new_root.subject(),
+                self.new_root.short_id()
+            ));
+        }
+        let (old_label, new_label) = if intermediates {
+            ("old", "new")
+        } else {
+            ("A", "B")
+        };
         for c in &self.clusters {
             o.push_str(&format!(
-                "  {}\n    A: {}  [{}]\n    B: {}  [{}]\n",
+                "  {}\n    {old_label}: {}  [{}]\n    {new_label}: {}  [{}]\n",
                 c.name,
                 c.current_intermediate.subject(),
                 c.current_intermediate.short_id(),
@@ -896,9 +1119,11 @@ impl Rollout {
                 o.push_str(&format!("phase 0 {}\n", p.name));
             } else {
                 let bundle: Vec<&str> = p.bundle.iter().map(|e| e.root.as_str()).collect();
-                let signer = match p.signer {
-                    Some(Issuer::New) => "B's intermediate",
-                    _ => "A's intermediate",
+                let signer = match (p.signer, intermediates) {
+                    (Some(Issuer::New), false) => "B's intermediate",
+                    (_, false) => "A's intermediate",
+                    (Some(Issuer::New), true) => "the new intermediate",
+                    (_, true) => "today's intermediate",
                 };
                 o.push_str(&format!(
                     "phase {} {}: signs with {signer}; root-cert.pem = {}; minimum soak {}\n",
@@ -928,7 +1153,7 @@ impl Rollout {
             for n in &p.notes {
                 o.push_str(&format!("  note: {n}\n"));
             }
-            let next = if p.number < 4 {
+            let next = if p.number < self.last_phase() {
                 format!("before phase {}", p.number + 1)
             } else {
                 "to finish".into()

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use crate::duration::Span;
 use crate::gates::Code;
-use crate::model::phase_dir;
+use crate::model::{Strategy, phase_dir};
 use crate::repo::{self, Repo, RepoError};
 use crate::verify::offline::expiry::{self, ClusterExpiry};
 use crate::verify::offline::{self, VerifyError};
@@ -49,11 +49,13 @@ pub enum PromoteError {
         /// Each wave's clusters.
         listed: String,
     },
-    /// The target phase is not 1–4.
-    #[error("phase {to} does not exist; phases are 1 (initial) to 4 (finalize)")]
+    /// The target phase is not one of the rollout's (1–4, or 1–3 for intermediates).
+    #[error("phase {to} does not exist; phases are {phases}")]
     NoSuchPhase {
         /// The phase asked for.
         to: u8,
+        /// The rollout's phases, named (`1 (initial) to 4 (finalize)`).
+        phases: String,
     },
     /// A pointer cannot be read or rewritten.
     #[error("{cluster}: {reason}")]
@@ -72,7 +74,7 @@ pub enum PromoteError {
         to: u8,
     },
     /// The move skips a phase.
-    #[error("{cluster} is at phase {from}: promote one phase at a time (to {})", one_step(*from))]
+    #[error("{cluster} is at phase {from}: promote one phase at a time (to {})", one_step(*from, *last))]
     Skip {
         /// The cluster.
         cluster: String,
@@ -80,6 +82,8 @@ pub enum PromoteError {
         from: u8,
         /// The phase asked for.
         to: u8,
+        /// The rollout's last phase.
+        last: u8,
     },
     /// The fleet would be in phases that cannot coexist.
     #[error(
@@ -160,11 +164,11 @@ pub enum PromoteError {
 }
 
 /// The phases one step from `from`: "2", or "1 or 3".
-fn one_step(from: u8) -> String {
+fn one_step(from: u8, last: u8) -> String {
     let steps: Vec<String> = [from.checked_sub(1), Some(from + 1)]
         .into_iter()
         .flatten()
-        .filter(|p| (1..=4).contains(p))
+        .filter(|p| (1..=last).contains(p))
         .map(|p| p.to_string())
         .collect();
     steps.join(" or ")
@@ -201,7 +205,8 @@ pub struct Request<'a> {
 
 /// Gates relevant to landing `cluster` on phase `to`: that phase's own gates, the transition
 /// into it, and fleet-wide gates other than lockstep (checked separately on the new state).
-fn blocking(report: &Report, moves: &[Move]) -> Vec<Finding> {
+fn blocking(report: &Report, moves: &[Move], strategy: Strategy) -> Vec<Finding> {
+    let phase_dir = |n: u8| phase_dir(strategy, n);
     report
         .findings
         .iter()
@@ -226,8 +231,11 @@ fn blocking(report: &Report, moves: &[Move]) -> Vec<Finding> {
         .collect()
 }
 
-fn replace_pointer(text: &str, from: u8, to: u8) -> String {
-    text.replace(&repo::pointer_resource(from), &repo::pointer_resource(to))
+fn replace_pointer(text: &str, strategy: Strategy, from: u8, to: u8) -> String {
+    text.replace(
+        &repo::pointer_resource(strategy, from),
+        &repo::pointer_resource(strategy, to),
+    )
 }
 
 fn write_atomic(path: &Path, text: &str) -> Result<(), PromoteError> {
@@ -293,7 +301,8 @@ fn refuse_staged_pointers(repo: &Repo) -> Result<(), PromoteError> {
 
 /// The commit message for a promotion, with trailers a tool can parse; `forced` names the
 /// checks `--force` overrode (`skew`, `soak`, `gates`), one `Rootroll-Forced` trailer each.
-pub fn commit_message(plan: &str, moves: &[Move], forced: &[&str]) -> String {
+pub fn commit_message(plan: &str, strategy: Strategy, moves: &[Move], forced: &[&str]) -> String {
+    let phase_dir = |n: u8| phase_dir(strategy, n);
     let names: Vec<&str> = moves.iter().map(|m| m.cluster.as_str()).collect();
     let to = moves[0].to;
     let verb = if moves[0].to > moves[0].from {
@@ -307,7 +316,11 @@ pub fn commit_message(plan: &str, moves: &[Move], forced: &[&str]) -> String {
         phase_dir(to)
     );
     msg.push_str(&format!(
-        "Move the active cacerts phase of the root CA rotation \"{plan}\" one step.\n{}\n\n",
+        "Move the active cacerts phase of the {} rotation \"{plan}\" one step.\n{}\n\n",
+        match strategy {
+            Strategy::Roots => "root CA",
+            Strategy::Intermediates => "intermediate CA",
+        },
         if forced.contains(&"gates") {
             "Forced: the gates were NOT checked before this commit."
         } else {
@@ -351,8 +364,14 @@ pub fn wave_clusters(dir: &Path, wave: usize) -> Result<Vec<String>, PromoteErro
 /// Checks and performs a promotion (or a one-step rollback). Returns the moves made.
 pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
     let repo = Repo::open(req.dir)?;
-    if !(1..=4).contains(&req.to) {
-        return Err(PromoteError::NoSuchPhase { to: req.to });
+    let strategy = repo.rollout.strategy;
+    if !strategy.numbers().contains(&req.to) {
+        let phases = strategy.phases();
+        let last = usize::from(strategy.last());
+        return Err(PromoteError::NoSuchPhase {
+            to: req.to,
+            phases: format!("1 ({}) to {last} ({})", phases[1].1, phases[last].1),
+        });
     }
     // What a killed render or promote left behind goes first.
     crate::repo::tree::remove_stale_tree_temps(req.dir);
@@ -368,7 +387,7 @@ pub fn promote(req: &Request<'_>) -> Result<Vec<Move>, PromoteError> {
         })?;
         active.insert(c.clone(), n);
     }
-    let moves = plan_moves(req, &active, &all)?;
+    let moves = plan_moves(req, &active, &all, strategy.last())?;
     let mut after = active.clone();
     for m in &moves {
         after.insert(m.cluster.clone(), m.to);
@@ -442,6 +461,7 @@ fn plan_moves(
     req: &Request<'_>,
     active: &BTreeMap<String, u8>,
     all: &[String],
+    last: u8,
 ) -> Result<Vec<Move>, PromoteError> {
     let mut moves = Vec::new();
     for c in &req.clusters {
@@ -466,6 +486,7 @@ fn plan_moves(
                 cluster: c.clone(),
                 from,
                 to: req.to,
+                last,
             });
         }
         moves.push(Move {
@@ -509,7 +530,7 @@ fn check_gates(repo: &Repo, req: &Request<'_>, moves: &[Move]) -> Result<(), Pro
         },
         &mut |_, _| {},
     );
-    let blocking = blocking(&report, moves);
+    let blocking = blocking(&report, moves, repo.rollout.strategy);
     if !blocking.is_empty() {
         let mut codes: Vec<String> = blocking
             .iter()
@@ -543,14 +564,14 @@ fn apply(
             source,
         })?;
         // The rewritten pointer must name the target phase, or nothing would really move.
-        let new = replace_pointer(&text, m.from, m.to);
-        if repo::parse_active(&new) != Some(m.to) {
+        let new = replace_pointer(&text, repo.rollout.strategy, m.from, m.to);
+        if repo::parse_active(repo.rollout.strategy, &new) != Some(m.to) {
             return Err(PromoteError::Pointer {
                 cluster: m.cluster.clone(),
                 reason: format!(
                     "{} does not list `phases/{}` the way rootroll writes it; re-render or fix it by hand",
                     p.display(),
-                    phase_dir(m.from)
+                    repo.rollout.phase_dir(m.from)
                 ),
             });
         }
@@ -572,7 +593,7 @@ fn apply(
             let mut add = vec!["add", "--"];
             add.extend(rel.iter().map(String::as_str));
             git(top, &add)?;
-            let msg = commit_message(&ctx.plan, moves, forced);
+            let msg = commit_message(&ctx.plan, ctx.strategy, moves, forced);
             let mut commit = vec!["commit", "-m", msg.as_str(), "--"];
             commit.extend(rel.iter().map(String::as_str));
             git(top, &commit)?;
@@ -636,12 +657,13 @@ pub struct NextStep {
     /// What must hold before the last command can succeed (soak left, the skew rule, the
     /// live gates); empty when nothing does.
     pub waits_for: Vec<String>,
-    /// Every cluster is at phase 4: this rotation is over.
+    /// Every cluster is at the last phase: this rotation is over.
     pub finished: bool,
 }
 
-/// What `status` says once every cluster is at phase 4.
-pub const FINISHED: &str = "rotation finished: the next one starts from a plan whose current root and intermediates are phase 4's (README: \"After the rotation\")";
+/// What `status` says once every cluster is at the last phase (4, or 3 for an
+/// intermediate-only rotation).
+pub const FINISHED: &str = "rotation finished: the next one starts from a plan whose current root and intermediates are the last phase's (README: \"After the rotation\")";
 
 /// `path` as a shell word: as is when it is plain, else single-quoted.
 fn shell_word(path: &Path) -> String {
@@ -669,12 +691,22 @@ fn next_step(
     soak: (Option<OffsetDateTime>, Option<Span>),
 ) -> NextStep {
     let d = shell_word(dir);
-    if n >= 4 {
+    let last = model.last_phase();
+    if n >= last {
         let behind: Vec<String> = active
             .iter()
-            .filter(|(_, p)| **p < 4)
+            .filter(|(_, p)| **p < last)
             .map(|(c, p)| format!("{c} at phase {p}"))
             .collect();
+        if behind.is_empty() && model.strategy == Strategy::Intermediates {
+            // The root did not change: the next rotation's plan imports today's root and the
+            // new intermediates (`init --from-dir`, or `--from-cluster` on each cluster).
+            return NextStep {
+                commands: Vec::new(),
+                waits_for: Vec::new(),
+                finished: true,
+            };
+        }
         if behind.is_empty() {
             let stem = dir.display().to_string();
             let stem = stem.trim_end_matches('/');
@@ -691,7 +723,7 @@ fn next_step(
         return NextStep {
             commands: Vec::new(),
             waits_for: vec![format!(
-                "this cluster is done; the rotation finishes when the others reach phase 4: {}",
+                "this cluster is done; the rotation finishes when the others reach phase {last}: {}",
                 behind.join(", ")
             )],
             finished: false,
@@ -802,7 +834,7 @@ pub fn status(dir: &Path, now: OffsetDateTime) -> Result<Vec<ClusterStatus>, Pro
             cluster: c.clone(),
             wave: model.wave_of(c),
             active_phase: active,
-            active_name: active.map(phase_dir),
+            active_name: active.map(|n| model.phase_dir(n)),
             promoted_at,
             min_soak,
             soak_left,

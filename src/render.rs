@@ -279,7 +279,7 @@ pub fn render(
 ) -> Result<Outputs, RenderError> {
     let env = environment(opts.templates)?;
     let mut out = Outputs::default();
-    let bundles = model::bundles(m);
+    let bundles = model::bundles(m, plan.strategy);
     let secret_file = repo::secret_file_name(opts.encrypted);
     let ksops = opts.encrypted && plan.gitops.engine == Engine::Argocd;
     let ctx = ClusterContext {
@@ -298,7 +298,10 @@ pub fn render(
         let files = files?;
         out.files.extend(files.files);
         out.locked.extend(files.locked);
-        active_names.insert(cm.name.clone(), phase_dir(active_phase(opts, &cm.name)));
+        active_names.insert(
+            cm.name.clone(),
+            phase_dir(plan.strategy, active_phase(opts, &cm.name)),
+        );
     }
 
     for (tpl, path) in [
@@ -318,6 +321,8 @@ pub fn render(
         "ROLLOUT.md.j2",
         minijinja::context! {
             r => Serde(rollout), plan_file, encrypted => opts.encrypted, active => active_names,
+            intermediates => rollout.strategy == model::Strategy::Intermediates,
+            last => rollout.last_phase(),
             waves => rollout.waves(),
             wave_of => rollout.clusters.iter().map(|c| (c.name.clone(), rollout.wave_of(&c.name))).collect::<BTreeMap<_, _>>(),
         },
@@ -386,7 +391,7 @@ fn render_cluster(ctx: &ClusterContext<'_>, cm: &ClusterMaterials) -> Result<Out
         env,
         "pointer-kustomization.yaml.j2",
         &ppath,
-        minijinja::context! { plan => &plan.name, cluster => &cm.name, active => repo::pointer_resource(active) },
+        minijinja::context! { plan => &plan.name, cluster => &cm.name, active => repo::pointer_resource(plan.strategy, active) },
     )?;
     out.add(ppath, text, false);
 
@@ -410,11 +415,11 @@ fn render_phase(
         ..
     } = *ctx;
     let n = phase.number;
-    let (_, signer) = model::signer_for(n, &cm.current, &cm.new);
+    let (_, signer) = model::signer_for(plan.strategy, n, &cm.current, &cm.new);
     let bundle = &bundles[usize::from(n) - 1];
     let content = secret_content(plan.mesh.secret_format, &signer, bundle);
     let secret = secret_view(plan, phase, &signer, &content, bundle);
-    let pdir = repo::phase_path(&cm.name, n);
+    let pdir = repo::phase_path(plan.strategy, &cm.name, n);
     let path = format!("{pdir}/{secret_file}");
     let text = render_yaml(
         env,
@@ -426,7 +431,7 @@ fn render_phase(
         out.locked.insert(path.clone());
     }
     out.add(path, text, true);
-    let probe_path = repo::probe_file(&cm.name, n);
+    let probe_path = repo::probe_file(plan.strategy, &cm.name, n);
     if let Some(probe) = probe(ctx, &probe_path, &signer, &content)? {
         out.add(probe_path, probe, false);
     }
@@ -758,6 +763,7 @@ pub fn execute(
     }
     let previous = repo::Previous::read(
         req.out,
+        plan.strategy,
         plan.clusters.iter().map(|c| c.name.as_str()),
         &req.identities,
     )?;
@@ -777,7 +783,7 @@ pub fn execute(
         .flat_map(|c| {
             rollout.phases[1..]
                 .iter()
-                .map(|p| repo::probe_file(&c.name, p.number))
+                .map(|p| repo::probe_file(plan.strategy, &c.name, p.number))
         })
         .filter_map(|path| Some((path.clone(), std::fs::read(req.out.join(&path)).ok()?)))
         .collect();

@@ -213,12 +213,13 @@ fn cmd_promote(a: PromoteArgs, now: OffsetDateTime) -> Result<ExitCode> {
         identities: &ids,
         now,
     })?;
+    let strategy = repo::read_rollout(&a.dir)?.strategy;
     for m in &moves {
         println!(
             "{}: phase {} → {}",
             m.cluster,
-            model::phase_dir(m.from),
-            model::phase_dir(m.to)
+            model::phase_dir(strategy, m.from),
+            model::phase_dir(strategy, m.to)
         );
     }
     if a.commit {

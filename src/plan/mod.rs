@@ -441,10 +441,17 @@ pub struct Plan {
     pub gitops: Gitops,
     /// The root (bundle) the clusters trust today.
     pub current_root: RootInput,
-    /// The root the mesh rotates to.
+    /// The root the mesh rotates to; for [`crate::model::Strategy::Intermediates`] the current
+    /// root again (the new intermediates are signed by it).
     pub new_root: RootInput,
-    /// Every cluster, in plan order.
+    /// `spec.strategy`: what the rollout rotates.
+    pub strategy: crate::model::Strategy,
+    /// Every cluster that rotates, in plan order (`spec.rotate` selects them for an
+    /// intermediate-only rotation).
     pub clusters: Vec<ClusterPlan>,
+    /// Clusters of `spec.clusters` that `spec.rotate` leaves out, in plan order: they keep
+    /// their intermediate and get no phase tree.
+    pub not_rotated: Vec<String>,
     /// `spec.rollout.expiry`: when verify warns and fails before the next rotation's start-by date.
     pub expiry: crate::model::ExpiryThresholds,
     /// `spec.rollout.waves`: the clusters in promotion order, as the plan lists them; empty

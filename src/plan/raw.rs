@@ -47,6 +47,11 @@ pub struct RawSpec {
     /// `spec.gitops`; every field has a default.
     #[serde(default)]
     pub gitops: RawGitops,
+    /// `spec.strategy`: `roots` (default: rotate the root and every intermediate) or
+    /// `intermediates` (only the intermediates, under the unchanged root).
+    pub strategy: Option<S<String>>,
+    /// `spec.rotate`: which clusters an intermediate-only rotation rotates (all by default).
+    pub rotate: Option<S<RawRotate>>,
     /// `spec.roots`: the current and the new root.
     pub roots: RawRoots,
     /// `spec.clusters`: every cluster with its two intermediates.
@@ -54,6 +59,14 @@ pub struct RawSpec {
     /// `spec.rollout`; every field has a default.
     #[serde(default)]
     pub rollout: RawRollout,
+}
+
+/// `spec.rotate` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawRotate {
+    /// `clusters`: names from `spec.clusters`; the others keep their intermediate.
+    pub clusters: S<Vec<S<String>>>,
 }
 
 /// `spec.rollout` as written.
@@ -139,8 +152,8 @@ pub struct RawGitops {
 pub struct RawRoots {
     /// The root the clusters trust today.
     pub current: S<RawCertSource>,
-    /// The root to rotate to.
-    pub new: S<RawCertSource>,
+    /// The root to rotate to; absent for `strategy: intermediates`.
+    pub new: Option<S<RawCertSource>>,
 }
 
 /// One entry of `spec.clusters`.

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 
 use super::raw::{RawCertSource, RawGenerate, RawImport, RawPlan, RawSubject, S};
 use super::*;
+use crate::model::Strategy;
 use crate::pki::{
     self, Algorithm, CaMaterial, GenerateSpec, KeyKind, PrivateKeyPem, Subject, inspect_der,
 };
@@ -103,6 +104,22 @@ pub const CODES: &[(&str, &str)] = &[
         "an imported intermediate is not signed by the plan's root",
     ),
     (
+        "roots-new-missing",
+        "spec.roots.new is absent and spec.strategy is not `intermediates`",
+    ),
+    (
+        "roots-new-unused",
+        "spec.strategy is `intermediates` but spec.roots.new is given",
+    ),
+    (
+        "rotate-cluster-unknown",
+        "spec.rotate.clusters names a cluster spec.clusters does not define, or one twice",
+    ),
+    (
+        "rotate-without-intermediates",
+        "spec.rotate selects clusters, but only an intermediate-only rotation can leave clusters out",
+    ),
+    (
         "root-key-missing",
         "intermediates must be generated under a root whose key was not given",
     ),
@@ -176,6 +193,8 @@ struct Ctx<'a> {
     _file: &'a Path,
     /// How long every CA must stay valid from now; `None` while the timing is invalid.
     rollout: Option<RolloutNeed>,
+    /// `spec.strategy`, once read: which root signs the new intermediates.
+    strategy: Strategy,
 }
 
 /// What the rollout asks of every CA: to stay valid through the shortest rotation
@@ -332,6 +351,7 @@ pub fn validate(path: &Path, bytes: &[u8], now: OffsetDateTime) -> Result<Plan, 
         now,
         _file: path,
         rollout: None,
+        strategy: Strategy::Roots,
     };
     let raw: RawPlan = match super::parse::parse(bytes) {
         Ok(raw) => raw,
@@ -362,14 +382,27 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
     let mesh = check_mesh(ctx, &spec.mesh);
     let timing = check_timing(ctx, &spec.timing, mesh.data_plane, mesh.min_istio_version);
     let gitops = check_gitops(ctx, &spec.gitops, &spec.clusters);
-    let (current_root, new_root) = check_roots(ctx, &spec.roots, &name);
+    let strategy = check_strategy(ctx, &spec);
+    ctx.strategy = strategy;
+    let (current_root, new_root) = check_roots(ctx, &spec.roots, &name, strategy);
+    let rotated = check_rotate(ctx, &spec, strategy);
+    let selected =
+        |c: &super::raw::RawCluster| rotated.as_ref().is_none_or(|r| r.contains(&c.name.value));
     let clusters = check_clusters(
         ctx,
         &spec.clusters,
         &name,
         (current_root.as_ref(), new_root.as_ref()),
         mesh.secret_format,
+        &selected,
     );
+    let not_rotated: Vec<String> = spec
+        .clusters
+        .value
+        .iter()
+        .filter(|c| !selected(c))
+        .map(|c| c.name.value.clone())
+        .collect();
     // istio-2026 §2 (istio/istio#61719, open): in ambient multicluster ztunnel ignores
     // meshConfig.caCertificates, so every root a peer cluster uses must be in each cluster's
     // cacerts bundle. rootroll renders one shared bundle per phase (bundle-shared checks it).
@@ -385,7 +418,7 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
         );
     }
     let expiry = check_expiry(ctx, &spec.rollout);
-    let waves = check_waves(ctx, &spec.rollout, &spec.clusters);
+    let waves = check_waves(ctx, &spec.rollout, &spec.clusters, &selected);
     Some(Plan {
         file: path.to_path_buf(),
         name,
@@ -394,7 +427,9 @@ fn check(ctx: &mut Ctx<'_>, raw: RawPlan, path: &Path) -> Option<Plan> {
         gitops,
         current_root: current_root?,
         new_root: new_root?,
+        strategy,
         clusters,
+        not_rotated,
         expiry: expiry?,
         waves,
         warnings: Vec::new(),
@@ -436,13 +471,16 @@ fn check_waves(
     ctx: &mut Ctx<'_>,
     rollout: &super::raw::RawRollout,
     clusters: &S<Vec<super::raw::RawCluster>>,
+    selected: &dyn Fn(&super::raw::RawCluster) -> bool,
 ) -> Vec<Vec<String>> {
     let Some(waves) = &rollout.waves else {
         return Vec::new();
     };
+    // Only the clusters that rotate are promoted, so only they are in waves.
     let defined: Vec<&str> = clusters
         .value
         .iter()
+        .filter(|c| selected(c))
         .map(|c| c.name.value.as_str())
         .collect();
     let mut seen: BTreeMap<&str, (usize, Location)> = BTreeMap::new();
@@ -464,8 +502,13 @@ fn check_waves(
                     "wave-cluster-unknown",
                     loc(c),
                     format!(
-                        "wave {n} lists cluster `{}`, which spec.clusters does not define (clusters: {})",
+                        "wave {n} lists cluster `{}`, which spec.clusters does not define{} (clusters: {})",
                         name.escape_debug(),
+                        if defined.len() < clusters.value.len() {
+                            " or spec.rotate leaves out"
+                        } else {
+                            ""
+                        },
                         defined.join(", ")
                     ),
                     "list only clusters defined under spec.clusters (check the spelling)",
@@ -923,11 +966,97 @@ fn check_roles(
     })
 }
 
-/// spec.roots: the current and the new root, which must not share a subject.
+/// spec.strategy: `roots` (the default) or `intermediates`.
+fn check_strategy(ctx: &mut Ctx<'_>, spec: &super::raw::RawSpec) -> Strategy {
+    match spec.strategy.as_ref() {
+        None => Strategy::Roots,
+        Some(s) => match s.value.as_str() {
+            "roots" => Strategy::Roots,
+            "intermediates" => Strategy::Intermediates,
+            other => {
+                ctx.d.error(
+                    "value-invalid",
+                    loc(s),
+                    format!(
+                        "strategy `{}` is not one of: roots, intermediates",
+                        described(other)
+                    ),
+                    "use `roots` (rotate the root and every intermediate) or `intermediates` (only the intermediates, under today's root)",
+                );
+                Strategy::Roots
+            }
+        },
+    }
+}
+
+/// spec.rotate: cluster names from spec.clusters, each once, and only with
+/// `strategy: intermediates` (a new root must reach every cluster that shares it). `None`:
+/// every cluster rotates.
+fn check_rotate(
+    ctx: &mut Ctx<'_>,
+    spec: &super::raw::RawSpec,
+    strategy: Strategy,
+) -> Option<Vec<String>> {
+    let rotate = spec.rotate.as_ref()?;
+    if strategy != Strategy::Intermediates {
+        ctx.d.error(
+            "rotate-without-intermediates",
+            loc(rotate),
+            "spec.rotate selects clusters, but a root rotation must rotate every cluster that shares the root",
+            "add `strategy: intermediates` to rotate only these clusters' intermediates, or remove spec.rotate",
+        );
+        return None;
+    }
+    let defined: Vec<&str> = spec
+        .clusters
+        .value
+        .iter()
+        .map(|c| c.name.value.as_str())
+        .collect();
+    let mut out: Vec<String> = Vec::new();
+    if rotate.value.clusters.value.is_empty() {
+        ctx.d.error(
+            "rotate-cluster-unknown",
+            loc(&rotate.value.clusters),
+            "spec.rotate.clusters lists no cluster: nothing would rotate",
+            "list the clusters to rotate, or remove spec.rotate to rotate every cluster",
+        );
+    }
+    for c in &rotate.value.clusters.value {
+        let name = c.value.as_str();
+        if !defined.contains(&name) {
+            ctx.d.error(
+                "rotate-cluster-unknown",
+                loc(c),
+                format!(
+                    "spec.rotate.clusters lists `{}`, which spec.clusters does not define (clusters: {})",
+                    name.escape_debug(),
+                    defined.join(", ")
+                ),
+                "list only clusters defined under spec.clusters (check the spelling)",
+            );
+        } else if out.iter().any(|o| o == name) {
+            ctx.d.error(
+                "rotate-cluster-unknown",
+                loc(c),
+                format!("spec.rotate.clusters lists `{name}` twice"),
+                "list every cluster to rotate once",
+            );
+        } else {
+            out.push(name.to_string());
+        }
+    }
+    Some(out)
+}
+
+/// spec.roots: the current and the new root, which must not share a subject. An
+/// intermediate-only rotation has no new root: its new intermediates are signed by the
+/// current one, which is returned in both places.
 fn check_roots(
     ctx: &mut Ctx<'_>,
     roots: &super::raw::RawRoots,
     name: &str,
+    strategy: Strategy,
 ) -> (Option<RootInput>, Option<RootInput>) {
     let current_root = root_input(
         ctx,
@@ -935,14 +1064,36 @@ fn check_roots(
         "roots.current",
         RootDefaults::current(),
     );
-    let new_root = root_input(ctx, &roots.new, "roots.new", RootDefaults::new(name));
+    let new_src = match (strategy, &roots.new) {
+        (Strategy::Intermediates, None) => return (current_root.clone(), current_root),
+        (Strategy::Intermediates, Some(n)) => {
+            ctx.d.error(
+                "roots-new-unused",
+                loc(n),
+                "strategy `intermediates` keeps today's root, but spec.roots.new names a new one",
+                "remove spec.roots.new (the new intermediates are signed by roots.current), or remove `strategy: intermediates` to rotate the root",
+            );
+            return (current_root, None);
+        }
+        (Strategy::Roots, None) => {
+            ctx.d.error(
+                "roots-new-missing",
+                loc(&roots.current),
+                "spec.roots has no `new` root, and spec.strategy is not `intermediates`",
+                "add `strategy: intermediates` under spec to rotate only the intermediates under roots.current, or give spec.roots.new to rotate the root",
+            );
+            return (current_root, None);
+        }
+        (Strategy::Roots, Some(n)) => n,
+    };
+    let new_root = root_input(ctx, new_src, "roots.new", RootDefaults::new(name));
     if let (Some(a), Some(b)) = (&current_root, &new_root) {
         let subj_a = root_subject(a);
         let subj_b = root_subject(b);
         if subj_a == subj_b {
             ctx.d.error(
                 "root-subject-reused",
-                loc(&roots.new),
+                loc(new_src),
                 format!("the new root's subject `{subj_b}` equals the current root's"),
                 "give the new root a distinct subject (e.g. add a generation to its commonName): Envoy looks issuers up by name",
             );
@@ -958,6 +1109,7 @@ fn check_clusters(
     name: &str,
     (current_root, new_root): (Option<&RootInput>, Option<&RootInput>),
     secret_format: SecretFormat,
+    selected: &dyn Fn(&super::raw::RawCluster) -> bool,
 ) -> Vec<ClusterPlan> {
     if list.value.is_empty() {
         ctx.d.error(
@@ -1014,7 +1166,9 @@ fn check_clusters(
             new_root,
             secret_format,
         );
-        if let (Some(current), Some(new)) = (cur, new) {
+        if let (Some(current), Some(new)) = (cur, new)
+            && selected(c)
+        {
             clusters.push(ClusterPlan {
                 name: cname,
                 current,
@@ -1753,10 +1907,19 @@ fn import_intermediate(
             let signed = pki::chains_to(&certs[0], &certs[1..], &root_ders);
             if !signed {
                 let s = inspect_der(&certs[0]).map(|s| s.issuer).unwrap_or_default();
+                // An intermediate-only rotation signs its new intermediates with today's root.
+                let (root_field, why) = match ctx.strategy {
+                    Strategy::Intermediates if what.ends_with("intermediates.new") => (
+                        "roots.current",
+                        " (strategy `intermediates`: the new intermediate must be issued by today's root)",
+                    ),
+                    _ if what.ends_with("intermediates.new") => ("roots.new", ""),
+                    _ => ("roots.current", ""),
+                };
                 ctx.d.error(
                     "import-not-signed-by-root",
                     loc(&i.dir),
-                    format!("{what}: the intermediate (issuer `{s}`) is not signed by any certificate of the plan's root"),
+                    format!("{what}: the intermediate (issuer `{s}`) is not signed by any certificate of {root_field}{why}"),
                     "import the intermediate that was issued by this root, or import the matching root",
                 );
                 ok = false;

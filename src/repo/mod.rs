@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::model::{ROLLOUT_FORMAT_VERSION, Rollout, phase_dir};
+use crate::model::{ROLLOUT_FORMAT_VERSION, Rollout, Strategy, phase_dir};
 use crate::sops::{self, SopsError};
 use crate::state::{KeyState, StateError};
 
@@ -84,18 +84,22 @@ pub fn pointer(cluster: &str) -> String {
 }
 
 /// The pointer's resource entry for a phase (`phases/2-trust-both`).
-pub fn pointer_resource(phase: u8) -> String {
-    format!("phases/{}", phase_dir(phase))
+pub fn pointer_resource(strategy: Strategy, phase: u8) -> String {
+    format!("phases/{}", phase_dir(strategy, phase))
 }
 
 /// A phase's probe chains (public; listed by no kustomization, so never applied).
-pub fn probe_file(cluster: &str, phase: u8) -> String {
-    format!("{}/probe.pem", phase_path(cluster, phase))
+pub fn probe_file(strategy: Strategy, cluster: &str, phase: u8) -> String {
+    format!("{}/probe.pem", phase_path(strategy, cluster, phase))
 }
 
 /// A phase directory of a cluster.
-pub fn phase_path(cluster: &str, phase: u8) -> String {
-    format!("{}/{}", cluster_dir(cluster), pointer_resource(phase))
+pub fn phase_path(strategy: Strategy, cluster: &str, phase: u8) -> String {
+    format!(
+        "{}/{}",
+        cluster_dir(cluster),
+        pointer_resource(strategy, phase)
+    )
 }
 
 /// The phase Secret's file name.
@@ -123,13 +127,13 @@ pub fn engine_object(cluster: &str) -> String {
 }
 
 /// Reads the active phase from a pointer kustomization written by rootroll.
-pub fn parse_active(pointer: &str) -> Option<u8> {
-    parse_pointer(pointer).ok()
+pub fn parse_active(strategy: Strategy, pointer: &str) -> Option<u8> {
+    parse_pointer(strategy, pointer).ok()
 }
 
 /// Reads the active phase from a pointer kustomization, or says why it names no single
 /// phase: none, several, or a directory that is not a phase.
-pub fn parse_pointer(pointer: &str) -> Result<u8, String> {
+pub fn parse_pointer(strategy: Strategy, pointer: &str) -> Result<u8, String> {
     let mut found: Vec<u8> = Vec::new();
     for line in pointer.lines() {
         let line = line.trim();
@@ -140,12 +144,15 @@ pub fn parse_pointer(pointer: &str) -> Result<u8, String> {
                 let n = p.split('-').next().and_then(|n| n.parse::<u8>().ok());
                 // The whole directory name must match: `phases/2-bogus` is no phase 2.
                 match n {
-                    Some(n) if (1..=4).contains(&n) && p == phase_dir(n) => found.push(n),
+                    Some(n) if strategy.numbers().contains(&n) && p == phase_dir(strategy, n) => {
+                        found.push(n);
+                    }
                     _ => {
                         return Err(format!(
                             "names `phases/{p}`, a phase that does not exist (phases are {})",
-                            (1..=4)
-                                .map(|n| format!("phases/{}", phase_dir(n)))
+                            strategy
+                                .numbers()
+                                .map(|n| format!("phases/{}", phase_dir(strategy, n)))
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         ));
@@ -161,7 +168,7 @@ pub fn parse_pointer(pointer: &str) -> Result<u8, String> {
             "names several phases ({}): exactly one must be active",
             several
                 .iter()
-                .map(|n| phase_dir(*n))
+                .map(|n| phase_dir(strategy, *n))
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
@@ -322,7 +329,7 @@ impl Repo {
         let p = self.path(&pointer(cluster));
         let text =
             std::fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-        parse_pointer(&text)
+        parse_pointer(self.rollout.strategy, &text)
             .map_err(|why| format!("{} does not name exactly one phase: it {why}", p.display()))
     }
 
@@ -335,7 +342,7 @@ impl Repo {
     ) -> Result<Option<(String, String)>, String> {
         let mut unreadable = Vec::new();
         for f in SECRET_FILES {
-            let rel = format!("{}/{f}", phase_path(cluster, phase));
+            let rel = format!("{}/{f}", phase_path(self.rollout.strategy, cluster, phase));
             match std::fs::read_to_string(self.path(&rel)) {
                 Ok(text) => return Ok(Some((rel, text))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -401,6 +408,7 @@ impl Previous {
     /// clusters of the plan.
     pub fn read<'a>(
         dir: &Path,
+        strategy: Strategy,
         clusters: impl IntoIterator<Item = &'a str>,
         ids: &Identities<'_>,
     ) -> Result<Self, RepoError> {
@@ -417,7 +425,7 @@ impl Previous {
         for c in clusters {
             let p = dir.join(pointer(c));
             if let Ok(text) = std::fs::read_to_string(&p) {
-                let n = parse_active(&text).ok_or(RepoError::Pointer { path: p })?;
+                let n = parse_active(strategy, &text).ok_or(RepoError::Pointer { path: p })?;
                 active.insert(c.to_string(), n);
             }
         }
@@ -463,11 +471,25 @@ mod tests {
 
     #[test]
     fn a_pointer_names_exactly_one_existing_phase() {
+        let parse_active = |p: &str| parse_active(Strategy::Roots, p);
+        let parse_pointer = |p: &str| parse_pointer(Strategy::Roots, p);
         let ok = "resources:\n  - phases/2-trust-both\n";
         assert_eq!(parse_active(ok), Some(2));
         assert_eq!(
             parse_active("resources:\n  - \"phases/3-switch-issuer/\"\n"),
             Some(3)
+        );
+        // Each strategy knows only its own phases.
+        let inter = "resources:\n  - phases/2-new-intermediate\n";
+        assert_eq!(super::parse_active(Strategy::Intermediates, inter), Some(2));
+        assert_eq!(parse_active(inter), None);
+        assert_eq!(super::parse_active(Strategy::Intermediates, ok), None);
+        assert_eq!(
+            super::parse_active(
+                Strategy::Intermediates,
+                "resources:\n  - phases/4-finalize\n"
+            ),
+            None
         );
         for bad in [
             "resources: []\n",
@@ -491,7 +513,7 @@ mod tests {
     fn the_layout_is_the_documented_one() {
         assert_eq!(pointer("east"), "clusters/east/istio-ca/kustomization.yaml");
         assert_eq!(
-            phase_path("east", 3),
+            phase_path(Strategy::Roots, "east", 3),
             "clusters/east/istio-ca/phases/3-switch-issuer"
         );
         assert_eq!(secret_file_name(true), "cacerts.sops.yaml");

@@ -25,7 +25,7 @@ use time::OffsetDateTime;
 use super::offline::PhaseSecret;
 use super::{CellStatus, Code, Finding, MatrixCell, MatrixMode, Report};
 use crate::handshake::{self, HandshakeCache, LeafSpec, Workload};
-use crate::model::phase_dir;
+use crate::model::{Strategy, phase_dir};
 use crate::parallel;
 
 /// A judged cell with the exact material it was judged on (so other verifiers can judge the
@@ -56,6 +56,7 @@ pub struct Material {
 /// What the matrix knows of each cluster's phases: the readable Secrets and, for a phase
 /// whose Secret could not be read, the root cause the other gates reported.
 pub struct Phases<'s> {
+    strategy: Strategy,
     clusters: Vec<String>,
     secrets: BTreeMap<(String, u8), &'s PhaseSecret>,
     unreadable: BTreeMap<(String, u8), String>,
@@ -69,13 +70,17 @@ impl<'s> Phases<'s> {
         let mut clusters = clusters.to_vec();
         clusters.sort();
         clusters.dedup();
+        // Every Secret of one repository belongs to one rollout. With none readable, no cell
+        // can pass whatever the strategy.
+        let strategy = secrets.first().map_or(Strategy::Roots, |s| s.strategy);
+        let phase_dir = |n: u8| phase_dir(strategy, n);
         let secrets: BTreeMap<(String, u8), &PhaseSecret> = secrets
             .iter()
             .map(|s| ((s.cluster.clone(), s.phase), s))
             .collect();
         let mut unreadable = BTreeMap::new();
         for c in &clusters {
-            for n in 1..=4u8 {
+            for n in strategy.numbers() {
                 let key = (c.clone(), n);
                 if secrets.contains_key(&key) {
                     continue;
@@ -97,6 +102,7 @@ impl<'s> Phases<'s> {
             }
         }
         Self {
+            strategy,
             clusters,
             secrets,
             unreadable,
@@ -110,7 +116,7 @@ impl Phases<'_> {
         self.unreadable
             .get(&(c.to_string(), n))
             .cloned()
-            .unwrap_or_else(|| format!("{c}/{} could not be read", phase_dir(n)))
+            .unwrap_or_else(|| format!("{c}/{} could not be read", phase_dir(self.strategy, n)))
     }
 }
 
@@ -221,7 +227,7 @@ pub fn build(
     let leaves = if probes {
         probe_workloads(&phases.secrets)
     } else {
-        issued_workloads(&phases.secrets, trust_domain, now)
+        issued_workloads(&phases.secrets, phases.strategy, trust_domain, now)
     };
     let bundles = shared_bundles(&phases.secrets);
     let (groups, planned) = plan_cells(phases, &leaves, &bundles, wanted);
@@ -272,6 +278,7 @@ const ROLES: [&str; 2] = ["client", "server"];
 /// leaf per intermediate: phases signed by the same certificate and key share them.
 fn issued_workloads<'s>(
     by: &'s BTreeMap<(String, u8), &'s PhaseSecret>,
+    strategy: Strategy,
     trust_domain: &str,
     now: OffsetDateTime,
 ) -> BTreeMap<(&'s str, u8, &'static str), Result<Arc<Workload>, String>> {
@@ -312,7 +319,12 @@ fn issued_workloads<'s>(
                         .ok_or_else(|| "no leaf was issued".to_string())
                 })
                 .and_then(|leaf| Ok(Arc::new(leaf.present_with(tail.as_ref()?))))
-                .map_err(|e| format!("no leaf could be issued from {c}/{}: {e}", phase_dir(*n)));
+                .map_err(|e| {
+                    format!(
+                        "no leaf could be issued from {c}/{}: {e}",
+                        phase_dir(strategy, *n)
+                    )
+                });
             leaves.insert((c.as_str(), *n, sa), workload);
         }
     }
@@ -354,7 +366,7 @@ fn plan_cells<'a>(
         } else {
             vec![c]
         };
-        for n in (1..4u8).filter(|&n| wanted(c, n)) {
+        for n in (1..phases.strategy.last()).filter(|&n| wanted(c, n)) {
             let group = groups.len();
             for peer in &peers {
                 for combo in combos(n) {
@@ -377,7 +389,11 @@ fn plan_cells<'a>(
                     });
                 }
             }
-            groups.push(format!("{c}/{}→{}", phase_dir(n), phase_dir(n + 1)));
+            groups.push(format!(
+                "{c}/{}→{}",
+                phase_dir(phases.strategy, n),
+                phase_dir(phases.strategy, n + 1)
+            ));
         }
     }
     (groups, planned)

@@ -26,11 +26,12 @@
 //! all checked, it is not checked either.
 
 use super::{Code, Finding, Report, Severity};
-use crate::model::phase_dir;
+use crate::model::{Strategy, phase_dir};
 
 /// The fleet's `handshake-matrix` finding for every ordered pair of `clusters`, judged from
 /// the `bundle-shared` findings and each cluster's own matrix findings already in `report`.
-pub fn covered(report: &Report, clusters: &[String]) -> Finding {
+pub fn covered(report: &Report, strategy: Strategy, clusters: &[String]) -> Finding {
+    let phase_dir = |n: u8| phase_dir(strategy, n);
     const SUBJECT: &str = "fleet";
     let n = clusters.len();
     let pairs = n * n.saturating_sub(1);
@@ -56,7 +57,7 @@ pub fn covered(report: &Report, clusters: &[String]) -> Finding {
         Some(_) => {}
         None => unchecked.push(format!("{what} (no finding)")),
     };
-    for p in 1..=4u8 {
+    for p in strategy.numbers() {
         let subject = format!("fleet/{}", phase_dir(p));
         judge(
             format!("bundle-shared {subject}"),
@@ -64,7 +65,7 @@ pub fn covered(report: &Report, clusters: &[String]) -> Finding {
         );
     }
     for c in clusters {
-        for t in 1..=3u8 {
+        for t in 1..strategy.last() {
             let subject = format!("{c}/{}→{}", phase_dir(t), phase_dir(t + 1));
             judge(
                 format!("handshake-matrix {subject}"),
@@ -108,6 +109,7 @@ mod tests {
     use super::*;
 
     fn report(bundle_ok: bool, matrix: &[(&str, bool)]) -> Report {
+        let phase_dir = |n: u8| phase_dir(Strategy::Roots, n);
         let mut r = Report::default();
         for p in 1..=4u8 {
             let s = format!("fleet/{}", phase_dir(p));
@@ -127,6 +129,10 @@ mod tests {
         r
     }
 
+    fn covered_roots(r: &Report, clusters: &[String]) -> Finding {
+        covered(r, Strategy::Roots, clusters)
+    }
+
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
     }
@@ -134,7 +140,7 @@ mod tests {
     #[test]
     fn every_pair_is_covered_only_with_one_bundle_and_every_cluster_s_cells() {
         let clusters = names(&["a", "b", "c"]);
-        let ok = covered(
+        let ok = covered_roots(
             &report(true, &[("a", true), ("b", true), ("c", true)]),
             &clusters,
         );
@@ -145,7 +151,7 @@ mod tests {
             "{}",
             ok.message
         );
-        let split = covered(
+        let split = covered_roots(
             &report(false, &[("a", true), ("b", true), ("c", true)]),
             &clusters,
         );
@@ -157,7 +163,7 @@ mod tests {
             "{}",
             split.message
         );
-        let one_bad = covered(
+        let one_bad = covered_roots(
             &report(true, &[("a", true), ("b", false), ("c", true)]),
             &clusters,
         );
@@ -168,7 +174,7 @@ mod tests {
                 .contains("handshake-matrix b/1-initial→2-trust-both")
         );
         // A cluster whose cells did not run: not checked, never a pass.
-        let missing = covered(&report(true, &[("a", true), ("b", true)]), &clusters);
+        let missing = covered_roots(&report(true, &[("a", true), ("b", true)]), &clusters);
         assert!(
             !missing.passed && missing.not_checked.is_some(),
             "{missing:?}"

@@ -42,10 +42,11 @@ pub(crate) fn render_now(plan: &str) -> Rendered {
 
 /// The decrypted phase Secret of a cluster, as JSON.
 pub(crate) fn phase_secret(out: &Path, cluster: &str, phase: u8) -> Value {
-    let names = ["1-initial", "2-trust-both", "3-switch-issuer", "4-finalize"];
+    // The phase's directory as the rendered rollout names it (either strategy).
+    let strategy = rootroll::repo::read_rollout(out).unwrap().strategy;
     let f = out.join(format!(
         "clusters/{cluster}/istio-ca/phases/{}/cacerts.sops.yaml",
-        names[usize::from(phase) - 1]
+        rootroll::model::phase_dir(strategy, phase)
     ));
     let plain =
         rootroll::sops::decrypt_yaml("t", &std::fs::read_to_string(f).unwrap(), &[identity()])
@@ -1890,7 +1891,7 @@ fn ambient_phase_3_ends_early_only_on_every_ztunnel_being_b_issued() {
     let text = soak["message"].as_str().unwrap();
     assert!(text.contains("minimum soak 17m"), "{soak}");
     assert!(
-        text.contains("every ztunnel identity is issued by B's intermediate"),
+        text.contains("every ztunnel identity is issued by the new intermediate"),
         "{soak}"
     );
 

@@ -12,6 +12,7 @@ mod handshake;
 mod hardening;
 mod holes;
 mod import;
+mod intermediates;
 mod keyfree;
 mod lifecycle;
 mod live;

@@ -24,7 +24,12 @@ fn identity() -> age::x25519::Identity {
 }
 
 /// Renders at the real clock (Envoy checks validity against it) and builds the matrix.
-fn cells(plan: &str, out: &Path, now: OffsetDateTime, edit: impl FnOnce(&Path)) -> Vec<CellInput> {
+pub(crate) fn cells(
+    plan: &str,
+    out: &Path,
+    now: OffsetDateTime,
+    edit: impl FnOnce(&Path),
+) -> Vec<CellInput> {
     let at = now.format(&Rfc3339).unwrap();
     let o = rootroll_at(&at, &["render", plan, "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -59,7 +64,7 @@ fn side(w: &rootroll::handshake::Workload, trust: &[u8]) -> Side {
 }
 
 /// Judges every distinct cell with Envoy; returns (cells checked, failing cells seen).
-fn cross_check(envoy: &mut EnvoyPair, cells: &[CellInput]) -> (usize, usize) {
+pub(crate) fn cross_check(envoy: &mut EnvoyPair, cells: &[CellInput]) -> (usize, usize) {
     let mut seen = BTreeSet::new();
     let (mut checked, mut failing) = (0, 0);
     for c in cells {

@@ -115,9 +115,20 @@ pub struct Expectation {
     pub current_skid: Option<String>,
     /// Minimum time the phase must soak before the next is promoted.
     pub min_soak: Span,
-    /// The shorter soak that holds once the cluster itself proves the phase done: ambient
-    /// phase 3, when every ztunnel identity is issued by B's intermediate (istio-2026 §2).
+    /// The shorter soak that holds once the cluster itself proves the phase done: in ambient,
+    /// the phase where the issuer switches, once every ztunnel identity is issued by the new
+    /// intermediate (istio-2026 §2).
     pub proven_soak: Option<Span>,
+    /// The phase's directory name (`3-switch-issuer`), for messages.
+    pub dir: String,
+    /// The phase signs with the new intermediate: every leaf must be issued by it.
+    pub new_issuer: bool,
+    /// The phase removes a root (phase 4 of a root rotation): a held root beyond the
+    /// phase's own is stale.
+    pub exact_roots: bool,
+    /// The phase needs old ztunnel restarted (phase 3 of a root rotation: istiod now serves
+    /// a certificate from the new root, istio-2026.md §2).
+    pub ztunnel_restart: bool,
 }
 
 /// Errors that stop a live run (exit 2).
@@ -140,12 +151,14 @@ impl Expectation {
             Some(p) => p,
             None => repo.active(cluster).map_err(LiveError::Expectation)?,
         };
-        if !(1..=4).contains(&phase) {
+        let strategy = model.strategy;
+        if !strategy.numbers().contains(&phase) {
             return Err(LiveError::Expectation(format!(
-                "phase {phase} does not exist (1–4)"
+                "phase {phase} does not exist (1–{})",
+                strategy.last()
             )));
         }
-        let pdir = crate::repo::phase_path(cluster, phase);
+        let pdir = crate::repo::phase_path(strategy, cluster, phase);
         let (_, text) = repo
             .phase_secret(cluster, phase)
             .map_err(LiveError::Expectation)?
@@ -189,15 +202,20 @@ impl Expectation {
             new_skid: skid(cl.map(|c| &c.new_intermediate)),
             current_skid: skid(cl.map(|c| &c.current_intermediate)),
             min_soak: model.min_soak(phase),
-            proven_soak: (model.mesh.data_plane == crate::plan::DataPlane::Ambient && phase == 3)
-                .then(|| {
-                    crate::model::soaks(
-                        &model.timing,
-                        model.mesh.data_plane,
-                        model.mesh.min_istio_version,
-                    )
-                    .fast
-                }),
+            proven_soak: (model.mesh.data_plane == crate::plan::DataPlane::Ambient
+                && phase == strategy.switch_phase())
+            .then(|| {
+                crate::model::soaks(
+                    &model.timing,
+                    model.mesh.data_plane,
+                    model.mesh.min_istio_version,
+                )
+                .fast
+            }),
+            dir: model.phase_dir(phase),
+            new_issuer: strategy.issuer(phase) == crate::model::Issuer::New,
+            exact_roots: strategy == crate::model::Strategy::Roots && phase == 4,
+            ztunnel_restart: strategy == crate::model::Strategy::Roots && phase == 3,
         })
     }
 }
@@ -257,14 +275,15 @@ pub fn gates(s: &Snapshot, e: &Expectation, now: OffsetDateTime) -> Report {
     if e.ambient {
         r.findings.extend(ztunnel::identities(s, e, &blocked));
     }
-    // Ambient phase 3 may end early only on the ztunnels' own proof (istio-2026 §2).
+    // In ambient the issuer switch may end early only on the ztunnels' own proof
+    // (istio-2026 §2).
     let ztunnels_on_b = e.ambient
         && [Code::ZtunnelReadable, Code::ZtunnelLeafNewIssuer]
             .iter()
             .all(|&c| r.findings.iter().any(|f| f.code == c && f.passed));
     r.findings
         .extend(soak::since_applied(s, e, now, &blocked, ztunnels_on_b));
-    if e.ambient && e.phase == 3 {
+    if e.ambient && e.ztunnel_restart {
         r.push(ztunnel::restarted(s, e, &blocked));
     }
     r.push(proxy::unverified(s, e, &blocked));

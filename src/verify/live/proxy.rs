@@ -16,7 +16,7 @@ use crate::verify::Finding;
 pub(super) fn envoys(s: &Snapshot, e: &Expectation, blocked: &Blocked) -> Vec<Finding> {
     let c = e.cluster.as_str();
     let mut judged = vec![Code::ProxyTrustsRoots];
-    if e.phase >= 3 {
+    if e.new_issuer {
         judged.push(Code::ProxyLeafNewIssuer);
     }
     if let Some(why) = &blocked.pods {
@@ -59,7 +59,7 @@ pub(super) fn envoys(s: &Snapshot, e: &Expectation, blocked: &Blocked) -> Vec<Fi
         u => format!("; {u} more could not be read (proxy-readable)"),
     };
     out.push(trusts(c, &e.roots, &read));
-    if e.phase >= 3 {
+    if e.new_issuer {
         out.push(leaves(c, e.new_skid.as_deref(), &read));
     }
     for f in &mut out[1..] {

@@ -6,7 +6,6 @@ use k8s_openapi::api::core::v1::Secret;
 
 use super::{Expectation, Snapshot};
 use crate::gates::Code;
-use crate::model::phase_dir;
 use crate::repo::keys;
 use crate::verify::Finding;
 
@@ -76,7 +75,7 @@ fn judge(sec: &Secret, e: &Expectation, name: &str) -> (Finding, Option<String>)
         other_phase.push("its certificates differ from the rendered phase's".into());
     }
     let extra = unexpected_keys(sec, e);
-    let dir = phase_dir(e.phase);
+    let dir = &e.dir;
     let blocked = (!other_phase.is_empty())
         .then(|| format!("because the live Secret is not phase {dir} (live-secret-phase)"));
     let finding = if other_phase.is_empty() && extra.is_empty() {

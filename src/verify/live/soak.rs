@@ -12,7 +12,6 @@ use super::pods::{pod_id, proxy_kind};
 use super::{Blocked, Expectation, Snapshot};
 use crate::duration::Span;
 use crate::gates::Code;
-use crate::model::phase_dir;
 use crate::verify::Finding;
 
 pub(super) fn since_applied(
@@ -49,7 +48,7 @@ fn soak_time(
     ztunnels_on_b: bool,
 ) -> Finding {
     if blocked.secret.is_some() {
-        let dir = phase_dir(e.phase);
+        let dir = &e.dir;
         return Finding::new(
             Code::SoakTime,
             false,
@@ -65,19 +64,20 @@ fn soak_time(
             c,
             "cannot tell when the phase was applied (no managedFields time on the Secret or ConfigMaps)",
         )
-        .hint("read access to the cacerts Secret or istio-ca-root-cert metadata is needed");
+        .hint("read access to the cacerts Secret, or to istiod's root ConfigMaps or ClusterTrustBundle, is needed");
     };
     let elapsed = Span::from_secs((now - at).whole_seconds().max(0) as u64);
-    // istio-2026 §2: in ambient, phase 4 may follow phase 3 early only when every ztunnel
-    // identity is already B-issued; otherwise the whole workload TTL plus the margin.
+    // istio-2026 §2: in ambient, the phase after the issuer switch may follow early only when
+    // every ztunnel identity is already issued by the new intermediate; otherwise the whole
+    // workload TTL plus the margin.
     let (min_soak, why) = match e.proven_soak {
         Some(proven) if ztunnels_on_b => (
             proven,
-            " (every ztunnel identity is issued by B's intermediate: the whole-TTL soak is not needed)".to_string(),
+            " (every ztunnel identity is issued by the new intermediate, so the whole-TTL soak is not needed here; `promote` still counts it from Git and needs --force before then)".to_string(),
         ),
         Some(_) => (
             e.min_soak,
-            " (the whole workload TTL plus the margin, since not every ztunnel identity is proven issued by B's intermediate: ztunnel-readable, ztunnel-leaf-new-issuer)".to_string(),
+            " (the whole workload TTL plus the margin, since not every ztunnel identity is proven issued by the new intermediate: ztunnel-readable, ztunnel-leaf-new-issuer)".to_string(),
         ),
         None => (e.min_soak, String::new()),
     };
@@ -124,7 +124,7 @@ fn no_restart(c: &str, pods: &[Pod], at: OffsetDateTime) -> Finding {
     Finding::new(Code::NoRestart, restarted.is_empty(), c, message).details(restarted)
 }
 
-fn latest_managed(meta: &ObjectMeta) -> Option<i64> {
+pub(super) fn latest_managed(meta: &ObjectMeta) -> Option<i64> {
     let managed = meta
         .managed_fields
         .iter()
@@ -135,16 +135,24 @@ fn latest_managed(meta: &ObjectMeta) -> Option<i64> {
     managed.or_else(|| meta.creation_timestamp.as_ref().map(|t| t.0.as_second()))
 }
 
-/// When the phase was applied: the Secret's last managed-fields time, else the newest
-/// istio-ca-root-cert write.
+/// When the phase was applied: the Secret's last managed-fields time, else the newest write
+/// of istiod's root publication (its root ConfigMaps or its ClusterTrustBundle).
 pub(super) fn applied_time(s: &Snapshot) -> Option<OffsetDateTime> {
     let secs = match &s.secret {
         Some(Ok(Some(sec))) => latest_managed(&sec.metadata),
-        _ => s
-            .root_configmaps
-            .as_ref()
-            .ok()
-            .and_then(|cms| cms.iter().filter_map(|m| latest_managed(&m.metadata)).max()),
+        _ => {
+            let configmaps = s
+                .root_configmaps
+                .as_ref()
+                .ok()
+                .and_then(|cms| cms.iter().filter_map(|m| latest_managed(&m.metadata)).max());
+            // With ENABLE_CLUSTER_TRUST_BUNDLE_API istiod writes its ClusterTrustBundle instead.
+            let bundle = match &s.trust_bundle {
+                Some(Ok(Some(b))) => b.written,
+                _ => None,
+            };
+            configmaps.max(bundle)
+        }
     }?;
     OffsetDateTime::from_unix_timestamp(secs).ok()
 }

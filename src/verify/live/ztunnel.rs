@@ -21,7 +21,7 @@ use crate::verify::Finding;
 pub(super) fn identities(s: &Snapshot, e: &Expectation, blocked: &Blocked) -> Vec<Finding> {
     let c = e.cluster.as_str();
     let mut judged = vec![Code::ZtunnelTrustsNewRoot];
-    if e.phase >= 3 {
+    if e.new_issuer {
         judged.push(Code::ZtunnelLeafNewIssuer);
     }
     if let Some(why) = &blocked.pods {
@@ -81,7 +81,7 @@ pub(super) fn identities(s: &Snapshot, e: &Expectation, blocked: &Blocked) -> Ve
     out.push(trusts(c, e, &read).hint(&format!(
         "restart ztunnel ({restart}) or wait half the workload cert TTL"
     )));
-    if e.phase >= 3 {
+    if e.new_issuer {
         out.push(leaves(c, e, &read).hint(&format!(
             "restart ztunnel ({restart}) or wait half the workload cert TTL before phase 4"
         )));
@@ -135,7 +135,7 @@ fn trusts(c: &str, e: &Expectation, read: &[Held]) -> Finding {
         .iter()
         .filter(|i| {
             let held = sha_set(&i.roots);
-            !e.roots.is_subset(&held) || e.phase == 4 && held != e.roots
+            !e.roots.is_subset(&held) || e.exact_roots && held != e.roots
         })
         .map(|i| i.id.clone())
         .collect();

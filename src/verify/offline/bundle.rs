@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Ctx, PhaseSecret, Report};
 use crate::gates::Code;
-use crate::model::{CertView, RootName, phase_dir};
+use crate::model::{CertView, RootName, Strategy, phase_dir};
 use crate::pki;
 use crate::verify::Finding;
 
@@ -139,9 +139,9 @@ fn bundle_bytes(
 
 /// `root-subjects-distinct`, per phase over every cluster's bundle: two different roots with
 /// one subject make BoringSSL and OpenSSL pick the wrong issuer.
-pub fn root_subjects_distinct(secrets: &[PhaseSecret], r: &mut Report) {
-    for n in 1..=4u8 {
-        let subject = format!("fleet/{}", phase_dir(n));
+pub fn root_subjects_distinct(strategy: Strategy, secrets: &[PhaseSecret], r: &mut Report) {
+    for n in strategy.numbers() {
+        let subject = format!("fleet/{}", phase_dir(strategy, n));
         let bundles: BTreeSet<&[u8]> = secrets
             .iter()
             .filter(|s| s.phase == n)

@@ -49,6 +49,7 @@ pub fn decode(
     Ok(PhaseSecret {
         cluster: cluster.to_string(),
         phase: n,
+        strategy: ctx.repo.rollout.strategy,
         file: opened.rel.clone(),
         signer_pem: pki::der_to_pem(&signer),
         signer,
@@ -66,7 +67,7 @@ pub fn decode(
 /// exactly its chain and bundle ([`crate::handshake::check_probe`]). Keeps the leaf in `s`
 /// for the matrix, or why there is none.
 pub fn probe(ctx: &Ctx<'_>, subject: &str, s: &mut PhaseSecret, r: &mut Report) {
-    let rel = repo::probe_file(&s.cluster, s.phase);
+    let rel = repo::probe_file(s.strategy, &s.cluster, s.phase);
     let td = &ctx.repo.rollout.mesh.trust_domain;
     let checked = match std::fs::read(ctx.repo.path(&rel)) {
         Ok(bytes) => crate::handshake::check_probe(&bytes, td, &s.signer, &s.chain, &s.bundle),

@@ -278,7 +278,7 @@ pub fn gates(
             );
             continue;
         };
-        let subject = phase_subject(c, n);
+        let subject = phase_subject(repo.rollout.strategy, c, n);
         let file = repo.phase_secret(c, n).ok().flatten().map(|(rel, _)| rel);
         let e = match cluster(repo, c, n, now, thresholds) {
             Ok(e) => e,

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{PhaseSecret, Report};
 use crate::gates::Code;
-use crate::model::phase_dir;
+use crate::model::{Strategy, phase_dir};
 use crate::repo::Repo;
 use crate::verify::Finding;
 
@@ -60,7 +60,7 @@ pub fn pointer(repo: &Repo, c: &str, r: &mut Report) -> Option<u8> {
                 Code::PointerValid,
                 true,
                 c,
-                format!("active phase {}", phase_dir(n)),
+                format!("active phase {}", repo.rollout.phase_dir(n)),
             ));
             Some(n)
         }
@@ -72,9 +72,9 @@ pub fn pointer(repo: &Repo, c: &str, r: &mut Report) -> Option<u8> {
 }
 
 /// `bundle-shared`: in each phase, every cluster carries the same bundle bytes.
-pub fn bundle_shared(secrets: &[PhaseSecret], r: &mut Report) {
-    for n in 1..=4u8 {
-        let subject = format!("fleet/{}", phase_dir(n));
+pub fn bundle_shared(strategy: Strategy, secrets: &[PhaseSecret], r: &mut Report) {
+    for n in strategy.numbers() {
+        let subject = format!("fleet/{}", phase_dir(strategy, n));
         let per: BTreeMap<&str, &[u8]> = secrets
             .iter()
             .filter(|s| s.phase == n)

@@ -220,8 +220,8 @@ pub fn phase_applies_secret(
     secret: &Result<Option<(String, String)>, String>,
     r: &mut Report,
 ) {
-    let subject = super::phase_subject(c, n);
-    let dir = repo::phase_path(c, n);
+    let subject = super::phase_subject(repo.rollout.strategy, c, n);
+    let dir = repo::phase_path(repo.rollout.strategy, c, n);
     let Ok(Some((rel, text))) = secret else {
         let why = format!("because phase {n} has no readable Secret file");
         r.push(Finding::not_checked(
@@ -301,7 +301,11 @@ pub fn pointer_resolves(repo: &Repo, c: &str, active: u8) -> Result<(), String> 
         ));
     }
     let dir = root.join(repo::cluster_dir(c));
-    let want = b.resolve(&root, &repo::phase_path(c, active), "phase")?;
+    let want = b.resolve(
+        &root,
+        &repo::phase_path(repo.rollout.strategy, c, active),
+        "phase",
+    )?;
     let listed = entries(&k["resources"], "resources", &rel)?;
     let resolved: Vec<PathBuf> = listed
         .iter()
@@ -311,7 +315,7 @@ pub fn pointer_resolves(repo: &Repo, c: &str, active: u8) -> Result<(), String> 
         return Err(format!(
             "{rel} lists {} instead of only {}",
             listed.join(", "),
-            repo::pointer_resource(active)
+            repo::pointer_resource(repo.rollout.strategy, active)
         ));
     }
     Ok(())

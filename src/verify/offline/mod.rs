@@ -17,7 +17,6 @@ use time::OffsetDateTime;
 
 use super::{Finding, Report};
 use crate::gates::Code;
-use crate::model::phase_dir;
 use crate::pki::PrivateKeyPem;
 use crate::repo::{Repo, RepoError};
 
@@ -54,6 +53,8 @@ pub struct PhaseSecret {
     pub cluster: String,
     /// Phase number the Secret belongs to.
     pub phase: u8,
+    /// The strategy of the rollout the phase belongs to (names its phases).
+    pub strategy: crate::model::Strategy,
     /// The Secret's path in the rendered tree.
     pub file: String,
     /// Signing cert (first certificate of `ca-cert.pem` / `tls.crt`), DER.
@@ -112,8 +113,8 @@ impl<'a> Ctx<'a> {
 }
 
 /// The subject of a phase's findings (`east/2-trust-both`).
-pub fn phase_subject(cluster: &str, n: u8) -> String {
-    format!("{cluster}/{}", phase_dir(n))
+pub fn phase_subject(strategy: crate::model::Strategy, cluster: &str, n: u8) -> String {
+    format!("{cluster}/{}", crate::model::phase_dir(strategy, n))
 }
 
 /// Pushes a not-checked finding for each of `codes`, naming the root cause.
@@ -143,8 +144,9 @@ pub fn run(repo: &Repo, opts: &Options<'_>) -> Result<(Report, Vec<PhaseSecret>)
         }
         secrets.extend(checked.secrets.into_values());
     }
-    fleet::bundle_shared(&secrets, &mut r);
-    bundle::root_subjects_distinct(&secrets, &mut r);
+    let strategy = repo.rollout.strategy;
+    fleet::bundle_shared(strategy, &secrets, &mut r);
+    bundle::root_subjects_distinct(strategy, &secrets, &mut r);
     fleet::lockstep(&active, &mut r);
     // The whole-file gates share one read of the tree.
     let tree = files::read(repo.dir());
@@ -168,7 +170,7 @@ fn check_cluster(ctx: &Ctx<'_>, c: &str) -> ClusterCheck {
     let active = fleet::pointer(ctx.repo, c, &mut r);
     let mut secrets = BTreeMap::new();
     let mut unread = BTreeMap::new();
-    for n in 1..=4u8 {
+    for n in ctx.repo.rollout.strategy.numbers() {
         match check_phase(ctx, c, n, &mut r) {
             Ok(s) => {
                 secrets.insert(n, s);
@@ -189,7 +191,7 @@ fn check_cluster(ctx: &Ctx<'_>, c: &str) -> ClusterCheck {
 /// The gates of one phase. `Err` is the root cause when the Secret could not be read; the
 /// gates that need its content are then reported as not checked.
 fn check_phase(ctx: &Ctx<'_>, c: &str, n: u8, r: &mut Report) -> Result<PhaseSecret, String> {
-    let subject = phase_subject(c, n);
+    let subject = phase_subject(ctx.repo.rollout.strategy, c, n);
     let file = ctx.repo.phase_secret(c, n);
     kustomize::phase_applies_secret(ctx.repo, c, n, &file, r);
     let read = read::open(ctx, &subject, c, n, file, r).and_then(|opened| {
@@ -255,7 +257,7 @@ pub fn execute(
         progress,
     );
     // Every ordered pair of clusters, from bundle-shared and each cluster's own cells.
-    let pairs = super::pairs::covered(&report, &repo.clusters);
+    let pairs = super::pairs::covered(&report, repo.rollout.strategy, &repo.clusters);
     report.push(pairs);
     Ok(report)
 }

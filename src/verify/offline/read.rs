@@ -77,7 +77,7 @@ pub fn open(
             let msg = format!(
                 "no {} in {}",
                 repo::SECRET_FILES.join(" or "),
-                repo::phase_path(cluster, n)
+                repo::phase_path(ctx.repo.rollout.strategy, cluster, n)
             );
             r.push(Finding::new(Code::SecretShape, false, subject, &msg));
             return Err(format!("{phase} has no Secret ({msg})"));

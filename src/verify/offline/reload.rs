@@ -17,9 +17,18 @@ pub fn transitions(
     unread: &BTreeMap<u8, String>,
     r: &mut Report,
 ) {
-    for n in 1..4u8 {
-        let subject = format!("{c}/{}→{}", phase_dir(n), phase_dir(n + 1));
-        let codes: &[Code] = if n == 2 {
+    let rollout = &ctx.repo.rollout;
+    let strategy = rollout.strategy;
+    // The transition where the signing intermediate changes: there the bundle bytes must
+    // change too, or no proxy re-signs until natural rotation (facts §2).
+    let switch = |n: u8| strategy.issuer(n) != strategy.issuer(n + 1);
+    for n in 1..strategy.last() {
+        let subject = format!(
+            "{c}/{}→{}",
+            phase_dir(strategy, n),
+            phase_dir(strategy, n + 1)
+        );
+        let codes: &[Code] = if switch(n) {
             &[
                 Code::ReloadRule,
                 Code::Phase3BytesDiffer,
@@ -31,10 +40,10 @@ pub fn transitions(
         match (secrets.get(&n), secrets.get(&(n + 1))) {
             (Some(a), Some(b)) => {
                 reload_rule(ctx, &subject, a, b, r);
-                if n == 2 {
+                if switch(n) {
                     phase3_bytes(&subject, a, b, r);
                 }
-                signer_sequence(&subject, a, b, r);
+                signer_sequence(&subject, a, b, switch(n), r);
             }
             _ => {
                 let why = unread.get(&n).or_else(|| unread.get(&(n + 1)));
@@ -75,21 +84,27 @@ fn reload_rule(ctx: &Ctx<'_>, subject: &str, a: &PhaseSecret, b: &PhaseSecret, r
     r.push(Finding::new(Code::ReloadRule, ok, subject, msg));
 }
 
-/// `phase3-bytes-differ`.
+/// `phase3-bytes-differ`, at the transition where the signer switches (2→3 of a root
+/// rotation, 1→2 of an intermediate-only one).
 fn phase3_bytes(subject: &str, a: &PhaseSecret, b: &PhaseSecret, r: &mut Report) {
     let differ = a.bundle != b.bundle;
+    let (pa, pb) = (a.phase, b.phase);
     let msg = if differ {
-        "phase 3 root-cert.pem bytes differ from phase 2 (proxies re-sign at once)"
+        format!("phase {pb} root-cert.pem bytes differ from phase {pa} (proxies re-sign at once)")
     } else {
-        "phase 3 root-cert.pem is byte-identical to phase 2: no bundle push, no immediate re-sign"
+        format!(
+            "phase {pb} root-cert.pem is byte-identical to phase {pa}: no bundle push, no immediate re-sign"
+        )
     };
     r.push(Finding::new(Code::Phase3BytesDiffer, differ, subject, msg));
 }
 
-/// `signer-sequence`: the same intermediate within 1–2 and 3–4, a new one at 2→3.
-fn signer_sequence(subject: &str, a: &PhaseSecret, b: &PhaseSecret, r: &mut Report) {
+/// `signer-sequence`: the same intermediate between phases that the rollout signs with the
+/// same one (1–2 and 3–4 of a root rotation, 2–3 of an intermediate-only one), a new one
+/// where it switches (`switch`).
+fn signer_sequence(subject: &str, a: &PhaseSecret, b: &PhaseSecret, switch: bool, r: &mut Report) {
     let same = a.signer == b.signer;
-    let want_same = a.phase != 2;
+    let want_same = !switch;
     let msg = match (want_same, same) {
         (true, true) => format!(
             "phases {} and {} sign with the same intermediate",
@@ -99,8 +114,14 @@ fn signer_sequence(subject: &str, a: &PhaseSecret, b: &PhaseSecret, r: &mut Repo
             "phase {} signs with another intermediate than phase {}",
             b.phase, a.phase
         ),
-        (false, false) => "the signing intermediate switches to B's at phase 3".to_string(),
-        (false, true) => "phase 3 still signs with phase 2's intermediate".to_string(),
+        (false, false) => format!(
+            "the signing intermediate switches to the new one at phase {}",
+            b.phase
+        ),
+        (false, true) => format!(
+            "phase {} still signs with phase {}'s intermediate",
+            b.phase, a.phase
+        ),
     };
     r.push(Finding::new(
         Code::SignerSequence,
