@@ -494,3 +494,47 @@ fn istiod_revisions_that_disagree_get_every_target_checked() {
     assert_eq!(failed, ["root-configmap"]);
     assert_eq!(f["details"], json!(["shop/my-roots"]));
 }
+
+/// With the Secret not read (`--no-secret-read`, or a dump without secret.json) and
+/// ENABLE_CLUSTER_TRUST_BUNDLE_API on, there are no root ConfigMaps to date the phase by:
+/// soak-time dates it by the ClusterTrustBundle istiod wrote after reloading.
+#[test]
+fn without_the_secret_the_soak_is_dated_by_the_cluster_trust_bundle() {
+    let r = render_now("plans/demo.yaml");
+    let mut envoy = EnvoyPair::start();
+    let p2 = envoy_dump(&mut envoy, &r.out, "demo", 2);
+    let roots = bundle(&r.out, 2);
+    let c = ctb_cluster(
+        &r.out,
+        2,
+        "certificates.k8s.io/v1beta1",
+        Some(&istiod_pem(&roots)),
+    );
+    let d = tempfile::tempdir().unwrap();
+    write_dump(d.path(), &c, &dumps_for(&c, &p2));
+    std::fs::remove_file(d.path().join("secret.json")).unwrap();
+    let (_, _, v) = verify_dump(&r.out, d.path(), 2);
+    let soak = finding(&v, "soak-time");
+    assert_eq!(soak["passed"], true, "{soak:#}");
+    // The CTB's managedFields time, 2026-11-28T10:02:41Z, is what the soak counts from.
+    let since = time::OffsetDateTime::now_utc() - time::macros::datetime!(2026-11-28 10:02:41 UTC);
+    assert!(
+        soak["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}d", since.whole_days())),
+        "{soak:#}"
+    );
+    // Without its managedFields and creation time the phase cannot be dated: fail, not pass.
+    let mut c = c;
+    let ctbs = c.objects.get_mut("clustertrustbundles.json").unwrap();
+    let item = &mut ctbs["items"][0]["metadata"];
+    item.as_object_mut().unwrap().remove("managedFields");
+    item.as_object_mut().unwrap().remove("creationTimestamp");
+    let d = tempfile::tempdir().unwrap();
+    write_dump(d.path(), &c, &dumps_for(&c, &p2));
+    std::fs::remove_file(d.path().join("secret.json")).unwrap();
+    let (_, _, v) = verify_dump(&r.out, d.path(), 2);
+    let soak = finding(&v, "soak-time");
+    assert_eq!(soak["passed"], false, "{soak:#}");
+}

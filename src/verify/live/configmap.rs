@@ -53,6 +53,9 @@ pub struct TrustBundle {
     pub signer_name: Option<String>,
     /// `spec.trustBundle`: PEM certificates.
     pub trust_bundle: String,
+    /// When it was last written (the newest managedFields time, else its creation), in
+    /// seconds since the epoch: istiod writes it right after reloading the roots.
+    pub written: Option<i64>,
 }
 
 impl TrustBundle {
@@ -77,6 +80,11 @@ impl TrustBundle {
             name: name.to_string(),
             signer_name: v["spec"]["signerName"].as_str().map(str::to_string),
             trust_bundle: trust_bundle.to_string(),
+            written: serde_json::from_value::<
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+            >(v["metadata"].clone())
+            .ok()
+            .and_then(|m| super::soak::latest_managed(&m)),
         })
     }
 }
