@@ -83,7 +83,7 @@ pub(super) fn identities(s: &Snapshot, e: &Expectation, blocked: &Blocked) -> Ve
     )));
     if e.new_issuer {
         out.push(leaves(c, e, &read).hint(&format!(
-            "restart ztunnel ({restart}) or wait half the workload cert TTL before phase 4"
+            "restart ztunnel ({restart}), or wait the whole workload cert TTL plus the margin, before the next phase (istio-2026 §2)"
         )));
     }
     out
