@@ -623,6 +623,11 @@ pub enum FromRenderError {
         "--from-render needs an age identity that opens the phase-4 Secrets (--identity FILE, SOPS_AGE_KEY_FILE or SOPS_AGE_KEY): their keys become the next plan's current intermediates"
     )]
     NoIdentity,
+    /// `--age-recipient` would replace the finished plan's recipients by role.
+    #[error(
+        "the finished plan names its recipients by role (spec.gitops.recipients, operators, each cluster's recipients): --age-recipient would encrypt every cluster's keys to the same recipients; drop --age-recipient to carry the roles into the next plan, then edit them there"
+    )]
+    RolesReplaced,
     /// A cluster is not at phase 4.
     #[error(
         "{cluster} is at phase {phase} ({pointer}): the rotation is not finished; promote every cluster to phase 4 first"
@@ -748,11 +753,11 @@ pub fn from_render(req: &FromRender<'_>) -> Result<FromClusterDone, FromRenderEr
     let rollout = &repo.rollout;
     // The roles carry over unless `--age-recipient` replaces them; the key state is then for
     // the operators only, as `render` encrypts it.
-    let roles = rollout
-        .gitops
-        .roles
-        .as_ref()
-        .filter(|_| req.recipients.is_empty());
+    let roles = rollout.gitops.roles.as_ref();
+    if roles.is_some() && !req.recipients.is_empty() {
+        // Least privilege is not dropped silently: each cluster's key reads only its own files.
+        return Err(FromRenderError::RolesReplaced);
+    }
     let recipients: Vec<String> = match roles {
         _ if !req.recipients.is_empty() => req.recipients.to_vec(),
         Some(r) => r

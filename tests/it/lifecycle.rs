@@ -528,6 +528,16 @@ fn render_next(p: &Path, out: &Path) {
 
 /// `init --from-render` with no identity reachable but `ids` (no env keys, an empty HOME).
 fn from_render(dir: &Path, next: &Path, ids: &[&Path]) -> std::process::Output {
+    from_render_with(dir, next, ids, &[])
+}
+
+/// [`from_render`] with `extra` arguments.
+fn from_render_with(
+    dir: &Path,
+    next: &Path,
+    ids: &[&Path],
+    extra: &[&str],
+) -> std::process::Output {
     let home = tempfile::tempdir().unwrap();
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_rootroll"));
     c.current_dir(root())
@@ -545,6 +555,7 @@ fn from_render(dir: &Path, next: &Path, ids: &[&Path]) -> std::process::Output {
     for id in ids {
         c.arg("--identity").arg(id);
     }
+    c.args(extra);
     run(&mut c)
 }
 
@@ -682,7 +693,22 @@ fn init_from_render_carries_the_roles_the_expiry_and_the_waves() {
         promote(d.path(), &["--wave", "2", "--to", n, "--commit"]);
     }
     let next = d.path().join("next");
-    let o = from_render(&d.path().join("gitops"), &next, &[&root().join(DEMO_KEY)]);
+    let demo_key = root().join(DEMO_KEY);
+    // --age-recipient would flatten the roles: refused, nothing written.
+    let o = from_render_with(
+        &d.path().join("gitops"),
+        &next,
+        &[&demo_key],
+        &["--age-recipient", demo],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("drop --age-recipient to carry the roles"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!next.exists(), "nothing written");
+    let o = from_render(&d.path().join("gitops"), &next, &[&demo_key]);
     assert!(o.status.success(), "{}", stderr(&o));
     let new_plan = std::fs::read_to_string(next.join("plan.yaml")).unwrap();
     for want in [
