@@ -1456,7 +1456,8 @@ pub(crate) const CRL_FIX: &str = "keep the CRL by hand until every certificate i
 
 fn refuse_crl(ctx: &mut Ctx<'_>, i: &RawImport, dir: &Path, what: &str) {
     let crl = dir.join("ca-crl.pem");
-    if crl.exists() {
+    // Even a dangling link named ca-crl.pem says the live Secret carries a CRL.
+    if crl.symlink_metadata().is_ok() {
         ctx.d.error(
             "import-crl",
             loc(&i.dir),
