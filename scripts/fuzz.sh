@@ -15,7 +15,7 @@
 #   FUZZ_TIMEOUT_MS  one execution longer than this is a hang (default 2000: this machine's 2
 #                    cores are shared, so AFL++'s own calibration would call slow runs hangs)
 #   FUZZ_MAX_EXECS   stop after this many executions as well
-#   FUZZ_TARGET_DIR  where the instrumented targets are built (default target/afl)
+#   FUZZ_TARGET_DIR  where the instrumented targets are built (default target/afl-O<level>)
 #   FUZZ_OPT_LEVEL   rustc opt-level of the instrumented build (default 1; scripts/test.sh uses 0)
 # Hangs are reported, and saved beside the crashes, but do not fail the run: on a loaded
 # machine a timeout is not proof of one.
@@ -51,12 +51,14 @@ fi
 # FUZZ_OPT_LEVEL (1, or 0 for the short CI campaigns) and 16 codegen units trade execution
 # speed for build time: CI builds cold.
 cp Cargo.lock fuzz/Cargo.lock
-export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-target/afl}
+# One target dir per opt-level: switching flags in one dir would rebuild everything cold.
+opt_level=${FUZZ_OPT_LEVEL:-1}
+export CARGO_TARGET_DIR=${FUZZ_TARGET_DIR:-target/afl-O$opt_level}
 host=$(rustc -vV | sed -n 's/^host: //p')
 bin_dir=$CARGO_TARGET_DIR/$host/release
 flags=(
   -C debug-assertions -C overflow_checks
-  -C "opt-level=${FUZZ_OPT_LEVEL:-1}" -C codegen-units=16 -C target-cpu=native
+  -C "opt-level=$opt_level" -C codegen-units=16 -C target-cpu=native
   -C passes=sancov-module
   -C llvm-args=-sanitizer-coverage-level=3
   -C llvm-args=-sanitizer-coverage-trace-pc-guard
@@ -66,6 +68,8 @@ flags=(
   -C "link-arg=$afl_rt"
 )
 start=$(date +%s)
+# CARGO_ENCODED_RUSTFLAGS would win over RUSTFLAGS and leave the targets uninstrumented.
+unset CARGO_ENCODED_RUSTFLAGS
 RUSTFLAGS="${flags[*]} ${RUSTFLAGS:-}" \
   cargo build --release --quiet --target "$host" --manifest-path fuzz/Cargo.toml --bins
 echo "fuzz: targets built in $(($(date +%s) - start)) s"
