@@ -628,6 +628,14 @@ pub enum FromRenderError {
         "the finished plan names its recipients by role (spec.gitops.recipients, operators, each cluster's recipients): --age-recipient would encrypt every cluster's keys to the same recipients; drop --age-recipient to carry the roles into the next plan, then edit them there"
     )]
     RolesReplaced,
+    /// The tree is an intermediate-only rotation, which `--from-render` does not continue.
+    #[error(
+        "the tree is an intermediate-only rotation (plan `{plan}`, strategy: intermediates): --from-render continues only a finished root rotation; start the next one with `rootroll init --from-cluster` on each cluster (it imports the live cacerts, today's intermediate with its key kept encrypted); nothing was written"
+    )]
+    IntermediatesTree {
+        /// The finished rollout's plan name.
+        plan: String,
+    },
     /// A cluster is not at phase 4.
     #[error(
         "{cluster} is at phase {phase} ({pointer}): the rotation is not finished; promote every cluster to phase 4 first"
@@ -733,6 +741,11 @@ fn phase4_data(
 pub fn from_render(req: &FromRender<'_>) -> Result<FromClusterDone, FromRenderError> {
     use crate::state::{Entry, Generation, KeyState, StateId};
     let repo = crate::repo::Repo::open(req.dir)?;
+    if repo.rollout.strategy == crate::model::Strategy::Intermediates {
+        return Err(FromRenderError::IntermediatesTree {
+            plan: repo.rollout.plan.clone(),
+        });
+    }
     if req.identities.is_empty() {
         return Err(FromRenderError::NoIdentity);
     }

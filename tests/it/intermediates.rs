@@ -356,6 +356,27 @@ fn promote_walks_the_three_phases_and_status_and_live_expectations_follow() {
         assert_eq!(c["activeName"], "3-settled");
         assert_eq!(c["next"]["finished"], true, "{c}");
     }
+    // `init --from-render` continues root rotations only: refused, saying what to run instead.
+    let next = d.path().join("next");
+    let o = rootroll(&[
+        "init",
+        "--from-render",
+        out.to_str().unwrap(),
+        "--output",
+        next.join("plan.yaml").to_str().unwrap(),
+        "--out",
+        next.join("gitops").to_str().unwrap(),
+        "--identity",
+        "plans/demo.agekey",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is an intermediate-only rotation")
+            && stderr(&o).contains("rootroll init --from-cluster"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!next.exists(), "nothing written");
     // Rolling back one step works, and a skip is refused naming this rollout's phases.
     let o = promote("2");
     assert!(o.status.success(), "{}", stderr(&o));
