@@ -21,6 +21,11 @@ fn main() {
         new_skid: Some("00".into()),
         current_skid: Some("01".into()),
         min_soak: rootroll::duration::Span::from_secs(3600),
+        proven_soak: Some(rootroll::duration::Span::from_secs(1020)),
+        dir: "3-switch-issuer".into(),
+        new_issuer: true,
+        exact_roots: false,
+        ztunnel_restart: true,
     };
     afl::fuzz!(|data: &[u8]| {
         let files = rootroll_fuzz::unpack(data);
