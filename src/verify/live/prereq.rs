@@ -181,21 +181,25 @@ fn env_setting(
     name: &str,
     cms: &Fetched<Vec<ConfigMap>>,
 ) -> Result<Option<String>, String> {
-    if let Some(e) = c.env.iter().flatten().rev().find(|e| e.name == name) {
+    // The kubelet skips an optional configMapKeyRef whose key is missing, so an earlier entry
+    // of the same name, or envFrom, then sets the variable.
+    for e in c.env.iter().flatten().rev().filter(|e| e.name == name) {
         let Some(from) = &e.value_from else {
             return Ok(Some(e.value.clone().unwrap_or_default()));
         };
         if let Some(r) = &from.config_map_key_ref {
             let cm = configmap(cms, &r.name)
                 .map_err(|why| format!("{name} comes from ConfigMap {}: {why}", r.name))?;
-            return match cm.and_then(|m| m.data.as_ref()?.get(&r.key)) {
-                Some(v) => Ok(Some(v.clone())),
-                None if r.optional == Some(true) => Ok(None),
-                None => Err(format!(
-                    "{name} comes from key {} of ConfigMap {}, which does not exist (istiod cannot start)",
-                    r.key, r.name
-                )),
-            };
+            match cm.and_then(|m| m.data.as_ref()?.get(&r.key)) {
+                Some(v) => return Ok(Some(v.clone())),
+                None if r.optional == Some(true) => continue,
+                None => {
+                    return Err(format!(
+                        "{name} comes from key {} of ConfigMap {}, which does not exist (istiod cannot start)",
+                        r.key, r.name
+                    ));
+                }
+            }
         }
         let source = if from.secret_key_ref.is_some() {
             "a Secret (secretKeyRef)"
@@ -495,6 +499,21 @@ mod tests {
             from,
         )]);
         assert_eq!(p.configmaps.keys().collect::<Vec<_>>(), ["literal"]);
+        // An optional configMapKeyRef whose key is missing is skipped by the kubelet: the
+        // earlier entry, then envFrom, sets the variable (not the default).
+        let optional_missing = json!({"name": "PILOT_CA_CERT_CONFIGMAP", "valueFrom": {"configMapKeyRef": {"name": "istiod-env", "key": "no-such-key", "optional": true}}});
+        let p = of(vec![istiod(
+            "istiod",
+            json!([{"name": "PILOT_CA_CERT_CONFIGMAP", "value": "literal"}, optional_missing.clone()]),
+            json!([{"configMapRef": {"name": "istiod-env"}}]),
+        )]);
+        assert_eq!(p.configmaps.keys().collect::<Vec<_>>(), ["literal"]);
+        let p = of(vec![istiod(
+            "istiod",
+            json!([optional_missing]),
+            json!([{"configMapRef": {"name": "istiod-env"}}]),
+        )]);
+        assert_eq!(p.configmaps.keys().collect::<Vec<_>>(), ["from-envfrom"]);
         // A prefixed envFrom turns the CTB flag on (Go's ParseBool accepts "True").
         let p = of(vec![istiod(
             "istiod",
