@@ -790,15 +790,9 @@ impl EncryptWalk<'_> {
 // ------------------------------------------------------------------------------------------------
 // Decryption
 
-/// Decrypt a SOPS YAML file (written by rootroll or by sops 3.x) with any of the identities,
-/// verifying every value and the MAC. Returns the plaintext document as YAML.
-pub fn decrypt_yaml(
-    display_name: &str,
-    encrypted_yaml: &str,
-    identities: &[age::x25519::Identity],
-) -> Result<Zeroizing<String>, SopsError> {
-    let file = display_name;
-    let mut root = parse_yaml(file, encrypted_yaml)?;
+/// Removes the `sops` block from a file's top level and reads it, with the sentence that says
+/// which key rule chose the encrypted values (for messages about a value).
+fn take_metadata(file: &str, root: &mut Vec<MapItem>) -> Result<(Metadata, String), SopsError> {
     let missing = || SopsError::MetadataMissing {
         file: file.to_string(),
     };
@@ -813,13 +807,26 @@ pub fn decrypt_yaml(
         return Err(missing());
     };
     let meta = Metadata::parse(file, &sops, line)?;
-
     let rule_note = match &meta.rule_source {
         Some((name, value)) => format!("the key rule `sops.{name}` {} selects it", shown(value)),
         None => "the file has no key rule, and sops' default encrypts every value whose key does \
                  not end in _unencrypted"
             .to_string(),
     };
+    Ok((meta, rule_note))
+}
+
+
+/// Decrypt a SOPS YAML file (written by rootroll or by sops 3.x) with any of the identities,
+/// verifying every value and the MAC. Returns the plaintext document as YAML.
+pub fn decrypt_yaml(
+    display_name: &str,
+    encrypted_yaml: &str,
+    identities: &[age::x25519::Identity],
+) -> Result<Zeroizing<String>, SopsError> {
+    let file = display_name;
+    let mut root = parse_yaml(file, encrypted_yaml)?;
+    let (meta, rule_note) = take_metadata(file, &mut root)?;
     let key = data_key(file, &meta, identities)?;
     let mut walk = DecryptWalk {
         rule_note: &rule_note,
@@ -891,27 +898,7 @@ pub fn public_document(
 ) -> Result<PublicDocument, SopsError> {
     let file = display_name;
     let mut root = parse_yaml(file, encrypted_yaml)?;
-    let idx = root
-        .iter()
-        .position(|i| matches!(i, MapItem::Pair { key, .. } if key == "sops"))
-        .ok_or_else(|| SopsError::MetadataMissing {
-            file: file.to_string(),
-        })?;
-    let MapItem::Pair {
-        value: sops, line, ..
-    } = root.remove(idx)
-    else {
-        return Err(SopsError::MetadataMissing {
-            file: file.to_string(),
-        });
-    };
-    let meta = Metadata::parse(file, &sops, line)?;
-    let why = match &meta.rule_source {
-        Some((name, value)) => format!("the key rule `sops.{name}` {} selects it", shown(value)),
-        None => "the file has no key rule, and sops' default encrypts every value whose key does \
-                 not end in _unencrypted"
-            .to_string(),
-    };
+    let (meta, why) = take_metadata(file, &mut root)?;
     let mut found = Found::default();
     withhold(
         file,
