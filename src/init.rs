@@ -553,20 +553,13 @@ pub fn from_cluster(req: &FromCluster<'_>) -> Result<FromClusterDone, FromCluste
         .iter()
         .map(|r| crate::sops::parse_recipient(r))
         .collect::<Result<_, _>>()?;
-    if req.output.exists() && !req.force {
-        return Err(FromClusterError::Exists {
-            path: req.output.to_path_buf(),
-        });
-    }
-    if req.out.exists()
-        && std::fs::read_dir(req.out)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        return Err(FromClusterError::NotEmpty {
-            path: req.out.to_path_buf(),
-        });
-    }
+    let to = Destination {
+        output: req.output,
+        out: req.out,
+        force: req.force,
+        now: req.now,
+    };
+    to.check()?;
     let s = from_secret(req.data, req.name, req.cluster, req.recipients)
         .map_err(FromClusterError::Secret)?;
     let mut st = KeyState::default();
@@ -578,12 +571,6 @@ pub fn from_cluster(req: &FromCluster<'_>) -> Result<FromClusterDone, FromCluste
             key: Some(s.key.clone()),
         },
     );
-    let to = Destination {
-        output: req.output,
-        out: req.out,
-        force: req.force,
-        now: req.now,
-    };
     let done = write_next(&s.yaml, &s.files, &st, &parsed, req.name, &to)?;
     Ok(FromClusterDone {
         layout: s.layout,
@@ -908,6 +895,27 @@ struct Destination<'a> {
     now: time::OffsetDateTime,
 }
 
+impl Destination<'_> {
+    /// The plan may be written (new, or `--force`) and `out` is new or empty.
+    fn check(&self) -> Result<(), FromClusterError> {
+        if self.output.exists() && !self.force {
+            return Err(FromClusterError::Exists {
+                path: self.output.to_path_buf(),
+            });
+        }
+        if self.out.exists()
+            && std::fs::read_dir(self.out)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+        {
+            return Err(FromClusterError::NotEmpty {
+                path: self.out.to_path_buf(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Writes the encrypted key state into `out` (which must be new or empty), then the public
 /// files next to the plan, then the plan, so a plan never refers to what was not written.
 fn write_next(
@@ -918,20 +926,7 @@ fn write_next(
     name: &str,
     req: &Destination<'_>,
 ) -> Result<FromClusterDone, FromClusterError> {
-    if req.output.exists() && !req.force {
-        return Err(FromClusterError::Exists {
-            path: req.output.to_path_buf(),
-        });
-    }
-    if req.out.exists()
-        && std::fs::read_dir(req.out)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        return Err(FromClusterError::NotEmpty {
-            path: req.out.to_path_buf(),
-        });
-    }
+    req.check()?;
     let plain = state.to_yaml(name);
     let sealed = crate::sops::encrypt_yaml(crate::repo::STATE_SOPS, &plain, recipients, req.now)?;
     let mut outputs = crate::repo::Outputs::default();
