@@ -657,6 +657,15 @@ pub fn compile(plan: &Plan, materials: Option<&Materials>) -> Rollout {
     }
 }
 
+/// The ambient soak rule of the phase where the issuer switches (istio-2026 §2), after a note's
+/// first clause: `issuer` names the intermediate every ztunnel must be proven to hold.
+fn ztunnel_proof_note(soak: &Soaks, issuer: &str) -> String {
+    format!(
+        "; `verify live` passes soak-time after {} once it proves every ztunnel identity issued by {issuer} (ztunnel-leaf-new-issuer), otherwise only after the whole workload TTL plus the margin, {}; `promote` counts that whole soak from Git, so promoting on the proof earlier takes `--force` (recorded in the commit)",
+        soak.fast, soak.switch_issuer
+    )
+}
+
 /// What an operator must know about phase `n` beyond its gates.
 fn phase_notes(plan: &Plan, n: u8, soak: &Soaks) -> Vec<String> {
     let ambient = plan.mesh.data_plane == DataPlane::Ambient;
@@ -668,8 +677,8 @@ fn phase_notes(plan: &Plan, n: u8, soak: &Soaks) -> Vec<String> {
                 notes.push("root-cert.pem becomes A+A: the same root, new bytes, so istiod pushes the bundle and every connected proxy re-signs its leaf from the new intermediate at once; leaves of the old intermediate stay valid (same root) until they renew".to_string());
                 if ambient {
                     notes.push(format!(
-                        "ambient: ztunnel has no bundle push and re-issues at half-life only — restart the ztunnel DaemonSet (`kubectl rollout restart daemonset/ztunnel -n {ns}`) after this phase is applied; `verify live` passes soak-time after {} once it proves every ztunnel identity issued by the new intermediate (ztunnel-leaf-new-issuer), otherwise only after the whole workload TTL plus the margin, {}; `promote` counts that whole soak from Git, so promoting on the proof earlier takes `--force` (recorded in the commit)",
-                        soak.fast, soak.switch_issuer
+                        "ambient: ztunnel has no bundle push and re-issues at half-life only — restart the ztunnel DaemonSet (`kubectl rollout restart daemonset/ztunnel -n {ns}`) after this phase is applied{}",
+                        ztunnel_proof_note(soak, "the new intermediate")
                     ));
                 }
                 if !soak.immediate_resign {
@@ -690,8 +699,8 @@ fn phase_notes(plan: &Plan, n: u8, soak: &Soaks) -> Vec<String> {
             notes.push("root-cert.pem becomes A+B+B: the same roots, new bytes, so istiod pushes the bundle and every connected proxy re-signs its leaf from B's intermediate at once".to_string());
             if ambient {
                 notes.push(format!(
-                    "ambient: ztunnel has no PCDS and re-issues at half-life only, so A+B+B does not move it to B — restart the ztunnel DaemonSet after this phase is applied; `verify live` passes soak-time after {} once it proves every ztunnel identity issued by B's intermediate (ztunnel-leaf-new-issuer), otherwise only after the whole workload TTL plus the margin, {}; `promote` counts that whole soak from Git, so promoting on the proof earlier takes `--force` (recorded in the commit)",
-                    soak.fast, soak.switch_issuer
+                    "ambient: ztunnel has no PCDS and re-issues at half-life only, so A+B+B does not move it to B — restart the ztunnel DaemonSet after this phase is applied{}",
+                    ztunnel_proof_note(soak, "B's intermediate")
                 ));
                 notes.push("ambient: ztunnel below 1.28.6 / 1.29.2 / 1.30.0 must restart after this phase (ztunnel-restarted): its CA client cannot reconnect once istiod serves a certificate from root B, and its certificates go Unavailable".to_string());
             }

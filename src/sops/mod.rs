@@ -816,7 +816,6 @@ fn take_metadata(file: &str, root: &mut Vec<MapItem>) -> Result<(Metadata, Strin
     Ok((meta, rule_note))
 }
 
-
 /// Decrypt a SOPS YAML file (written by rootroll or by sops 3.x) with any of the identities,
 /// verifying every value and the MAC. Returns the plaintext document as YAML.
 pub fn decrypt_yaml(
