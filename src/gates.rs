@@ -384,18 +384,18 @@ catalogue! {
         doc: "ztunnel has no PCDS: it learns roots only from each CA response and renews at half its TTL (istio-2026 §2).",
     }
     ZtunnelLeafNewIssuer = "ztunnel-leaf-new-issuer" {
-        title: "every ztunnel identity is issued by B's intermediate",
+        title: "every ztunnel identity is issued by the new intermediate",
         scope: Scope::Live, phases: &[3, 4], planes: Planes::Ambient, severity: Severity::Error,
         proves: "every ztunnel identity's certChain[0] is issued by the new intermediate",
-        hint: "ztunnel ignores the A+B+B byte change: restart the ztunnel DaemonSet, or wait the workload TTL",
-        doc: "Before phase 4 removes A, no ztunnel identity may still chain to it (istio-2026 §2).",
+        hint: "ztunnel ignores the A+B+B (or A+A) byte change: restart the ztunnel DaemonSet, or wait the workload TTL",
+        doc: "Before phase 4 removes A, no ztunnel identity may still chain to it (istio-2026 §2). In an intermediate-only rotation it runs from phase 2 on, where the new intermediate starts signing. Passing it (with ztunnel-readable) is also the proof that lets soak-time accept the short soak in ambient.",
     }
     SoakTime = "soak-time" {
         title: "the minimum soak time has passed",
         scope: Scope::Live, phases: &[1, 2, 3, 4], planes: Planes::All, severity: Severity::Error,
         proves: "at least the phase's minimum soak has passed since it was applied",
         hint: "wait: the soak covers propagation, re-signing and the safety margin",
-        doc: "The minimum soak is computed by `plan` from the workload TTL, propagation delay and margin. Its clock starts when the live Secret (or the root ConfigMaps) changed.",
+        doc: "The minimum soak is computed by `plan` from the workload TTL, propagation delay and margin. Its clock starts when the live Secret changed, or, when the Secret is not read, when istiod last wrote its root ConfigMaps or its ClusterTrustBundle. In ambient, the phase where the issuer switches soaks a whole workload TTL plus the margin, since ztunnel has no PCDS and re-signs only at half-life; the short soak is accepted only when ztunnel-readable and ztunnel-leaf-new-issuer prove every ztunnel identity issued by the new intermediate (istio-2026 §2). `promote` counts the whole soak from Git.",
     }
     RotationStartBy = "rotation-start-by" {
         title: "the next rotation can still start in time",
